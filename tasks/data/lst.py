@@ -1,0 +1,134 @@
+"""im2rec `.lst` image lists: `index \\t label [\\t label ...] \\t relative/path`, one image a line."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tasks.errors import InputError
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+
+
+class LstError(InputError):
+    """A `.lst` that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class LstEntry:
+    index: int
+    labels: tuple[float, ...]
+    path: str
+
+    def to_line(self) -> str:
+        """The line as im2rec writes it (labels with `%f`)."""
+        labels = "".join(f"{label:f}\t" for label in self.labels)
+        return f"{self.index}\t{labels}{self.path}\n"
+
+
+@dataclass(frozen=True)
+class ClassFolderListing:
+    """Images found under a root, labelled by folder as `im2rec --list --recursive` does."""
+
+    entries: list[LstEntry]
+    classes: list[str]
+
+
+def list_class_folders(
+    root: str | os.PathLike, exts: Sequence[str] = IMAGE_EXTENSIONS
+) -> ClassFolderListing:
+    """Walk `root` like im2rec: sorted folders and files, one class per folder holding images."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LstError(f"{root}: image root is not a folder")
+    wanted = tuple(e.lower() for e in exts)
+    classes: dict[str, int] = {}
+    entries: list[LstEntry] = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs.sort()
+        for name in sorted(files):
+            if not name.lower().endswith(wanted):
+                continue
+            rel_folder = os.path.relpath(folder, root)
+            label = classes.setdefault(rel_folder, len(classes))
+            rel_path = PurePosixPath(Path(folder, name).relative_to(root).as_posix())
+            entries.append(LstEntry(len(entries), (float(label),), str(rel_path)))
+    if not entries:
+        raise LstError(f"{root}: no images with extensions {', '.join(exts)} under this folder")
+    return ClassFolderListing(entries, [Path(c).as_posix() for c in classes])
+
+
+@dataclass(frozen=True)
+class SplitLists:
+    train: list[LstEntry]
+    validation: list[LstEntry]
+    test: list[LstEntry]
+
+
+def split_entries(
+    entries: Sequence[LstEntry],
+    *,
+    train_ratio: float = 1.0,
+    test_ratio: float = 0.0,
+    shuffle: bool = True,
+    seed: int = 100,
+) -> SplitLists:
+    """Shuffle and split as im2rec's make_list does: test first, then train, the rest validation."""
+    if not 0.0 <= test_ratio <= 1.0 or not 0.0 < train_ratio <= 1.0:
+        raise LstError(
+            f"train_ratio must be in (0, 1] and test_ratio in [0, 1], got {train_ratio} and "
+            f"{test_ratio}"
+        )
+    if train_ratio + test_ratio > 1.0:
+        raise LstError(
+            f"train_ratio + test_ratio must be at most 1, got {train_ratio} + {test_ratio}"
+        )
+    items = list(entries)
+    if shuffle:
+        random.Random(seed).shuffle(items)
+    n_test = int(len(items) * test_ratio)
+    n_train = int(len(items) * train_ratio)
+    return SplitLists(
+        train=items[n_test : n_test + n_train],
+        validation=items[n_test + n_train :],
+        test=items[:n_test],
+    )
+
+
+def write_lst(path: str | os.PathLike, entries: Iterable[LstEntry]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(entry.to_line() for entry in entries)
+
+
+def parse_lst(lines: Iterable[str], *, source: str) -> Iterator[LstEntry]:
+    """Parse `.lst` lines; malformed lines raise LstError naming `source` and the line number."""
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.rstrip("\r\n").split("\t")]
+        if len(fields) < 3:
+            raise LstError(
+                f"{source}, line {line_no}: expected at least 3 tab-separated columns "
+                f"(index, label, path), got {len(fields)}: {line.rstrip()!r}"
+            )
+        try:
+            index = int(fields[0])
+        except ValueError as e:
+            raise LstError(
+                f"{source}, line {line_no}: index must be an integer, got {fields[0]!r}"
+            ) from e
+        try:
+            labels = tuple(float(v) for v in fields[1:-1])
+        except ValueError as e:
+            raise LstError(
+                f"{source}, line {line_no}: labels must be numbers, got {fields[1:-1]!r}"
+            ) from e
+        yield LstEntry(index, labels, fields[-1])
+
+
+def read_lst(path: str | os.PathLike) -> list[LstEntry]:
+    with open(path, encoding="utf-8") as f:
+        return list(parse_lst(f, source=str(path)))

@@ -1,0 +1,152 @@
+"""Pack a `.lst` and its images into `.rec` + `.idx`, with im2rec's encoding options, in Pillow."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from PIL import Image, UnidentifiedImageError
+
+from tasks.data.lst import LstEntry
+from tasks.data.recordio import ImageHeader, RecordIOWriter, pack
+from tasks.errors import InputError
+from tasks.progress import Progress
+
+
+class PackError(InputError):
+    """An image or list entry that cannot be packed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    """im2rec's encoding flags, with its defaults."""
+
+    pass_through: bool = False
+    resize: int = 0
+    center_crop: bool = False
+    quality: int = 95
+    encoding: str = ".jpg"
+    color: int = 1
+    pack_label: bool = False
+
+    def __post_init__(self) -> None:
+        if self.encoding not in (".jpg", ".png"):
+            raise PackError(f"encoding must be '.jpg' or '.png', got {self.encoding!r}")
+        if self.color not in (-1, 0, 1):
+            raise PackError(f"color must be 1 (colour), 0 (grey) or -1 (unchanged), got {self.color}")
+        if self.resize < 0:
+            raise PackError(f"resize must be 0 (keep size) or a positive size, got {self.resize}")
+        low, high = (1, 100) if self.encoding == ".jpg" else (0, 9)
+        if not low <= self.quality <= high:
+            raise PackError(
+                f"quality for {self.encoding} must be in [{low}, {high}], got {self.quality}"
+            )
+
+
+def resolve_image_path(root: Path, entry: LstEntry, *, source: str) -> Path:
+    """The image's path under `root`; absolute paths and paths escaping the root are refused."""
+    rel = PurePosixPath(entry.path)
+    if rel.is_absolute() or ".." in rel.parts or Path(entry.path).is_absolute():
+        raise PackError(
+            f"{source}: image path {entry.path!r} (index {entry.index}) must be relative to the "
+            "image root and stay inside it (no absolute paths, no '..')"
+        )
+    return root / rel
+
+
+def _target_size(width: int, height: int, resize: int) -> tuple[int, int]:
+    # im2rec's integer arithmetic: the shorter edge becomes `resize`.
+    if height > width:
+        return resize, height * resize // width
+    return width * resize // height, resize
+
+
+def encode_image(path: Path, options: PackOptions) -> bytes:
+    """The image bytes to store: the file as is (pass-through) or re-encoded per `options`."""
+    if options.pass_through:
+        return path.read_bytes()
+    try:
+        with Image.open(path) as img:
+            if options.resize and not options.center_crop and img.format == "JPEG":
+                # DCT-scaled decoding: much faster when the target is far smaller than the source.
+                img.draft("RGB" if options.color else "L", _target_size(*img.size, options.resize))
+            img.load()
+            img = _convert(img, options.color)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise PackError(f"{path}: cannot decode image: {e}") from e
+    if options.center_crop:
+        w, h = img.size
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    if options.resize:
+        img = img.resize(_target_size(*img.size, options.resize), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    if options.encoding == ".jpg":
+        if img.mode not in ("RGB", "L"):
+            img = img.convert("RGB")
+        img.save(out, format="JPEG", quality=options.quality)
+    else:
+        img.save(out, format="PNG", compress_level=options.quality)
+    return out.getvalue()
+
+
+def _convert(img: Image.Image, color: int) -> Image.Image:
+    if color == 1:
+        return img if img.mode == "RGB" else img.convert("RGB")
+    if color == 0:
+        return img if img.mode == "L" else img.convert("L")
+    return img
+
+
+def record_payload(entry: LstEntry, image: bytes, options: PackOptions) -> bytes:
+    """im2rec's header rule: all labels with --pack-label and several labels, else the first."""
+    labels = entry.labels if options.pack_label and len(entry.labels) > 1 else entry.labels[:1]
+    return pack(ImageHeader(labels, entry.index), image)
+
+
+def _encode_entry(job: tuple[LstEntry, Path, PackOptions]) -> bytes:
+    entry, path, options = job
+    return record_payload(entry, encode_image(path, options), options)
+
+
+def pack_lst(
+    entries: Sequence[LstEntry],
+    image_root: str | os.PathLike,
+    rec_path: str | os.PathLike,
+    idx_path: str | os.PathLike,
+    *,
+    options: PackOptions = PackOptions(),
+    num_workers: int = 1,
+    source: str = ".lst",
+) -> int:
+    """Write every entry's record in list order; return the number of records."""
+    root = Path(image_root)
+    jobs = [(e, resolve_image_path(root, e, source=source), options) for e in entries]
+    missing = [str(path) for _, path, _ in jobs if not path.is_file()]
+    if missing:
+        raise PackError(
+            f"{source}: {len(missing)} listed image(s) not found under {root}: "
+            + ", ".join(missing[:5])
+            + (" ..." if len(missing) > 5 else "")
+        )
+    progress = Progress(len(jobs), desc=f"packing {Path(rec_path).name}", unit="images")
+    with RecordIOWriter(rec_path, idx_path) as writer:
+        for (entry, _, _), payload in zip(jobs, _payloads(jobs, num_workers), strict=True):
+            writer.write(payload, key=entry.index)
+            progress.update()
+    progress.close()
+    return len(jobs)
+
+
+def _payloads(jobs: list[tuple[LstEntry, Path, PackOptions]], num_workers: int) -> Iterator[bytes]:
+    if num_workers <= 1:
+        yield from map(_encode_entry, jobs)
+        return
+    # imap keeps list order; a bounded chunksize keeps memory flat.
+    with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+        yield from pool.imap(_encode_entry, jobs, chunksize=16)

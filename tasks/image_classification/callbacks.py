@@ -1,0 +1,91 @@
+"""Keras callbacks: progress with rate and ETA, and the reference's relative early stopping."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+
+from tasks.progress import Progress
+
+
+class ThroughputLogger(keras.callbacks.Callback):
+    """Prints a progress line (images/s, ETA) during each epoch; adds `images_per_second` to logs."""
+
+    def __init__(self, *, steps_per_epoch: int, batch_size: int, epochs: int, interval: float = 10.0):
+        super().__init__()
+        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
+        self.epochs, self.interval = epochs, interval
+
+    def get_config(self) -> dict:
+        return {
+            "steps_per_epoch": self.steps_per_epoch,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "interval": self.interval,
+        }
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._progress = Progress(
+            self.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{self.epochs}",
+            unit="batches",
+            interval=self.interval,
+        )
+        self._start = time.monotonic()
+        self._seen = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._progress.update()
+        self._seen += self.batch_size
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        elapsed = time.monotonic() - self._start
+        images_per_second = self._seen / elapsed if elapsed > 0 else 0.0
+        if logs is not None:
+            logs["images_per_second"] = images_per_second
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+        print(f"epoch {epoch + 1}/{self.epochs}: {shown}", flush=True)
+
+
+class RelativeEarlyStopping(keras.callbacks.Callback):
+    """Stops when validation accuracy improves by less than `tolerance` (relative) for
+    `patience` epochs, never before `min_epochs`, as the reference algorithm does."""
+
+    def __init__(
+        self, *, monitor: str = "val_accuracy", min_epochs: int, patience: int, tolerance: float
+    ):
+        super().__init__()
+        self.monitor, self.min_epochs = monitor, min_epochs
+        self.patience, self.tolerance = patience, tolerance
+
+    def get_config(self) -> dict:
+        return {
+            "monitor": self.monitor,
+            "min_epochs": self.min_epochs,
+            "patience": self.patience,
+            "tolerance": self.tolerance,
+        }
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best: float | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        improved = self.best is None or value > self.best * (1 + self.tolerance)
+        if improved:
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+        if epoch + 1 >= self.min_epochs and self.wait >= self.patience:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+            print(
+                f"early stopping after epoch {epoch + 1}: {self.monitor} did not improve by "
+                f"{self.tolerance:.2%} for {self.patience} epochs (best {self.best:.4f})",
+                flush=True,
+            )

@@ -1,0 +1,113 @@
+"""ResNet v1 in Keras 3 (keras.layers only), with MXNet Gluon's conventions, from a depth registry.
+
+BatchNorm uses Gluon's momentum 0.9 and epsilon 1e-5 (see algorithms.md: Keras' 0.99 / 1e-3 lag at
+high learning rates on small datasets). Inputs are RGB (or grey) pixel values in [0, 255]; the
+model normalizes them itself, so serving only decodes and resizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from tasks.image_classification.hyperparameters import CIFAR_DEPTHS, IMAGENET_DEPTHS
+
+BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
+RGB_MEAN = (123.68, 116.779, 103.939)
+RGB_STD = (58.393, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """Block type, blocks per stage and channels per stage for one depth."""
+
+    bottleneck: bool
+    blocks: tuple[int, ...]
+    channels: tuple[int, ...]
+    small_images: bool
+
+
+def _imagenet(bottleneck: bool, *blocks: int) -> ResNetSpec:
+    channels = (256, 512, 1024, 2048) if bottleneck else (64, 128, 256, 512)
+    return ResNetSpec(bottleneck, blocks, channels, small_images=False)
+
+
+def _cifar(depth: int) -> ResNetSpec:
+    n = (depth - 2) // 6
+    return ResNetSpec(False, (n, n, n), (16, 32, 64), small_images=True)
+
+
+RESNETS: dict[int, ResNetSpec] = {
+    18: _imagenet(False, 2, 2, 2, 2),
+    34: _imagenet(False, 3, 4, 6, 3),
+    50: _imagenet(True, 3, 4, 6, 3),
+    101: _imagenet(True, 3, 4, 23, 3),
+    152: _imagenet(True, 3, 8, 36, 3),
+    200: _imagenet(True, 3, 24, 36, 3),
+    **{d: _cifar(d) for d in CIFAR_DEPTHS},
+}
+assert set(RESNETS) == set(IMAGENET_DEPTHS + CIFAR_DEPTHS)  # noqa: S101 - import-time invariant
+
+
+def _bn(name: str) -> layers.BatchNormalization:
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+def _conv(filters: int, kernel: int, stride: int, name: str) -> layers.Conv2D:
+    return layers.Conv2D(
+        filters, kernel, strides=stride, padding="same", use_bias=False,
+        kernel_initializer="he_normal", name=name,
+    )
+
+
+def _block(x, filters: int, stride: int, *, bottleneck: bool, downsample: bool, name: str):
+    shortcut = x
+    if downsample:
+        shortcut = _conv(filters, 1, stride, f"{name}_down_conv")(x)
+        shortcut = _bn(f"{name}_down_bn")(shortcut)
+    if bottleneck:
+        y = _conv(filters // 4, 1, stride, f"{name}_conv1")(x)
+        y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
+        y = _conv(filters // 4, 3, 1, f"{name}_conv2")(y)
+        y = layers.ReLU(name=f"{name}_relu2")(_bn(f"{name}_bn2")(y))
+        y = _bn(f"{name}_bn3")(_conv(filters, 1, 1, f"{name}_conv3")(y))
+    else:
+        y = _conv(filters, 3, stride, f"{name}_conv1")(x)
+        y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
+        y = _bn(f"{name}_bn2")(_conv(filters, 3, 1, f"{name}_conv2")(y))
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def build_resnet(
+    num_layers: int, *, image_shape: tuple[int, int, int], num_classes: int
+) -> keras.Model:
+    """ResNet v1 of `num_layers` for CHW `image_shape`; outputs logits of `num_classes`."""
+    if num_layers not in RESNETS:
+        raise ValueError(f"num_layers must be one of {sorted(RESNETS)}, got {num_layers}")
+    spec = RESNETS[num_layers]
+    channels, height, width = image_shape
+    inputs = keras.Input((height, width, channels), name="image")
+    mean, std = (RGB_MEAN, RGB_STD) if channels == 3 else ((117.0,), (57.6,))
+    x = layers.Normalization(
+        mean=list(mean), variance=[s * s for s in std], name="normalize"
+    )(inputs)
+    if spec.small_images:
+        x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(_conv(spec.channels[0], 3, 1, "stem_conv")(x)))
+    else:
+        x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(_conv(64, 7, 2, "stem_conv")(x)))
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    in_channels = spec.channels[0] if spec.small_images else 64
+    for stage, (blocks, filters) in enumerate(zip(spec.blocks, spec.channels, strict=True), 1):
+        for b in range(blocks):
+            stride = 2 if b == 0 and stage > 1 else 1
+            x = _block(
+                x, filters, stride, bottleneck=spec.bottleneck,
+                downsample=b == 0 and (stride != 1 or in_channels != filters),
+                name=f"stage{stage}_block{b + 1}",
+            )
+            in_channels = filters
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(num_classes, name="fc", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"resnet{num_layers}_v1")

@@ -1,0 +1,102 @@
+"""Loading a model.tar.gz for prediction, shared by `tasks.evaluate` and `tasks.transform`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tasks.artifact import ArtifactError, extract_artifact
+from tasks.data.lst import IMAGE_EXTENSIONS
+from tasks.errors import InputError
+from tasks.progress import Progress
+
+Predict = Callable[[list[bytes]], np.ndarray]
+BATCH_SIZE = 64
+
+
+class LoadedModel:
+    """The manifest and prediction function of an extracted model.tar.gz (kept while in use)."""
+
+    def __init__(self, tar_path: Path):
+        self._tmp = tempfile.TemporaryDirectory(prefix="model-")
+        extracted = extract_artifact(Path(tar_path), Path(self._tmp.name))
+        self.manifest = extracted.manifest
+        algorithm = self.manifest.get("algorithm")
+        if algorithm != "image-classification":
+            raise ArtifactError(f"{tar_path}: algorithm {algorithm!r} cannot be served here")
+        from tasks.image_classification.serving import load_predictor
+
+        self.predict: Predict = load_predictor(extracted.saved_model_dir)
+        self.class_names: list[str] = self.manifest["class_names"]
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> LoadedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def find_images(root: Path) -> list[Path]:
+    """Every .jpg/.jpeg/.png under `root`, recursively, sorted by relative path."""
+    if not root.is_dir():
+        raise InputError(f"{root}: input folder does not exist")
+    images = sorted(
+        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    if not images:
+        raise InputError(f"{root}: no {', '.join(IMAGE_EXTENSIONS)} images under this folder")
+    return images
+
+
+def batched(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def predict_images(
+    model: LoadedModel, images: Iterable[tuple[str, bytes]], total: int | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, probabilities) per image, in input order; an undecodable image is named."""
+    progress = Progress(total, desc="predicting", unit="images")
+    names: list[str] = []
+    blobs: list[bytes] = []
+
+    def flush() -> Iterator[tuple[str, np.ndarray]]:
+        try:
+            probabilities = model.predict(blobs)
+        except Exception as e:  # noqa: BLE001 - find which image of the batch is bad
+            for name, blob in zip(names, blobs, strict=True):
+                try:
+                    model.predict([blob])
+                except Exception as one:  # noqa: BLE001
+                    raise InputError(
+                        f"{name}: cannot decode image ({type(one).__name__}); allowed: JPEG or PNG"
+                    ) from e
+            raise
+        yield from zip(names, probabilities, strict=True)
+        progress.update(len(blobs))
+        names.clear()
+        blobs.clear()
+
+    for name, blob in images:
+        names.append(name)
+        blobs.append(blob)
+        if len(blobs) == BATCH_SIZE:
+            yield from flush()
+    if blobs:
+        yield from flush()
+    progress.close()
+
+
+def temporary_output(path: Path) -> Path:
+    """A temporary name beside `path`, renamed into place once the output is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")

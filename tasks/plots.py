@@ -1,0 +1,49 @@
+"""PNG reports: learning curves and confusion matrices (matplotlib, no display)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import numpy as np  # noqa: E402
+
+
+def learning_curves(epochs: Sequence[dict], path: Path) -> None:
+    """Loss and accuracy per epoch, train and validation, side by side."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    x = [e["epoch"] for e in epochs]
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for split in ("train", "validation"):
+            key = f"{split}_{metric}"
+            if any(key in e for e in epochs):
+                ax.plot(x, [e.get(key, np.nan) for e in epochs], marker="o", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> None:
+    """Counts with true classes as rows and predictions as columns."""
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(2 + 0.6 * n, 1.5 + 0.6 * n))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    limit = matrix.max() / 2 if matrix.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > limit else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,54 @@
+"""A progress line with rate and ETA, printed at most every few seconds (task logs are not TTYs)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """Call `update(n)` as work completes; a line goes to `stream` every `interval` seconds."""
+
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        desc: str,
+        unit: str = "items",
+        interval: float = 5.0,
+        stream: TextIO | None = None,
+    ):
+        self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self._start = self._last = time.monotonic()
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self._start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._print()
+
+    def close(self) -> None:
+        self._print(final=True)
+
+    def _print(self, *, final: bool = False) -> None:
+        rate = self.rate
+        line = f"{self.desc}: {self.done}"
+        if self.total:
+            line += f"/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%)"
+        else:
+            line += f" {self.unit}"
+        line += f", {rate:.1f} {self.unit}/s"
+        if final:
+            line += f", done in {time.monotonic() - self._start:.1f} s"
+        elif self.total and rate > 0:
+            line += f", ETA {(self.total - self.done) / rate:.0f} s"
+        print(line, file=self.stream, flush=True)
