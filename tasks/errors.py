@@ -4,4 +4,4 @@ from __future__ import annotations
 
 
 class InputError(ValueError):
-    """Bad input (file, parameter, value): exit code 2 in the container, a failed task in Airflow."""
+    """Bad input (file, parameter, value): exit code 2 in a container, a failed task in Airflow."""

@@ -24,7 +24,9 @@ from tasks.inference import LoadedModel, find_images, predict_images
 def _recordio_examples(rec_path: Path) -> Iterator[tuple[str, bytes, int]]:
     with RecordIOReader(rec_path) as reader:
         for record in reader:
-            header, image = unpack(record.payload, where=f"{rec_path} at byte offset {record.offset}")
+            header, image = unpack(
+                record.payload, where=f"{rec_path} at byte offset {record.offset}"
+            )
             yield f"{rec_path.name}@{record.offset}", image, int(header.label[0])
 
 
@@ -73,16 +75,21 @@ def evaluate(model_path: Path, input_path: Path, output: Path) -> dict:
     true_positive = np.diag(matrix).astype(float)
     precision = np.divide(true_positive, matrix.sum(0), out=np.zeros(n), where=matrix.sum(0) > 0)
     recall = np.divide(true_positive, matrix.sum(1), out=np.zeros(n), where=matrix.sum(1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n),
-                   where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0
+    )
     picked = probabilities[np.arange(len(y)), y]
     metrics = {
         "samples": int(len(y)),
         "accuracy": float((predicted == y).mean()),
         "loss": float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()),
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]),
-                   "f1": float(f1[i]), "support": int(matrix[i].sum())}
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(matrix[i].sum()),
+            }
             for i, name in enumerate(names)
         },
         "confusion_matrix": matrix.tolist(),
@@ -91,15 +98,23 @@ def evaluate(model_path: Path, input_path: Path, output: Path) -> dict:
     atomic_write_text(output, json.dumps(metrics, indent=2) + "\n")
     from tasks import plots
 
-    plots.confusion_matrix_png(matrix, names, output.with_name(output.stem + "_confusion_matrix.png"))
-    print(f"accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on {len(y)} images; "
-          f"wrote {output}", flush=True)
+    plots.confusion_matrix_png(
+        matrix, names, output.with_name(output.stem + "_confusion_matrix.png")
+    )
+    print(
+        f"accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on {len(y)} images; "
+        f"wrote {output}",
+        flush=True,
+    )
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", type=Path, required=True, help="model.tar.gz")
     parser.add_argument("--input", type=Path, required=True, help=".rec or class folders")
     parser.add_argument("--output", type=Path, required=True, help="metrics.json to write")

@@ -55,7 +55,7 @@ def choice(*values: str, case_sensitive: bool = True) -> Callable[[str], str]:
 
 
 def boolean(text: str) -> bool:
-    """"True"/"False" (any case) and "1"/"0", as the managed service accepts them."""
+    """ "True"/"False" (any case) and "1"/"0", as the managed service accepts them."""
     lowered = text.strip().lower()
     if lowered in ("true", "1"):
         return True

@@ -42,8 +42,15 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], path: P
     limit = matrix.max() / 2 if matrix.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > limit else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > limit else "black",
+                fontsize=8,
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

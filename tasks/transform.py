@@ -39,16 +39,20 @@ def transform(model_path: Path, input_dir: Path, output: Path, accept: str = ACC
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks.transform", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.transform",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", type=Path, required=True, help="model.tar.gz")
     parser.add_argument("--input", type=Path, required=True, help="folder of images")
     parser.add_argument("--output", type=Path, required=True, help="predictions file")
     parser.add_argument("--accept", choices=ACCEPT, default=ACCEPT[0])
     parser.add_argument("--failure-file", type=Path, help="where to write the failure reason")
     args = parser.parse_args(argv)
-    return run_job(lambda: transform(args.model, args.input, args.output, args.accept),
-                   args.failure_file)
+    return run_job(
+        lambda: transform(args.model, args.input, args.output, args.accept), args.failure_file
+    )
 
 
 if __name__ == "__main__":

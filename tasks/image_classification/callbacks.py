@@ -10,9 +10,11 @@ from tasks.progress import Progress
 
 
 class ThroughputLogger(keras.callbacks.Callback):
-    """Prints a progress line (images/s, ETA) during each epoch; adds `images_per_second` to logs."""
+    """Prints progress (batches/s, ETA) during each epoch; adds `images_per_second` to logs."""
 
-    def __init__(self, *, steps_per_epoch: int, batch_size: int, epochs: int, interval: float = 10.0):
+    def __init__(
+        self, *, steps_per_epoch: int, batch_size: int, epochs: int, interval: float = 10.0
+    ):
         super().__init__()
         self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
         self.epochs, self.interval = epochs, interval

@@ -133,9 +133,7 @@ def training_dataset(
 ) -> tf.data.Dataset:
     ds = records.image_bytes().shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     transform = augment_crop if augmentation == "crop" else preprocess
-    ds = ds.map(
-        lambda b, y: (transform(b, image_shape), y), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    ds = ds.map(lambda b, y: (transform(b, image_shape), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -24,7 +24,7 @@ ARCHITECTURE_KEYS = ("num_layers", "image_shape", "num_classes")
 
 
 def image_shape(text: str) -> tuple[int, int, int]:
-    """"channels,height,width" with 1 or 3 channels and sides of at least 8 pixels."""
+    """ "channels,height,width" with 1 or 3 channels and sides of at least 8 pixels."""
     c, h, w = (int(v) for v in text.split(","))
     if c not in (1, 3) or h < 8 or w < 8:
         raise ValueError

@@ -57,8 +57,13 @@ def _bn(name: str) -> layers.BatchNormalization:
 
 def _conv(filters: int, kernel: int, stride: int, name: str) -> layers.Conv2D:
     return layers.Conv2D(
-        filters, kernel, strides=stride, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name=name,
+        filters,
+        kernel,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=name,
     )
 
 
@@ -90,11 +95,13 @@ def build_resnet(
     channels, height, width = image_shape
     inputs = keras.Input((height, width, channels), name="image")
     mean, std = (RGB_MEAN, RGB_STD) if channels == 3 else ((117.0,), (57.6,))
-    x = layers.Normalization(
-        mean=list(mean), variance=[s * s for s in std], name="normalize"
-    )(inputs)
+    x = layers.Normalization(mean=list(mean), variance=[s * s for s in std], name="normalize")(
+        inputs
+    )
     if spec.small_images:
-        x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(_conv(spec.channels[0], 3, 1, "stem_conv")(x)))
+        x = layers.ReLU(name="stem_relu")(
+            _bn("stem_bn")(_conv(spec.channels[0], 3, 1, "stem_conv")(x))
+        )
     else:
         x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(_conv(64, 7, 2, "stem_conv")(x)))
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
@@ -103,7 +110,10 @@ def build_resnet(
         for b in range(blocks):
             stride = 2 if b == 0 and stage > 1 else 1
             x = _block(
-                x, filters, stride, bottleneck=spec.bottleneck,
+                x,
+                filters,
+                stride,
+                bottleneck=spec.bottleneck,
                 downsample=b == 0 and (stride != 1 or in_channels != filters),
                 name=f"stage{stage}_block{b + 1}",
             )

@@ -39,12 +39,16 @@ def build_optimizer(hp: ImageClassificationHyperparameters, steps_per_epoch: int
     if hp.lr_scheduler_step:
         lr = keras.optimizers.schedules.PiecewiseConstantDecay(
             boundaries=[e * steps_per_epoch for e in hp.lr_scheduler_step],
-            values=[hp.learning_rate * hp.lr_scheduler_factor**i
-                    for i in range(len(hp.lr_scheduler_step) + 1)],
+            values=[
+                hp.learning_rate * hp.lr_scheduler_factor**i
+                for i in range(len(hp.lr_scheduler_step) + 1)
+            ],
         )
     if hp.optimizer in ("sgd", "nag"):
         return keras.optimizers.SGD(
-            learning_rate=lr, momentum=hp.momentum, nesterov=hp.optimizer == "nag",
+            learning_rate=lr,
+            momentum=hp.momentum,
+            nesterov=hp.optimizer == "nag",
             weight_decay=hp.weight_decay or None,
         )
     if hp.optimizer == "adam":
@@ -88,19 +92,30 @@ def train(ml: MLRoot) -> dict:
             "channel 'model': incremental training is not available in this version; "
             "remove the model channel"
         )
-    train_set = RecordSet.open(*find_recordio(ml.channel("train"), "train"),
-                               num_classes=hp.num_classes)
-    val_set = RecordSet.open(*find_recordio(ml.channel("validation"), "validation"),
-                             num_classes=hp.num_classes)
+    train_set = RecordSet.open(
+        *find_recordio(ml.channel("train"), "train"), num_classes=hp.num_classes
+    )
+    val_set = RecordSet.open(
+        *find_recordio(ml.channel("validation"), "validation"), num_classes=hp.num_classes
+    )
     if hp.resize:
-        log.info("resize=%d applies to the image (.lst) format only; RecordIO is used as packed",
-                 hp.resize)
+        log.info(
+            "resize=%d applies to the image (.lst) format only; RecordIO is used as packed",
+            hp.resize,
+        )
     if len(train_set) != hp.num_training_samples:
-        log.warning("num_training_samples=%d but the train channel holds %d records; the learning "
-                    "rate schedule follows num_training_samples", hp.num_training_samples,
-                    len(train_set))
-    log.info("train: %d records, validation: %d records, %d classes",
-             len(train_set), len(val_set), hp.num_classes)
+        log.warning(
+            "num_training_samples=%d but the train channel holds %d records; the learning "
+            "rate schedule follows num_training_samples",
+            hp.num_training_samples,
+            len(train_set),
+        )
+    log.info(
+        "train: %d records, validation: %d records, %d classes",
+        len(train_set),
+        len(val_set),
+        hp.num_classes,
+    )
 
     if hp.precision_dtype == "float16" and tf.config.list_physical_devices("GPU"):
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -109,34 +124,52 @@ def train(ml: MLRoot) -> dict:
         model = build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=hp.num_classes)
         metrics: list = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         if hp.top_k:
-            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(
-                k=hp.top_k, name=f"top_{hp.top_k}_accuracy"))
+            metrics.append(
+                keras.metrics.SparseTopKCategoricalAccuracy(
+                    k=hp.top_k, name=f"top_{hp.top_k}_accuracy"
+                )
+            )
         model.compile(
             optimizer=build_optimizer(hp, steps_per_epoch),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=metrics,
         )
     callbacks: list[keras.callbacks.Callback] = [
-        ThroughputLogger(steps_per_epoch=math.ceil(len(train_set) / hp.mini_batch_size),
-                         batch_size=hp.mini_batch_size, epochs=hp.epochs),
+        ThroughputLogger(
+            steps_per_epoch=math.ceil(len(train_set) / hp.mini_batch_size),
+            batch_size=hp.mini_batch_size,
+            epochs=hp.epochs,
+        ),
         keras.callbacks.BackupAndRestore(
             str(ml.checkpoints_dir),
             save_freq=hp.checkpoint_frequency * math.ceil(len(train_set) / hp.mini_batch_size)
-            if hp.checkpoint_frequency > 1 else "epoch",
-            delete_checkpoint=False,
+            if hp.checkpoint_frequency > 1
+            else "epoch",
+            delete_checkpoint=True,
         ),
     ]
     if hp.early_stopping:
-        callbacks.append(RelativeEarlyStopping(
-            min_epochs=hp.early_stopping_min_epochs, patience=hp.early_stopping_patience,
-            tolerance=hp.early_stopping_tolerance))
+        callbacks.append(
+            RelativeEarlyStopping(
+                min_epochs=hp.early_stopping_min_epochs,
+                patience=hp.early_stopping_patience,
+                tolerance=hp.early_stopping_tolerance,
+            )
+        )
     started = time.monotonic()
     history = model.fit(
-        training_dataset(train_set, image_shape=hp.image_shape, batch_size=hp.mini_batch_size,
-                         augmentation=hp.augmentation_type),
-        validation_data=evaluation_dataset(val_set, image_shape=hp.image_shape,
-                                           batch_size=hp.mini_batch_size),
-        epochs=hp.epochs, callbacks=callbacks, verbose=0,
+        training_dataset(
+            train_set,
+            image_shape=hp.image_shape,
+            batch_size=hp.mini_batch_size,
+            augmentation=hp.augmentation_type,
+        ),
+        validation_data=evaluation_dataset(
+            val_set, image_shape=hp.image_shape, batch_size=hp.mini_batch_size
+        ),
+        epochs=hp.epochs,
+        callbacks=callbacks,
+        verbose=0,
     )
     epochs = _per_epoch(history)
     result = {
@@ -151,8 +184,9 @@ def train(ml: MLRoot) -> dict:
     return result
 
 
-def _write_outputs(ml: MLRoot, model: keras.Model, hp: ImageClassificationHyperparameters,
-                   metrics: dict) -> None:
+def _write_outputs(
+    ml: MLRoot, model: keras.Model, hp: ImageClassificationHyperparameters, metrics: dict
+) -> None:
     ml.output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ml.model_dir.parent) as tmp:
         work = Path(tmp)
@@ -162,16 +196,25 @@ def _write_outputs(ml: MLRoot, model: keras.Model, hp: ImageClassificationHyperp
         class_names = _class_names(ml, hp.num_classes)
         manifest = {
             "algorithm": ALGORITHM,
-            "architecture": {k: list(v) if isinstance(v, tuple) else v
-                             for k, v in hp.architecture().items()},
+            "architecture": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in hp.architecture().items()
+            },
             "hyperparameters": hp.to_strings(),
             "class_names": class_names,
-            "input": {"image_shape": list(hp.image_shape), "layout": "CHW",
-                      "pixel_range": [0, 255], "mean_rgb": list(RGB_MEAN), "std_rgb": list(RGB_STD),
-                      "resize": "cover then centre crop"},
+            "input": {
+                "image_shape": list(hp.image_shape),
+                "layout": "CHW",
+                "pixel_range": [0, 255],
+                "mean_rgb": list(RGB_MEAN),
+                "std_rgb": list(RGB_STD),
+                "resize": "cover then centre crop",
+            },
             "output": {"activation": "softmax", "key": "probabilities"},
-            "frameworks": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                           "python": platform.python_version()},
+            "frameworks": {
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "python": platform.python_version(),
+            },
             "metrics": metrics["final"],
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -189,4 +232,3 @@ def _class_names(ml: MLRoot, num_classes: int) -> list[str]:
             return [str(n) for n in names]
         log.warning("%s does not list %d class names; using indices", path, num_classes)
     return [str(i) for i in range(num_classes)]
-

@@ -1,0 +1,179 @@
+"""
+### image_classification
+
+Retrains the ResNet image classifier on a class-folder image dataset:
+`make_lst` (im2rec-style train/validation lists) -> `pack_recordio` (RecordIO per split) ->
+`train` -> `evaluate` (validation accuracy, confusion matrix) -> `batch_transform` (JSON Lines
+probabilities for every image).
+
+Everything a run writes goes under `<output_uri>/run=<logical date>/`, so a rerun or a backfill of
+the same interval replaces only its own outputs. `runner=local` runs the GPU steps in
+`.venv-trainer` on this machine; `runner=kubernetes` runs them as pods of the trainer image.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from airflow.sdk import DAG, Param, TaskGroup
+
+from operators.container import ContainerStepOperator, Runner
+from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
+from operators.paths import run_uri
+
+DATA_ROOT = Path(
+    os.environ.get("VISION_PIPELINES_DATA_ROOT", Path(__file__).resolve().parents[1] / "data")
+)
+DEPTHS = [18, 34, 50, 101, 152, 200, 20, 32, 44, 56, 110]
+
+RUN = "{{ run_uri(params.output_uri, logical_date, run_id) }}"
+
+
+def _lists(key: str) -> str:
+    return "{{ ti.xcom_pull(task_ids='make_lst')['" + key + "'] }}"
+
+
+with DAG(
+    dag_id="image_classification",
+    description="ResNet image classification: .lst -> RecordIO -> train -> evaluate -> transform",
+    doc_md=__doc__,
+    schedule=os.environ.get("VISION_PIPELINES_IMAGE_CLASSIFICATION_SCHEDULE") or None,
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    user_defined_macros={"run_uri": run_uri},
+    tags=["vision-pipelines", "image-classification"],
+    params={
+        "dataset_uri": Param(
+            f"file://{DATA_ROOT}/datasets/shapes",
+            type="string",
+            description="Class-folder images: <dataset_uri>/<class name>/<image>.jpg|.png "
+            "(file:// or s3://).",
+        ),
+        "output_uri": Param(
+            f"file://{DATA_ROOT}/runs/image_classification",
+            type="string",
+            description="Where runs write; each run under run=<logical date>/.",
+        ),
+        "transform_uri": Param(
+            "",
+            type="string",
+            description="Images to predict in batch transform; empty: the whole dataset.",
+        ),
+        "validation_split": Param(
+            0.2,
+            type="number",
+            minimum=0.01,
+            maximum=0.9,
+            description="Fraction of the images held out for validation (im2rec 1 - train_ratio).",
+        ),
+        "num_layers": Param(
+            152,
+            type="integer",
+            enum=DEPTHS,
+            description="ResNet depth; 20-110 are the small-image (CIFAR) nets.",
+        ),
+        "image_shape": Param(
+            "3,224,224",
+            type="string",
+            pattern=r"^[13],\d+,\d+$",
+            description="channels,height,width of the network input.",
+        ),
+        "epochs": Param(30, type="integer", minimum=1, description="Training epochs."),
+        "mini_batch_size": Param(32, type="integer", minimum=1, description="Global batch size."),
+        "learning_rate": Param(
+            0.1, type="number", minimum=0, maximum=1, description="Initial learning rate."
+        ),
+        "optimizer": Param(
+            "sgd", type="string", enum=["sgd", "adam", "rmsprop", "nag"], description="Optimizer."
+        ),
+        "hyperparameters": Param(
+            {},
+            type="object",
+            description="Any other hyperparameter of the algorithm (momentum, weight_decay, "
+            "lr_scheduler_step, ...), as strings. num_classes and num_training_samples are "
+            "derived from the data.",
+        ),
+        "runner": Param(
+            os.environ.get("VISION_PIPELINES_RUNNER", Runner.LOCAL.value),
+            type="string",
+            enum=[r.value for r in Runner],
+            description="local: .venv-trainer on this machine; kubernetes: a GPU pod.",
+        ),
+        "trainer_image": Param(
+            os.environ.get("VISION_PIPELINES_TRAINER_IMAGE", "vision-pipelines-trainer:latest"),
+            type="string",
+            description="Trainer image for runner=kubernetes.",
+        ),
+        "gpu_count": Param(
+            1,
+            type="integer",
+            minimum=0,
+            maximum=16,
+            description="GPUs per training pod (runner=kubernetes).",
+        ),
+    },
+) as dag:
+    make_lst = LstGenerationOperator(
+        task_id="make_lst",
+        images_uri="{{ params.dataset_uri }}",
+        output_uri=f"{RUN}/lists",
+        validation_split="{{ params.validation_split }}",
+    )
+    with TaskGroup("pack_recordio") as pack_recordio:
+        for split in ("train", "validation"):
+            RecordIOPackOperator(
+                task_id=split,
+                lst_uri=_lists(f"{split}_lst"),
+                images_uri="{{ params.dataset_uri }}",
+                output_uri=f"{RUN}/recordio/{split}",
+                class_names="{{ ti.xcom_pull(task_ids='make_lst')['classes'] | tojson }}",
+            )
+    runner_args = {
+        "runner": "{{ params.runner }}",
+        "image": "{{ params.trainer_image }}",
+        "gpus": "{{ params.gpu_count }}",
+    }
+    train = ContainerStepOperator(
+        task_id="train",
+        step="train",
+        channels={"train": f"{RUN}/recordio/train", "validation": f"{RUN}/recordio/validation"},
+        output_uri=f"{RUN}/train",
+        hyperparameters={
+            "num_classes": _lists("num_classes"),
+            "num_training_samples": _lists("num_training_samples"),
+            **{
+                k: "{{ params." + k + " }}"
+                for k in (
+                    "num_layers",
+                    "image_shape",
+                    "epochs",
+                    "mini_batch_size",
+                    "learning_rate",
+                    "optimizer",
+                )
+            },
+        },
+        extra_hyperparameters="{{ params.hyperparameters | tojson }}",
+        **runner_args,
+    )
+    evaluate = ContainerStepOperator(
+        task_id="evaluate",
+        step="evaluate",
+        channels={"model": f"{RUN}/train/model.tar.gz", "validation": f"{RUN}/recordio/validation"},
+        output_uri=f"{RUN}/evaluate",
+        **runner_args,
+    )
+    batch_transform = ContainerStepOperator(
+        task_id="batch_transform",
+        step="transform",
+        channels={
+            "model": f"{RUN}/train/model.tar.gz",
+            "data": "{{ params.transform_uri or params.dataset_uri }}",
+        },
+        output_uri=f"{RUN}/batch_transform",
+        **runner_args,
+    )
+    make_lst >> pack_recordio >> train >> evaluate >> batch_transform

@@ -1,0 +1,146 @@
+"""Data-prep operators: thin adapters from Airflow (templates, storage, XCom) to tasks/data."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from operators.errors import user_errors
+from operators.storage import local_copy, upload, write_text
+from tasks.data.lst import (
+    IMAGE_EXTENSIONS,
+    LstError,
+    list_class_folders,
+    read_lst,
+    split_entries,
+    write_lst,
+)
+from tasks.data.pack import PackOptions, pack_lst
+
+
+class LstGenerationOperator(BaseOperator):
+    """Lists a class-folder image tree as im2rec does and writes `train.lst` and `validation.lst`.
+
+    :param images_uri: root of the class folders (templated).
+    :param output_uri: folder for `train.lst`, `validation.lst` and `classes.json` (templated).
+    :param validation_split: fraction of images for validation, as im2rec's 1 - train_ratio
+        (templated).
+    :param seed: shuffling seed (im2rec uses 100).
+    :param exts: image file extensions to list.
+    """
+
+    template_fields: Sequence[str] = ("images_uri", "output_uri", "validation_split")
+
+    def __init__(
+        self,
+        *,
+        images_uri: str,
+        output_uri: str,
+        validation_split: float | str = 0.2,
+        seed: int = 100,
+        exts: Sequence[str] = IMAGE_EXTENSIONS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.images_uri, self.output_uri = images_uri, output_uri
+        self.validation_split, self.seed, self.exts = validation_split, seed, tuple(exts)
+
+    @user_errors
+    def execute(self, context: Any) -> dict[str, Any]:
+        with local_copy(self.images_uri) as root:
+            listing = list_class_folders(root, self.exts)
+        split = split_entries(
+            listing.entries, train_ratio=1.0 - float(self.validation_split), seed=self.seed
+        )
+        if not split.train or not split.validation:
+            raise LstError(
+                f"{self.images_uri}: {len(listing.entries)} images split "
+                f"{len(split.train)} train / "
+                f"{len(split.validation)} validation at validation_split={self.validation_split}; "
+                "both need at least one image"
+            )
+        out = self.output_uri.rstrip("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, entries in (("train", split.train), ("validation", split.validation)):
+                write_lst(Path(tmp) / f"{name}.lst", entries)
+                upload(Path(tmp) / f"{name}.lst", f"{out}/{name}.lst")
+        write_text(f"{out}/classes.json", json.dumps(listing.classes) + "\n")
+        for label, name in enumerate(listing.classes):
+            self.log.info("class %d: %s", label, name)
+        self.log.info(
+            "%d train and %d validation images in %d classes",
+            len(split.train),
+            len(split.validation),
+            len(listing.classes),
+        )
+        return {
+            "train_lst": f"{out}/train.lst",
+            "validation_lst": f"{out}/validation.lst",
+            "classes": listing.classes,
+            "num_classes": len(listing.classes),
+            "num_training_samples": len(split.train),
+            "num_validation_samples": len(split.validation),
+        }
+
+
+class RecordIOPackOperator(BaseOperator):
+    """Packs a `.lst` and its images into `<name>.rec` + `<name>.idx` (im2rec's byte format).
+
+    :param lst_uri: the image list (templated).
+    :param images_uri: the root the list's paths are relative to (templated).
+    :param output_uri: folder for the `.rec`, `.idx` and, when given, `classes.json` (templated).
+    :param class_names: class names in label order (a list or its JSON), written as
+        `classes.json` (templated).
+    :param options: im2rec's encoding options (pass-through, resize, quality, ...).
+    :param num_workers: encoding processes; records keep the list order.
+    """
+
+    template_fields: Sequence[str] = ("lst_uri", "images_uri", "output_uri", "class_names")
+
+    def __init__(
+        self,
+        *,
+        lst_uri: str,
+        images_uri: str,
+        output_uri: str,
+        class_names: Sequence[str] | str | None = None,
+        options: PackOptions | None = None,
+        num_workers: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.lst_uri, self.images_uri, self.output_uri = lst_uri, images_uri, output_uri
+        self.class_names, self.options = class_names, options or PackOptions()
+        self.num_workers = num_workers
+
+    @user_errors
+    def execute(self, context: Any) -> dict[str, Any]:
+        out = self.output_uri.rstrip("/")
+        name = self.lst_uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".lst")
+        with local_copy(self.lst_uri) as lst_path, local_copy(self.images_uri) as root:
+            entries = read_lst(lst_path)
+            with tempfile.TemporaryDirectory() as tmp:
+                rec, idx = Path(tmp) / f"{name}.rec", Path(tmp) / f"{name}.idx"
+                count = pack_lst(
+                    entries,
+                    root,
+                    rec,
+                    idx,
+                    options=self.options,
+                    num_workers=self.num_workers,
+                    source=self.lst_uri,
+                )
+                upload(idx, f"{out}/{name}.idx")
+                upload(rec, f"{out}/{name}.rec")
+        names = self.class_names
+        if isinstance(names, str):
+            names = json.loads(names) if names.strip() else None
+        if names:
+            write_text(f"{out}/classes.json", json.dumps(list(names)) + "\n")
+        self.log.info("packed %d records into %s/%s.rec", count, out, name)
+        return {"rec": f"{out}/{name}.rec", "idx": f"{out}/{name}.idx", "records": count}

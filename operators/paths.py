@@ -1,0 +1,18 @@
+"""Run-scoped output prefixes: one per data interval; reruns and backfills touch only their own."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+
+def run_key(logical_date: datetime | None, run_id: str) -> str:
+    """`20260101T000000` from the logical date; runs without one (manual, API) use the run id."""
+    if logical_date is not None:
+        return logical_date.strftime("%Y%m%dT%H%M%S")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def run_uri(output_uri: str, logical_date: datetime | None, run_id: str) -> str:
+    """`<output_uri>/run=<key>`: everything one DAG run writes lives under it."""
+    return f"{output_uri.rstrip('/')}/run={run_key(logical_date, run_id)}"

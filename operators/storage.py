@@ -1,0 +1,57 @@
+"""Object storage on the Airflow side (ObjectStoragePath): local paths to work on, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from airflow.sdk import ObjectStoragePath
+
+
+def _is_local(path: ObjectStoragePath) -> bool:
+    return path.protocol in ("file", "local", "")
+
+
+@contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A local path holding `uri` (file or folder): the path itself for file://, else a download."""
+    path = ObjectStoragePath(uri)
+    if _is_local(path):
+        yield Path(path.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="stage-") as tmp:
+        dest = Path(tmp) / (path.name or "data")
+        if path.is_dir():
+            path.fs.get(path.path.rstrip("/") + "/", str(dest), recursive=True)
+        else:
+            path.fs.get_file(path.path, str(dest))
+        yield dest
+
+
+def upload(local: Path, uri: str) -> str:
+    """Copy `local` to `uri` under a temporary name, then rename it into place."""
+    target = ObjectStoragePath(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if _is_local(target):
+        shutil.copyfile(local, tmp.path)
+    else:
+        tmp.fs.put_file(str(local), tmp.path)
+    tmp.rename(target)
+    return uri
+
+
+def write_text(uri: str, text: str) -> str:
+    """Write `text` to `uri` atomically."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "file"
+        local.write_text(text, encoding="utf-8")
+        return upload(local, uri)
+
+
+def read_text(uri: str) -> str:
+    return ObjectStoragePath(uri).read_text(encoding="utf-8")

@@ -1,0 +1,67 @@
+"""Channels in, outputs out: object storage (s3://, file://, plain paths) <-> the local ml-root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from tasks.errors import InputError
+
+
+def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    return fsspec.core.url_to_fs(uri)
+
+
+def stage_in(uri: str, dest: Path) -> Path:
+    """Make `uri` (a file or a folder) available at `dest`: a link for local data, else a copy."""
+    fs, path = _fs(uri)
+    if not fs.exists(path):
+        raise InputError(f"channel data {uri} does not exist")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    if isinstance(fs, LocalFileSystem):
+        source = Path(path)
+        if source.is_dir():
+            dest.symlink_to(source, target_is_directory=True)
+        else:
+            dest.mkdir(exist_ok=True)
+            (dest / source.name).symlink_to(source)
+        return dest
+    if fs.isdir(path):
+        fs.get(path.rstrip("/") + "/", str(dest), recursive=True)
+    else:
+        dest.mkdir(exist_ok=True)
+        fs.get_file(path, str(dest / Path(path).name))
+    return dest
+
+
+def upload(local: Path, uri: str) -> str:
+    """Copy one file to `uri` under a temporary name, then move it into place."""
+    fs, path = _fs(uri)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{os.getpid()}"
+    fs.put_file(str(local), tmp)
+    fs.mv(tmp, path)
+    return uri
+
+
+def upload_folder(local: Path, uri: str) -> list[str]:
+    """Upload every file under `local` to the same relative place under `uri`."""
+    base = uri.rstrip("/")
+    return [
+        upload(p, f"{base}/{p.relative_to(local).as_posix()}")
+        for p in sorted(local.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    ]
+
+
+def remove(uri: str) -> None:
+    """Delete the file at `uri` if it exists (a stale result of an earlier attempt)."""
+    fs, path = _fs(uri)
+    if fs.exists(path):
+        fs.rm_file(path)
