@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tasks.contract import DEFAULT_ML_ROOT, MLRoot, atomic_write_text, run_job
 from tasks.errors import InputError
-from tasks.staging import remove, stage_in, upload_folder
+from tasks.staging import clear, remove, stage_in, upload_folder
 
 STEPS = ("train", "evaluate", "transform")
 STEP_CHANNELS = {"evaluate": ("model", "validation"), "transform": ("model", "data")}
@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-uri", required=True, help="where model/ and output/ go")
     args = parser.parse_args(argv)
     ml = MLRoot(args.ml_root)
+    # A rerun starts from clean outputs (checkpoints stay, so training resumes).
     for folder in (ml.model_dir, ml.output_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    if ml.failure_path.exists():
-        ml.failure_path.unlink()
+        clear(folder)
+        folder.mkdir(parents=True)
     remove(f"{args.output_uri.rstrip('/')}/failure")
 
     def job() -> None:

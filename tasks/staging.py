@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import fsspec
@@ -21,8 +22,7 @@ def stage_in(uri: str, dest: Path) -> Path:
     if not fs.exists(path):
         raise InputError(f"channel data {uri} does not exist")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_symlink() or dest.is_file():
-        dest.unlink()
+    clear(dest)
     if isinstance(fs, LocalFileSystem):
         source = Path(path)
         if source.is_dir():
@@ -37,6 +37,14 @@ def stage_in(uri: str, dest: Path) -> Path:
         dest.mkdir(exist_ok=True)
         fs.get_file(path, str(dest / Path(path).name))
     return dest
+
+
+def clear(path: Path) -> None:
+    """Remove what an earlier attempt left at `path` (a link, a file or a folder)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def upload(local: Path, uri: str) -> str:

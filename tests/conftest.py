@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tasks.contract import MLRoot
+from tasks.data.lst import list_class_folders, split_entries
+from tasks.data.pack import pack_lst
+from tasks.data.synthetic import make_shapes_dataset
+
+
+def _make_ml_root(root: Path, images: Path, hyperparameters: dict[str, str]) -> MLRoot:
+    """A container-contract ml-root with train/validation RecordIO channels from `images`."""
+    listing = list_class_folders(images)
+    split = split_entries(listing.entries, train_ratio=0.75, seed=3)
+    ml = MLRoot(root)
+    for name, entries in (("train", split.train), ("validation", split.validation)):
+        channel = ml.channel(name)
+        channel.mkdir(parents=True)
+        pack_lst(entries, images, channel / f"{name}.rec", channel / f"{name}.idx")
+    (ml.channel("train") / "classes.json").write_text(json.dumps(listing.classes))
+    ml.config_dir.mkdir(parents=True)
+    values = {
+        "num_classes": str(len(listing.classes)),
+        "num_training_samples": str(len(split.train)),
+        **hyperparameters,
+    }
+    ml.hyperparameters_path.write_text(json.dumps(values))
+    return ml
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), per_class=8, size=16)
+
+
+@pytest.fixture
+def make_ml_root() -> Callable[[Path, Path, dict[str, str]], MLRoot]:
+    return _make_ml_root
+
+
+@pytest.fixture
+def tiny() -> dict[str, str]:
+    """Hyperparameters of a network small enough to train in seconds."""
+    return {"num_layers": "20", "image_shape": "3,16,16", "epochs": "2", "mini_batch_size": "8"}

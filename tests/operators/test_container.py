@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+from operators.container import (
+    ContainerStep,
+    ContainerStepOperator,
+    KubernetesSettings,
+    LocalStepOperator,
+    container_task,
+)
+
+STEP = ContainerStep(
+    step="train",
+    algorithm="image-classification",
+    channels={"train": "s3://bucket/run/recordio/train", "validation": "s3://bucket/run/val"},
+    output_uri="s3://bucket/run/train",
+    hyperparameters={"num_classes": "4", "epochs": "3"},
+)
+
+
+@pytest.fixture(autouse=True)
+def no_cluster(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+
+
+def test_kubernetes_pod_renders_without_a_cluster():
+    settings = KubernetesSettings(
+        namespace="ml",
+        service_account="trainer",
+        node_selector={"gpu": "h100"},
+        tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
+    )
+    op = container_task(
+        task_id="train",
+        step=STEP,
+        runner="kubernetes",
+        image="registry.example/trainer:1.2",
+        gpus=2,
+        kubernetes=settings,
+    )
+    assert isinstance(op, KubernetesPodOperator)
+    pod = op.build_pod_request_obj(dry_run=True)
+    container = pod.spec.containers[0]
+    assert container.image == "registry.example/trainer:1.2"
+    assert container.command == ["python", "-m", "tasks.job"]
+    assert container.args == STEP.arguments("/opt/ml")
+    assert container.args[:5] == [
+        "train",
+        "--algorithm",
+        "image-classification",
+        "--ml-root",
+        "/opt/ml",
+    ]
+    assert container.resources.limits == {"nvidia.com/gpu": "2"}
+    assert container.resources.requests == {"nvidia.com/gpu": "2"}
+    assert pod.metadata.namespace == "ml"
+    assert pod.spec.service_account_name == "trainer"
+    assert pod.spec.node_selector == {"gpu": "h100"}
+    assert pod.spec.tolerations[0].key == "nvidia.com/gpu"
+
+
+def test_local_runner_runs_the_same_command():
+    op = container_task(task_id="train", step=STEP, runner="local", local_ml_root="/tmp/ml")
+    assert isinstance(op, LocalStepOperator)
+    assert op.arguments == STEP.arguments("/tmp/ml")
+    hyperparameters = json.loads(op.arguments[op.arguments.index("--hyperparameters") + 1])
+    assert hyperparameters == {"epochs": "3", "num_classes": "4"}
+
+
+def test_unknown_runner_is_refused():
+    with pytest.raises(ValueError, match="'docker' is not a valid Runner"):
+        container_task(task_id="t", step=STEP, runner="docker")
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("VISION_PIPELINES_K8S_NAMESPACE", "train")
+    monkeypatch.setenv("VISION_PIPELINES_K8S_NODE_SELECTOR", '{"pool": "gpu"}')
+    monkeypatch.setenv("VISION_PIPELINES_K8S_TOLERATIONS", "not json")
+    with pytest.raises(ValueError, match="VISION_PIPELINES_K8S_TOLERATIONS must be JSON"):
+        KubernetesSettings.from_env()
+    monkeypatch.delenv("VISION_PIPELINES_K8S_TOLERATIONS")
+    settings = KubernetesSettings.from_env()
+    assert settings.namespace == "train" and settings.node_selector == {"pool": "gpu"}
+
+
+def test_step_operator_builds_per_run_runner_and_keeps_derived_hyperparameters():
+    op = ContainerStepOperator(
+        task_id="train",
+        step="train",
+        channels=dict(STEP.channels),
+        output_uri=STEP.output_uri,
+        hyperparameters={"num_classes": 4, "epochs": 3},
+        extra_hyperparameters='{"num_classes": "99", "momentum": "0.9"}',
+        runner="kubernetes",
+        image="trainer:dev",
+        gpus="1",
+    )
+    context = {"run_id": "manual__x", "logical_date": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+    pod = op.build(context).build_pod_request_obj(dry_run=True)
+    args = pod.spec.containers[0].args
+    sent = json.loads(args[args.index("--hyperparameters") + 1])
+    assert sent == {"num_classes": "4", "epochs": "3", "momentum": "0.9"}
+    assert pod.spec.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
+    op.runner = "local"
+    local = op.build(context)
+    ml_root = local.arguments[local.arguments.index("--ml-root") + 1]
+    assert ml_root.endswith("/20260102T000000/train")
+
+
+def test_dry_run_prints_the_pod(capsys):
+    container_task(task_id="train", step=STEP, runner="kubernetes", image="trainer:dev").dry_run()
+    printed = capsys.readouterr().out
+    assert "image: trainer:dev" in printed and "nvidia.com/gpu: '1'" in printed

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from tasks.data.lst import (
+    LstEntry,
+    LstError,
+    list_class_folders,
+    parse_lst,
+    read_lst,
+    split_entries,
+    write_lst,
+)
+
+
+def make_tree(root, layout):
+    for rel in layout:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def test_classes_follow_sorted_folders_like_im2rec(tmp_path):
+    make_tree(tmp_path, ["dog/b.jpg", "dog/a.png", "cat/z.JPG", "cat/notes.txt", "emu/x.jpeg"])
+    listing = list_class_folders(tmp_path)
+    assert listing.classes == ["cat", "dog", "emu"]
+    assert [(e.index, e.labels, e.path) for e in listing.entries] == [
+        (0, (0.0,), "cat/z.JPG"),
+        (1, (1.0,), "dog/a.png"),
+        (2, (1.0,), "dog/b.jpg"),
+        (3, (2.0,), "emu/x.jpeg"),
+    ]
+
+
+def test_empty_tree_is_refused(tmp_path):
+    make_tree(tmp_path, ["a/readme.txt"])
+    with pytest.raises(LstError, match="no images"):
+        list_class_folders(tmp_path)
+
+
+def test_line_format_matches_im2rec(tmp_path):
+    path = tmp_path / "x.lst"
+    write_lst(path, [LstEntry(3, (1.0,), "a/b.jpg"), LstEntry(4, (0.0, 2.0), "c.png")])
+    assert path.read_text() == "3\t1.000000\ta/b.jpg\n4\t0.000000\t2.000000\tc.png\n"
+    assert read_lst(path) == [LstEntry(3, (1.0,), "a/b.jpg"), LstEntry(4, (0.0, 2.0), "c.png")]
+
+
+def test_split_uses_im2rec_arithmetic():
+    entries = [LstEntry(i, (0.0,), f"{i}.jpg") for i in range(10)]
+    split = split_entries(entries, train_ratio=0.7, test_ratio=0.1, shuffle=False)
+    assert [e.index for e in split.test] == [0]
+    assert [e.index for e in split.train] == list(range(1, 8))
+    assert [e.index for e in split.validation] == [8, 9]
+    shuffled = split_entries(entries, train_ratio=0.8, seed=1)
+    assert sorted(e.index for e in shuffled.train + shuffled.validation) == list(range(10))
+    assert shuffled == split_entries(entries, train_ratio=0.8, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("0\t1.0\ta.jpg\n1\tb.jpg\n", "line 2: expected at least 3"),
+        ("x\t1.0\ta.jpg\n", "line 1: index must be an integer, got 'x'"),
+        ("0\t1.0\ta.jpg\n\n2\tcat\tb.jpg\n", "line 3: labels must be numbers"),
+    ],
+)
+def test_malformed_lines_name_file_and_line(text, match):
+    with pytest.raises(LstError, match=match):
+        list(parse_lst(text.splitlines(keepends=True), source="train.lst"))

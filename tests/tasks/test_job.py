@@ -1,0 +1,108 @@
+"""`python -m tasks.job`: staging, train -> evaluate -> transform, uploads, failure reporting."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tasks.data.synthetic import make_shapes_dataset
+from tasks.job import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_train_evaluate_transform_through_object_storage_uris(tmp_path, make_ml_root, tiny):
+    images = make_shapes_dataset(tmp_path / "images", per_class=6, size=16)
+    source = make_ml_root(tmp_path / "prepared", images, tiny)
+    hyperparameters = json.loads(source.hyperparameters_path.read_text())
+    out = tmp_path / "out"
+    channels = [
+        f"train=file://{source.channel('train')}",
+        f"validation=file://{source.channel('validation')}",
+    ]
+    args = [
+        "train",
+        "--ml-root",
+        str(tmp_path / "ml-train"),
+        "--output-uri",
+        f"file://{out}/train",
+        "--hyperparameters",
+        json.dumps(hyperparameters),
+    ]
+    for channel in channels:
+        args += ["--channel", channel]
+    assert main(args) == 0
+    assert (out / "train" / "model.tar.gz").is_file()
+    assert (out / "train" / "metrics.json").is_file()
+
+    model = f"model=file://{out}/train/model.tar.gz"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--ml-root",
+                str(tmp_path / "ml-eval"),
+                "--channel",
+                model,
+                "--channel",
+                channels[1],
+                "--output-uri",
+                f"file://{out}/evaluate",
+            ]
+        )
+        == 0
+    )
+    evaluation = json.loads((out / "evaluate" / "evaluation.json").read_text())
+    assert evaluation["samples"] == 6 and 0.0 <= evaluation["accuracy"] <= 1.0
+    assert (out / "evaluate" / "evaluation_confusion_matrix.png").is_file()
+
+    (images / "nested").mkdir()
+    (images / "nested" / "a.PNG").write_bytes((images / "circle" / "circle_0000.jpg").read_bytes())
+    assert (
+        main(
+            [
+                "transform",
+                "--ml-root",
+                str(tmp_path / "ml-tx"),
+                "--channel",
+                model,
+                "--channel",
+                f"data=file://{images}",
+                "--output-uri",
+                f"file://{out}/tx",
+            ]
+        )
+        == 0
+    )
+    rows = [
+        json.loads(line) for line in (out / "tx" / "predictions.jsonl").read_text().splitlines()
+    ]
+    expected = sorted(
+        p.relative_to(images).as_posix()
+        for p in images.rglob("*")
+        if p.suffix.lower() in (".jpg", ".png")
+    )
+    assert [r["source-ref"] for r in rows] == expected
+    assert all(math.isclose(sum(r["prediction"]), 1.0, abs_tol=1e-4) for r in rows)
+
+
+def test_failure_is_uploaded_and_a_stale_one_removed(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "failure").write_text("old failure\n")
+    code = main(
+        [
+            "evaluate",
+            "--ml-root",
+            str(tmp_path / "ml"),
+            "--channel",
+            f"model=file://{tmp_path}/missing.tar.gz",
+            "--output-uri",
+            f"file://{out}",
+        ]
+    )
+    assert code == 2
+    failure = (out / "failure").read_text()
+    assert "missing.tar.gz does not exist" in failure and "old failure" not in failure

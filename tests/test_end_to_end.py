@@ -1,0 +1,107 @@
+"""The image_classification DAG end to end with `airflow dags test`: SQLite, local runner, files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.data.lst import read_lst
+from tasks.data.recordio import RecordIOReader, read_index
+from tasks.data.synthetic import make_shapes_dataset
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW = Path(sys.executable).parent / "airflow"
+LOGICAL_DATE = "2026-01-01T00:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(ROOT),
+        "VISION_PIPELINES_WORK_DIR": str(home / "work"),
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+    return env
+
+
+def dags_test(env, conf):
+    return subprocess.run(
+        [AIRFLOW, "dags", "test", "image_classification", LOGICAL_DATE, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), per_class=8, size=16)
+
+
+def conf(dataset, output, **overrides):
+    return {
+        "dataset_uri": f"file://{dataset}",
+        "output_uri": f"file://{output}",
+        "num_layers": 20,
+        "image_shape": "3,16,16",
+        "epochs": 1,
+        "mini_batch_size": 8,
+        "validation_split": 0.25,
+        **overrides,
+    }
+
+
+def test_pipeline_runs_end_to_end_and_reruns_idempotently(airflow_env, dataset, tmp_path):
+    result = dags_test(airflow_env, conf(dataset, tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:]
+    runs = list(tmp_path.glob("run=*"))
+    assert [r.name for r in runs] == ["run=20260101T000000"]
+    run = runs[0]
+
+    train_lst = read_lst(run / "lists" / "train.lst")
+    validation_lst = read_lst(run / "lists" / "validation.lst")
+    assert len(train_lst) == 24 and len(validation_lst) == 8
+    with RecordIOReader(run / "recordio" / "train" / "train.rec") as reader:
+        assert len(list(reader)) == 24
+    assert list(read_index(run / "recordio" / "train" / "train.idx")) == [
+        e.index for e in train_lst
+    ]
+
+    metrics = json.loads((run / "train" / "metrics.json").read_text())
+    assert metrics["epochs"][0]["epoch"] == 1 and "validation_accuracy" in metrics["final"]
+    evaluation = json.loads((run / "evaluate" / "evaluation.json").read_text())
+    assert evaluation["samples"] == 8
+
+    lines = (run / "batch_transform" / "predictions.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    refs = [r["source-ref"] for r in rows]
+    assert refs == sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*.jpg"))
+    assert all(len(r["prediction"]) == 4 for r in rows)
+    assert all(math.isclose(sum(r["prediction"]), 1.0, abs_tol=1e-4) for r in rows)
+
+    again = dags_test(airflow_env, conf(dataset, tmp_path))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert [r.name for r in tmp_path.glob("run=*")] == ["run=20260101T000000"]
+    assert len((run / "batch_transform" / "predictions.jsonl").read_text().splitlines()) == 32
+
+
+def test_bad_hyperparameter_fails_the_run_with_one_clear_message(airflow_env, dataset, tmp_path):
+    result = dags_test(airflow_env, conf(dataset, tmp_path, hyperparameters={"momentum": "2"}))
+    assert result.returncode != 0
+    assert "hyperparameter 'momentum' got '2'; allowed: a number in [0, 1]" in result.stdout
+    failure = next(tmp_path.glob("run=*/train/failure")).read_text()
+    assert "momentum" in failure
+    assert not list(tmp_path.glob("run=*/train/model.tar.gz"))
