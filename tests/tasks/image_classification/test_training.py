@@ -7,6 +7,7 @@ import tarfile
 
 import numpy as np
 import pytest
+
 from tasks.image_classification.serving import load_predictor
 from tasks.train import main
 
