@@ -19,6 +19,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from operators.links import RunOutputsLink
 from operators.paths import run_key
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -202,6 +203,7 @@ class ContainerStepOperator(BaseOperator):
     :param gpus: GPUs per pod (templated).
     """
 
+    operator_extra_links = (RunOutputsLink(),)
     template_fields: Sequence[str] = (
         "channels",
         "output_uri",
@@ -263,6 +265,7 @@ class ContainerStepOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         output = str(self.output_uri).rstrip("/")
+        RunOutputsLink.persist(context, output)
         operator = self.build(context)
         try:
             # The local runner is called directly: it needs nothing from the task runner.
