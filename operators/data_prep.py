@@ -126,7 +126,7 @@ class RecordIOPackOperator(BaseOperator):
             entries = read_lst(lst_path)
             with tempfile.TemporaryDirectory() as tmp:
                 rec, idx = Path(tmp) / f"{name}.rec", Path(tmp) / f"{name}.idx"
-                count = pack_lst(
+                result = pack_lst(
                     entries,
                     root,
                     rec,
@@ -142,5 +142,5 @@ class RecordIOPackOperator(BaseOperator):
             names = json.loads(names) if names.strip() else None
         if names:
             write_text(f"{out}/classes.json", json.dumps(list(names)) + "\n")
-        self.log.info("packed %d records into %s/%s.rec", count, out, name)
-        return {"rec": f"{out}/{name}.rec", "idx": f"{out}/{name}.idx", "records": count}
+        self.log.info("packed %d records into %s/%s.rec", result.records, out, name)
+        return {"rec": f"{out}/{name}.rec", "idx": f"{out}/{name}.idx", "records": result.records}

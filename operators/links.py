@@ -22,7 +22,7 @@ def browsable_url(uri: str) -> str:
 
 
 class RunOutputsLink(BaseOperatorLink):
-    """"Run outputs": pushed before the step starts, so it also works when the step fails."""
+    """ "Run outputs": pushed before the step starts, so it also works when the step fails."""
 
     name = "Run outputs"
     xcom_key = "run_outputs_uri"

@@ -1,12 +1,12 @@
-"""im2rec `.lst` image lists: `index \\t label [\\t label ...] \\t relative/path`, one image a line."""
+"""im2rec `.lst` image lists: `index \\t label [\\t label ...] \\t relative/path` per line."""
 
 from __future__ import annotations
 
 import os
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from tasks.errors import InputError
 
@@ -22,6 +22,8 @@ class LstEntry:
     index: int
     labels: tuple[float, ...]
     path: str
+    line: int = field(default=0, compare=False)
+    """Line number in the `.lst` it was read from (0 when generated)."""
 
     def to_line(self) -> str:
         """The line as im2rec writes it (labels with `%f`)."""
@@ -37,28 +39,40 @@ class ClassFolderListing:
     classes: list[str]
 
 
+def _has_ext(name: str, exts: tuple[str, ...]) -> bool:
+    return os.path.splitext(name)[1].lower() in exts
+
+
 def list_class_folders(
-    root: str | os.PathLike, exts: Sequence[str] = IMAGE_EXTENSIONS
+    root: str | os.PathLike,
+    exts: Sequence[str] = IMAGE_EXTENSIONS,
+    *,
+    recursive: bool = True,
 ) -> ClassFolderListing:
-    """Walk `root` like im2rec: sorted folders and files, one class per folder holding images."""
+    """List images like im2rec --list: recursively one class per folder (sorted walk), else the
+    root's own images with label 0."""
     root = Path(root)
     if not root.is_dir():
         raise LstError(f"{root}: image root is not a folder")
     wanted = tuple(e.lower() for e in exts)
     classes: dict[str, int] = {}
     entries: list[LstEntry] = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs.sort()
-        for name in sorted(files):
-            if not name.lower().endswith(wanted):
-                continue
-            rel_folder = os.path.relpath(folder, root)
-            label = classes.setdefault(rel_folder, len(classes))
-            rel_path = PurePosixPath(Path(folder, name).relative_to(root).as_posix())
-            entries.append(LstEntry(len(entries), (float(label),), str(rel_path)))
+    if recursive:
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            dirs.sort()
+            for name in sorted(files):
+                if not _has_ext(name, wanted) or not os.path.isfile(os.path.join(folder, name)):
+                    continue
+                label = classes.setdefault(os.path.relpath(folder, root), len(classes))
+                rel_path = Path(folder, name).relative_to(root).as_posix()
+                entries.append(LstEntry(len(entries), (float(label),), rel_path))
+    else:
+        for name in sorted(os.listdir(root)):
+            if _has_ext(name, wanted) and (root / name).is_file():
+                entries.append(LstEntry(len(entries), (0.0,), name))
     if not entries:
         raise LstError(f"{root}: no images with extensions {', '.join(exts)} under this folder")
-    return ClassFolderListing(entries, [Path(c).as_posix() for c in classes])
+    return ClassFolderListing(entries, [Path(c).as_posix() for c in classes] or ["."])
 
 
 @dataclass(frozen=True)
@@ -75,8 +89,11 @@ def split_entries(
     test_ratio: float = 0.0,
     shuffle: bool = True,
     seed: int = 100,
+    size: int | None = None,
 ) -> SplitLists:
-    """Shuffle and split as im2rec's make_list does: test first, then train, the rest validation."""
+    """Shuffle and split as im2rec's make_list does: test first, then train, the rest validation.
+
+    `size` is the nominal size the ratios apply to (im2rec uses the chunk size), default all."""
     if not 0.0 <= test_ratio <= 1.0 or not 0.0 < train_ratio <= 1.0:
         raise LstError(
             f"train_ratio must be in (0, 1] and test_ratio in [0, 1], got {train_ratio} and "
@@ -89,8 +106,9 @@ def split_entries(
     items = list(entries)
     if shuffle:
         random.Random(seed).shuffle(items)
-    n_test = int(len(items) * test_ratio)
-    n_train = int(len(items) * train_ratio)
+    size = len(items) if size is None else size
+    n_test = int(size * test_ratio)
+    n_train = int(size * train_ratio)
     return SplitLists(
         train=items[n_test : n_test + n_train],
         validation=items[n_test + n_train :],
@@ -126,7 +144,7 @@ def parse_lst(lines: Iterable[str], *, source: str) -> Iterator[LstEntry]:
             raise LstError(
                 f"{source}, line {line_no}: labels must be numbers, got {fields[1:-1]!r}"
             ) from e
-        yield LstEntry(index, labels, fields[-1])
+        yield LstEntry(index, labels, fields[-1], line_no)
 
 
 def read_lst(path: str | os.PathLike) -> list[LstEntry]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -70,21 +72,33 @@ def encode_image(path: Path, options: PackOptions) -> bytes:
     if options.pass_through:
         return path.read_bytes()
     try:
-        with Image.open(path) as img:
-            if options.resize and not options.center_crop and img.format == "JPEG":
-                # DCT-scaled decoding: much faster when the target is far smaller than the source.
-                img.draft("RGB" if options.color else "L", _target_size(*img.size, options.resize))
-            img.load()
-            img = _convert(img, options.color)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                size = img.size
+                if options.center_crop:
+                    side = min(size)
+                    size = (side, side)
+                target = _target_size(*size, options.resize) if options.resize else None
+                if target and options.color != -1 and img.format == "JPEG":
+                    # DCT-scaled decoding: far faster when the target is much smaller.
+                    scale = min(img.size) / min(size)
+                    img.draft("RGB" if options.color else "L",
+                              (int(target[0] * scale), int(target[1] * scale)))
+                img.load()
+                img = _convert(img, options.color)
+    except FileNotFoundError:
+        raise
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
         raise PackError(f"{path}: cannot decode image: {e}") from e
     if options.center_crop:
         w, h = img.size
         side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2
         img = img.crop((left, top, left + side, top + side))
-    if options.resize:
-        img = img.resize(_target_size(*img.size, options.resize), Image.Resampling.BILINEAR)
+    if target:
+        img = img.resize(target, Image.Resampling.BILINEAR)
     out = io.BytesIO()
     if options.encoding == ".jpg":
         if img.mode not in ("RGB", "L"):
@@ -109,9 +123,22 @@ def record_payload(entry: LstEntry, image: bytes, options: PackOptions) -> bytes
     return pack(ImageHeader(labels, entry.index), image)
 
 
-def _encode_entry(job: tuple[LstEntry, Path, PackOptions]) -> bytes:
+def _encode_entry(job: tuple[LstEntry, Path, PackOptions]) -> bytes | str:
+    """The record payload, or the reason the image cannot be packed."""
     entry, path, options = job
-    return record_payload(entry, encode_image(path, options), options)
+    try:
+        return record_payload(entry, encode_image(path, options), options)
+    except FileNotFoundError:
+        return f"{path}: image file not found"
+    except (PackError, OSError) as e:
+        return str(e) if isinstance(e, PackError) else f"{path}: cannot read image: {e}"
+
+
+@dataclass(frozen=True)
+class PackResult:
+    records: int
+    skipped: list[str]
+    """One message per image left out (only with skip_bad)."""
 
 
 def pack_lst(
@@ -122,28 +149,44 @@ def pack_lst(
     *,
     options: PackOptions = PackOptions(),
     num_workers: int = 1,
+    skip_bad: bool = False,
     source: str = ".lst",
-) -> int:
-    """Write every entry's record in list order; return the number of records."""
+) -> PackResult:
+    """Write every entry's record in list order, atomically (temporary names, then renames).
+
+    An image that cannot be read or decoded fails the whole pack with its list line, or is left out
+    and reported when `skip_bad` is set."""
     root = Path(image_root)
     jobs = [(e, resolve_image_path(root, e, source=source), options) for e in entries]
-    missing = [str(path) for _, path, _ in jobs if not path.is_file()]
-    if missing:
-        raise PackError(
-            f"{source}: {len(missing)} listed image(s) not found under {root}: "
-            + ", ".join(missing[:5])
-            + (" ..." if len(missing) > 5 else "")
-        )
-    progress = Progress(len(jobs), desc=f"packing {Path(rec_path).name}", unit="images")
-    with RecordIOWriter(rec_path, idx_path) as writer:
-        for (entry, _, _), payload in zip(jobs, _payloads(jobs, num_workers), strict=True):
-            writer.write(payload, key=entry.index)
-            progress.update()
+    rec_path, idx_path = Path(rec_path), Path(idx_path)
+    tmp_rec = rec_path.with_name(f".{rec_path.name}.tmp-{os.getpid()}")
+    tmp_idx = idx_path.with_name(f".{idx_path.name}.tmp-{os.getpid()}")
+    progress = Progress(len(jobs), desc=f"packing {rec_path.name}", unit="images")
+    skipped: list[str] = []
+    try:
+        with RecordIOWriter(tmp_rec, tmp_idx) as writer:
+            for (entry, _, _), payload in zip(jobs, _payloads(jobs, num_workers), strict=True):
+                progress.update()
+                if isinstance(payload, bytes):
+                    writer.write(payload, key=entry.index)
+                    continue
+                where = f"{source}, line {entry.line}" if entry.line else source
+                if not skip_bad:
+                    raise PackError(f"{where}: {payload}")
+                skipped.append(f"{where}: {payload}")
+                print(f"skipped {where}: {payload}", file=sys.stderr, flush=True)
+        tmp_rec.replace(rec_path)
+        tmp_idx.replace(idx_path)
+    finally:
+        tmp_rec.unlink(missing_ok=True)
+        tmp_idx.unlink(missing_ok=True)
     progress.close()
-    return len(jobs)
+    return PackResult(len(jobs) - len(skipped), skipped)
 
 
-def _payloads(jobs: list[tuple[LstEntry, Path, PackOptions]], num_workers: int) -> Iterator[bytes]:
+def _payloads(
+    jobs: list[tuple[LstEntry, Path, PackOptions]], num_workers: int
+) -> Iterator[bytes | str]:
     if num_workers <= 1:
         yield from map(_encode_entry, jobs)
         return

@@ -29,9 +29,9 @@ def read_all(rec):
 def test_pass_through_stores_file_bytes_in_list_order(tmp_path, images):
     root, entries = images
     rec, idx = tmp_path / "o.rec", tmp_path / "o.idx"
-    count = pack_lst(entries, root, rec, idx, options=PackOptions(pass_through=True))
+    result = pack_lst(entries, root, rec, idx, options=PackOptions(pass_through=True))
     records = read_all(rec)
-    assert count == 3
+    assert result.records == 3 and result.skipped == []
     assert [h.id for h, _ in records] == [10, 11, 12]
     assert [h.label for h, _ in records] == [(0.0,), (1.0,), (2.0,)]
     assert [img for _, img in records] == [(root / f"{i}.jpg").read_bytes() for i in range(3)]
@@ -61,9 +61,10 @@ def test_missing_and_escaping_paths_are_refused(tmp_path, images):
     with pytest.raises(PackError, match="must be relative to the image root"):
         pack_lst([LstEntry(0, (0.0,), "../secret.jpg")], root, tmp_path / "a.rec",
                  tmp_path / "a.idx", source="train.lst")
-    with pytest.raises(PackError, match="train.lst: 1 listed image"):
-        pack_lst([LstEntry(0, (0.0,), "missing.jpg")], root, tmp_path / "a.rec",
+    with pytest.raises(PackError, match=r"train.lst, line 7: .*missing.jpg: image file not found"):
+        pack_lst([LstEntry(0, (0.0,), "missing.jpg", line=7)], root, tmp_path / "a.rec",
                  tmp_path / "a.idx", source="train.lst")
+    assert not (tmp_path / "a.rec").exists(), "a failed pack leaves no partial .rec"
 
 
 def test_undecodable_image_is_named(tmp_path, images):
@@ -71,3 +72,22 @@ def test_undecodable_image_is_named(tmp_path, images):
     (root / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(PackError, match="bad.jpg: cannot decode image"):
         pack_lst([LstEntry(0, (0.0,), "bad.jpg")], root, tmp_path / "a.rec", tmp_path / "a.idx")
+
+
+def test_skip_bad_leaves_out_and_reports_unreadable_images(tmp_path, images):
+    root, entries = images
+    (root / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
+    listed = [*entries[:1], LstEntry(5, (0.0,), "bad.jpg", line=2), *entries[1:]]
+    result = pack_lst(listed, root, tmp_path / "s.rec", tmp_path / "s.idx", skip_bad=True,
+                      source="x.lst")
+    assert result.records == 3
+    assert len(result.skipped) == 1 and result.skipped[0].startswith("x.lst, line 2: ")
+    assert [h.id for h, _ in read_all(tmp_path / "s.rec")] == [10, 11, 12]
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    Image.new("L", (100, 100)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(PackError, match="big.png: cannot decode image"):
+        pack_lst([LstEntry(0, (0.0,), "big.png")], tmp_path, tmp_path / "b.rec",
+                 tmp_path / "b.idx", options=PackOptions(resize=8))
