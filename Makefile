@@ -7,6 +7,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 TRAINER_VENV := .venv-trainer
+MXNET_VENV := .venv-mxnet
 PIP_QUIET := -q --disable-pip-version-check
 
 export AIRFLOW_HOME := $(CURDIR)/.airflow
@@ -17,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test lint format lock clean
+.PHONY: setup demo test test-interop lint format lock clean
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -37,14 +38,23 @@ $(TRAINER_VENV)/.installed: docker/trainer/requirements.txt docker/trainer/requi
 		-c docker/trainer/requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
 	touch $@
 
+# Only for interoperability tests against the reference tools (never imported by our code).
+$(MXNET_VENV)/.installed: tests/interop/requirements.txt tests/interop/requirements.lock
+	rm -rf $(MXNET_VENV)
+	$(PYTHON) -m venv $(MXNET_VENV)
+	$(MXNET_VENV)/bin/pip install $(PIP_QUIET) -r tests/interop/requirements.txt \
+		-c tests/interop/requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $@
+
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1
 
 # Re-resolve both environments' exact versions from their requirement files.
-lock: setup
+lock: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/pip freeze --exclude-editable > requirements.lock
 	$(TRAINER_VENV)/bin/pip freeze --exclude-editable > docker/trainer/requirements.lock
+	$(MXNET_VENV)/bin/pip freeze --exclude-editable > tests/interop/requirements.lock
 
 demo: setup $(AIRFLOW_HOME)/airflow.db
 	$(VENV)/bin/python scripts/demo.py
@@ -59,12 +69,17 @@ format: $(VENV)/.installed
 
 # Tests run in the environment they belong to: Airflow-side and data tests in .venv,
 # trainer tests (TensorFlow) in .venv-trainer.
-AIRFLOW_TESTS := tests/dags tests/operators tests/tasks/data tests/test_end_to_end.py
+AIRFLOW_TESTS := tests/dags tests/operators tests/tasks/data tests/tasks/test_recordio_cli.py \
+	tests/tasks/test_im2rec.py tests/test_end_to_end.py
 TRAINER_TESTS := tests/tasks/image_classification tests/tasks/test_job.py
 
-test: setup $(AIRFLOW_HOME)/airflow.db lint
+test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop
 	$(VENV)/bin/pytest -q $(AIRFLOW_TESTS)
 	$(TRAINER_VENV)/bin/pytest -q $(TRAINER_TESTS)
+
+# Byte-level comparisons with MXNet 1.9.1's im2rec and recordio, in their own environment.
+test-interop: $(MXNET_VENV)/.installed
+	$(MXNET_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/interop
 
 clean:
 	rm -rf $(AIRFLOW_HOME) data/runs data/work data/datasets

@@ -112,7 +112,6 @@ def run_job(job: Callable[[], None], failure_path: Path | None) -> int:
     except InputError as e:
         message = str(e)
         code = EXIT_BAD_INPUT
-        log.error("bad input: %s", message)
     except Exception as e:  # noqa: BLE001 - the contract reports every failure in output/failure
         message = f"internal error: {type(e).__name__}: {e}"
         code = EXIT_INTERNAL_ERROR

@@ -42,10 +42,11 @@ class PackOptions:
             raise PackError(f"color must be 1 (colour), 0 (grey) or -1 (unchanged), got {self.color}")
         if self.resize < 0:
             raise PackError(f"resize must be 0 (keep size) or a positive size, got {self.resize}")
-        low, high = (1, 100) if self.encoding == ".jpg" else (0, 9)
-        if not low <= self.quality <= high:
+        # PNG levels above 9 act as 9, as in OpenCV: im2rec's default 95 works with .png too.
+        low = 1 if self.encoding == ".jpg" else 0
+        if not low <= self.quality <= 100:
             raise PackError(
-                f"quality for {self.encoding} must be in [{low}, {high}], got {self.quality}"
+                f"quality for {self.encoding} must be in [{low}, 100], got {self.quality}"
             )
 
 
@@ -105,7 +106,7 @@ def encode_image(path: Path, options: PackOptions) -> bytes:
             img = img.convert("RGB")
         img.save(out, format="JPEG", quality=options.quality)
     else:
-        img.save(out, format="PNG", compress_level=options.quality)
+        img.save(out, format="PNG", compress_level=min(options.quality, 9))
     return out.getvalue()
 
 
