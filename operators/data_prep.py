@@ -16,10 +16,10 @@ from tasks.data.lst import (
     IMAGE_EXTENSIONS,
     LstError,
     list_class_folders,
-    read_lst,
     split_entries,
     write_lst,
 )
+from tasks.data.lst_validation import validate_lst
 from tasks.data.pack import PackOptions, pack_lst
 
 
@@ -122,8 +122,17 @@ class RecordIOPackOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         out = self.output_uri.rstrip("/")
         name = self.lst_uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".lst")
+        names = self.class_names
+        if isinstance(names, str):
+            names = json.loads(names) if names.strip() else None
         with local_copy(self.lst_uri) as lst_path, local_copy(self.images_uri) as root:
-            entries = read_lst(lst_path)
+            # All problems of the list (labels, paths, undecodable images) before packing.
+            entries = validate_lst(
+                lst_path,
+                num_classes=len(names) if names else None,
+                image_root=root,
+                check_images=True,
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 rec, idx = Path(tmp) / f"{name}.rec", Path(tmp) / f"{name}.idx"
                 result = pack_lst(
@@ -137,9 +146,6 @@ class RecordIOPackOperator(BaseOperator):
                 )
                 upload(idx, f"{out}/{name}.idx")
                 upload(rec, f"{out}/{name}.rec")
-        names = self.class_names
-        if isinstance(names, str):
-            names = json.loads(names) if names.strip() else None
         if names:
             write_text(f"{out}/classes.json", json.dumps(list(names)) + "\n")
         self.log.info("packed %d records into %s/%s.rec", result.records, out, name)

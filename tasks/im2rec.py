@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from tasks.contract import run_job
-from tasks.data.lst import IMAGE_EXTENSIONS, list_class_folders, read_lst, split_entries, write_lst
+from tasks.data.lst import IMAGE_EXTENSIONS, list_class_folders, split_entries, write_lst
+from tasks.data.lst_validation import validate_lst
 from tasks.data.pack import PackOptions, pack_lst
 from tasks.errors import InputError
 
@@ -182,8 +183,10 @@ def pack_lists(args: argparse.Namespace) -> list[Path]:
     for lst in lists:
         print(f"Creating .rec file from {lst} in {folder}", flush=True)
         rec = lst.with_suffix(".rec")
+        # Every problem of the list at once; missing images are left to --skip-bad when given.
+        entries = validate_lst(lst, image_root=None if args.skip_bad else args.root)
         result = pack_lst(
-            read_lst(lst),
+            entries,
             args.root,
             rec,
             lst.with_suffix(".idx"),

@@ -45,4 +45,5 @@ def test_bad_list_line_is_named(tmp_path, capsys):
     make_images(tmp_path / "img")
     (tmp_path / "x.lst").write_text("0\t0.000000\ta/0.jpg\n1\t0.000000\n")
     assert main([str(tmp_path / "x"), str(tmp_path / "img")]) == 2
-    assert "x.lst, line 2: expected at least 3 tab-separated columns" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "x.lst: 1 problem:" in err and "line 2: expected index, label(s) and path" in err

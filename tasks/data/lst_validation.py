@@ -1,0 +1,142 @@
+"""Check a `.lst` completely before anything is packed or trained, reporting every problem."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from PIL import Image, UnidentifiedImageError
+
+from tasks.data.lst import LstEntry
+from tasks.errors import InputError
+
+MAX_SHOWN = 20
+
+
+class LstValidationError(InputError):
+    """A `.lst` with problems; the message lists the first ones with their line numbers."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    """1-based line number; 0 for a problem of the whole file."""
+    message: str
+
+
+def describe(source: str, problems: list[Problem], limit: int = MAX_SHOWN) -> str:
+    """`source: N problems:` then one line each (the first `limit`) and how many are not shown."""
+    shown = [f"  line {p.line}: {p.message}" if p.line else f"  {p.message}"
+             for p in problems[:limit]]
+    more = [f"  ... and {len(problems) - limit} more"] if len(problems) > limit else []
+    noun = "problem" if len(problems) == 1 else "problems"
+    return "\n".join([f"{source}: {len(problems)} {noun}:", *shown, *more])
+
+
+def _check_image(path: Path) -> str | None:
+    try:
+        with Image.open(path) as img:
+            img.draft(img.mode, (64, 64))  # a JPEG decodes at 1/8 scale: enough to prove it
+            img.load()
+    except FileNotFoundError:
+        return f"image {path} not found"
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        return f"image {path} does not decode: {e}"
+    return None
+
+
+def _parse_line(raw: bytes, line_no: int, problems: list[Problem]) -> LstEntry | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.append(Problem(line_no, f"not UTF-8 (byte {e.start} of the line): {raw[:80]!r}"))
+        return None
+    fields = [f.strip() for f in text.rstrip("\r\n").split("\t")]
+    if len(fields) < 3:
+        problems.append(Problem(
+            line_no, f"expected index, label(s) and path separated by tabs, got {len(fields)} "
+            f"column(s): {text.strip()!r}"))
+        return None
+    try:
+        index = int(fields[0])
+    except ValueError:
+        problems.append(Problem(line_no, f"index must be an integer, got {fields[0]!r}"))
+        return None
+    try:
+        labels = tuple(float(v) for v in fields[1:-1])
+    except ValueError:
+        problems.append(Problem(line_no, f"labels must be numbers, got {fields[1:-1]!r}"))
+        return None
+    return LstEntry(index, labels, fields[-1], line_no)
+
+
+def validate_lst(
+    path: str | os.PathLike,
+    *,
+    num_classes: int | None = None,
+    image_root: str | os.PathLike | None = None,
+    check_images: bool = False,
+    workers: int = 8,
+) -> list[LstEntry]:
+    """The entries of a valid `.lst`; otherwise LstValidationError listing every problem.
+
+    Checks: column counts, unique integer indices, numeric labels, class labels integral and in
+    [0, num_classes) when known, classes consecutive from 0 (single-label lists), relative paths
+    inside the root, and with `image_root` that files exist (and decode, with `check_images`)."""
+    path = Path(path)
+    problems: list[Problem] = []
+    entries: list[LstEntry] = []
+    first_line: dict[int, int] = {}
+    columns: int | None = None
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            entry = _parse_line(raw, line_no, problems)
+            if entry is None:
+                continue
+            width = len(entry.labels) + 2
+            columns = columns or width
+            if width != columns:
+                problems.append(Problem(line_no, f"{width} columns, but earlier lines have "
+                                                 f"{columns}"))
+            if entry.index in first_line:
+                problems.append(Problem(line_no, f"index {entry.index} already used on line "
+                                                 f"{first_line[entry.index]}"))
+            first_line.setdefault(entry.index, line_no)
+            rel = PurePosixPath(entry.path)
+            if rel.is_absolute() or ".." in rel.parts or os.path.isabs(entry.path):
+                problems.append(Problem(line_no, f"path {entry.path!r} must be relative to the "
+                                                 "image root, without '..'"))
+                continue
+            if len(entry.labels) == 1:
+                label = entry.labels[0]
+                if label != int(label) or label < 0 or (num_classes and label >= num_classes):
+                    allowed = f"0..{num_classes - 1}" if num_classes else "integers from 0"
+                    problems.append(Problem(line_no, f"label {label:g} is not a class index; "
+                                                     f"allowed: {allowed}"))
+            entries.append(entry)
+    if not entries and not problems:
+        problems.append(Problem(0, "the list is empty"))
+    single = [int(e.labels[0]) for e in entries if len(e.labels) == 1]
+    if single and len(single) == len(entries):
+        missing = sorted(set(range(max(single) + 1)) - set(single))
+        if missing:
+            problems.append(Problem(0, "classes must be consecutive from 0; no line has label "
+                                       + ", ".join(map(str, missing[:10]))
+                                       + (" ..." if len(missing) > 10 else "")))
+    if image_root is not None and entries:
+        root = Path(image_root)
+        if check_images:
+            with ThreadPoolExecutor(workers) as pool:
+                results = pool.map(_check_image, (root / e.path for e in entries))
+                problems += [Problem(e.line, r) for e, r in zip(entries, results, strict=True) if r]
+        else:
+            problems += [Problem(e.line, f"image {root / e.path} not found") for e in entries
+                         if not (root / e.path).is_file()]
+    if problems:
+        problems.sort(key=lambda p: p.line)
+        raise LstValidationError(describe(str(path), problems))
+    return entries
