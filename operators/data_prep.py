@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator
 
 from operators.errors import user_errors
 from operators.storage import local_copy, upload, write_text
+from tasks.data.label_map import read_label_map, remap_folder
 from tasks.data.lst import (
     IMAGE_EXTENSIONS,
     LstError,
@@ -20,6 +21,8 @@ from tasks.data.lst import (
     write_lst,
 )
 from tasks.data.lst_validation import validate_lst
+from tasks.data.manifest import DEFAULT_ATTRIBUTES
+from tasks.data.manifest_validation import validate_manifest
 from tasks.data.pack import PackOptions, pack_lst
 
 
@@ -150,3 +153,110 @@ class RecordIOPackOperator(BaseOperator):
             write_text(f"{out}/classes.json", json.dumps(list(names)) + "\n")
         self.log.info("packed %d records into %s/%s.rec", result.records, out, name)
         return {"rec": f"{out}/{name}.rec", "idx": f"{out}/{name}.idx", "records": result.records}
+
+
+class ManifestValidationOperator(BaseOperator):
+    """Checks an augmented manifest (parsing, AttributeNames, labels, references) before training,
+    with Great Expectations for the column checks; its validation result is saved beside the
+    outputs even when the manifest fails.
+
+    :param manifest_uri: the `.manifest` / `.jsonl` file (templated).
+    :param output_uri: folder for `manifest_validation.json` (templated).
+    :param attribute_names: the channel's AttributeNames: image reference, then label (templated).
+    :param content_type: the channel's content type; `; label-format=...` marks multi-label.
+    :param num_classes: classes the labels must fall in, when known (templated).
+    :param segmentation: records carry an annotation `*-ref` instead of a label.
+    """
+
+    template_fields: Sequence[str] = (
+        "manifest_uri",
+        "output_uri",
+        "attribute_names",
+        "num_classes",
+    )
+
+    def __init__(
+        self,
+        *,
+        manifest_uri: str,
+        output_uri: str,
+        attribute_names: Sequence[str] = DEFAULT_ATTRIBUTES,
+        content_type: str = "application/x-recordio",
+        num_classes: int | str | None = None,
+        segmentation: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.manifest_uri, self.output_uri = manifest_uri, output_uri
+        self.attribute_names, self.content_type = attribute_names, content_type
+        self.num_classes, self.segmentation = num_classes, segmentation
+
+    @user_errors
+    def execute(self, context: Any) -> dict[str, Any]:
+        with local_copy(self.manifest_uri) as manifest, tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / "manifest_validation.json"
+            try:
+                records = validate_manifest(
+                    manifest,
+                    attribute_names=list(self.attribute_names),
+                    content_type=self.content_type,
+                    num_classes=int(self.num_classes) if self.num_classes else None,
+                    segmentation=self.segmentation,
+                    result_path=result,
+                )
+            finally:
+                if result.exists():
+                    upload(result, f"{self.output_uri.rstrip('/')}/manifest_validation.json")
+        self.log.info("%s: %d records pass every check", self.manifest_uri, len(records))
+        return {
+            "records": len(records),
+            "validation": f"{self.output_uri}/manifest_validation.json",
+        }
+
+
+class LabelMapRemapOperator(BaseOperator):
+    """Rewrites annotation PNGs to class indices with a `{"scale"}` or `{"map"}` label map,
+    keeping mode P or L and 255 as "ignore"; pixel values the map does not cover fail the task.
+
+    :param annotations_uri: folder of annotation PNGs (templated).
+    :param label_map_uri: the label map JSON; empty for the identity (templated).
+    :param output_uri: folder for the remapped PNGs (templated).
+    :param num_classes: classes the result must fall in, when known (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "annotations_uri",
+        "label_map_uri",
+        "output_uri",
+        "num_classes",
+    )
+
+    def __init__(
+        self,
+        *,
+        annotations_uri: str,
+        output_uri: str,
+        label_map_uri: str = "",
+        num_classes: int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.annotations_uri, self.output_uri = annotations_uri, output_uri
+        self.label_map_uri, self.num_classes = label_map_uri, num_classes
+
+    @user_errors
+    def execute(self, context: Any) -> dict[str, Any]:
+        out = self.output_uri.rstrip("/")
+        with local_copy(self.annotations_uri) as src, tempfile.TemporaryDirectory() as tmp:
+            if self.label_map_uri:
+                with local_copy(self.label_map_uri) as map_path:
+                    label_map = read_label_map(map_path)
+            else:
+                label_map = read_label_map(None)
+            count = remap_folder(
+                src, Path(tmp), label_map, int(self.num_classes) if self.num_classes else None
+            )
+            for png in sorted(Path(tmp).glob("*.png")):
+                upload(png, f"{out}/{png.name}")
+        self.log.info("remapped %d annotations into %s", count, out)
+        return {"annotations": count, "output_uri": out}

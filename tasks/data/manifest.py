@@ -1,0 +1,196 @@
+"""Augmented manifests (JSON Lines): parsing and checks, per formats.md, and conversion to `.lst`.
+
+The job names the attributes to read (`AttributeNames`): the image reference first (`source-ref`,
+or for segmentation any `*-ref`), then the label (classification) or annotation reference.
+Labels: a class index ("0"), or for multi-label a multi-hot vector ("[1, 0, 1]") or class ids
+("[0, 2]"), chosen by the content type's `label-format`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+from tasks.data.lst import LstEntry
+from tasks.data.lst_validation import Problem, describe
+from tasks.errors import InputError
+
+DEFAULT_ATTRIBUTES = ("source-ref", "class")
+LABEL_FORMATS = ("multi-hot", "class-id")
+
+
+class ManifestError(InputError):
+    """A manifest with problems; the message lists the first ones with their line numbers."""
+
+
+def label_format_of(content_type: str) -> str | None:
+    """`application/x-recordio; label-format=class-id` -> `class-id`; None without the parameter
+    (single-label). A label-format marks a multi-label manifest."""
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "label-format":
+            value = value.strip().strip('"').lower()
+            if value not in LABEL_FORMATS:
+                raise ManifestError(
+                    f"content type {content_type!r}: label-format must be one of "
+                    f"{', '.join(LABEL_FORMATS)}, got {value!r}"
+                )
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    line: int
+    ref: str
+    """The image reference: s3://, file:// or a path relative to the manifest."""
+    label: tuple[float, ...] | None = None
+    """Class index (one value) or multi-hot vector; None for segmentation records."""
+    annotation_ref: str | None = None
+
+
+def _parse_label(value: object, *, multi_label: bool, label_format: str,
+                 num_classes: int | None) -> tuple[float, ...]:
+    """The label as a tuple (one class index, or a multi-hot vector); ValueError says why."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else text
+    if not multi_label:
+        if isinstance(value, bool) or isinstance(value, list):
+            raise ValueError("expected one class index")
+        number = float(value)
+        if number != int(number) or number < 0:
+            raise ValueError("a class index must be a whole number from 0")
+        return (number,)
+    if not isinstance(value, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        raise ValueError(f"expected a list of numbers for label-format={label_format}")
+    if label_format == "class-id":
+        ids = [int(v) for v in value]
+        if any(v != i for v, i in zip(value, ids, strict=True)) or len(set(ids)) != len(ids):
+            raise ValueError("class ids must be distinct whole numbers")
+        if num_classes is None:
+            raise ValueError("class-id labels need num_classes")
+        bad = [i for i in ids if not 0 <= i < num_classes]
+        if bad:
+            raise ValueError(f"class id {bad[0]} is outside 0..{num_classes - 1}")
+        return tuple(1.0 if i in ids else 0.0 for i in range(num_classes))
+    if num_classes is not None and len(value) != num_classes:
+        raise ValueError(f"a multi-hot vector needs {num_classes} values, got {len(value)}")
+    if any(v not in (0, 1) for v in value):
+        raise ValueError("multi-hot values must be 0 or 1")
+    return tuple(float(v) for v in value)
+
+
+def read_manifest(
+    path: str | os.PathLike,
+    *,
+    attribute_names: Sequence[str] = DEFAULT_ATTRIBUTES,
+    segmentation: bool = False,
+    multi_label: bool = False,
+    label_format: str = LABEL_FORMATS[0],
+    num_classes: int | None = None,
+) -> tuple[list[ManifestRecord], list[Problem]]:
+    """Parse every line; return the good records and a problem per bad line (none raised)."""
+    if len(attribute_names) != 2:
+        raise ManifestError(
+            f"AttributeNames must name two attributes (image reference, then "
+            f"{'annotation reference' if segmentation else 'label'}), got {list(attribute_names)}"
+        )
+    ref_key, second = attribute_names
+    if (ref_key != "source-ref" and not segmentation) or not ref_key.endswith("-ref"):
+        raise ManifestError(
+            f"AttributeNames[0] must be the image reference ('source-ref'"
+            f"{' or any *-ref' if segmentation else ''}), got {ref_key!r}"
+        )
+    records: list[ManifestRecord] = []
+    problems: list[Problem] = []
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                problems.append(Problem(line_no, f"not a JSON object ({e})"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(Problem(line_no, f"expected a JSON object, got {raw[:60]!r}"))
+                continue
+            missing = [k for k in attribute_names if k not in obj]
+            if missing:
+                problems.append(Problem(line_no, f"missing attribute(s) {', '.join(missing)}; "
+                                                 f"the line has {', '.join(obj) or 'none'}"))
+                continue
+            ref = obj[ref_key]
+            if not isinstance(ref, str) or not ref:
+                problems.append(Problem(line_no, f"{ref_key} must be a non-empty string"))
+                continue
+            if segmentation:
+                records.append(ManifestRecord(line_no, ref, annotation_ref=str(obj[second])))
+                continue
+            try:
+                label = _parse_label(obj[second], multi_label=multi_label,
+                                     label_format=label_format, num_classes=num_classes)
+            except (ValueError, TypeError) as e:
+                problems.append(Problem(line_no, f"{second} = {json.dumps(obj[second])}: {e}"))
+                continue
+            records.append(ManifestRecord(line_no, ref, label))
+    if not records and not problems:
+        problems.append(Problem(0, "the manifest holds no records"))
+    return records, problems
+
+
+def check_manifest(path: str | os.PathLike, **options) -> list[ManifestRecord]:
+    """read_manifest, raising ManifestError with every problem found."""
+    records, problems = read_manifest(path, **options)
+    if problems:
+        raise ManifestError(describe(str(path), problems))
+    return records
+
+
+def resolve_ref(ref: str, manifest_dir: Path, image_root: Path) -> str:
+    """The reference as a path relative to `image_root` (for a `.lst`); s3:// refs are expected
+    staged under `image_root/<bucket>/<key>`. Anything escaping the root is refused."""
+    parsed = urlparse(ref)
+    if parsed.scheme == "s3":
+        rel = PurePosixPath(parsed.netloc.rpartition("@")[2], parsed.path.lstrip("/"))
+        if ".." in rel.parts:
+            raise ValueError(f"reference {ref!r} contains '..'")
+        return rel.as_posix()
+    if parsed.scheme == "file":
+        target = Path(parsed.path)
+    elif parsed.scheme:
+        raise ValueError(f"reference {ref!r}: scheme {parsed.scheme}:// is not supported; "
+                         "use s3://, file:// or a path relative to the manifest")
+    else:
+        if Path(ref).is_absolute() or ".." in PurePosixPath(ref).parts:
+            raise ValueError(f"reference {ref!r} must be s3://, file:// or relative to the "
+                             "manifest without '..'")
+        target = manifest_dir / ref
+    try:
+        return Path(os.path.normpath(target)).relative_to(os.path.normpath(image_root)).as_posix()
+    except ValueError as e:
+        raise ValueError(f"reference {ref!r} is outside the image root {image_root}") from e
+
+
+def to_lst_entries(records: Sequence[ManifestRecord], manifest: Path,
+                   image_root: Path | None = None) -> list[LstEntry]:
+    """`.lst` entries (index = manifest order) for packing; every bad reference is reported."""
+    root = image_root or manifest.parent
+    entries, problems = [], []
+    for i, record in enumerate(records):
+        try:
+            path = resolve_ref(record.ref, manifest.parent, root)
+        except ValueError as e:
+            problems.append(Problem(record.line, str(e)))
+            continue
+        entries.append(LstEntry(i, record.label or (0.0,), path, record.line))
+    if problems:
+        raise ManifestError(describe(str(manifest), problems))
+    return entries
