@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-interop lint format lock clean
+.PHONY: setup demo test test-interop lint format lock clean bench-data
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -83,3 +83,7 @@ test-interop: $(MXNET_VENV)/.installed
 
 clean:
 	rm -rf $(AIRFLOW_HOME) data/runs data/work data/datasets
+
+# Benchmarks against the reference tools (scripts, not tests); tables go to docs/benchmarks.md.
+bench-data: setup $(MXNET_VENV)/.installed
+	$(VENV)/bin/python scripts/bench_data.py

@@ -1,0 +1,258 @@
+"""`make bench-data`: our data tools against MXNet 1.9.1's on the same generated data, same run.
+
+1. im2rec packing of photo-sized JPEGs (--resize 256 --quality 95 --num-thread 2), median of 3.
+2. im2rec --pass-through of many small files, median of 3.
+3. Read throughput: our RecordIO tf.data pipeline vs mx.io.ImageRecordIter (decode, crop 224,
+   mirror) on the same .rec.
+Peak memory (max RSS) is measured per run; ours is also measured at half the images to show it
+does not grow with their number. The table goes into docs/benchmarks.md with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+PY_OURS = ROOT / ".venv" / "bin" / "python"
+PY_TRAINER = ROOT / ".venv-trainer" / "bin" / "python"
+PY_MXNET = ROOT / ".venv-mxnet" / "bin" / "python"
+IM2REC_MX = ROOT / ".venv-mxnet/lib/python3.11/site-packages/mxnet/tools/im2rec.py"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def photo(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A smooth, textured image that compresses like a photo (not like flat colour)."""
+    small = rng.integers(0, 256, size=(height // 40, width // 40, 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+    noise = rng.normal(0, 8, size=(height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(img) + noise, 0, 255).astype(np.uint8))
+
+
+def make_images(folder: Path, count: int, size: tuple[int, int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = [photo(rng, *size) for _ in range(8)]
+    for i in range(count):
+        # Vary every file cheaply: shift a base image and mark a corner with the index.
+        img = base[i % len(base)].rotate(0, translate=(i % 13, i % 7))
+        img.putpixel((0, 0), (i % 256, i // 256 % 256, 0))
+        img.save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def timed(command: list, cwd: Path = ROOT) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MiB) of one command."""
+    with tempfile.NamedTemporaryFile("r") as stats:
+        subprocess.run(
+            ["/usr/bin/time", "-o", stats.name, "-f", "%e %M", *map(str, command)],
+            cwd=cwd,
+            env=ENV,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        seconds, kib = stats.read().split()[-2:]
+    return float(seconds), int(kib) // 1024
+
+
+def pack_both(work: Path, images: Path, flags: list[str], runs: int) -> dict[str, tuple]:
+    results = {}
+    for name, tool in (
+        ("MXNet im2rec", [PY_MXNET, IM2REC_MX]),
+        ("ours (tasks.im2rec)", [PY_OURS, "-m", "tasks.im2rec"]),
+    ):
+        folder = work / name.split()[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [*tool, "--list", folder / "set", images],
+            check=True,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        times = [timed([*tool, *flags, folder / "set", images]) for _ in range(runs)]
+        results[name] = (
+            statistics.median(t for t, _ in times),
+            max(m for _, m in times),
+            folder / "set.rec",
+        )
+    return results
+
+
+READ_OURS = """
+import sys, time
+from pathlib import Path
+from tasks.image_classification.data import RecordSet, training_dataset
+rec = Path(sys.argv[1]); n = int(sys.argv[2])
+records = RecordSet.open(rec, rec.with_suffix('.idx'), num_classes=1000)
+ds = training_dataset(records, image_shape=(3, 224, 224), batch_size=32, augmentation='crop')
+ds = ds.repeat()
+it = iter(ds); next(it)
+start = time.perf_counter(); seen = 0
+while seen < n:
+    seen += int(next(it)[0].shape[0])
+print(seen / (time.perf_counter() - start))
+"""
+
+READ_MXNET = """
+import sys, time
+import mxnet as mx
+n = int(sys.argv[2])
+it = mx.io.ImageRecordIter(path_imgrec=sys.argv[1], data_shape=(3, 224, 224), batch_size=32,
+                           resize=256, rand_crop=True, rand_mirror=True, shuffle=True,
+                           preprocess_threads=2)
+next(it)
+start = time.perf_counter(); seen = 0
+while seen < n:
+    try:
+        batch = next(it)
+    except StopIteration:
+        it.reset(); continue
+    seen += batch.data[0].shape[0]
+print(seen / (time.perf_counter() - start))
+"""
+
+
+def read_rate(python: Path, code: str, rec: Path, images: int) -> float:
+    out = subprocess.run(
+        [python, "-c", code, rec, str(images)],
+        env=ENV,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def shorter_sides(rec: Path) -> set[int]:
+    sys.path.insert(0, str(ROOT))
+    from tasks.data.recordio import RecordIOReader, unpack
+
+    with RecordIOReader(rec) as reader:
+        return {min(Image.open(io.BytesIO(unpack(r.payload)[1])).size) for r in reader}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--photos", type=int, default=600)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        work = Path(tmp)
+        print(
+            f"generating {args.photos} 1600x1200 JPEGs and {args.small} small ones ...", flush=True
+        )
+        make_images(work / "photos", args.photos, (1600, 1200), seed=1)
+        make_images(work / "small", args.small, (64, 48), seed=2)
+
+        flags = ["--resize", "256", "--quality", "95", "--num-thread", "2"]
+        photos = pack_both(work / "resize", work / "photos", flags, args.runs)
+        ours_rec = photos["ours (tasks.im2rec)"][2]
+        sides = shorter_sides(ours_rec)
+        half = work / "half"
+        make_images(half, args.photos // 2, (1600, 1200), seed=1)
+        half_result = pack_both(work / "resize-half", half, flags, 1)["ours (tasks.im2rec)"]
+        rows.append(
+            _pair(
+                f"im2rec {' '.join(flags)}, {args.photos} JPEGs 1600x1200",
+                photos,
+                "s",
+                lower_is_better=True,
+                note=f"ours: every shorter side {sorted(sides)}; peak memory at "
+                f"{args.photos // 2} images {half_result[1]} MiB",
+            )
+        )
+
+        passthrough = pack_both(work / "pass", work / "small", ["--pass-through"], args.runs)
+        rows.append(
+            _pair(
+                f"im2rec --pass-through, {args.small} small JPEGs",
+                passthrough,
+                "s",
+                lower_is_better=True,
+                note="byte-identical outputs" if _same(passthrough) else "outputs differ",
+            )
+        )
+
+        mx_rec = photos["MXNet im2rec"][2]
+        reads = {
+            "mx.io.ImageRecordIter": (read_rate(PY_MXNET, READ_MXNET, mx_rec, 2000), 0, None),
+            "ours (RecordIO tf.data)": (read_rate(PY_TRAINER, READ_OURS, mx_rec, 2000), 0, None),
+        }
+        rows.append(
+            _pair(
+                "read: decode + random crop 224 + mirror, images/s (same .rec)",
+                reads,
+                "img/s",
+                lower_is_better=False,
+                note="2 CPU threads each",
+            )
+        )
+    write_table(args.output, rows)
+    return 0
+
+
+def _same(results: dict[str, tuple]) -> bool:
+    recs = [r[2] for r in results.values()]
+    return recs[0].read_bytes() == recs[1].read_bytes()
+
+
+def _pair(
+    what: str, results: dict[str, tuple], unit: str, *, lower_is_better: bool, note: str = ""
+) -> str:
+    (ref_name, ref), (our_name, ours) = results.items()
+    speedup = ref[0] / ours[0] if lower_is_better else ours[0] / ref[0]
+    memory = f"{ref[1]} / {ours[1]} MiB" if ref[1] else "-"
+    row = (
+        f"| {what} | {ref[0]:.2f} {unit} | {ours[0]:.2f} {unit} | **{speedup:.2f}x** | "
+        f"{memory} | {note} |"
+    )
+    print(row, flush=True)
+    return row
+
+
+def write_table(path: Path, rows: list[str]) -> None:
+    section = "\n".join(
+        [
+            "## Data preparation (`make bench-data`)",
+            "",
+            "Command: `make bench-data` (`.venv/bin/python scripts/bench_data.py`), on the build "
+            f"machine ({os.cpu_count()} cores, no GPU). MXNet 1.9.1 / OpenCV 4.11 vs ours "
+            "(Pillow),"
+            " same inputs, same run; times are medians of 3 runs.",
+            "",
+            "| benchmark | MXNet | ours | speed-up | peak memory (MXNet / ours) | notes |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    start = text.find("## Data preparation")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from PIL import Image
+
+from operators.data_prep import (
+    LabelMapRemapOperator,
+    LstGenerationOperator,
+    ManifestValidationOperator,
+    RecordIOPackOperator,
+)
+from tasks.data.recordio import RecordIOReader
+from tasks.data.synthetic import make_shapes_dataset
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return make_shapes_dataset(tmp_path / "shapes", per_class=5, size=16)
+
+
+def test_lists_then_packs_under_the_output_uri(dataset, tmp_path):
+    out = tmp_path / "run"
+    lists = LstGenerationOperator(
+        task_id="make_lst",
+        images_uri=f"file://{dataset}",
+        output_uri=f"file://{out}/lists",
+        validation_split="0.2",
+    ).execute({})
+    assert lists["num_classes"] == 4 and lists["num_training_samples"] == 16
+    assert json.loads((out / "lists" / "classes.json").read_text()) == lists["classes"]
+    packed = RecordIOPackOperator(
+        task_id="pack",
+        lst_uri=lists["train_lst"],
+        images_uri=f"file://{dataset}",
+        output_uri=f"file://{out}/rec",
+        class_names=json.dumps(lists["classes"]),
+    ).execute({})
+    assert packed["records"] == 16
+    with RecordIOReader(out / "rec" / "train.rec") as reader:
+        assert len(list(reader)) == 16
+    assert json.loads((out / "rec" / "classes.json").read_text()) == lists["classes"]
+
+
+def test_pack_fails_on_a_broken_image_naming_the_line(dataset, tmp_path):
+    out = tmp_path / "run"
+    lists = LstGenerationOperator(
+        task_id="make_lst", images_uri=f"file://{dataset}", output_uri=f"file://{out}/lists"
+    ).execute({})
+    first = (out / "lists" / "train.lst").read_text().splitlines()[0].split("\t")[-1]
+    (dataset / first).write_bytes(b"broken")
+    with pytest.raises(AirflowFailException, match=f"line 1: image .*{first} does not decode"):
+        RecordIOPackOperator(
+            task_id="pack",
+            lst_uri=lists["train_lst"],
+            images_uri=f"file://{dataset}",
+            output_uri=f"file://{out}/rec",
+            class_names=lists["classes"],
+        ).execute({})
+    assert not (out / "rec" / "train.rec").exists()
+
+
+def test_too_small_a_dataset_for_the_split(tmp_path):
+    root = make_shapes_dataset(tmp_path / "one", per_class=1, size=8, classes=("circle",))
+    with pytest.raises(AirflowFailException, match="both need at least one image"):
+        LstGenerationOperator(
+            task_id="l", images_uri=f"file://{root}", output_uri=f"file://{tmp_path}/o"
+        ).execute({})
+
+
+def test_manifest_validation_saves_the_result_even_when_it_fails(tmp_path):
+    manifest = tmp_path / "train.manifest"
+    manifest.write_text(
+        '{"source-ref": "a.jpg", "class": "0"}\n{"source-ref": "a.jpg", "class": "9"}\n'
+    )
+    op = ManifestValidationOperator(
+        task_id="v",
+        manifest_uri=f"file://{manifest}",
+        output_uri=f"file://{tmp_path}/out",
+        num_classes="2",
+    )
+    with pytest.raises(AirflowFailException, match="line 2: label 9 is outside 0..1"):
+        op.execute({})
+    saved = json.loads((tmp_path / "out" / "manifest_validation.json").read_text())
+    assert saved["success"] is False
+
+
+def test_label_map_remap(tmp_path):
+    src = tmp_path / "ann"
+    src.mkdir()
+    Image.fromarray(np.array([[0, 5], [2, 255]], np.uint8), mode="L").save(src / "a.png")
+    (tmp_path / "map.json").write_text('{"map": {"0": 5, "1": 0, "2": 2}}')
+    result = LabelMapRemapOperator(
+        task_id="r",
+        annotations_uri=f"file://{src}",
+        label_map_uri=f"file://{tmp_path}/map.json",
+        output_uri=f"file://{tmp_path}/out",
+    ).execute({})
+    assert result["annotations"] == 1
+    assert np.asarray(Image.open(tmp_path / "out" / "a.png")).tolist() == [[1, 0], [2, 255]]
