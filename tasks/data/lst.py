@@ -43,6 +43,14 @@ def _has_ext(name: str, exts: tuple[str, ...]) -> bool:
     return os.path.splitext(name)[1].lower() in exts
 
 
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as surrogate escapes
+        return False
+    return True
+
+
 def list_class_folders(
     root: str | os.PathLike,
     exts: Sequence[str] = IMAGE_EXTENSIONS,
@@ -72,6 +80,13 @@ def list_class_folders(
                 entries.append(LstEntry(len(entries), (0.0,), name))
     if not entries:
         raise LstError(f"{root}: no images with extensions {', '.join(exts)} under this folder")
+    unreadable = [e.path for e in entries if not _is_utf8(e.path)]
+    if unreadable:
+        names = ", ".join(repr(os.fsencode(p)) for p in unreadable[:5])
+        raise LstError(
+            f"{root}: {len(unreadable)} file or folder name(s) are not valid UTF-8 and cannot be "
+            f"written to a .lst: {names}; rename them"
+        )
     return ClassFolderListing(entries, [Path(c).as_posix() for c in classes] or ["."])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -37,12 +38,15 @@ def describe(source: str, problems: list[Problem], limit: int = MAX_SHOWN) -> st
 
 def _check_image(path: Path) -> str | None:
     try:
-        with Image.open(path) as img:
-            img.draft(img.mode, (64, 64))  # a JPEG decodes at 1/8 scale: enough to prove it
-            img.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.draft(img.mode, (64, 64))  # a JPEG decodes at 1/8 scale: enough to prove it
+                img.load()
     except FileNotFoundError:
         return f"image {path} not found"
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
         return f"image {path} does not decode: {e}"
     return None
 

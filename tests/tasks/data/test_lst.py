@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tasks.data.lst import (
@@ -67,3 +69,20 @@ def test_split_uses_im2rec_arithmetic():
 def test_malformed_lines_name_file_and_line(text, match):
     with pytest.raises(LstError, match=match):
         list(parse_lst(text.splitlines(keepends=True), source="train.lst"))
+
+
+def test_non_utf8_names_are_refused_by_name(tmp_path):
+    make_tree(tmp_path, ["cat/a.jpg"])
+    (tmp_path / "cat" / os.fsdecode(b"b\xff.jpg")).write_bytes(b"x")
+    with pytest.raises(LstError, match=r"1 file or folder name\(s\) are not valid UTF-8.*b\\xff"):
+        list_class_folders(tmp_path)
+
+
+def test_empty_image_file_is_listed_but_fails_validation(tmp_path):
+    from tasks.data.lst_validation import LstValidationError, validate_lst
+
+    make_tree(tmp_path / "img", ["cat/a.jpg"])
+    listing = list_class_folders(tmp_path / "img")
+    write_lst(tmp_path / "x.lst", listing.entries)
+    with pytest.raises(LstValidationError, match="line 1: image .*a.jpg does not decode"):
+        validate_lst(tmp_path / "x.lst", image_root=tmp_path / "img", check_images=True)
