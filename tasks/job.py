@@ -63,7 +63,14 @@ def run_step(step: str, algorithm: str, ml: MLRoot) -> None:
     else:
         from tasks.transform import transform
 
-        transform(model, ml.channel("data"), ml.output_dir / "predictions.jsonl")
+        transform(model, _data_input(ml.channel("data")), ml.output_dir / "predictions.jsonl")
+
+
+def _data_input(channel: Path) -> Path:
+    """The transform input: the channel folder, or the one `.lst` / manifest staged into it
+    (resolved, so that its relative image paths point where the file really is)."""
+    lists = [p for p in channel.iterdir() if p.suffix in (".lst", ".manifest", ".jsonl")]
+    return lists[0].resolve() if len(lists) == 1 else channel
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """`python -m tasks.transform --model MODEL.tar.gz --input DIR --output OUT.jsonl`: batch transform.
 
 Every .jpg/.jpeg/.png under DIR, recursively, in sorted order, one JSON line each:
-{"source-ref": "<path relative to DIR>", "prediction": [p0, p1, ...]}.
+{"source-ref": "<path relative to DIR>", "prediction": [p0, p1, ...]} (per-class sigmoid
+probabilities for a multi-label model). The input may also be a `.lst` or an augmented manifest:
+then their images, in their order, named as they name them.
 """
 
 from __future__ import annotations
@@ -12,20 +14,38 @@ import sys
 from pathlib import Path
 
 from tasks.contract import run_job
+from tasks.data.lst_validation import validate_lst
+from tasks.data.manifest import check_manifest
+from tasks.errors import InputError
+from tasks.image_classification.channels import MANIFEST_SUFFIXES, manifest_paths, read_file
 from tasks.inference import LoadedModel, find_images, predict_images, temporary_output
 
 ACCEPT = ("application/jsonlines", "application/json")
 
 
-def transform(model_path: Path, input_dir: Path, output: Path, accept: str = ACCEPT[0]) -> int:
+def inputs(path: Path) -> tuple[list[str], list[str]]:
+    """(names for source-ref, readable paths) of a folder, a `.lst` or a manifest."""
+    if path.is_dir():
+        images = find_images(path)
+        return [p.relative_to(path).as_posix() for p in images], [str(p) for p in images]
+    if path.suffix == ".lst":
+        entries = validate_lst(path, image_root=path.parent)
+        return [e.path for e in entries], [str(path.parent / e.path) for e in entries]
+    if path.suffix in MANIFEST_SUFFIXES:
+        records = check_manifest(path, attribute_names=("source-ref",))
+        return [r.ref for r in records], manifest_paths(path, records)
+    raise InputError(f"{path}: expected a folder of images, a .lst or a .manifest/.jsonl file")
+
+
+def transform(model_path: Path, input_path: Path, output: Path, accept: str = ACCEPT[0]) -> int:
     """Write the predictions file atomically; return the number of images."""
-    images = find_images(input_dir)
-    refs = ((p.relative_to(input_dir).as_posix(), p.read_bytes()) for p in images)
+    names, paths = inputs(input_path)
+    refs = ((name, read_file(p)) for name, p in zip(names, paths, strict=True))
     tmp = temporary_output(output)
     with LoadedModel(model_path) as model:
         rows = (
             {"source-ref": name, "prediction": [float(p) for p in probabilities]}
-            for name, probabilities in predict_images(model, refs, total=len(images))
+            for name, probabilities in predict_images(model, refs, total=len(names))
         )
         with open(tmp, "w", encoding="utf-8") as f:
             if accept == "application/json":
@@ -34,8 +54,8 @@ def transform(model_path: Path, input_dir: Path, output: Path, accept: str = ACC
                 for row in rows:
                     f.write(json.dumps(row) + "\n")
     tmp.replace(output)
-    print(f"wrote {len(images)} predictions to {output}", flush=True)
-    return len(images)
+    print(f"wrote {len(names)} predictions to {output}", flush=True)
+    return len(names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", type=Path, required=True, help="model.tar.gz")
-    parser.add_argument("--input", type=Path, required=True, help="folder of images")
+    parser.add_argument(
+        "--input", type=Path, required=True, help="folder of images, a .lst or a manifest"
+    )
     parser.add_argument("--output", type=Path, required=True, help="predictions file")
     parser.add_argument("--accept", choices=ACCEPT, default=ACCEPT[0])
     parser.add_argument("--failure-file", type=Path, help="where to write the failure reason")

@@ -97,12 +97,13 @@ def read_manifest(
     num_classes: int | None = None,
 ) -> tuple[list[ManifestRecord], list[Problem]]:
     """Parse every line; return the good records and a problem per bad line (none raised)."""
-    if len(attribute_names) != 2:
+    if len(attribute_names) not in (1, 2):
         raise ManifestError(
-            f"AttributeNames must name two attributes (image reference, then "
-            f"{'annotation reference' if segmentation else 'label'}), got {list(attribute_names)}"
+            f"AttributeNames must name the image reference, then the "
+            f"{'annotation reference' if segmentation else 'label'}; got {list(attribute_names)}"
         )
-    ref_key, second = attribute_names
+    ref_key, second = attribute_names[0], attribute_names[-1]
+    labelled = len(attribute_names) == 2
     if (ref_key != "source-ref" and not segmentation) or not ref_key.endswith("-ref"):
         raise ManifestError(
             f"AttributeNames[0] must be the image reference ('source-ref'"
@@ -130,6 +131,9 @@ def read_manifest(
             ref = obj[ref_key]
             if not isinstance(ref, str) or not ref:
                 problems.append(Problem(line_no, f"{ref_key} must be a non-empty string"))
+                continue
+            if not labelled:  # inference inputs: images only
+                records.append(ManifestRecord(line_no, ref))
                 continue
             if segmentation:
                 records.append(ManifestRecord(line_no, ref, annotation_ref=str(obj[second])))

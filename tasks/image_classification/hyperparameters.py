@@ -68,14 +68,10 @@ TABLE = (
 )
 
 
-# Reference values this version does not implement yet: refused up front, never silently ignored.
-_NOT_YET = {
-    ("use_pretrained_model", 1): "ImageNet weights are not available in this version; use 0",
-    ("multi_label", 1): "multi-label training is not available in this version; use 0",
-    ("augmentation_type", "crop_color"): "use crop, or leave augmentation_type unset",
-    ("augmentation_type", "crop_color_transform"): "use crop, or leave augmentation_type unset",
-    ("kv_store", "dist_sync"): "multi-machine training is not available; leave kv_store unset",
-    ("kv_store", "dist_async"): "multi-machine training is not available; leave kv_store unset",
+# Reference values this engine cannot honour: refused up front, never silently ignored.
+_REFUSED = {
+    ("kv_store", "dist_async"): "asynchronous parameter updates are not supported; use dist_sync "
+    "(synchronous data parallelism over all workers)",
 }
 
 
@@ -113,7 +109,7 @@ class ImageClassificationHyperparameters:
     kv_store: str | None
 
     def __post_init__(self) -> None:
-        for (name, value), fix in _NOT_YET.items():
+        for (name, value), fix in _REFUSED.items():
             if getattr(self, name) == value:
                 raise HyperparameterError(f"hyperparameter {name!r}={value!r}: {fix}")
         if self.checkpoint_frequency > self.epochs:

@@ -13,17 +13,25 @@ OUTPUT_KEY = "probabilities"
 
 
 def export_saved_model(
-    model: keras.Model, path: Path, *, image_shape: tuple[int, int, int]
+    model: keras.Model,
+    path: Path,
+    *,
+    image_shape: tuple[int, int, int],
+    resize: int | None = None,
+    activation: str = "softmax",
 ) -> None:
-    """`serving_default(images: string[batch])` -> {"probabilities": float32[batch, classes]}."""
+    """`serving_default(images: string[batch])` -> {"probabilities": float32[batch, classes]},
+    softmax for single-label models, per-class sigmoid for multi-label ones."""
+    squash = tf.nn.sigmoid if activation == "sigmoid" else tf.nn.softmax
 
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(
-            lambda b: preprocess(b, image_shape),
+            lambda b: preprocess(b, image_shape, resize),
             images,
             fn_output_signature=tf.TensorSpec([image_shape[1], image_shape[2], image_shape[0]]),
         )
-        return {OUTPUT_KEY: tf.nn.softmax(model(pixels, training=False), axis=-1)}
+        logits = tf.cast(model(pixels, training=False), tf.float32)
+        return {OUTPUT_KEY: squash(logits)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
+import os
 import platform
 import tempfile
 import time
@@ -16,20 +18,18 @@ import tensorflow as tf
 
 from tasks import plots
 from tasks.artifact import KERAS_MODEL, SAVED_MODEL, write_artifact
-from tasks.contract import MLRoot, atomic_write_text, read_hyperparameters
-from tasks.errors import InputError
+from tasks.contract import MLRoot, atomic_write_text, read_hyperparameters, read_input_data_config
+from tasks.data.manifest import label_format_of
 from tasks.image_classification.callbacks import RelativeEarlyStopping, ThroughputLogger
-from tasks.image_classification.data import (
-    RecordSet,
-    evaluation_dataset,
-    find_recordio,
-    training_dataset,
-)
+from tasks.image_classification.channels import LabelledImages, load_channel
+from tasks.image_classification.data import evaluation_dataset, training_dataset
 from tasks.image_classification.hyperparameters import ImageClassificationHyperparameters
+from tasks.image_classification.initial_weights import pretrained_model, previous_model
 from tasks.image_classification.resnet import RGB_MEAN, RGB_STD, build_resnet
 from tasks.image_classification.serving import export_saved_model
 
 ALGORITHM = "image-classification"
+HISTORY = "history.csv"
 log = logging.getLogger("vision_pipelines")
 
 
@@ -58,28 +58,58 @@ def build_optimizer(hp: ImageClassificationHyperparameters, steps_per_epoch: int
     return keras.optimizers.RMSprop(learning_rate=lr, rho=hp.gamma, epsilon=hp.eps)
 
 
-def _distribution() -> tf.distribute.Strategy:
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
+def _distribution(hp: ImageClassificationHyperparameters) -> tf.distribute.Strategy:
+    """Several workers (kv_store=dist_sync with TF_CONFIG), all local GPUs, or the default."""
+    if hp.kv_store == "dist_sync" and os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def _per_epoch(history: keras.callbacks.History) -> list[dict]:
-    """Keras' history as one row per epoch: `val_x` -> `validation_x`, `x` -> `train_x`."""
-    rows = []
-    for i in range(len(history.epoch)):
-        row: dict[str, float | int] = {"epoch": i + 1}
-        for key, values in history.history.items():
-            if key.startswith("val_"):
-                name = "validation_" + key[4:]
-            elif key in ("images_per_second", "learning_rate"):
-                name = key
-            else:
-                name = "train_" + key
-            row[name] = float(values[i])
-        rows.append(row)
-    return rows
+def _loss_and_metrics(hp: ImageClassificationHyperparameters, multi_label: bool):
+    if multi_label:
+        return keras.losses.BinaryCrossentropy(from_logits=True), [
+            keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),
+            keras.metrics.AUC(curve="PR", multi_label=True, from_logits=True, name="pr_auc"),
+        ]
+    metrics: list = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if hp.top_k:
+        metrics.append(
+            keras.metrics.SparseTopKCategoricalAccuracy(k=hp.top_k, name=f"top_{hp.top_k}_accuracy")
+        )
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics
+
+
+def _initial_model(ml: MLRoot, hp: ImageClassificationHyperparameters) -> keras.Model:
+    if ml.channel("model").exists():
+        log.info("incremental training from the model channel")
+        return previous_model(ml.channel("model"), hp)
+    if hp.use_pretrained_model:
+        log.info("ImageNet weights for resnet%d; the top layer starts fresh", hp.num_layers)
+        return pretrained_model(hp)
+    return build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=hp.num_classes)
+
+
+def load_channels(
+    ml: MLRoot, hp: ImageClassificationHyperparameters
+) -> tuple[LabelledImages, LabelledImages, bool]:
+    """Train and validation images, labels checked; multi-label per hyperparameter or manifest."""
+    config = read_input_data_config(ml)
+    content_type = str(config.get("train", {}).get("ContentType", ""))
+    multi_label = bool(hp.multi_label) or label_format_of(content_type) is not None
+    sets = [
+        load_channel(
+            ml.channel(name),
+            name,
+            config=config.get(name, {}),
+            num_classes=hp.num_classes,
+            multi_label=multi_label,
+            lst_dir=ml.channel(f"{name}_lst"),
+        )
+        for name in ("train", "validation")
+    ]
+    return sets[0], sets[1], multi_label
 
 
 def train(ml: MLRoot) -> dict:
@@ -87,65 +117,49 @@ def train(ml: MLRoot) -> dict:
     hp = ImageClassificationHyperparameters.from_strings(
         read_hyperparameters(ml), source=str(ml.hyperparameters_path)
     )
-    if ml.channel("model").exists():
-        raise InputError(
-            "channel 'model': incremental training is not available in this version; "
-            "remove the model channel"
-        )
-    train_set = RecordSet.open(
-        *find_recordio(ml.channel("train"), "train"), num_classes=hp.num_classes
-    )
-    val_set = RecordSet.open(
-        *find_recordio(ml.channel("validation"), "validation"), num_classes=hp.num_classes
-    )
-    if hp.resize:
-        log.info(
-            "resize=%d applies to the image (.lst) format only; RecordIO is used as packed",
-            hp.resize,
-        )
+    train_set, val_set, multi_label = load_channels(ml, hp)
     if len(train_set) != hp.num_training_samples:
         log.warning(
-            "num_training_samples=%d but the train channel holds %d records; the learning "
+            "num_training_samples=%d but the train channel holds %d images; the learning "
             "rate schedule follows num_training_samples",
             hp.num_training_samples,
             len(train_set),
         )
     log.info(
-        "train: %d records, validation: %d records, %d classes",
+        "train: %d images, validation: %d images, %d classes%s",
         len(train_set),
         len(val_set),
         hp.num_classes,
+        " (multi-label)" if multi_label else "",
     )
 
-    if hp.precision_dtype == "float16" and tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    if hp.precision_dtype == "float16" and gpus:
         keras.mixed_precision.set_global_policy("mixed_float16")
     steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
-    with _distribution().scope():
-        model = build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=hp.num_classes)
-        metrics: list = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        if hp.top_k:
-            metrics.append(
-                keras.metrics.SparseTopKCategoricalAccuracy(
-                    k=hp.top_k, name=f"top_{hp.top_k}_accuracy"
-                )
-            )
+    with _distribution(hp).scope():
+        model = _initial_model(ml, hp)
+        loss, metrics = _loss_and_metrics(hp, multi_label)
         model.compile(
             optimizer=build_optimizer(hp, steps_per_epoch),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=loss,
             metrics=metrics,
+            jit_compile=bool(gpus),
         )
+    batches = math.ceil(len(train_set) / hp.mini_batch_size)
+    ml.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    history_path = ml.checkpoints_dir / HISTORY
+    resumed = _resume_point(ml)
+    if resumed:
+        log.info("resuming from the checkpoint after epoch %d", resumed)
+    elif history_path.exists():
+        history_path.unlink()
     callbacks: list[keras.callbacks.Callback] = [
-        ThroughputLogger(
-            steps_per_epoch=math.ceil(len(train_set) / hp.mini_batch_size),
-            batch_size=hp.mini_batch_size,
-            epochs=hp.epochs,
-        ),
+        ThroughputLogger(steps_per_epoch=batches, batch_size=hp.mini_batch_size, epochs=hp.epochs),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
         keras.callbacks.BackupAndRestore(
-            str(ml.checkpoints_dir),
-            save_freq=hp.checkpoint_frequency * math.ceil(len(train_set) / hp.mini_batch_size)
-            if hp.checkpoint_frequency > 1
-            else "epoch",
-            delete_checkpoint=True,
+            str(ml.checkpoints_dir / "backup"),
+            save_freq=hp.checkpoint_frequency * batches if hp.checkpoint_frequency > 1 else "epoch",
         ),
     ]
     if hp.early_stopping:
@@ -157,59 +171,101 @@ def train(ml: MLRoot) -> dict:
             )
         )
     started = time.monotonic()
-    history = model.fit(
+    model.fit(
         training_dataset(
             train_set,
             image_shape=hp.image_shape,
             batch_size=hp.mini_batch_size,
             augmentation=hp.augmentation_type,
+            resize=hp.resize,
         ),
         validation_data=evaluation_dataset(
-            val_set, image_shape=hp.image_shape, batch_size=hp.mini_batch_size
+            val_set, image_shape=hp.image_shape, batch_size=hp.mini_batch_size, resize=hp.resize
         ),
         epochs=hp.epochs,
         callbacks=callbacks,
         verbose=0,
     )
-    epochs = _per_epoch(history)
+    epochs = _read_history(history_path)
     result = {
         "algorithm": ALGORITHM,
+        "multi_label": multi_label,
         "final": {k: v for k, v in epochs[-1].items() if k != "epoch"},
         "epochs": epochs,
         "training_seconds": round(time.monotonic() - started, 1),
+        "resumed_after_epoch": resumed,
         "train_samples": len(train_set),
         "validation_samples": len(val_set),
     }
-    _write_outputs(ml, model, hp, result)
+    _write_outputs(ml, model, hp, result, multi_label)
     return result
 
 
+def _resume_point(ml: MLRoot) -> int:
+    """The epoch a previous, interrupted attempt reached (0 when starting fresh)."""
+    metadata = ml.checkpoints_dir / "backup" / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    return int(json.loads(metadata.read_text()).get("epoch", -1)) + 1
+
+
+def _read_history(path: Path) -> list[dict]:
+    """Per-epoch rows of the CSV log (kept across restarts): `val_x` -> `validation_x`."""
+    rows: dict[int, dict] = {}
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            epoch = int(raw.pop("epoch")) + 1
+            row: dict[str, float | int] = {"epoch": epoch}
+            for key, value in raw.items():
+                if key.startswith("val_"):
+                    name = "validation_" + key[4:]
+                elif key in ("images_per_second", "learning_rate"):
+                    name = key
+                else:
+                    name = "train_" + key
+                row[name] = float(value)
+            rows[epoch] = row  # a repeated epoch (after a restart) keeps its latest values
+    return [rows[e] for e in sorted(rows)]
+
+
 def _write_outputs(
-    ml: MLRoot, model: keras.Model, hp: ImageClassificationHyperparameters, metrics: dict
+    ml: MLRoot,
+    model: keras.Model,
+    hp: ImageClassificationHyperparameters,
+    metrics: dict,
+    multi_label: bool,
 ) -> None:
     ml.output_dir.mkdir(parents=True, exist_ok=True)
+    activation = "sigmoid" if multi_label else "softmax"
     with tempfile.TemporaryDirectory(dir=ml.model_dir.parent) as tmp:
         work = Path(tmp)
         keras_path = work / KERAS_MODEL
         model.save(keras_path)
-        export_saved_model(model, work / SAVED_MODEL, image_shape=hp.image_shape)
-        class_names = _class_names(ml, hp.num_classes)
+        export_saved_model(
+            model,
+            work / SAVED_MODEL,
+            image_shape=hp.image_shape,
+            resize=hp.resize,
+            activation=activation,
+        )
         manifest = {
             "algorithm": ALGORITHM,
             "architecture": {
                 k: list(v) if isinstance(v, tuple) else v for k, v in hp.architecture().items()
             },
+            "multi_label": multi_label,
             "hyperparameters": hp.to_strings(),
-            "class_names": class_names,
+            "class_names": _class_names(ml, hp.num_classes),
             "input": {
                 "image_shape": list(hp.image_shape),
                 "layout": "CHW",
                 "pixel_range": [0, 255],
                 "mean_rgb": list(RGB_MEAN),
                 "std_rgb": list(RGB_STD),
-                "resize": "cover then centre crop",
+                "resize": hp.resize,
+                "preprocess": "shorter side to resize (if set), scale to cover, centre crop",
             },
-            "output": {"activation": "softmax", "key": "probabilities"},
+            "output": {"activation": activation, "key": "probabilities"},
             "frameworks": {
                 "tensorflow": tf.__version__,
                 "keras": keras.__version__,

@@ -60,7 +60,7 @@ def test_training_writes_model_metrics_and_curves(tmp_path, shapes, make_ml_root
         ({"momentum": "1.5"}, "hyperparameter 'momentum' got '1.5'; allowed: a number in [0, 1]"),
         ({"num_layers": "19"}, "hyperparameter 'num_layers' got '19'; allowed: one of 18, 34"),
         ({"learning_rat": "0.1"}, "unknown hyperparameter 'learning_rat'"),
-        ({"num_classes": "2"}, "allowed: integers 0..1 (num_classes=2)"),
+        ({"num_classes": "2"}, "allowed: one class index 0..1 (num_classes=2)"),
     ],
 )
 def test_bad_input_fails_with_exit_code_2_and_one_sentence(

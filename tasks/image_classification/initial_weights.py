@@ -1,0 +1,108 @@
+"""Where a model's first weights come from: ImageNet (use_pretrained_model=1) or a previous
+model.tar.gz (incremental training, the `model` channel)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+
+from tasks.artifact import extract_artifact
+from tasks.errors import InputError
+from tasks.image_classification.hyperparameters import (
+    IMAGENET_DEPTHS,
+    ImageClassificationHyperparameters,
+)
+from tasks.image_classification.resnet import build_resnet
+
+WEIGHTS_ENV = "VISION_PIPELINES_IMAGENET_WEIGHTS"
+IMAGENET_CLASSES = 1000
+
+
+def imagenet_weights_file(num_layers: int) -> str:
+    """`$VISION_PIPELINES_IMAGENET_WEIGHTS`: a weights file, or a folder (local or s3://) of
+    `resnet<N>_v1_imagenet.weights.h5` files."""
+    location = os.environ.get(WEIGHTS_ENV)
+    if not location:
+        raise InputError(
+            f"use_pretrained_model=1 needs ImageNet weights: set {WEIGHTS_ENV} to a weights file "
+            f"or a folder of resnet<N>_v1_imagenet.weights.h5 files"
+        )
+    if location.endswith(".h5"):
+        return location
+    return f"{location.rstrip('/')}/resnet{num_layers}_v1_imagenet.weights.h5"
+
+
+def _local(uri: str, tmp: Path) -> Path:
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    if not fs.exists(path):
+        raise InputError(f"ImageNet weights {uri} not found ({WEIGHTS_ENV})")
+    if isinstance(fs, LocalFileSystem):
+        return Path(path)
+    local = tmp / Path(path).name
+    fs.get_file(path, str(local))
+    return local
+
+
+def pretrained_model(hp: ImageClassificationHyperparameters) -> keras.Model:
+    """The ResNet with ImageNet weights everywhere but a freshly initialized top layer `fc`."""
+    if hp.num_layers not in IMAGENET_DEPTHS:
+        raise InputError(
+            "use_pretrained_model=1 needs an ImageNet depth "
+            f"({', '.join(map(str, IMAGENET_DEPTHS))}), got num_layers={hp.num_layers}"
+        )
+    uri = imagenet_weights_file(hp.num_layers)
+    source = build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=IMAGENET_CLASSES)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _local(uri, Path(tmp))
+        try:
+            source.load_weights(path)
+        except (ValueError, OSError) as e:
+            raise InputError(
+                f"{uri}: not ImageNet weights of resnet{hp.num_layers}_v1 ({e})"
+            ) from e
+    model = build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=hp.num_classes)
+    for layer in model.layers:
+        if layer.name != "fc" and layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    return model
+
+
+def previous_model(model_dir: Path, hp: ImageClassificationHyperparameters) -> keras.Model:
+    """The Keras model of the `model` channel's model.tar.gz, if its architecture matches."""
+    tars = sorted(model_dir.rglob("*.tar.gz"))
+    if len(tars) != 1:
+        raise InputError(
+            f"channel 'model': expected one model.tar.gz in {model_dir}, found {len(tars)}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        extracted = extract_artifact(tars[0], Path(tmp))
+        if extracted.manifest.get("algorithm") != "image-classification":
+            raise InputError(
+                f"{tars[0]}: a {extracted.manifest.get('algorithm')} model cannot "
+                "continue as image-classification"
+            )
+        previous = extracted.manifest.get("architecture", {})
+        wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in hp.architecture().items()}
+        different = [
+            f"{k}={previous.get(k)!r} in the model, {v!r} now"
+            for k, v in wanted.items()
+            if previous.get(k) != v
+        ]
+        if different:
+            raise InputError(
+                f"{tars[0]}: incremental training needs the same num_layers, "
+                f"image_shape and num_classes; " + "; ".join(different)
+            )
+        if bool(extracted.manifest.get("multi_label")) != bool(hp.multi_label):
+            raise InputError(
+                f"{tars[0]}: the model was trained with multi_label="
+                f"{int(bool(extracted.manifest.get('multi_label')))}, this job uses "
+                f"multi_label={hp.multi_label}"
+            )
+        return keras.models.load_model(extracted.keras_path, compile=False)
