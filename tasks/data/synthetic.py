@@ -1,8 +1,13 @@
-"""Generated, learnable image datasets (drawn shapes) for the demo, tests and benchmarks."""
+"""Generated, learnable image datasets (drawn shapes) for the demo, tests and benchmarks.
+
+Single-label: one shape per image, a class per shape (`circle`), or per shape and style
+(`circle_outline`). Multi-label: several shapes per image, in a manifest with multi-hot labels.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -10,44 +15,56 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SHAPES = ("circle", "cross", "square", "triangle")
+EXTRA_SHAPES = ("star",)
+TEN_CLASSES = tuple(f"{s}{style}" for s in (*SHAPES, *EXTRA_SHAPES) for style in ("", "_outline"))
 
 
-def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+def _corners(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     if kind == "square":
-        corners = [math.pi / 4 + k * math.pi / 2 for k in range(4)]
-    else:  # triangle
-        corners = [-math.pi / 2 + k * 2 * math.pi / 3 for k in range(3)]
-    return [(cx + r * math.cos(a + angle), cy + r * math.sin(a + angle)) for a in corners]
+        points = [(r, math.pi / 4 + k * math.pi / 2) for k in range(4)]
+    elif kind == "triangle":
+        points = [(r, -math.pi / 2 + k * 2 * math.pi / 3) for k in range(3)]
+    elif kind == "star":
+        points = [(r if k % 2 == 0 else r * 0.45, -math.pi / 2 + k * math.pi / 5)
+                  for k in range(10)]
+    else:  # cross: two bars as one 12-corner outline
+        w = max(1.0, r / 2.5) / 2
+        base = [(w, r), (w, w), (r, w), (r, -w), (w, -w), (w, -r), (-w, -r), (-w, -w), (-r, -w),
+                (-r, w), (-w, w), (-w, r)]
+        points = [(math.hypot(x, y), math.atan2(y, x)) for x, y in base]
+    return [(cx + d * math.cos(a + angle), cy + d * math.sin(a + angle)) for d, a in points]
+
+
+def _draw(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, angle: float,
+          fill: tuple[int, ...], outline: bool) -> None:
+    width = max(1, round(r / 4))
+    if kind == "circle":
+        box = (cx - r, cy - r, cx + r, cy + r)
+        draw.ellipse(box, outline=fill, width=width) if outline else draw.ellipse(box, fill=fill)
+        return
+    corners = _corners(kind, cx, cy, r, angle)
+    if outline:
+        draw.line([*corners, corners[0]], fill=fill, width=width, joint="curve")
+    else:
+        draw.polygon(corners, fill=fill)
+
+
+def _canvas(size: int, rng: np.random.Generator) -> Image.Image:
+    background = rng.integers(0, 100, size=3)
+    pixels = np.clip(background + rng.normal(0, 12, size=(size, size, 3)), 0, 255)
+    return Image.fromarray(pixels.astype(np.uint8), "RGB")
 
 
 def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """One RGB image of `kind` at a random place, scale, rotation and colour, on a noisy background."""
-    background = rng.integers(0, 100, size=3)
-    pixels = np.clip(background + rng.normal(0, 12, size=(size, size, 3)), 0, 255).astype(np.uint8)
-    img = Image.fromarray(pixels, "RGB")
-    draw = ImageDraw.Draw(img)
+    """One RGB image of `kind` (optionally `<shape>_outline`) at a random place, scale, rotation
+    and colour, on a noisy background."""
+    shape, _, style = kind.partition("_")
+    img = _canvas(size, rng)
     fill = tuple(int(v) for v in rng.integers(140, 256, size=3))
-    r = size * rng.uniform(0.22, 0.36)
+    r = size * rng.uniform(0.24, 0.38)
     cx, cy = rng.uniform(r, size - r, size=2)
-    angle = rng.uniform(0, 2 * math.pi)
-    if kind == "circle":
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    elif kind == "cross":
-        w = max(2.0, r / 2.5)
-        for a in (angle, angle + math.pi / 2):
-            dx, dy = math.cos(a), math.sin(a)
-            px, py = -dy * w / 2, dx * w / 2
-            draw.polygon(
-                [
-                    (cx - dx * r + px, cy - dy * r + py),
-                    (cx + dx * r + px, cy + dy * r + py),
-                    (cx + dx * r - px, cy + dy * r - py),
-                    (cx - dx * r - px, cy - dy * r - py),
-                ],
-                fill=fill,
-            )
-    else:
-        draw.polygon(_polygon(kind, cx, cy, r, angle), fill=fill)
+    _draw(ImageDraw.Draw(img), shape, cx, cy, r, rng.uniform(0, 2 * math.pi), fill,
+          outline=style == "outline")
     return img
 
 
@@ -59,10 +76,13 @@ def make_shapes_dataset(
     classes: tuple[str, ...] = SHAPES,
     seed: int = 0,
 ) -> Path:
-    """Write `root/<shape>/<shape>_NNNN.jpg`, a class-folder dataset; return `root`."""
-    unknown = set(classes) - set(SHAPES)
+    """Write `root/<class>/<class>_NNNN.jpg`, a class-folder dataset; return `root`."""
+    known = {*SHAPES, *EXTRA_SHAPES}
+    unknown = [c for c in classes if c.partition("_")[0] not in known
+               or c.partition("_")[2] not in ("", "outline")]
     if unknown:
-        raise ValueError(f"unknown shape(s) {sorted(unknown)}; choose from {', '.join(SHAPES)}")
+        raise ValueError(f"unknown class(es) {unknown}; use shapes {', '.join(sorted(known))}, "
+                         "optionally with '_outline'")
     root = Path(root)
     rng = np.random.default_rng(seed)
     for kind in classes:
@@ -73,15 +93,53 @@ def make_shapes_dataset(
     return root
 
 
+def make_multilabel_dataset(
+    root: str | Path, *, count: int = 400, size: int = 48, classes: tuple[str, ...] = SHAPES,
+    seed: int = 0,
+) -> Path:
+    """Images holding one to all of `classes` (one shape per quadrant) and `root/labels.manifest`
+    with multi-hot labels; return the manifest's path."""
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    cell = size / 2
+    lines = []
+    for i in range(count):
+        present = np.zeros(len(classes), dtype=int)
+        while not present.any():
+            present = (rng.random(len(classes)) < 0.5).astype(int)
+        img = _canvas(size, rng)
+        draw = ImageDraw.Draw(img)
+        cells = rng.permutation(4)
+        for slot, k in zip(cells, np.flatnonzero(present), strict=False):
+            r = cell * rng.uniform(0.3, 0.42)
+            cx = (slot % 2) * cell + cell / 2 + rng.uniform(-1, 1) * (cell / 2 - r)
+            cy = (slot // 2) * cell + cell / 2 + rng.uniform(-1, 1) * (cell / 2 - r)
+            fill = tuple(int(v) for v in rng.integers(140, 256, size=3))
+            _draw(draw, classes[k], cx, cy, r, rng.uniform(0, 2 * math.pi), fill, outline=False)
+        name = f"images/{i:05d}.jpg"
+        img.save(root / name, quality=92)
+        lines.append(json.dumps({"source-ref": name, "class": json.dumps(present.tolist())}))
+    manifest = root / "labels.manifest"
+    manifest.write_text("\n".join(lines) + "\n")
+    (root / "classes.json").write_text(json.dumps(list(classes)))
+    return manifest
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate a class-folder dataset of drawn shapes.")
     parser.add_argument("root", type=Path, help="output folder (one subfolder per class)")
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--size", type=int, default=32, help="image side in pixels")
+    parser.add_argument("--ten-classes", action="store_true",
+                        help="five shapes, filled and outlined (default: four filled shapes)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    make_shapes_dataset(args.root, per_class=args.per_class, size=args.size, seed=args.seed)
-    print(f"wrote {args.per_class * len(SHAPES)} images in {len(SHAPES)} classes under {args.root}")
+    classes = TEN_CLASSES if args.ten_classes else SHAPES
+    make_shapes_dataset(args.root, per_class=args.per_class, size=args.size, classes=classes,
+                        seed=args.seed)
+    print(f"wrote {args.per_class * len(classes)} images in {len(classes)} classes under "
+          f"{args.root}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+"""ImageNet initial weights, incremental training and resuming after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.errors import InputError
+from tasks.image_classification.hyperparameters import ImageClassificationHyperparameters
+from tasks.image_classification.initial_weights import WEIGHTS_ENV, pretrained_model
+from tasks.image_classification.resnet import build_resnet
+from tasks.train import main as train_main
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def hyperparameters(**values) -> ImageClassificationHyperparameters:
+    return ImageClassificationHyperparameters.from_strings(
+        {"num_classes": "3", "num_training_samples": "10", **values}
+    )
+
+
+def test_imagenet_weights_load_everywhere_but_the_top_layer(tmp_path, monkeypatch):
+    source = build_resnet(18, image_shape=(3, 64, 64), num_classes=1000)
+    for weight in source.weights:
+        weight.assign(np.random.default_rng(0).normal(size=weight.shape).astype("float32"))
+    source.save_weights(tmp_path / "resnet18_v1_imagenet.weights.h5")
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
+    model = pretrained_model(
+        hyperparameters(num_layers="18", image_shape="3,32,32", use_pretrained_model="1")
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("stage3_block1_conv1").kernel.numpy(),
+        source.get_layer("stage3_block1_conv1").kernel.numpy(),
+    )
+    assert model.get_layer("fc").kernel.shape == (512, 3)
+
+
+def test_pretrained_needs_weights_and_an_imagenet_depth(tmp_path, monkeypatch):
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    with pytest.raises(InputError, match=f"set {WEIGHTS_ENV}"):
+        pretrained_model(hyperparameters(num_layers="50", use_pretrained_model="1"))
+    with pytest.raises(InputError, match="needs an ImageNet depth .* got num_layers=20"):
+        pretrained_model(hyperparameters(num_layers="20", use_pretrained_model="1"))
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
+    with pytest.raises(InputError, match="resnet50_v1_imagenet.weights.h5 not found"):
+        pretrained_model(hyperparameters(num_layers="50", use_pretrained_model="1"))
+
+
+@pytest.mark.integration
+def test_incremental_training_continues_and_refuses_a_different_network(
+    tmp_path, shapes, make_ml_root, tiny
+):
+    first = make_ml_root(tmp_path / "first", shapes, tiny)
+    assert train_main(["--algorithm", "image-classification", "--ml-root", str(first.root)]) == 0
+    for name, changes, code in (
+        ("same", {}, 0),
+        ("deeper", {"num_layers": "32"}, 2),
+        ("wider", {"image_shape": "3,24,24"}, 2),
+    ):
+        ml = make_ml_root(tmp_path / name, shapes, {**tiny, **changes})
+        ml.channel("model").mkdir(parents=True)
+        shutil.copy(first.model_dir / "model.tar.gz", ml.channel("model"))
+        assert train_main(["--algorithm", "image-classification", "--ml-root", str(ml.root)]) == (
+            code
+        ), name
+        if code:
+            failure = ml.failure_path.read_text()
+            assert (
+                "incremental training needs the same num_layers, image_shape and num_classes"
+                in failure
+            )
+            assert ("num_layers=20 in the model, 32 now" in failure) or (
+                "image_shape=[3, 16, 16] in the model, [3, 24, 24] now" in failure
+            )
+
+
+@pytest.mark.integration
+def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path, shapes, make_ml_root, tiny):
+    ml = make_ml_root(tmp_path / "ml", shapes, {**tiny, "epochs": "30"})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tasks.train",
+            "--algorithm",
+            "image-classification",
+            "--ml-root",
+            str(ml.root),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metadata = ml.checkpoints_dir / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 300
+    # Wait for the condition itself (two finished epochs on disk), not for a fixed time.
+    while time.monotonic() < deadline and job.poll() is None:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", -1) >= 1:
+            break
+        time.sleep(0.2)
+    assert job.poll() is None, "training ended before it could be interrupted"
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    reached = json.loads(metadata.read_text())["epoch"] + 1
+    ml.hyperparameters_path.write_text(
+        json.dumps({**json.loads(ml.hyperparameters_path.read_text()), "epochs": str(reached + 2)})
+    )
+    assert train_main(["--algorithm", "image-classification", "--ml-root", str(ml.root)]) == 0
+    metrics = json.loads(ml.metrics_path.read_text())
+    assert metrics["resumed_after_epoch"] >= reached
+    assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, reached + 3))
+    assert not metadata.exists(), "a finished job removes its backup"
