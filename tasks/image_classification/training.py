@@ -185,6 +185,7 @@ def train(ml: MLRoot) -> dict:
         epochs=hp.epochs,
         callbacks=callbacks,
         verbose=0,
+        shuffle=False,  # the tf.data pipeline shuffles
     )
     epochs = _read_history(history_path)
     result = {
