@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-interop lint format lock clean bench-data
+.PHONY: setup demo test test-interop lint format lock clean bench bench-data bench-train
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -87,3 +87,8 @@ clean:
 # Benchmarks against the reference tools (scripts, not tests); tables go to docs/benchmarks.md.
 bench-data: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_data.py
+
+bench-train: setup $(MXNET_VENV)/.installed
+	$(VENV)/bin/python scripts/bench_train.py
+
+bench: bench-data bench-train

@@ -136,6 +136,8 @@ def train(ml: MLRoot) -> dict:
     gpus = tf.config.list_physical_devices("GPU")
     if hp.precision_dtype == "float16" and gpus:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    elif hp.precision_dtype == "float16":
+        log.info("precision_dtype=float16 applies on GPUs; this CPU trains in float32")
     steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
     with _distribution(hp).scope():
         model = _initial_model(ml, hp)

@@ -1,0 +1,136 @@
+"""`make bench-train`: training throughput of our Keras ResNet against MXNet Gluon's ResNet v1 of
+the same depth, batch and image size, on this CPU, side by side in one run.
+
+Each framework runs in its own environment (.venv-trainer, .venv-mxnet): a few warm-up steps,
+then timed steps on random data; images/s and the ratio go into docs/benchmarks.md. The GPU
+comparison (Keras on JAX in bfloat16 vs PyTorch's ResNet-50) is scripts/bench_train_gpu.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+OURS = """
+import sys, time
+import numpy as np, keras
+from tasks.image_classification.resnet import build_resnet
+depth, batch, size, steps = map(int, sys.argv[1:5])
+model = build_resnet(depth, image_shape=(3, size, size), num_classes=1000)
+model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-4),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+x = np.random.rand(batch, size, size, 3).astype("float32") * 255
+y = np.random.randint(0, 1000, size=batch)
+for _ in range(2):
+    model.train_on_batch(x, y)
+start = time.perf_counter()
+for _ in range(steps):
+    model.train_on_batch(x, y)
+print(batch * steps / (time.perf_counter() - start))
+"""
+
+GLUON = """
+import sys, time
+import mxnet as mx
+from mxnet import autograd, gluon
+depth, batch, size, steps = map(int, sys.argv[1:5])
+net = gluon.model_zoo.vision.get_resnet(1, depth, classes=1000)
+net.initialize(mx.init.Xavier())
+net.hybridize(static_alloc=True, static_shape=True)
+trainer = gluon.Trainer(net.collect_params(), "sgd",
+                        {"learning_rate": 0.1, "momentum": 0.9, "wd": 1e-4})
+loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+x = mx.nd.random.uniform(shape=(batch, 3, size, size))
+y = mx.nd.array(mx.nd.random.randint(0, 1000, shape=(batch,)).asnumpy())
+def step():
+    with autograd.record():
+        loss = loss_fn(net(x), y)
+    loss.backward()
+    trainer.step(batch)
+    mx.nd.waitall()
+for _ in range(2):
+    step()
+start = time.perf_counter()
+for _ in range(steps):
+    step()
+print(batch * steps / (time.perf_counter() - start))
+"""
+
+
+def rate(python: Path, code: str, depth: int, batch: int, size: int, steps: int) -> float:
+    done = subprocess.run(
+        [python, "-c", code, str(depth), str(batch), str(size), str(steps)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def write_section(path: Path, title: str, intro: str, header: str, rows: list[str]) -> None:
+    """Replace (or add) the `## title` section of docs/benchmarks.md."""
+    section = "\n".join(
+        [
+            f"## {title}",
+            "",
+            intro,
+            "",
+            header,
+            "| " + " | ".join("---" for _ in header.strip("|").split("|")) + " |",
+            *rows,
+            "",
+        ]
+    )
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    start = text.find(f"## {title}")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    rows = []
+    for depth, batch, size in ((18, 8, 224), (50, 8, 224)):
+        gluon = rate(ROOT / ".venv-mxnet/bin/python", GLUON, depth, batch, size, args.steps)
+        ours = rate(ROOT / ".venv-trainer/bin/python", OURS, depth, batch, size, args.steps)
+        row = (
+            f"| ResNet-{depth} v1, batch {batch}, {size}x{size}, SGD momentum | "
+            f"{gluon:.2f} img/s | {ours:.2f} img/s | **{ours / gluon:.2f}x** |"
+        )
+        print(row, flush=True)
+        rows.append(row)
+    write_section(
+        args.output,
+        "Training throughput on CPU (`make bench-train`)",
+        "Command: `make bench-train` (`.venv/bin/python scripts/bench_train.py`): training steps "
+        f"on random data after 2 warm-up steps, {args.steps} timed steps, on the build machine "
+        f"({os.cpu_count()} cores, no GPU). MXNet 1.9.1 Gluon model zoo `get_resnet(1, depth)` vs "
+        "our Keras 3 ResNet v1 on TensorFlow 2.21.",
+        "| model | MXNet Gluon | ours (Keras 3, TensorFlow) | speed-up |",
+        rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

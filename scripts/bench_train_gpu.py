@@ -1,0 +1,106 @@
+"""GPU training throughput: our Keras 3 ResNet-50 on the JAX backend in bfloat16 against
+PyTorch's reference torchvision ResNet-50 (bfloat16 autocast, channels-last), same batch, same
+224x224 random data, same machine, side by side.
+
+Runs on a lent GPU machine (no TensorFlow there): carry the keras wheel and its pure-Python
+dependencies (keras, namex, optree) as described in the device tool's README, then
+`python3 scripts/bench_train_gpu.py --output $OUT/gpu.md`. Prints one table row per framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+KERAS_JAX = """
+import os, sys, time
+os.environ["KERAS_BACKEND"] = "jax"
+import keras, numpy as np
+from tasks.image_classification.resnet import build_resnet
+batch, steps = int(sys.argv[1]), int(sys.argv[2])
+keras.mixed_precision.set_global_policy("mixed_bfloat16")
+model = build_resnet(50, image_shape=(3, 224, 224), num_classes=1000)
+model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-4),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+x = np.random.rand(batch, 224, 224, 3).astype("float32") * 255
+y = np.random.randint(0, 1000, size=batch)
+for _ in range(5):
+    model.train_on_batch(x, y)
+start = time.perf_counter()
+for _ in range(steps):
+    loss = model.train_on_batch(x, y)
+float(loss)  # wait for the device
+print(batch * steps / (time.perf_counter() - start))
+"""
+
+TORCH = """
+import sys, time, torch, torchvision
+batch, steps = int(sys.argv[1]), int(sys.argv[2])
+model = torchvision.models.resnet50().cuda().to(memory_format=torch.channels_last)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+loss_fn = torch.nn.CrossEntropyLoss()
+x = torch.rand(batch, 3, 224, 224, device="cuda").to(memory_format=torch.channels_last)
+y = torch.randint(0, 1000, (batch,), device="cuda")
+def step():
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = loss_fn(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+for _ in range(5):
+    step()
+torch.cuda.synchronize()
+start = time.perf_counter()
+for _ in range(steps):
+    step()
+torch.cuda.synchronize()
+print(batch * steps / (time.perf_counter() - start))
+"""
+
+
+def rate(code: str, batch: int, steps: int) -> float:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(batch), str(steps)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    torch_rate = rate(TORCH, args.batch, args.steps)
+    keras_rate = rate(KERAS_JAX, args.batch, args.steps)
+    row = (
+        f"| ResNet-50, batch {args.batch}, 224x224, bfloat16 | {torch_rate:.0f} img/s | "
+        f"{keras_rate:.0f} img/s | **{keras_rate / torch_rate:.2f}x** |"
+    )
+    print(row)
+    if args.output:
+        args.output.write_text(row + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
