@@ -24,27 +24,23 @@ setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
 # One environment per runtime (architecture.md); each is rebuilt from scratch when its
 # requirements or its lock change, and left alone otherwise.
+# $(call venv,FOLDER,REQUIREMENTS,LOCK): a fresh environment, exact versions from the lock.
+define venv
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install $(PIP_QUIET) -r $(2) -c $(3) 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $(1)/.installed
+endef
+
 $(VENV)/.installed: requirements.txt requirements.lock
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_QUIET) -r requirements.txt -c requirements.lock 2>&1 \
-		| { grep -v "^WARNING: Location" || true; }
-	touch $@
+	$(call venv,$(VENV),requirements.txt,requirements.lock)
 
 $(TRAINER_VENV)/.installed: docker/trainer/requirements.txt docker/trainer/requirements.lock
-	rm -rf $(TRAINER_VENV)
-	$(PYTHON) -m venv $(TRAINER_VENV)
-	$(TRAINER_VENV)/bin/pip install $(PIP_QUIET) -r docker/trainer/requirements.txt \
-		-c docker/trainer/requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
-	touch $@
+	$(call venv,$(TRAINER_VENV),docker/trainer/requirements.txt,docker/trainer/requirements.lock)
 
 # Only for interoperability tests against the reference tools (never imported by our code).
 $(MXNET_VENV)/.installed: tests/interop/requirements.txt tests/interop/requirements.lock
-	rm -rf $(MXNET_VENV)
-	$(PYTHON) -m venv $(MXNET_VENV)
-	$(MXNET_VENV)/bin/pip install $(PIP_QUIET) -r tests/interop/requirements.txt \
-		-c tests/interop/requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
-	touch $@
+	$(call venv,$(MXNET_VENV),tests/interop/requirements.txt,tests/interop/requirements.lock)
 
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)

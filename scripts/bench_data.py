@@ -20,14 +20,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from benchmark_report import ENV, ROOT, run_rate, write_section
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
 PY_OURS = ROOT / ".venv" / "bin" / "python"
 PY_TRAINER = ROOT / ".venv-trainer" / "bin" / "python"
 PY_MXNET = ROOT / ".venv-mxnet" / "bin" / "python"
 IM2REC_MX = ROOT / ".venv-mxnet/lib/python3.11/site-packages/mxnet/tools/im2rec.py"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def photo(rng: np.random.Generator, width: int, height: int) -> Image.Image:
@@ -97,9 +96,10 @@ def pack_both(work: Path, images: Path, flags: list[str], runs: int) -> dict[str
 READ_OURS = """
 import sys, time
 from pathlib import Path
-from tasks.image_classification.data import RecordSet, training_dataset
+from tasks.image_classification.channels import from_recordio
+from tasks.image_classification.data import training_dataset
 rec = Path(sys.argv[1]); n = int(sys.argv[2])
-records = RecordSet.open(rec, rec.with_suffix('.idx'), num_classes=1000)
+records = from_recordio(rec, rec.with_suffix('.idx'), num_classes=1000, multi_label=False)
 ds = training_dataset(records, image_shape=(3, 224, 224), batch_size=32, augmentation='crop')
 ds = ds.repeat()
 it = iter(ds); next(it)
@@ -126,18 +126,6 @@ while seen < n:
     seen += batch.data[0].shape[0]
 print(seen / (time.perf_counter() - start))
 """
-
-
-def read_rate(python: Path, code: str, rec: Path, images: int) -> float:
-    out = subprocess.run(
-        [python, "-c", code, rec, str(images)],
-        env=ENV,
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout
-    return float(out.strip().splitlines()[-1])
 
 
 def shorter_sides(rec: Path) -> set[int]:
@@ -199,8 +187,8 @@ def main() -> int:
 
         mx_rec = photos["MXNet im2rec"][2]
         reads = {
-            "mx.io.ImageRecordIter": (read_rate(PY_MXNET, READ_MXNET, mx_rec, 2000), 0, None),
-            "ours (RecordIO tf.data)": (read_rate(PY_TRAINER, READ_OURS, mx_rec, 2000), 0, None),
+            "mx.io.ImageRecordIter": (run_rate(PY_MXNET, READ_MXNET, mx_rec, 2000), 0, None),
+            "ours (RecordIO tf.data)": (run_rate(PY_TRAINER, READ_OURS, mx_rec, 2000), 0, None),
         }
         rows.append(
             _pair(
@@ -211,7 +199,15 @@ def main() -> int:
                 note="2 CPU threads each",
             )
         )
-    write_table(args.output, rows)
+    write_section(
+        args.output,
+        "Data preparation (`make bench-data`)",
+        "Command: `make bench-data` (`.venv/bin/python scripts/bench_data.py`), on the build "
+        f"machine ({os.cpu_count()} cores, no GPU). MXNet 1.9.1 / OpenCV 4.11 vs ours (Pillow), "
+        f"same inputs, same run; times are medians of {args.runs} runs.",
+        "| benchmark | MXNet | ours | speed-up | peak memory (MXNet / ours) | notes |",
+        rows,
+    )
     return 0
 
 
@@ -232,34 +228,6 @@ def _pair(
     )
     print(row, flush=True)
     return row
-
-
-def write_table(path: Path, rows: list[str]) -> None:
-    section = "\n".join(
-        [
-            "## Data preparation (`make bench-data`)",
-            "",
-            "Command: `make bench-data` (`.venv/bin/python scripts/bench_data.py`), on the build "
-            f"machine ({os.cpu_count()} cores, no GPU). MXNet 1.9.1 / OpenCV 4.11 vs ours "
-            "(Pillow),"
-            " same inputs, same run; times are medians of 3 runs.",
-            "",
-            "| benchmark | MXNet | ours | speed-up | peak memory (MXNet / ours) | notes |",
-            "| --- | --- | --- | --- | --- | --- |",
-            *rows,
-            "",
-        ]
-    )
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find("## Data preparation")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+from benchmark_report import ROOT, run_rate, write_section
 
 OURS = """
 import sys, time
@@ -63,45 +61,6 @@ print(batch * steps / (time.perf_counter() - start))
 """
 
 
-def rate(python: Path, code: str, depth: int, batch: int, size: int, steps: int) -> float:
-    done = subprocess.run(
-        [python, "-c", code, str(depth), str(batch), str(size), str(steps)],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    return float(done.stdout.strip().splitlines()[-1])
-
-
-def write_section(path: Path, title: str, intro: str, header: str, rows: list[str]) -> None:
-    """Replace (or add) the `## title` section of docs/benchmarks.md."""
-    section = "\n".join(
-        [
-            f"## {title}",
-            "",
-            intro,
-            "",
-            header,
-            "| " + " | ".join("---" for _ in header.strip("|").split("|")) + " |",
-            *rows,
-            "",
-        ]
-    )
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find(f"## {title}")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,8 +70,8 @@ def main() -> int:
     args = parser.parse_args()
     rows = []
     for depth, batch, size in ((18, 8, 224), (50, 8, 224)):
-        gluon = rate(ROOT / ".venv-mxnet/bin/python", GLUON, depth, batch, size, args.steps)
-        ours = rate(ROOT / ".venv-trainer/bin/python", OURS, depth, batch, size, args.steps)
+        gluon = run_rate(ROOT / ".venv-mxnet/bin/python", GLUON, depth, batch, size, args.steps)
+        ours = run_rate(ROOT / ".venv-trainer/bin/python", OURS, depth, batch, size, args.steps)
         row = (
             f"| ResNet-{depth} v1, batch {batch}, {size}x{size}, SGD momentum | "
             f"{gluon:.2f} img/s | {ours:.2f} img/s | **{ours / gluon:.2f}x** |"

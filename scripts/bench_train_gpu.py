@@ -10,12 +10,10 @@ dependencies (keras, namex, optree) as described in the device tool's README, th
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_report import run_rate
 
 KERAS_JAX = """
 import os, sys, time
@@ -63,25 +61,6 @@ print(batch * steps / (time.perf_counter() - start))
 """
 
 
-def rate(code: str, batch: int, steps: int) -> float:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
-        ),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(batch), str(steps)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    return float(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,8 +69,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    torch_rate = rate(TORCH, args.batch, args.steps)
-    keras_rate = rate(KERAS_JAX, args.batch, args.steps)
+    torch_rate = run_rate(sys.executable, TORCH, args.batch, args.steps)
+    keras_rate = run_rate(sys.executable, KERAS_JAX, args.batch, args.steps)
     row = (
         f"| ResNet-50, batch {args.batch}, 224x224, bfloat16 | {torch_rate:.0f} img/s | "
         f"{keras_rate:.0f} img/s | **{keras_rate / torch_rate:.2f}x** |"

@@ -1,0 +1,51 @@
+"""Shared by the benchmark scripts: run a timed snippet in an environment, write a table section."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def run_rate(python: Path | str, code: str, *args: object) -> float:
+    """Run `code` with `python` (argv = args); its last stdout line is the measured rate."""
+    done = subprocess.run(
+        [str(python), "-c", code, *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark snippet failed:\n{done.stderr[-3000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def write_section(path: Path, title: str, intro: str, header: str, rows: list[str]) -> None:
+    """Replace (or add) the `## title` section of a Markdown file with a table."""
+    columns = len(header.strip().strip("|").split("|"))
+    section = "\n".join(
+        [
+            f"## {title}",
+            "",
+            intro,
+            "",
+            header,
+            "| " + " | ".join("---" for _ in range(columns)) + " |",
+            *rows,
+            "",
+        ]
+    )
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    start = text.find(f"## {title}")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
