@@ -110,6 +110,16 @@ def container_task(
         if local_ml_root is None:
             raise ValueError("the local runner needs local_ml_root")
         return LocalStepOperator(task_id=task_id, arguments=step.arguments(local_ml_root), **kwargs)
+    local = [
+        u
+        for u in (*step.channels.values(), step.output_uri)
+        if "://" not in u or u.startswith("file://")
+    ]
+    if local:
+        raise AirflowFailException(
+            f"runner=kubernetes: the pod cannot see local paths ({', '.join(local)}); use "
+            "object storage URIs (s3://...) for the dataset and output, or runner=local"
+        )
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
@@ -289,7 +299,7 @@ class ContainerStepOperator(BaseOperator):
                 ObjectStoragePath(f"{output}/{STEP_RESULTS[self.step]}").read_text()
             )
             result["metrics"] = metrics.get("final") or {
-                k: metrics[k] for k in ("accuracy", "loss", "samples") if k in metrics
+                k: metrics[k] for k in ("accuracy", "mAP", "loss", "samples") if k in metrics
             }
             self.log.info("%s metrics: %s", self.step, result["metrics"])
         return result

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from operators.container import (
     ContainerStep,
@@ -116,3 +117,14 @@ def test_dry_run_prints_the_pod(capsys):
     container_task(task_id="train", step=STEP, runner="kubernetes", image="trainer:dev").dry_run()
     printed = capsys.readouterr().out
     assert "image: trainer:dev" in printed and "nvidia.com/gpu: '1'" in printed
+
+
+def test_kubernetes_refuses_local_paths_the_pod_cannot_see():
+    local = ContainerStep(
+        step="train",
+        algorithm="image-classification",
+        channels={"train": "file:///data/train"},
+        output_uri="s3://b/out",
+    )
+    with pytest.raises(AirflowFailException, match="the pod cannot see local paths"):
+        container_task(task_id="t", step=local, runner="kubernetes")

@@ -3,7 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tasks.image_classification.hyperparameters import CIFAR_DEPTHS, IMAGENET_DEPTHS
 from tasks.image_classification.resnet import RESNETS, build_resnet
+
+
+def test_every_depth_the_hyperparameters_allow_is_registered():
+    assert set(RESNETS) == set(IMAGENET_DEPTHS + CIFAR_DEPTHS)
 
 
 @pytest.mark.parametrize("depth", sorted(RESNETS))
