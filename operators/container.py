@@ -273,10 +273,16 @@ class ContainerStepOperator(BaseOperator):
             local_ml_root=str(work / self.dag_id / key / self.task_id),
         )
 
+    def on_kill(self) -> None:
+        """Stop the step's process or pod with the task."""
+        running = getattr(self, "_running", None)
+        if running is not None:
+            running.on_kill()
+
     def execute(self, context: Any) -> dict[str, Any]:
         output = str(self.output_uri).rstrip("/")
         RunOutputsLink.persist(context, output)
-        operator = self.build(context)
+        operator = self._running = self.build(context)
         try:
             # The local runner is called directly: it needs nothing from the task runner.
             operator.run() if isinstance(operator, LocalStepOperator) else operator.execute(context)

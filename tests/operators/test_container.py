@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -128,3 +130,28 @@ def test_kubernetes_refuses_local_paths_the_pod_cannot_see():
     )
     with pytest.raises(AirflowFailException, match="the pod cannot see local paths"):
         container_task(task_id="t", step=local, runner="kubernetes")
+
+
+def test_killing_the_task_stops_the_local_step(tmp_path):
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\necho started\nexec sleep 120\n")
+    fake_python.chmod(0o755)
+    op = LocalStepOperator(task_id="t", arguments=["train"], python=str(fake_python))
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            op.run()
+        except Exception as e:  # noqa: BLE001 - collected for the assertion below
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while getattr(op, "_process", None) is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # wait for the process to exist, not for a fixed time
+    op.on_kill()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert op._process.poll() is not None
+    assert errors and "exited with code" in str(errors[0])
