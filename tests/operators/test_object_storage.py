@@ -1,0 +1,123 @@
+"""The data-prep operators and the container contract's staging against S3 (a local emulator)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
+from tasks.data.recordio import RecordIOReader
+from tasks.data.synthetic import make_shapes_dataset
+from tasks.staging import stage_in, upload_folder
+
+pytestmark = pytest.mark.integration
+BUCKET = "vision"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on a free port, with Airflow's aws_default and boto's env pointing at it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait for the port to accept connections
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }.items():
+            mp.setenv(key, value)
+        mp.setenv(
+            "AIRFLOW_CONN_AWS_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": "testing",
+                    "password": "testing",
+                    "extra": {"region_name": "us-east-1", "endpoint_url": endpoint},
+                }
+            ),
+        )
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def upload_tree(client, root: Path, prefix: str) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(root).as_posix()}")
+
+
+def test_lists_and_records_are_written_to_s3(s3, tmp_path):
+    images = make_shapes_dataset(tmp_path / "shapes", per_class=3, size=16)
+    upload_tree(s3, images, "datasets/shapes")
+    run = f"s3://{BUCKET}/runs/run=1"
+    lists = LstGenerationOperator(
+        task_id="make_lst",
+        images_uri=f"s3://{BUCKET}/datasets/shapes",
+        output_uri=f"{run}/lists",
+        validation_split="0.25",
+    ).execute({})
+    assert lists["num_training_samples"] == 9
+    packed = RecordIOPackOperator(
+        task_id="pack",
+        lst_uri=lists["train_lst"],
+        images_uri=f"s3://{BUCKET}/datasets/shapes",
+        output_uri=f"{run}/recordio/train",
+        class_names=lists["classes"],
+    ).execute({})
+    assert packed["records"] == 9
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")["Contents"]}
+    assert {
+        "runs/run=1/lists/train.lst",
+        "runs/run=1/lists/classes.json",
+        "runs/run=1/recordio/train/train.rec",
+        "runs/run=1/recordio/train/train.idx",
+        "runs/run=1/recordio/train/classes.json",
+    } <= keys
+    assert not [k for k in keys if ".tmp-" in k], "temporary names are renamed away"
+    local = tmp_path / "train.rec"
+    s3.download_file(BUCKET, "runs/run=1/recordio/train/train.rec", str(local))
+    with RecordIOReader(local) as reader:
+        assert len(list(reader)) == 9
+
+
+def test_container_staging_round_trip(s3, tmp_path):
+    source = tmp_path / "channel"
+    source.mkdir()
+    (source / "a.rec").write_bytes(b"records")
+    upload_tree(s3, source, "channels/train")
+    staged = stage_in(f"s3://{BUCKET}/channels/train", tmp_path / "ml" / "train")
+    assert (staged / "a.rec").read_bytes() == b"records"
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "metrics.json").write_text("{}")
+    assert upload_folder(out, f"s3://{BUCKET}/outputs") == [
+        f"s3://{BUCKET}/outputs/sub/metrics.json"
+    ]
+    body = s3.get_object(Bucket=BUCKET, Key="outputs/sub/metrics.json")["Body"].read()
+    assert body == b"{}"
