@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +54,6 @@ def find_images(root: Path) -> list[Path]:
     if not images:
         raise InputError(f"{root}: no {', '.join(IMAGE_EXTENSIONS)} images under this folder")
     return images
-
-
-def batched(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def predict_images(
