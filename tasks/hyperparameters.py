@@ -8,6 +8,8 @@ from typing import Any
 
 from tasks.errors import InputError
 
+RESERVED_PREFIXES = ("_", "sagemaker_")
+
 
 class HyperparameterError(InputError):
     """One hyperparameter that is unknown, missing, of the wrong type or out of range."""
@@ -77,6 +79,8 @@ def parse_hyperparameters(
 ) -> dict[str, Any]:
     """Parse every value of `raw` by `table`; the first problem raises one clear sentence."""
     by_name = {p.name: p for p in table}
+    # The managed service adds its own keys (e.g. `_tuning_objective_metric` for tuning jobs).
+    raw = {k: v for k, v in raw.items() if not k.startswith(RESERVED_PREFIXES)}
     unknown = sorted(set(raw) - set(by_name))
     if unknown:
         raise HyperparameterError(

@@ -74,3 +74,8 @@ def test_every_reference_name_is_accepted():
 def test_bad_values_name_the_parameter_value_and_what_is_allowed(values, message):
     with pytest.raises(HyperparameterError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse(**values)
+
+
+def test_keys_the_managed_service_adds_are_not_hyperparameters():
+    hp = parse(_tuning_objective_metric="validation:accuracy", sagemaker_region="us-east-1")
+    assert hp.num_classes == 4
