@@ -169,6 +169,11 @@ class LocalStepOperator(BaseOperator):
 
     def run(self) -> int:
         """Run the command to completion; raise when it fails."""
+        if not Path(self.python).exists():
+            raise AirflowFailException(
+                f"the trainer environment's Python {self.python} does not exist; run `make setup` "
+                "or set VISION_PIPELINES_TRAINER_PYTHON"
+            )
         command = [self.python, "-m", "tasks.job", *self.arguments]
         env = {
             **os.environ,

@@ -155,3 +155,9 @@ def test_killing_the_task_stops_the_local_step(tmp_path):
     assert not thread.is_alive()
     assert op._process.poll() is not None
     assert errors and "exited with code" in str(errors[0])
+
+
+def test_a_missing_trainer_environment_is_named(tmp_path):
+    op = LocalStepOperator(task_id="t", arguments=["train"], python=str(tmp_path / "no-python"))
+    with pytest.raises(AirflowFailException, match="no-python does not exist; run `make setup`"):
+        op.run()
