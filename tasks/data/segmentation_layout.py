@@ -72,3 +72,21 @@ def check_segmentation_layout(root: str | Path) -> dict[str, int]:
     if problems:
         raise LayoutError(describe(str(root), [Problem(0, p) for p in problems]))
     return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tasks.data.segmentation_layout ROOT`: exit 0 and the pair counts, or exit 2
+    and every problem."""
+    import argparse
+
+    from tasks.contract import run_job
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("root", type=Path)
+    args = parser.parse_args(argv)
+    return run_job(lambda: print(f"{args.root}: OK, pairs {check_segmentation_layout(args.root)}"),
+                   None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

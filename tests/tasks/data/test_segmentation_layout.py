@@ -40,3 +40,14 @@ def test_every_problem_is_reported_in_one_pass(tmp_path):
                      "folder validation/ is missing", "folder validation_annotation/ is missing",
                      "label_map/extra.json: expected only"]:
         assert expected in message, expected
+
+
+def test_command_line(tmp_path, capsys):
+    from tasks.data.segmentation_layout import main
+
+    make(tmp_path, "train", "a")
+    assert main([str(tmp_path)]) == 2
+    assert "folder validation/ is missing" in capsys.readouterr().err
+    make(tmp_path, "validation", "b")
+    assert main([str(tmp_path)]) == 0
+    assert "OK, pairs {'train': 1, 'validation': 1}" in capsys.readouterr().out
