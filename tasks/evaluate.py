@@ -68,6 +68,11 @@ def labelled_images(
         return from_lst(path, image_root or path.parent, **options)
     if path.suffix in MANIFEST_SUFFIXES:
         return from_manifest(path, label_format="multi-hot" if multi_label else None, **options)
+    if multi_label:
+        raise InputError(
+            f"{path}: a multi-label model is evaluated on a .rec, .lst or manifest "
+            "with multi-hot labels, not on class folders"
+        )
     return class_folders(path, class_names)
 
 
