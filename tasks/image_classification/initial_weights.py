@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import keras
@@ -61,8 +62,10 @@ def pretrained_model(hp: ImageClassificationHyperparameters) -> keras.Model:
     with tempfile.TemporaryDirectory() as tmp:
         path = _local(uri, Path(tmp))
         try:
-            source.load_weights(path)
-        except (ValueError, OSError) as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # Keras only warns when layers stay unloaded
+                source.load_weights(path)
+        except (ValueError, OSError, UserWarning) as e:
             raise InputError(
                 f"{uri}: not ImageNet weights of resnet{hp.num_layers}_v1 ({e})"
             ) from e

@@ -54,33 +54,38 @@ def _bn(name: str) -> layers.BatchNormalization:
     return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
-def _conv(filters: int, kernel: int, stride: int, name: str) -> layers.Conv2D:
+def _conv(x, filters: int, kernel: int, stride: int, name: str):
+    """A bias-free convolution; strided ones pad symmetrically (kernel // 2 on every side) as
+    Gluon and Keras' own ResNets do, where TensorFlow's "same" would pad one side more."""
+    padding = "same"
+    if stride > 1 and kernel > 1:
+        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        padding = "valid"
     return layers.Conv2D(
         filters,
         kernel,
         strides=stride,
-        padding="same",
+        padding=padding,
         use_bias=False,
         kernel_initializer="he_normal",
         name=name,
-    )
+    )(x)
 
 
 def _block(x, filters: int, stride: int, *, bottleneck: bool, downsample: bool, name: str):
     shortcut = x
     if downsample:
-        shortcut = _conv(filters, 1, stride, f"{name}_down_conv")(x)
-        shortcut = _bn(f"{name}_down_bn")(shortcut)
+        shortcut = _bn(f"{name}_down_bn")(_conv(x, filters, 1, stride, f"{name}_down_conv"))
     if bottleneck:
-        y = _conv(filters // 4, 1, stride, f"{name}_conv1")(x)
+        y = _conv(x, filters // 4, 1, stride, f"{name}_conv1")
         y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
-        y = _conv(filters // 4, 3, 1, f"{name}_conv2")(y)
+        y = _conv(y, filters // 4, 3, 1, f"{name}_conv2")
         y = layers.ReLU(name=f"{name}_relu2")(_bn(f"{name}_bn2")(y))
-        y = _bn(f"{name}_bn3")(_conv(filters, 1, 1, f"{name}_conv3")(y))
+        y = _bn(f"{name}_bn3")(_conv(y, filters, 1, 1, f"{name}_conv3"))
     else:
-        y = _conv(filters, 3, stride, f"{name}_conv1")(x)
+        y = _conv(x, filters, 3, stride, f"{name}_conv1")
         y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
-        y = _bn(f"{name}_bn2")(_conv(filters, 3, 1, f"{name}_conv2")(y))
+        y = _bn(f"{name}_bn2")(_conv(y, filters, 3, 1, f"{name}_conv2"))
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
@@ -99,11 +104,13 @@ def build_resnet(
     )
     if spec.small_images:
         x = layers.ReLU(name="stem_relu")(
-            _bn("stem_bn")(_conv(spec.channels[0], 3, 1, "stem_conv")(x))
+            _bn("stem_bn")(_conv(x, spec.channels[0], 3, 1, "stem_conv"))
         )
     else:
-        x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(_conv(64, 7, 2, "stem_conv")(x)))
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(_conv(x, 64, 7, 2, "stem_conv")))
+        # After the ReLU, zero padding acts as Gluon's max-pool padding (values are >= 0).
+        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     in_channels = spec.channels[0] if spec.small_images else 64
     for stage, (blocks, filters) in enumerate(zip(spec.blocks, spec.channels, strict=True), 1):
         for b in range(blocks):

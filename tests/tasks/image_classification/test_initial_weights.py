@@ -121,3 +121,12 @@ def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path, shapes, make_ml
     assert metrics["resumed_after_epoch"] >= reached
     assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, reached + 3))
     assert not metadata.exists(), "a finished job removes its backup"
+
+
+def test_weights_of_another_network_are_refused(tmp_path, monkeypatch):
+    build_resnet(34, image_shape=(3, 32, 32), num_classes=1000).save_weights(
+        tmp_path / "resnet18_v1_imagenet.weights.h5"
+    )
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
+    with pytest.raises(InputError, match="not ImageNet weights of resnet18_v1"):
+        pretrained_model(hyperparameters(num_layers="18", use_pretrained_model="1"))
