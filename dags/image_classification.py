@@ -17,7 +17,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from airflow.sdk import DAG, Param, TaskGroup
+from airflow.sdk import DAG, Asset, Param, TaskGroup
 
 from operators.container import ContainerStepOperator, Runner
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
@@ -29,6 +29,8 @@ DATA_ROOT = Path(
 DEPTHS = [18, 34, 50, 101, 152, 200, 20, 32, 44, 56, 110]
 
 RUN = "{{ run_uri(params.output_uri, logical_date, run_id) }}"
+# Updated by every successful training run; its event's extra holds the model URI and metrics.
+MODEL = Asset(name="image_classification_model")
 
 
 def _lists(key: str) -> str:
@@ -157,6 +159,7 @@ with DAG(
             },
         },
         extra_hyperparameters="{{ params.hyperparameters | tojson }}",
+        outlets=[MODEL],
         **runner_args,
     )
     evaluate = ContainerStepOperator(

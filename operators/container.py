@@ -313,4 +313,7 @@ class ContainerStepOperator(BaseOperator):
                 k: metrics[k] for k in ("accuracy", "mAP", "loss", "samples") if k in metrics
             }
             self.log.info("%s metrics: %s", self.step, result["metrics"])
+        # Downstream DAGs scheduled on this task's assets learn where the new outputs are.
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = result
         return result

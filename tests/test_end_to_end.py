@@ -19,6 +19,18 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
 LOGICAL_DATE = "2026-01-01T00:00:00+00:00"
+QUERY_ASSET_EVENTS = """
+import json
+from sqlalchemy import select
+from airflow.models.asset import AssetEvent, AssetModel
+from airflow.utils.session import create_session
+with create_session() as session:
+    query = (select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+             .where(AssetModel.name == "image_classification_model")
+             .order_by(AssetEvent.id.desc()))
+    event = session.scalars(query).first()
+    print(json.dumps(event.extra))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +103,15 @@ def test_pipeline_runs_end_to_end_and_reruns_idempotently(airflow_env, dataset, 
     assert refs == sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*.jpg"))
     assert all(len(r["prediction"]) == 4 for r in rows)
     assert all(math.isclose(sum(r["prediction"]), 1.0, abs_tol=1e-4) for r in rows)
+
+    events = subprocess.run(
+        [sys.executable, "-c", QUERY_ASSET_EVENTS],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(events.splitlines()[-1])["model"] == f"file://{run}/train/model.tar.gz"
 
     again = dags_test(airflow_env, conf(dataset, tmp_path))
     assert again.returncode == 0, again.stdout[-3000:]

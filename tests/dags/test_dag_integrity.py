@@ -84,3 +84,8 @@ def test_airflow_layer_never_imports_tensorflow():
     for folder in ("dags", "operators", "plugins"):
         for path in (ROOT / folder).rglob("*.py"):
             assert not pattern.search(path.read_text()), path
+
+
+def test_training_updates_the_model_asset(dagbag):
+    outlets = dagbag.dags["image_classification"].get_task("train").outlets
+    assert [a.name for a in outlets] == ["image_classification_model"]
