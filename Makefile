@@ -65,7 +65,7 @@ format: $(VENV)/.installed
 
 # Tests run in the environment they belong to: Airflow-side and data tests in .venv,
 # trainer tests (TensorFlow) in .venv-trainer.
-AIRFLOW_TESTS := tests/dags tests/operators tests/tasks/data tests/tasks/test_recordio_cli.py \
+AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests/tasks/test_recordio_cli.py \
 	tests/tasks/test_im2rec.py tests/test_end_to_end.py
 TRAINER_TESTS := tests/tasks/image_classification tests/tasks/test_job.py
 

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 
 from airflow.sdk import DAG, Asset, Param, TaskGroup
 
 from operators.container import ContainerStepOperator, Runner
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
-from operators.paths import run_uri
+from operators.paths import data_root, run_uri
 
-DATA_ROOT = Path(
-    os.environ.get("VISION_PIPELINES_DATA_ROOT", Path(__file__).resolve().parents[1] / "data")
-)
+DATA_ROOT = data_root()
 DEPTHS = [18, 34, 50, 101, 152, 200, 20, 32, 44, 56, 110]
 
 RUN = "{{ run_uri(params.output_uri, logical_date, run_id) }}"

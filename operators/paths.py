@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
+from pathlib import Path
+
+
+def data_root() -> Path:
+    """Where local data lives: `VISION_PIPELINES_DATA_ROOT`, default `./data` in the project."""
+    default = Path(__file__).resolve().parents[1] / "data"
+    return Path(os.environ.get("VISION_PIPELINES_DATA_ROOT", default))
 
 
 def run_key(logical_date: datetime | None, run_id: str) -> str:

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISION_PIPELINES_DATA_ROOT", str(tmp_path))
+    run = tmp_path / "runs" / "image_classification" / "run=20260101T000000"
+    (run / "train").mkdir(parents=True)
+    (run / "evaluate").mkdir()
+    (run / "train" / "metrics.json").write_text(
+        json.dumps({"final": {"validation_accuracy": 0.975, "train_loss": 0.1}})
+    )
+    (run / "evaluate" / "evaluation.json").write_text(json.dumps({"accuracy": 0.96}))
+    Image.new("RGB", (4, 4)).save(run / "train" / "learning_curves.png")
+    (tmp_path / "secret.json").write_text("{}")
+    from plugins.vision_pipelines import reports
+
+    return TestClient(reports)
+
+
+def test_index_lists_runs_with_their_validation_result(client):
+    page = client.get("/").text
+    assert "run=20260101T000000" in page and "accuracy 0.9600" in page
+
+
+def test_run_page_shows_metrics_and_pictures(client):
+    response = client.get("/image_classification/run=20260101T000000/")
+    assert response.status_code == 200
+    assert "validation_accuracy" in response.text and "0.9750" in response.text
+    src = "../../files/image_classification/run=20260101T000000/train/learning_curves.png"
+    assert f"<img src='{src}'>" in response.text
+    picture = client.get(
+        "/files/image_classification/run=20260101T000000/train/learning_curves.png"
+    )
+    assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
+
+
+def test_files_outside_the_runs_are_refused(client):
+    assert client.get("/files/../secret.json").status_code == 404
+    assert client.get("/files/image_classification/nope.png").status_code == 404
+    assert client.get("/image_classification/run=missing/").status_code == 404
+
+
+def test_the_plugin_registers_the_app_and_a_nav_entry():
+    from plugins.vision_pipelines import VisionPipelinesPlugin
+
+    assert VisionPipelinesPlugin.fastapi_apps[0]["url_prefix"] == "/vision-pipelines"
+    assert not VisionPipelinesPlugin.external_views[0]["href"].startswith("/")
+
+
+def test_report_file_confines_paths(tmp_path):
+    from tasks.errors import InputError
+    from tasks.run_report import report_file
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "outside.json").write_text("{}")
+    (tmp_path / "runs" / "notes.txt").write_text("x")
+    for relative in ("../outside.json", "notes.txt", "/etc/passwd"):
+        with pytest.raises(InputError, match="not a report file"):
+            report_file(tmp_path / "runs", relative)
