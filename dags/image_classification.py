@@ -61,6 +61,12 @@ with DAG(
             type="string",
             description="Images to predict in batch transform; empty: the whole dataset.",
         ),
+        "initial_model_uri": Param(
+            "",
+            type="string",
+            description="A previous model.tar.gz to continue from (incremental training; same "
+            "num_layers, image_shape and classes). Empty: train from scratch.",
+        ),
         "validation_split": Param(
             0.2,
             type="number",
@@ -138,7 +144,11 @@ with DAG(
     train = ContainerStepOperator(
         task_id="train",
         step="train",
-        channels={"train": f"{RUN}/recordio/train", "validation": f"{RUN}/recordio/validation"},
+        channels={
+            "train": f"{RUN}/recordio/train",
+            "validation": f"{RUN}/recordio/validation",
+            "model": "{{ params.initial_model_uri }}",
+        },
         output_uri=f"{RUN}/train",
         hyperparameters={
             "num_classes": _lists("num_classes"),

@@ -263,7 +263,8 @@ class ContainerStepOperator(BaseOperator):
         step = ContainerStep(
             step=self.step,
             algorithm=self.algorithm,
-            channels=dict(self.channels),
+            # A channel whose URI renders empty is not used in this run (e.g. no initial model).
+            channels={k: str(v) for k, v in self.channels.items() if str(v).strip()},
             output_uri=str(self.output_uri).rstrip("/"),
             hyperparameters={k: str(v) for k, v in values.items() if v not in (None, "")},
         )

@@ -46,6 +46,7 @@ def test_trigger_form_params_have_descriptions(dagbag):
     params = dagbag.dags["image_classification"].params
     expected = {
         "dataset_uri",
+        "initial_model_uri",
         "output_uri",
         "validation_split",
         "num_layers",

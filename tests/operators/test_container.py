@@ -161,3 +161,15 @@ def test_a_missing_trainer_environment_is_named(tmp_path):
     op = LocalStepOperator(task_id="t", arguments=["train"], python=str(tmp_path / "no-python"))
     with pytest.raises(AirflowFailException, match="no-python does not exist; run `make setup`"):
         op.run()
+
+
+def test_empty_channels_are_left_out():
+    op = ContainerStepOperator(
+        task_id="train",
+        step="train",
+        output_uri="s3://b/out",
+        channels={"train": "s3://b/t", "model": ""},
+        runner="local",
+    )
+    local = op.build({"run_id": "r", "logical_date": None})
+    assert "--channel" in local.arguments and "model=" not in " ".join(local.arguments)
