@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,8 +114,12 @@ def test_pipeline_runs_end_to_end_and_reruns_idempotently(airflow_env, dataset, 
     ).stdout
     assert json.loads(events.splitlines()[-1])["model"] == f"file://{run}/train/model.tar.gz"
 
-    again = dags_test(airflow_env, conf(dataset, tmp_path))
+    # Rerun the same interval, continuing from the first model (incremental training).
+    previous = tmp_path.parent / f"{tmp_path.name}-previous.tar.gz"
+    shutil.copy(run / "train" / "model.tar.gz", previous)
+    again = dags_test(airflow_env, conf(dataset, tmp_path, initial_model_uri=f"file://{previous}"))
     assert again.returncode == 0, again.stdout[-3000:]
+    assert "incremental training from the model channel" in again.stdout
     assert [r.name for r in tmp_path.glob("run=*")] == ["run=20260101T000000"]
     assert len((run / "batch_transform" / "predictions.jsonl").read_text().splitlines()) == 32
 
