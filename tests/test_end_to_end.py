@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.data.lst import read_lst
+from tasks.data.lst_validation import validate_lst
 from tasks.data.recordio import RecordIOReader, read_index
 from tasks.data.synthetic import make_shapes_dataset
 
@@ -84,8 +84,8 @@ def test_pipeline_runs_end_to_end_and_reruns_idempotently(airflow_env, dataset, 
     assert [r.name for r in runs] == ["run=20260101T000000"]
     run = runs[0]
 
-    train_lst = read_lst(run / "lists" / "train.lst")
-    validation_lst = read_lst(run / "lists" / "validation.lst")
+    train_lst = validate_lst(run / "lists" / "train.lst")
+    validation_lst = validate_lst(run / "lists" / "validation.lst")
     assert len(train_lst) == 24 and len(validation_lst) == 8
     with RecordIOReader(run / "recordio" / "train" / "train.rec") as reader:
         assert len(list(reader)) == 24

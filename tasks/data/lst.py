@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,34 +134,3 @@ def split_entries(
 def write_lst(path: str | os.PathLike, entries: Iterable[LstEntry]) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.writelines(entry.to_line() for entry in entries)
-
-
-def parse_lst(lines: Iterable[str], *, source: str) -> Iterator[LstEntry]:
-    """Parse `.lst` lines; malformed lines raise LstError naming `source` and the line number."""
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        fields = [f.strip() for f in line.rstrip("\r\n").split("\t")]
-        if len(fields) < 3:
-            raise LstError(
-                f"{source}, line {line_no}: expected at least 3 tab-separated columns "
-                f"(index, label, path), got {len(fields)}: {line.rstrip()!r}"
-            )
-        try:
-            index = int(fields[0])
-        except ValueError as e:
-            raise LstError(
-                f"{source}, line {line_no}: index must be an integer, got {fields[0]!r}"
-            ) from e
-        try:
-            labels = tuple(float(v) for v in fields[1:-1])
-        except ValueError as e:
-            raise LstError(
-                f"{source}, line {line_no}: labels must be numbers, got {fields[1:-1]!r}"
-            ) from e
-        yield LstEntry(index, labels, fields[-1], line_no)
-
-
-def read_lst(path: str | os.PathLike) -> list[LstEntry]:
-    with open(path, encoding="utf-8") as f:
-        return list(parse_lst(f, source=str(path)))
