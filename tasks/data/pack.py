@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from tasks.data.lst import LstEntry
 from tasks.data.recordio import ImageHeader, RecordIOWriter, pack
@@ -76,17 +76,19 @@ def encode_image(path: Path, options: PackOptions) -> bytes:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                size = img.size
+                # Sizes as displayed: EXIF-rotated photos are turned upright, as OpenCV does.
+                orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+                turned = orientation in (5, 6, 7, 8)
+                size = img.size[::-1] if turned else img.size
                 if options.center_crop:
-                    side = min(size)
-                    size = (side, side)
+                    size = (min(size), min(size))
                 target = _target_size(*size, options.resize) if options.resize else None
                 if target and options.color != -1 and img.format == "JPEG":
                     # DCT-scaled decoding: far faster when the target is much smaller.
-                    scale = min(img.size) / min(size)
-                    img.draft("RGB" if options.color else "L",
-                              (int(target[0] * scale), int(target[1] * scale)))
+                    img.draft("RGB" if options.color else "L", target[::-1] if turned else target)
                 img.load()
+                if orientation != 1:
+                    img = ImageOps.exif_transpose(img)
                 img = _convert(img, options.color)
     except FileNotFoundError:
         raise

@@ -91,3 +91,12 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     with pytest.raises(PackError, match="big.png: cannot decode image"):
         pack_lst([LstEntry(0, (0.0,), "big.png")], tmp_path, tmp_path / "b.rec",
                  tmp_path / "b.idx", options=PackOptions(resize=8))
+
+
+def test_exif_rotated_photos_are_packed_upright(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, displayed rotated by 90 degrees: portrait
+    Image.new("RGB", (80, 40), (200, 10, 10)).save(tmp_path / "p.jpg", exif=exif)
+    pack_lst([LstEntry(0, (0.0,), "p.jpg")], tmp_path, tmp_path / "r.rec", tmp_path / "r.idx",
+             options=PackOptions(resize=20))
+    assert Image.open(io.BytesIO(read_all(tmp_path / "r.rec")[0][1])).size == (20, 40)
