@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-interop lint format lock clean bench bench-data bench-train
+.PHONY: setup demo ui test test-interop lint format lock clean bench bench-data bench-train
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -54,6 +54,11 @@ lock: setup $(MXNET_VENV)/.installed
 
 demo: setup $(AIRFLOW_HOME)/airflow.db
 	$(VENV)/bin/python scripts/demo.py
+
+# The Airflow UI and scheduler on this machine (http://localhost:8080; the generated admin
+# password is printed and kept under .airflow/).
+ui: setup $(AIRFLOW_HOME)/airflow.db
+	$(VENV)/bin/airflow standalone
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
