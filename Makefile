@@ -58,7 +58,7 @@ demo: setup $(AIRFLOW_HOME)/airflow.db
 # The Airflow UI and scheduler on this machine (http://localhost:8080; the generated admin
 # password is printed and kept under .airflow/).
 ui: setup $(AIRFLOW_HOME)/airflow.db
-	$(VENV)/bin/airflow standalone
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
