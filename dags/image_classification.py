@@ -25,7 +25,7 @@ from operators.paths import data_root, run_uri
 DATA_ROOT = data_root()
 DEPTHS = [18, 34, 50, 101, 152, 200, 20, 32, 44, 56, 110]
 
-RUN = "{{ run_uri(params.output_uri, logical_date, run_id) }}"
+RUN = "{{ run_uri(params.output_uri, dag_run.logical_date, run_id) }}"
 # Updated by every successful training run; its event's extra holds the model URI and metrics.
 MODEL = Asset(name="image_classification_model")
 

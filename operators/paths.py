@@ -16,7 +16,7 @@ def data_root() -> Path:
 
 def run_key(logical_date: datetime | None, run_id: str) -> str:
     """`20260101T000000` from the logical date; runs without one (manual, API) use the run id."""
-    if logical_date is not None:
+    if logical_date:  # None (or undefined in a template) for runs triggered without one
         return logical_date.strftime("%Y%m%dT%H%M%S")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 

@@ -72,7 +72,8 @@ def test_outputs_are_run_scoped(dagbag):
     dag = dagbag.dags["image_classification"]
     for task_id in ("make_lst", "train", "evaluate", "batch_transform"):
         assert (
-            "run_uri(params.output_uri, logical_date, run_id)" in dag.get_task(task_id).output_uri
+            "run_uri(params.output_uri, dag_run.logical_date, run_id)"
+            in dag.get_task(task_id).output_uri
         )
 
 
