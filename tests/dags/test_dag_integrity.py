@@ -91,3 +91,25 @@ def test_airflow_layer_never_imports_tensorflow():
 def test_training_updates_the_model_asset(dagbag):
     outlets = dagbag.dags["image_classification"].get_task("train").outlets
     assert [a.name for a in outlets] == ["image_classification_model"]
+
+
+def test_output_prefix_renders_with_and_without_a_logical_date(dagbag):
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    dag = dagbag.dags["image_classification"]
+    template = dag.get_template_env().from_string(dag.get_task("make_lst").output_uri)
+    params = {"output_uri": "s3://b/out"}
+    manual = template.render(
+        params=params,
+        dag_run=SimpleNamespace(logical_date=None),
+        run_id="manual__2026-01-01T00:00:00+00:00",
+    )
+    assert manual == "s3://b/out/run=manual__2026-01-01T00_00_00_00_00/lists"
+    date = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    scheduled = template.render(
+        params=params,
+        dag_run=SimpleNamespace(logical_date=date),
+        run_id="scheduled__2026-02-01T00:00:00+00:00",
+    )
+    assert scheduled == "s3://b/out/run=20260201T000000/lists"
