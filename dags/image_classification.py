@@ -21,6 +21,7 @@ from airflow.sdk import DAG, Asset, Param, TaskGroup
 from operators.container import ContainerStepOperator, Runner
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
 from operators.paths import data_root, run_uri
+from tasks.data.pack import PackOptions
 
 DATA_ROOT = data_root()
 DEPTHS = [18, 34, 50, 101, 152, 200, 20, 32, 44, 56, 110]
@@ -48,8 +49,8 @@ with DAG(
         "dataset_uri": Param(
             f"file://{DATA_ROOT}/datasets/shapes",
             type="string",
-            description="Class-folder images: <dataset_uri>/<class name>/<image>.jpg|.png "
-            "(file:// or s3://).",
+            description="Class-folder images (<dataset_uri>/<class name>/<image>.jpg|.png), or "
+            "an augmented manifest (.manifest/.jsonl with source-ref and class; file:// or s3://).",
         ),
         "output_uri": Param(
             f"file://{DATA_ROOT}/runs/image_classification",
@@ -66,6 +67,13 @@ with DAG(
             type="string",
             description="A previous model.tar.gz to continue from (incremental training; same "
             "num_layers, image_shape and classes). Empty: train from scratch.",
+        ),
+        "label_format": Param(
+            "",
+            type="string",
+            enum=["", "multi-hot"],
+            description="Manifests only: empty for one class per image, multi-hot for "
+            "multi-label ('[1, 0, 1]' labels).",
         ),
         "validation_split": Param(
             0.2,
@@ -126,15 +134,18 @@ with DAG(
         images_uri="{{ params.dataset_uri }}",
         output_uri=f"{RUN}/lists",
         validation_split="{{ params.validation_split }}",
+        label_format="{{ params.label_format }}",
     )
     with TaskGroup("pack_recordio") as pack_recordio:
         for split in ("train", "validation"):
             RecordIOPackOperator(
                 task_id=split,
                 lst_uri=_lists(f"{split}_lst"),
-                images_uri="{{ params.dataset_uri }}",
+                images_uri=_lists("image_root"),
                 output_uri=f"{RUN}/recordio/{split}",
                 class_names="{{ ti.xcom_pull(task_ids='make_lst')['classes'] | tojson }}",
+                # All labels of a multi-label list; one-label lists pack as before.
+                options=PackOptions(pack_label=True),
             )
     runner_args = {
         "runner": "{{ params.runner }}",
@@ -153,6 +164,7 @@ with DAG(
         hyperparameters={
             "num_classes": _lists("num_classes"),
             "num_training_samples": _lists("num_training_samples"),
+            "multi_label": _lists("multi_label"),
             **{
                 k: "{{ params." + k + " }}"
                 for k in (

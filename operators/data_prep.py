@@ -21,23 +21,31 @@ from tasks.data.lst import (
     write_lst,
 )
 from tasks.data.lst_validation import validate_lst
-from tasks.data.manifest import DEFAULT_ATTRIBUTES
+from tasks.data.manifest import DEFAULT_ATTRIBUTES, MANIFEST_SUFFIXES, manifest_entries
 from tasks.data.manifest_validation import validate_manifest
 from tasks.data.pack import PackOptions, pack_lst
 
 
 class LstGenerationOperator(BaseOperator):
-    """Lists a class-folder image tree as im2rec does and writes `train.lst` and `validation.lst`.
+    """Lists a class-folder image tree as im2rec does, or an augmented manifest's images (checked
+    first, see ManifestValidationOperator), and writes `train.lst` and `validation.lst`.
 
-    :param images_uri: root of the class folders (templated).
+    :param images_uri: root of the class folders, or a `.manifest` / `.jsonl` whose image
+        references are relative to it or under its folder (templated).
     :param output_uri: folder for `train.lst`, `validation.lst` and `classes.json` (templated).
     :param validation_split: fraction of images for validation, as im2rec's 1 - train_ratio
         (templated).
+    :param label_format: for a multi-label manifest, `multi-hot` or `class-id` (templated).
     :param seed: shuffling seed (im2rec uses 100).
     :param exts: image file extensions to list.
     """
 
-    template_fields: Sequence[str] = ("images_uri", "output_uri", "validation_split")
+    template_fields: Sequence[str] = (
+        "images_uri",
+        "output_uri",
+        "validation_split",
+        "label_format",
+    )
 
     def __init__(
         self,
@@ -45,47 +53,76 @@ class LstGenerationOperator(BaseOperator):
         images_uri: str,
         output_uri: str,
         validation_split: float | str = 0.2,
+        label_format: str = "",
         seed: int = 100,
         exts: Sequence[str] = IMAGE_EXTENSIONS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.images_uri, self.output_uri = images_uri, output_uri
-        self.validation_split, self.seed, self.exts = validation_split, seed, tuple(exts)
+        self.validation_split, self.label_format = validation_split, label_format
+        self.seed, self.exts = seed, tuple(exts)
+
+    def _manifest_entries(self, out: str) -> tuple[list, list[str]]:
+        """Validate the manifest (the result JSON kept beside the lists) and list its images."""
+        content_type = "application/x-recordio" + (
+            f"; label-format={self.label_format}" if self.label_format else ""
+        )
+        with local_copy(self.images_uri) as manifest, tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / "manifest_validation.json"
+            try:
+                records = validate_manifest(
+                    manifest,
+                    attribute_names=list(DEFAULT_ATTRIBUTES),
+                    content_type=content_type,
+                    num_classes=None,
+                    result_path=result,
+                )
+            finally:
+                if result.exists():
+                    upload(result, f"{out}/manifest_validation.json")
+            return manifest_entries(records, manifest, manifest_uri=self.images_uri)
 
     @user_errors
     def execute(self, context: Any) -> dict[str, Any]:
-        with local_copy(self.images_uri) as root:
-            listing = list_class_folders(root, self.exts)
+        out = self.output_uri.rstrip("/")
+        if self.images_uri.endswith(MANIFEST_SUFFIXES):
+            entries, classes = self._manifest_entries(out)
+            image_root = self.images_uri.rsplit("/", 1)[0]
+        else:
+            with local_copy(self.images_uri) as root:
+                listing = list_class_folders(root, self.exts)
+            entries, classes, image_root = listing.entries, listing.classes, self.images_uri
         split = split_entries(
-            listing.entries, train_ratio=1.0 - float(self.validation_split), seed=self.seed
+            entries, train_ratio=1.0 - float(self.validation_split), seed=self.seed
         )
         if not split.train or not split.validation:
             raise LstError(
-                f"{self.images_uri}: {len(listing.entries)} images split "
+                f"{self.images_uri}: {len(entries)} images split "
                 f"{len(split.train)} train / "
                 f"{len(split.validation)} validation at validation_split={self.validation_split}; "
                 "both need at least one image"
             )
-        out = self.output_uri.rstrip("/")
         with tempfile.TemporaryDirectory() as tmp:
-            for name, entries in (("train", split.train), ("validation", split.validation)):
-                write_lst(Path(tmp) / f"{name}.lst", entries)
+            for name, part in (("train", split.train), ("validation", split.validation)):
+                write_lst(Path(tmp) / f"{name}.lst", part)
                 upload(Path(tmp) / f"{name}.lst", f"{out}/{name}.lst")
-        write_text(f"{out}/classes.json", json.dumps(listing.classes) + "\n")
-        for label, name in enumerate(listing.classes):
+        write_text(f"{out}/classes.json", json.dumps(classes) + "\n")
+        for label, name in enumerate(classes):
             self.log.info("class %d: %s", label, name)
         self.log.info(
             "%d train and %d validation images in %d classes",
             len(split.train),
             len(split.validation),
-            len(listing.classes),
+            len(classes),
         )
         return {
             "train_lst": f"{out}/train.lst",
             "validation_lst": f"{out}/validation.lst",
-            "classes": listing.classes,
-            "num_classes": len(listing.classes),
+            "image_root": image_root,
+            "classes": classes,
+            "num_classes": len(classes),
+            "multi_label": int(len(entries[0].labels) > 1),
             "num_training_samples": len(split.train),
             "num_validation_samples": len(split.validation),
         }

@@ -14,7 +14,7 @@ import pytest
 
 from tasks.data.lst_validation import validate_lst
 from tasks.data.recordio import RecordIOReader, read_index
-from tasks.data.synthetic import make_shapes_dataset
+from tasks.data.synthetic import make_multilabel_dataset, make_shapes_dataset
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,3 +131,22 @@ def test_bad_hyperparameter_fails_the_run_with_one_clear_message(airflow_env, da
     failure = next(tmp_path.glob("run=*/train/failure")).read_text()
     assert "momentum" in failure
     assert not list(tmp_path.glob("run=*/train/model.tar.gz"))
+
+
+def test_a_multi_label_manifest_runs_end_to_end(airflow_env, tmp_path):
+    manifest = make_multilabel_dataset(tmp_path / "data", count=24, size=16)
+    result = dags_test(
+        airflow_env,
+        conf(manifest, tmp_path / "out", label_format="multi-hot", validation_split=0.25),
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    run = next((tmp_path / "out").glob("run=*"))
+    assert json.loads((run / "lists" / "manifest_validation.json").read_text())["success"]
+    assert json.loads((run / "train" / "metrics.json").read_text())["multi_label"] is True
+    assert "mAP" in json.loads((run / "evaluate" / "evaluation.json").read_text())
+    rows = [
+        json.loads(line)
+        for line in (run / "batch_transform" / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert [r["source-ref"] for r in rows] == [f"images/{i:05d}.jpg" for i in range(24)]
+    assert all(len(r["prediction"]) == 4 and min(r["prediction"]) >= 0 for r in rows)

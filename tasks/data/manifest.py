@@ -20,6 +20,7 @@ from tasks.data.lst_validation import Problem, describe
 from tasks.errors import InputError
 
 DEFAULT_ATTRIBUTES = ("source-ref", "class")
+MANIFEST_SUFFIXES = (".manifest", ".jsonl")
 LABEL_FORMATS = ("multi-hot", "class-id")
 
 
@@ -198,3 +199,27 @@ def to_lst_entries(records: Sequence[ManifestRecord], manifest: Path,
     if problems:
         raise ManifestError(describe(str(manifest), problems))
     return entries
+
+
+def manifest_entries(
+    records: Sequence[ManifestRecord], manifest: Path, *, manifest_uri: str
+) -> tuple[list[LstEntry], list[str]]:
+    """`.lst` entries relative to the manifest's folder, and class names (the indices as text).
+
+    References under the manifest's own folder (`s3://b/data/x.jpg` beside
+    `s3://b/data/train.manifest`) become relative paths; references elsewhere are refused."""
+    folder = manifest_uri.rsplit("/", 1)[0] + "/"
+    local = [
+        ManifestRecord(r.line, r.ref[len(folder):] if r.ref.startswith(folder) else r.ref,
+                       r.label, r.annotation_ref)
+        for r in records
+    ]
+    entries = to_lst_entries(local, manifest)
+    widths = {len(e.labels) for e in entries}
+    if len(widths) > 1:
+        first = next(e for e in entries if len(e.labels) != len(entries[0].labels))
+        raise ManifestError(f"{manifest_uri}, line {first.line}: {len(first.labels)} labels, "
+                            f"line {entries[0].line} has {len(entries[0].labels)}")
+    width = widths.pop()
+    count = width if width > 1 else int(max(e.labels[0] for e in entries)) + 1
+    return entries, [str(i) for i in range(count)]

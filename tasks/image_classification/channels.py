@@ -15,6 +15,7 @@ import numpy as np
 from tasks.data.lst_validation import validate_lst
 from tasks.data.manifest import (
     DEFAULT_ATTRIBUTES,
+    MANIFEST_SUFFIXES,
     ManifestRecord,
     check_manifest,
     label_format_of,
@@ -22,8 +23,6 @@ from tasks.data.manifest import (
 )
 from tasks.data.recordio import RecordIOReader, read_index, unpack
 from tasks.errors import InputError
-
-MANIFEST_SUFFIXES = (".manifest", ".jsonl")
 
 
 class ChannelError(InputError):

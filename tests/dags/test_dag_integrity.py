@@ -47,6 +47,7 @@ def test_trigger_form_params_have_descriptions(dagbag):
     expected = {
         "dataset_uri",
         "initial_model_uri",
+        "label_format",
         "output_uri",
         "validation_split",
         "num_layers",

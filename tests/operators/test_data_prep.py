@@ -101,3 +101,33 @@ def test_label_map_remap(tmp_path):
     ).execute({})
     assert result["annotations"] == 1
     assert np.asarray(Image.open(tmp_path / "out" / "a.png")).tolist() == [[1, 0], [2, 255]]
+
+
+def test_lists_from_a_manifest_are_validated_first(tmp_path):
+    from tasks.data.synthetic import make_multilabel_dataset
+
+    manifest = make_multilabel_dataset(tmp_path / "data", count=8, size=16)
+    out = tmp_path / "out"
+    lists = LstGenerationOperator(
+        task_id="l",
+        images_uri=f"file://{manifest}",
+        output_uri=f"file://{out}",
+        label_format="multi-hot",
+        validation_split="0.25",
+    ).execute({})
+    assert lists["multi_label"] == 1 and lists["num_classes"] == 4
+    assert lists["image_root"] == f"file://{manifest.parent}"
+    first = (out / "train.lst").read_text().splitlines()[0].split("\t")
+    assert len(first) == 6 and first[-1].startswith("images/")
+    lines = manifest.read_text().splitlines()
+    manifest.write_text(
+        "\n".join([*lines[:2], '{"source-ref": "images/x.jpg", "class": 3}', *lines[2:]]) + "\n"
+    )
+    with pytest.raises(AirflowFailException, match="line 3: class = 3: expected a list"):
+        LstGenerationOperator(
+            task_id="l",
+            images_uri=f"file://{manifest}",
+            output_uri=f"file://{out}",
+            label_format="multi-hot",
+        ).execute({})
+    assert json.loads((out / "manifest_validation.json").read_text())["success"] is not None
