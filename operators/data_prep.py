@@ -15,9 +15,8 @@ from operators.storage import local_copy, upload, write_text
 from tasks.data.label_map import read_label_map, remap_folder
 from tasks.data.lst import (
     IMAGE_EXTENSIONS,
-    LstError,
     list_class_folders,
-    split_entries,
+    train_validation_split,
     write_lst,
 )
 from tasks.data.lst_validation import validate_lst
@@ -93,16 +92,9 @@ class LstGenerationOperator(BaseOperator):
             with local_copy(self.images_uri) as root:
                 listing = list_class_folders(root, self.exts)
             entries, classes, image_root = listing.entries, listing.classes, self.images_uri
-        split = split_entries(
-            entries, train_ratio=1.0 - float(self.validation_split), seed=self.seed
+        split = train_validation_split(
+            entries, float(self.validation_split), seed=self.seed, source=self.images_uri
         )
-        if not split.train or not split.validation:
-            raise LstError(
-                f"{self.images_uri}: {len(entries)} images split "
-                f"{len(split.train)} train / "
-                f"{len(split.validation)} validation at validation_split={self.validation_split}; "
-                "both need at least one image"
-            )
         with tempfile.TemporaryDirectory() as tmp:
             for name, part in (("train", split.train), ("validation", split.validation)):
                 write_lst(Path(tmp) / f"{name}.lst", part)

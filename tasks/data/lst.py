@@ -131,6 +131,20 @@ def split_entries(
     )
 
 
+def train_validation_split(
+    entries: Sequence[LstEntry], validation_split: float, *, seed: int = 100, source: str = ""
+) -> SplitLists:
+    """im2rec's shuffle and split with train_ratio = 1 - validation_split; both parts non-empty."""
+    split = split_entries(entries, train_ratio=1.0 - validation_split, seed=seed)
+    if not split.train or not split.validation:
+        raise LstError(
+            f"{source}: {len(entries)} images split {len(split.train)} train / "
+            f"{len(split.validation)} validation at validation_split={validation_split}; both "
+            "need at least one image"
+        )
+    return split
+
+
 def write_lst(path: str | os.PathLike, entries: Iterable[LstEntry]) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.writelines(entry.to_line() for entry in entries)
