@@ -1,13 +1,14 @@
 """
 ### image_classification
 
-Retrains the ResNet image classifier on a class-folder image dataset:
-`make_lst` (im2rec-style train/validation lists) -> `pack_recordio` (RecordIO per split) ->
-`train` -> `evaluate` (validation accuracy, confusion matrix) -> `batch_transform` (JSON Lines
-probabilities for every image).
+Retrains the ResNet image classifier on a class-folder image dataset or an augmented manifest:
+`make_lst` (im2rec-style train/validation lists; a manifest is validated first) -> `pack_recordio`
+(RecordIO per split, every image checked) -> `train` -> `evaluate` (validation accuracy,
+confusion matrix) -> `batch_transform` (JSON Lines probabilities for every image).
 
-Everything a run writes goes under `<output_uri>/run=<logical date>/`, so a rerun or a backfill of
-the same interval replaces only its own outputs. `runner=local` runs the GPU steps in
+Everything a run writes goes under `<output_uri>/run=<logical date>/` (`run=<run id>` for runs
+triggered without a logical date), so a rerun or a backfill of the same interval replaces only its
+own outputs. `runner=local` runs the GPU steps in
 `.venv-trainer` on this machine; `runner=kubernetes` runs them as pods of the trainer image.
 """
 
