@@ -34,7 +34,9 @@ def prepare(
     hyperparameters: dict[str, str],
     input_data_config: dict[str, dict],
 ) -> None:
-    """Write input/config/*.json and stage every channel."""
+    """Write input/config/*.json and stage every channel; nothing of an earlier attempt's input
+    stays (a channel left over from it, say `model`, would change what this run does)."""
+    clear(ml.root / "input")
     atomic_write_text(ml.hyperparameters_path, json.dumps(hyperparameters, indent=2) + "\n")
     config = {name: input_data_config.get(name, {}) for name in channels}
     atomic_write_text(ml.input_data_config_path, json.dumps(config, indent=2) + "\n")

@@ -106,3 +106,19 @@ def test_failure_is_uploaded_and_a_stale_one_removed(tmp_path):
     assert code == 2
     failure = (out / "failure").read_text()
     assert "missing.tar.gz does not exist" in failure and "old failure" not in failure
+
+
+def test_a_rerun_does_not_see_channels_of_an_earlier_attempt(tmp_path):
+    from tasks.contract import MLRoot
+    from tasks.job import prepare
+
+    ml = MLRoot(tmp_path / "ml")
+    stale = ml.channel("model")
+    stale.mkdir(parents=True)
+    (stale / "model.tar.gz").write_bytes(b"old")
+    data = tmp_path / "train"
+    data.mkdir()
+    prepare(ml, {"train": f"file://{data}"}, {"epochs": "1"}, {})
+    assert not stale.exists()
+    assert ml.channel("train").resolve() == data.resolve()
+    assert json.loads(ml.input_data_config_path.read_text()) == {"train": {}}
