@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -151,7 +152,7 @@ def train(ml: MLRoot) -> dict:
     batches = math.ceil(len(train_set) / hp.mini_batch_size)
     ml.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     history_path = ml.checkpoints_dir / HISTORY
-    resumed = _resume_point(ml)
+    resumed = _resume_point(ml, hp)
     if resumed:
         log.info("resuming from the checkpoint after epoch %d", resumed)
     elif history_path.exists():
@@ -204,9 +205,17 @@ def train(ml: MLRoot) -> dict:
     return result
 
 
-def _resume_point(ml: MLRoot) -> int:
-    """The epoch a previous, interrupted attempt reached (0 when starting fresh)."""
-    metadata = ml.checkpoints_dir / "backup" / "training_metadata.json"
+def _resume_point(ml: MLRoot, hp: ImageClassificationHyperparameters) -> int:
+    """The epoch a previous, interrupted attempt of the same network reached (0 when starting
+    fresh: a checkpoint of another num_layers, image_shape or num_classes cannot be resumed)."""
+    backup = ml.checkpoints_dir / "backup"
+    recorded = ml.checkpoints_dir / "architecture.json"
+    current = json.dumps(hp.architecture(), sort_keys=True)
+    if recorded.exists() and recorded.read_text() != current and backup.exists():
+        log.info("the checkpoint is of another network (%s); starting afresh", recorded.read_text())
+        shutil.rmtree(backup)
+    atomic_write_text(recorded, current)
+    metadata = backup / "training_metadata.json"
     if not metadata.exists():
         return 0
     return int(json.loads(metadata.read_text()).get("epoch", -1)) + 1

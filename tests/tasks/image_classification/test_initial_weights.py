@@ -130,3 +130,13 @@ def test_weights_of_another_network_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
     with pytest.raises(InputError, match="not ImageNet weights of resnet18_v1"):
         pretrained_model(hyperparameters(num_layers="18", use_pretrained_model="1"))
+
+
+def test_a_checkpoint_of_another_network_is_not_resumed(tmp_path, shapes, make_ml_root, tiny):
+    ml = make_ml_root(tmp_path / "ml", shapes, {**tiny, "epochs": "1"})
+    backup = ml.checkpoints_dir / "backup"
+    backup.mkdir(parents=True)
+    (backup / "training_metadata.json").write_text('{"epoch": 0}')
+    (ml.checkpoints_dir / "architecture.json").write_text('{"num_layers": 32}')
+    assert train_main(["--algorithm", "image-classification", "--ml-root", str(ml.root)]) == 0
+    assert json.loads(ml.metrics_path.read_text())["resumed_after_epoch"] == 0
