@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import keras
@@ -21,6 +20,7 @@ import numpy as np
 
 from tasks.contract import run_job
 from tasks.errors import InputError
+from tasks.image_classification.initial_weights import load_weights_exactly
 from tasks.image_classification.resnet import BN_EPSILON, RESNETS, RGB_STD, build_resnet
 
 KERAS_RESNETS = {
@@ -66,15 +66,12 @@ def convert_file(weights: Path, num_layers: int, output: Path) -> Path:
             f"ImageNet ResNets of those depths), got {num_layers}"
         )
     source = KERAS_RESNETS[num_layers](weights=None)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # Keras only warns when layers stay unloaded
-            source.load_weights(weights)
-    except (ValueError, OSError, UserWarning) as e:
-        raise InputError(
-            f"{weights}: not the weights of keras.applications.ResNet{num_layers} "
-            f"with its top layer ({e})"
-        ) from e
+    load_weights_exactly(
+        source,
+        weights,
+        what=f"{weights}: not the weights of "
+        f"keras.applications.ResNet{num_layers} with its top layer",
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     convert(source, num_layers).save_weights(output)
     print(f"wrote {output}")

@@ -50,6 +50,17 @@ def _local(uri: str, tmp: Path) -> Path:
     return local
 
 
+def load_weights_exactly(model: keras.Model, path: Path, *, what: str) -> None:
+    """Load every layer's weights from `path`, or raise InputError starting with `what` (Keras
+    itself only warns when some layers find nothing to load)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.load_weights(path)
+    except (ValueError, OSError, UserWarning) as e:
+        raise InputError(f"{what} ({e})") from e
+
+
 def pretrained_model(hp: ImageClassificationHyperparameters) -> keras.Model:
     """The ResNet with ImageNet weights everywhere but a freshly initialized top layer `fc`."""
     if hp.num_layers not in IMAGENET_DEPTHS:
@@ -61,14 +72,9 @@ def pretrained_model(hp: ImageClassificationHyperparameters) -> keras.Model:
     source = build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=IMAGENET_CLASSES)
     with tempfile.TemporaryDirectory() as tmp:
         path = _local(uri, Path(tmp))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # Keras only warns when layers stay unloaded
-                source.load_weights(path)
-        except (ValueError, OSError, UserWarning) as e:
-            raise InputError(
-                f"{uri}: not ImageNet weights of resnet{hp.num_layers}_v1 ({e})"
-            ) from e
+        load_weights_exactly(
+            source, path, what=f"{uri}: not ImageNet weights of resnet{hp.num_layers}_v1"
+        )
     model = build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=hp.num_classes)
     for layer in model.layers:
         if layer.name != "fc" and layer.weights:
