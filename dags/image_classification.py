@@ -14,38 +14,41 @@ own outputs. `runner=local` runs the GPU steps in
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timezone
+from airflow.sdk import Asset, Param, TaskGroup
 
-from airflow.sdk import DAG, Asset, Param, TaskGroup
-
-from operators.container import ContainerStepOperator, Runner
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
-from operators.paths import data_root, run_uri
+from operators.paths import data_root
+from operators.pipeline import (
+    RUN,
+    container_step,
+    form_hyperparameters,
+    hyperparameter_param,
+    pipeline_dag,
+    xcom,
+)
+from tasks.algorithms import get_algorithm
+from tasks.contract import MODEL_ARCHIVE, Step
 from tasks.data.pack import PackOptions
 
+SPEC = get_algorithm("image-classification")
 DATA_ROOT = data_root()
-DEPTHS = [18, 34, 50, 101, 152, 200, 20, 32, 44, 56, 110]
-
-RUN = "{{ run_uri(params.output_uri, dag_run.logical_date, run_id) }}"
+FORM_HYPERPARAMETERS = (
+    "num_layers",
+    "image_shape",
+    "epochs",
+    "mini_batch_size",
+    "learning_rate",
+    "optimizer",
+)
+MODEL = f"{RUN}/train/{MODEL_ARCHIVE}"
 # Updated by every successful training run; its event's extra holds the model URI and metrics.
-MODEL = Asset(name="image_classification_model")
+MODEL_ASSET = Asset(name="image_classification_model")
 
-
-def _lists(key: str) -> str:
-    return "{{ ti.xcom_pull(task_ids='make_lst')['" + key + "'] }}"
-
-
-with DAG(
+with pipeline_dag(
     dag_id="image_classification",
+    spec=SPEC,
     description="ResNet image classification: .lst -> RecordIO -> train -> evaluate -> transform",
     doc_md=__doc__,
-    schedule=os.environ.get("VISION_PIPELINES_IMAGE_CLASSIFICATION_SCHEDULE") or None,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    user_defined_macros={"run_uri": run_uri},
-    tags=["vision-pipelines", "image-classification"],
     params={
         "dataset_uri": Param(
             f"file://{DATA_ROOT}/datasets/shapes",
@@ -83,50 +86,13 @@ with DAG(
             maximum=0.9,
             description="Fraction of the images held out for validation (im2rec 1 - train_ratio).",
         ),
-        "num_layers": Param(
-            152,
-            type="integer",
-            enum=DEPTHS,
-            description="ResNet depth; 20-110 are the small-image (CIFAR) nets.",
-        ),
-        "image_shape": Param(
-            "3,224,224",
-            type="string",
-            pattern=r"^[13],\d+,\d+$",
-            description="channels,height,width of the network input.",
-        ),
-        "epochs": Param(30, type="integer", minimum=1, description="Training epochs."),
-        "mini_batch_size": Param(32, type="integer", minimum=1, description="Global batch size."),
-        "learning_rate": Param(
-            0.1, type="number", minimum=0, maximum=1, description="Initial learning rate."
-        ),
-        "optimizer": Param(
-            "sgd", type="string", enum=["sgd", "adam", "rmsprop", "nag"], description="Optimizer."
-        ),
+        **{name: hyperparameter_param(SPEC, name) for name in FORM_HYPERPARAMETERS},
         "hyperparameters": Param(
             {},
             type="object",
             description="Any other hyperparameter of the algorithm (momentum, weight_decay, "
             "lr_scheduler_step, ...), as strings. num_classes and num_training_samples are "
             "derived from the data.",
-        ),
-        "runner": Param(
-            os.environ.get("VISION_PIPELINES_RUNNER", Runner.LOCAL.value),
-            type="string",
-            enum=[r.value for r in Runner],
-            description="local: .venv-trainer on this machine; kubernetes: a GPU pod.",
-        ),
-        "trainer_image": Param(
-            os.environ.get("VISION_PIPELINES_TRAINER_IMAGE", "vision-pipelines-trainer:latest"),
-            type="string",
-            description="Trainer image for runner=kubernetes.",
-        ),
-        "gpu_count": Param(
-            1,
-            type="integer",
-            minimum=0,
-            maximum=16,
-            description="GPUs per training pod (runner=kubernetes).",
         ),
     },
 ) as dag:
@@ -141,62 +107,43 @@ with DAG(
         for split in ("train", "validation"):
             RecordIOPackOperator(
                 task_id=split,
-                lst_uri=_lists(f"{split}_lst"),
-                images_uri=_lists("image_root"),
+                lst_uri=xcom("make_lst", f"{split}_lst"),
+                images_uri=xcom("make_lst", "image_root"),
                 output_uri=f"{RUN}/recordio/{split}",
                 class_names="{{ ti.xcom_pull(task_ids='make_lst')['classes'] | tojson }}",
                 # All labels of a multi-label list; one-label lists pack as before.
                 options=PackOptions(pack_label=True),
             )
-    runner_args = {
-        "runner": "{{ params.runner }}",
-        "image": "{{ params.trainer_image }}",
-        "gpus": "{{ params.gpu_count }}",
-    }
-    train = ContainerStepOperator(
+    train = container_step(
         task_id="train",
-        step="train",
+        step=Step.TRAIN,
+        spec=SPEC,
         channels={
             "train": f"{RUN}/recordio/train",
             "validation": f"{RUN}/recordio/validation",
             "model": "{{ params.initial_model_uri }}",
         },
-        output_uri=f"{RUN}/train",
+        output="train",
         hyperparameters={
-            "num_classes": _lists("num_classes"),
-            "num_training_samples": _lists("num_training_samples"),
-            "multi_label": _lists("multi_label"),
-            **{
-                k: "{{ params." + k + " }}"
-                for k in (
-                    "num_layers",
-                    "image_shape",
-                    "epochs",
-                    "mini_batch_size",
-                    "learning_rate",
-                    "optimizer",
-                )
-            },
+            **{k: xcom("make_lst", k) for k in ("num_classes", "num_training_samples")},
+            "multi_label": xcom("make_lst", "multi_label"),
+            **form_hyperparameters(FORM_HYPERPARAMETERS),
         },
         extra_hyperparameters="{{ params.hyperparameters | tojson }}",
-        outlets=[MODEL],
-        **runner_args,
+        outlets=[MODEL_ASSET],
     )
-    evaluate = ContainerStepOperator(
+    evaluate = container_step(
         task_id="evaluate",
-        step="evaluate",
-        channels={"model": f"{RUN}/train/model.tar.gz", "validation": f"{RUN}/recordio/validation"},
-        output_uri=f"{RUN}/evaluate",
-        **runner_args,
+        step=Step.EVALUATE,
+        spec=SPEC,
+        channels={"model": MODEL, "validation": f"{RUN}/recordio/validation"},
+        output="evaluate",
     )
-    batch_transform = ContainerStepOperator(
+    batch_transform = container_step(
         task_id="batch_transform",
-        step="transform",
-        channels={
-            "model": f"{RUN}/train/model.tar.gz",
-            "data": "{{ params.transform_uri or params.dataset_uri }}",
-        },
-        output_uri=f"{RUN}/batch_transform",
-        **runner_args,
+        step=Step.TRANSFORM,
+        spec=SPEC,
+        channels={"model": MODEL, "data": "{{ params.transform_uri or params.dataset_uri }}"},
+        output="batch_transform",
     )
     make_lst >> pack_recordio >> train >> evaluate >> batch_transform

@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -21,10 +21,19 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from operators.links import RunOutputsLink
 from operators.paths import run_key
+from tasks.algorithms import AlgorithmSpec, UnknownAlgorithmError, get_algorithm
+from tasks.contract import (
+    EXIT_BAD_INPUT,
+    FAILURE,
+    MODEL_ARCHIVE,
+    PREDICTIONS,
+    STEP_RESULTS,
+    SUMMARY,
+    Step,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POD_ML_ROOT = "/opt/ml"
-STEP_RESULTS = {"train": "metrics.json", "evaluate": "evaluation.json", "transform": None}
 
 
 class Runner(StrEnum):
@@ -94,22 +103,44 @@ class ContainerStep:
         return [*args, "--output-uri", self.output_uri]
 
 
+def algorithm_spec(algorithm: str) -> AlgorithmSpec:
+    """The registry's spec; an unknown id fails the DAG file with the list of known ones."""
+    try:
+        return get_algorithm(algorithm)
+    except UnknownAlgorithmError as e:
+        raise ValueError(str(e)) from e
+
+
+def trainer_python(spec: AlgorithmSpec) -> str:
+    """The interpreter of the algorithm's environment (`VISION_PIPELINES_TRAINER_PYTHON` wins)."""
+    default = PROJECT_ROOT / spec.environment.venv / "bin" / "python"
+    return os.environ.get("VISION_PIPELINES_TRAINER_PYTHON", str(default))
+
+
 def container_task(
     *,
     task_id: str,
     step: ContainerStep,
     runner: Runner | str = Runner.LOCAL,
-    image: str = "vision-pipelines-trainer:latest",
+    image: str | None = None,
     gpus: int = 1,
     local_ml_root: str | None = None,
     kubernetes: KubernetesSettings | None = None,
+    deferrable: bool = False,
     **kwargs: Any,
 ) -> BaseOperator:
-    """The one place a container step becomes an operator: a pod, or the local runner."""
+    """The one place a container step becomes an operator: a pod, or the local runner, in the
+    environment the step's algorithm needs (tasks/algorithms.py)."""
+    spec = algorithm_spec(step.algorithm)
     if Runner(runner) is Runner.LOCAL:
         if local_ml_root is None:
             raise ValueError("the local runner needs local_ml_root")
-        return LocalStepOperator(task_id=task_id, arguments=step.arguments(local_ml_root), **kwargs)
+        return LocalStepOperator(
+            task_id=task_id,
+            arguments=step.arguments(local_ml_root),
+            python=trainer_python(spec),
+            **kwargs,
+        )
     local = [
         u
         for u in (*step.channels.values(), step.output_uri)
@@ -129,7 +160,7 @@ def container_task(
         task_id=task_id,
         name=f"vision-{step.step}",
         namespace=settings.namespace,
-        image=image,
+        image=image or spec.environment.image,
         image_pull_policy=settings.image_pull_policy,
         cmds=["python", "-m", "tasks.job"],
         arguments=step.arguments(POD_ML_ROOT),
@@ -143,6 +174,7 @@ def container_task(
         },
         get_logs=True,
         on_finish_action="delete_pod",
+        deferrable=deferrable,
         **kwargs,
     )
 
@@ -151,17 +183,13 @@ class LocalStepOperator(BaseOperator):
     """Runs `python -m tasks.job ARGS` in the trainer environment, streaming its output to the log.
 
     :param arguments: arguments of `tasks.job` (as ContainerStep.arguments makes them).
-    :param python: the trainer environment's interpreter; default `VISION_PIPELINES_TRAINER_PYTHON`
-        or `.venv-trainer/bin/python` in the project.
+    :param python: the interpreter of the algorithm's environment (see `trainer_python`).
     """
 
-    def __init__(self, *, arguments: Sequence[str], python: str | None = None, **kwargs: Any):
+    def __init__(self, *, arguments: Sequence[str], python: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.arguments = list(arguments)
-        self.python = python or os.environ.get(
-            "VISION_PIPELINES_TRAINER_PYTHON",
-            str(PROJECT_ROOT / ".venv-trainer" / "bin" / "python"),
-        )
+        self.python = python
         self._process: subprocess.Popen | None = None
 
     def execute(self, context: Any) -> int:
@@ -207,15 +235,21 @@ class LocalStepOperator(BaseOperator):
 class ContainerStepOperator(BaseOperator):
     """A container step whose runner, image and GPU count are chosen per run (DAG Params).
 
+    With runner=kubernetes the pod runs deferred (no worker slot is held while it trains): the
+    task resumes in `trigger_reentry`, which rebuilds the pod operator and hands it the event.
+    A failed step is failed without retry when it reports bad input (exit code 2 in its
+    `summary.json`) and retried otherwise (internal error, or a step that never reported).
+
     :param step: train, evaluate or transform.
-    :param algorithm: the algorithm id.
+    :param algorithm: the algorithm id (tasks/algorithms.py).
     :param channels: channel name -> URI (templated).
     :param output_uri: where model/ and output/ are uploaded (templated).
     :param hyperparameters: values derived by the pipeline or chosen in the form (templated).
     :param extra_hyperparameters: any other hyperparameters; never override the above (templated).
     :param runner: `local` or `kubernetes` (templated).
-    :param image: trainer image for the kubernetes runner (templated).
+    :param image: trainer image for the kubernetes runner; empty: the algorithm's (templated).
     :param gpus: GPUs per pod (templated).
+    :param deferrable: run pods deferred (runner=kubernetes).
     """
 
     operator_extra_links = (RunOutputsLink(),)
@@ -239,18 +273,20 @@ class ContainerStepOperator(BaseOperator):
         hyperparameters: Mapping[str, Any] | None = None,
         extra_hyperparameters: Mapping[str, Any] | str | None = None,
         runner: str = Runner.LOCAL.value,
-        image: str = "vision-pipelines-trainer:latest",
+        image: str = "",
         gpus: int | str = 1,
+        deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if step not in STEP_RESULTS:
             raise ValueError(f"step must be one of {', '.join(STEP_RESULTS)}, got {step!r}")
-        self.step, self.algorithm = step, algorithm
+        self.step, self.algorithm = Step(step), algorithm_spec(algorithm).id
         self.channels, self.output_uri = channels, output_uri
         self.hyperparameters = hyperparameters or {}
         self.extra_hyperparameters = extra_hyperparameters or {}
         self.runner, self.image, self.gpus = runner, image, gpus
+        self.deferrable = deferrable
 
     def build(self, context: Any) -> BaseOperator:
         """The operator that runs this step, for the rendered runner."""
@@ -261,11 +297,11 @@ class ContainerStepOperator(BaseOperator):
             raise AirflowFailException(f"hyperparameters must be a JSON object, got {extra!r}")
         values = {**extra, **self.hyperparameters}
         step = ContainerStep(
-            step=self.step,
+            step=self.step.value,
             algorithm=self.algorithm,
             # A channel whose URI renders empty is not used in this run (e.g. no initial model).
             channels={k: str(v) for k, v in self.channels.items() if str(v).strip()},
-            output_uri=str(self.output_uri).rstrip("/"),
+            output_uri=self._output,
             hyperparameters={k: str(v) for k, v in values.items() if v not in (None, "")},
         )
         work = Path(os.environ.get("VISION_PIPELINES_WORK_DIR", PROJECT_ROOT / "data" / "work"))
@@ -274,10 +310,15 @@ class ContainerStepOperator(BaseOperator):
             task_id=self.task_id,
             step=step,
             runner=self.runner,
-            image=self.image,
+            image=str(self.image).strip() or None,
             gpus=int(self.gpus),
             local_ml_root=str(work / self.dag_id / key / self.task_id),
+            deferrable=self.deferrable,
         )
+
+    @property
+    def _output(self) -> str:
+        return str(self.output_uri).rstrip("/")
 
     def on_kill(self) -> None:
         """Stop the step's process or pod with the task."""
@@ -286,27 +327,61 @@ class ContainerStepOperator(BaseOperator):
             running.on_kill()
 
     def execute(self, context: Any) -> dict[str, Any]:
-        output = str(self.output_uri).rstrip("/")
-        RunOutputsLink.persist(context, output)
+        RunOutputsLink.persist(context, self._output)
+        # What an earlier attempt reported must not be taken for this attempt's result.
+        for name in (FAILURE, SUMMARY):
+            stale = ObjectStoragePath(f"{self._output}/{name}")
+            if stale.exists():
+                stale.unlink()
         operator = self._running = self.build(context)
+        # The local runner is called directly: it needs nothing from the task runner. A pod
+        # operator in deferrable mode raises TaskDeferred here; the task resumes below.
+        if isinstance(operator, LocalStepOperator):
+            return self._finish(context, operator.run)
+        return self._finish(context, lambda: operator.execute(context))
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the pod's trigger fired: logs, clean-up and the step's outputs."""
+        operator = self._running = self.build(context)
+        return self._finish(context, lambda: operator.trigger_reentry(context, event))
+
+    def _finish(self, context: Any, run: Callable[[], Any]) -> dict[str, Any]:
         try:
-            # The local runner is called directly: it needs nothing from the task runner.
-            operator.run() if isinstance(operator, LocalStepOperator) else operator.execute(context)
+            run()
         except Exception as e:
-            failure = ObjectStoragePath(f"{output}/failure")
-            if not failure.exists():
-                raise
-            reason = failure.read_text().strip()
-            error = (
-                AirflowException if reason.startswith("internal error") else AirflowFailException
+            raise self._failure(e) from e
+        return self._result(context)
+
+    def _failure(self, error: Exception) -> Exception:
+        """The error to fail the task with: the step's own reason, no retry for bad input."""
+        summary_path = ObjectStoragePath(f"{self._output}/{SUMMARY}")
+        if not summary_path.exists():
+            return AirflowException(
+                f"{self.step} ended without reporting a result ({error}); it may have been "
+                "stopped before it ran (image pull, eviction, out of memory)"
             )
-            raise error(f"{self.step} failed: {reason}") from e
+        summary = json.loads(summary_path.read_text())
+        reason = summary.get("reason") or str(error)
+        failure = ObjectStoragePath(f"{self._output}/{FAILURE}")
+        if failure.exists():
+            reason = failure.read_text().strip()
+        if summary.get("exit_code") == EXIT_BAD_INPUT:
+            return AirflowFailException(f"{self.step} failed: {reason}")
+        return AirflowException(f"{self.step} failed: {reason}")
+
+    def _result(self, context: Any) -> dict[str, Any]:
+        output = self._output
         result: dict[str, Any] = {"output_uri": output}
-        if self.step == "train":
-            result["model"] = f"{output}/model.tar.gz"
-        if self.step == "transform":
-            result["predictions"] = f"{output}/predictions.jsonl"
-        if STEP_RESULTS[self.step]:
+        if self.step is Step.TRAIN:
+            result["model"] = f"{output}/{MODEL_ARCHIVE}"
+        if self.step is Step.TRANSFORM:
+            result["predictions"] = f"{output}/{PREDICTIONS}"
+        summary_path = ObjectStoragePath(f"{output}/{SUMMARY}")
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            if summary.get("value") is not None:
+                result["primary_metric"] = {summary["primary_metric"]: summary["value"]}
+        if self.step is not Step.TRANSFORM:
             metrics = json.loads(
                 ObjectStoragePath(f"{output}/{STEP_RESULTS[self.step]}").read_text()
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -10,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from airflow.sdk import ObjectStoragePath
+
+from tasks.atomic import temporary_name
 
 
 def _is_local(path: ObjectStoragePath) -> bool:
@@ -36,7 +37,7 @@ def upload(local: Path, uri: str) -> str:
     """Copy `local` to `uri` under a temporary name, then rename it into place."""
     target = ObjectStoragePath(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    tmp = target.parent / temporary_name(target.name)
     if _is_local(target):
         shutil.copyfile(local, tmp.path)
     else:

@@ -1,13 +1,17 @@
-"""model.tar.gz: manifest.json, saved_model/ (serving) and model.keras (incremental training)."""
+"""model.tar.gz: manifest.json, saved_model/ (serving) and what the algorithm needs to continue
+training (model.keras for the Keras algorithms)."""
 
 from __future__ import annotations
 
 import json
-import os
 import tarfile
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from tasks.atomic import atomic_path
 from tasks.errors import InputError
 
 MANIFEST = "manifest.json"
@@ -19,24 +23,117 @@ class ArtifactError(InputError):
     """A model.tar.gz that is missing, unreadable or not one of ours."""
 
 
-def write_artifact(tar_path: Path, manifest: dict, saved_model_dir: Path, keras_path: Path) -> None:
-    """Write the tarball under a temporary name and rename it into place."""
-    tar_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tar_path.with_name(f".{tar_path.name}.tmp-{os.getpid()}")
-    manifest_path = saved_model_dir.parent / MANIFEST
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    with tarfile.open(tmp, "w:gz") as tar:
-        tar.add(manifest_path, arcname=MANIFEST)
-        tar.add(saved_model_dir, arcname=SAVED_MODEL)
-        tar.add(keras_path, arcname=KERAS_MODEL)
-    tmp.replace(tar_path)
+def _plain(value: Any) -> Any:
+    """Tuples as lists, as JSON has them (so that a manifest equals itself after a round trip)."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _names(names: list[str]) -> str:
+    """`a, b and c`."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """manifest.json: what the model is, what it was trained with, and how to feed it."""
+
+    algorithm: str
+    architecture: dict[str, Any]
+    """The architecture-defining hyperparameters (algorithms.md), parsed."""
+    class_names: list[str]
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    frameworks: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+    multi_label: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "architecture", _plain(dict(self.architecture)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str) -> ModelManifest:
+        """A manifest read from `source`; missing or mistyped fields are named."""
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{source}: {MANIFEST} must be a JSON object")
+        missing = [k for k in ("algorithm", "architecture", "class_names") if k not in data]
+        if missing:
+            raise ArtifactError(f"{source}: {MANIFEST} lacks {', '.join(missing)}")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if not isinstance(known["architecture"], dict) or not isinstance(
+            known["class_names"], list
+        ):
+            raise ArtifactError(
+                f"{source}: {MANIFEST} needs an object 'architecture' and a list 'class_names'"
+            )
+        return cls(**known)
+
+    def check_compatible(
+        self,
+        *,
+        algorithm: str,
+        architecture: Mapping[str, Any],
+        source: str,
+        multi_label: bool | None = None,
+    ) -> None:
+        """Refuse to continue training this model as `algorithm` with another `architecture`
+        (or another multi_label setting): one sentence naming every difference."""
+        if self.algorithm != algorithm:
+            raise ArtifactError(
+                f"{source}: a {self.algorithm} model cannot continue as {algorithm}"
+            )
+        wanted = _plain(dict(architecture))
+        different = [
+            f"{k}={self.architecture.get(k)!r} in the model, {v!r} now"
+            for k, v in wanted.items()
+            if self.architecture.get(k) != v
+        ]
+        if different:
+            raise ArtifactError(
+                f"{source}: incremental training needs the same {_names(list(wanted))}; "
+                + "; ".join(different)
+            )
+        if multi_label is not None and self.multi_label != multi_label:
+            raise ArtifactError(
+                f"{source}: the model was trained with multi_label={int(self.multi_label)}, "
+                f"this job uses multi_label={int(multi_label)}"
+            )
+
+
+def write_artifact(tar_path: Path, manifest: ModelManifest, members: Mapping[str, Path]) -> None:
+    """manifest.json plus `members` (name in the archive -> file or folder), written under a
+    temporary name and renamed into place."""
+    if MANIFEST in members:
+        raise ValueError(f"{MANIFEST} is written from the manifest, not passed as a member")
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest_path = Path(tmp) / MANIFEST
+        manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+        with atomic_path(tar_path) as tmp_tar, tarfile.open(tmp_tar, "w:gz") as tar:
+            tar.add(manifest_path, arcname=MANIFEST)
+            for name, path in members.items():
+                tar.add(path, arcname=name)
 
 
 @dataclass(frozen=True)
 class ExtractedModel:
-    manifest: dict
-    saved_model_dir: Path
-    keras_path: Path
+    manifest: ModelManifest
+    root: Path
+
+    @property
+    def saved_model_dir(self) -> Path:
+        return self.root / SAVED_MODEL
+
+    @property
+    def keras_path(self) -> Path:
+        return self.root / KERAS_MODEL
 
 
 def extract_artifact(tar_path: Path, dest: Path) -> ExtractedModel:
@@ -54,5 +151,8 @@ def extract_artifact(tar_path: Path, dest: Path) -> ExtractedModel:
             f"{tar_path}: expected {MANIFEST} and {SAVED_MODEL}/ inside; is this a model made by "
             "vision-pipelines?"
         )
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return ExtractedModel(manifest, dest / SAVED_MODEL, dest / KERAS_MODEL)
+    try:
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{tar_path}: {MANIFEST} is not valid JSON ({e})") from e
+    return ExtractedModel(ModelManifest.from_dict(data, source=str(tar_path)), dest)

@@ -1,22 +1,46 @@
-"""The container contract: the ml-root layout, hyperparameters as strings, the failure file."""
+"""The container contract: the ml-root layout, step outputs, hyperparameters as strings, the
+failure file and the step summary."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from tasks.atomic import atomic_write_text
 from tasks.errors import InputError
 
 DEFAULT_ML_ROOT = "/opt/ml"
 EXIT_OK, EXIT_INTERNAL_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
+# What the steps write (under model/ and output/, uploaded side by side to the output URI).
+MODEL_ARCHIVE = "model.tar.gz"
+METRICS = "metrics.json"
+EVALUATION = "evaluation.json"
+PREDICTIONS = "predictions.jsonl"
+LEARNING_CURVES = "learning_curves.png"
+SUMMARY = "summary.json"
+FAILURE = "failure"
+
 log = logging.getLogger("vision_pipelines")
+
+
+class Step(StrEnum):
+    """The container steps."""
+
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+    TRANSFORM = "transform"
+
+
+STEP_RESULTS = {Step.TRAIN: METRICS, Step.EVALUATE: EVALUATION, Step.TRANSFORM: PREDICTIONS}
+"""The main output file of each step."""
 
 
 @dataclass(frozen=True)
@@ -45,16 +69,24 @@ class MLRoot:
         return self.root / "model"
 
     @property
+    def model_archive(self) -> Path:
+        return self.model_dir / MODEL_ARCHIVE
+
+    @property
     def output_dir(self) -> Path:
         return self.root / "output"
 
     @property
     def metrics_path(self) -> Path:
-        return self.output_dir / "metrics.json"
+        return self.output_dir / METRICS
 
     @property
     def failure_path(self) -> Path:
-        return self.output_dir / "failure"
+        return self.output_dir / FAILURE
+
+    @property
+    def summary_path(self) -> Path:
+        return self.output_dir / SUMMARY
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -96,19 +128,32 @@ def read_input_data_config(ml_root: MLRoot) -> dict[str, dict]:
     return _read_json_object(ml_root.input_data_config_path)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to a temporary name beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def find_model_archive(folder: Path, channel: str = "model") -> Path:
+    """The one model.tar.gz a `model` channel holds (a folder, or a link to the file's folder)."""
+    if not folder.exists():
+        raise InputError(f"channel {channel!r}: {folder} does not exist")
+    found = sorted(folder.rglob("*.tar.gz"))
+    if len(found) != 1:
+        raise InputError(
+            f"channel {channel!r}: expected one {MODEL_ARCHIVE} in {folder}, found {len(found)}"
+        )
+    return found[0]
 
 
-def run_job(job: Callable[[], None], failure_path: Path | None) -> int:
-    """Run `job`; map bad input to exit 2 and anything else to exit 1, with the reason on file."""
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: its exit code, its result, or the reason it failed."""
+
+    code: int
+    result: Any = None
+    reason: str | None = None
+
+
+def attempt(job: Callable[[], Any], failure_path: Path | None) -> Outcome:
+    """Run `job`; bad input is exit 2 and anything else exit 1, with the reason on file."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        job()
+        result = job()
     except InputError as e:
         message = str(e)
         code = EXIT_BAD_INPUT
@@ -117,8 +162,54 @@ def run_job(job: Callable[[], None], failure_path: Path | None) -> int:
         code = EXIT_INTERNAL_ERROR
         traceback.print_exc(file=sys.stderr)
     else:
-        return EXIT_OK
+        return Outcome(EXIT_OK, result)
     if failure_path is not None:
         atomic_write_text(failure_path, message + "\n")
     print(f"FAILED: {message}", file=sys.stderr, flush=True)
-    return code
+    return Outcome(code, reason=message)
+
+
+def run_job(job: Callable[[], Any], failure_path: Path | None) -> int:
+    """`attempt(job)`'s exit code (the CLIs' return value)."""
+    return attempt(job, failure_path).code
+
+
+def primary_value(step: Step | str, result: Any, metric: str) -> float | None:
+    """The primary metric in a step's result: `validation_<metric>` of training's last epoch,
+    `<metric>` of an evaluation; None when the step has none."""
+    if not isinstance(result, dict):
+        return None
+    if step == Step.TRAIN:
+        value = result.get("final", {}).get(f"validation_{metric}")
+    elif step == Step.EVALUATE:
+        value = result.get(metric)
+    else:
+        value = None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def write_summary(
+    path: Path,
+    *,
+    step: Step | str,
+    algorithm: str,
+    outcome: Outcome,
+    primary_metric: str | None = None,
+    higher_is_better: bool = True,
+) -> dict:
+    """`output/summary.json`: how the step ended (exit code, failure class) and its primary
+    metric, for the operator and the reports (no parsing of messages or metric files)."""
+    failure = {EXIT_OK: None, EXIT_BAD_INPUT: "bad_input"}.get(outcome.code, "internal")
+    summary = {
+        "step": str(step),
+        "algorithm": algorithm,
+        "status": "succeeded" if outcome.code == EXIT_OK else "failed",
+        "exit_code": outcome.code,
+        "failure": failure,
+        "reason": outcome.reason,
+        "primary_metric": primary_metric,
+        "higher_is_better": higher_is_better,
+        "value": primary_value(step, outcome.result, primary_metric) if primary_metric else None,
+    }
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,9 +1,13 @@
-"""Hyperparameters arrive as strings; each algorithm declares its table of `Param`s once."""
+"""Hyperparameters arrive as strings; each algorithm declares its table of `Param`s once.
+
+A parser both reads the string and says what it accepts as a JSON schema, so that the Airflow
+trigger form (dags/) offers the same choices and ranges as the trainer enforces.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from tasks.errors import InputError
@@ -16,6 +20,136 @@ class HyperparameterError(InputError):
 
 
 @dataclass(frozen=True)
+class Integer:
+    low: int | None = None
+    high: int | None = None
+
+    def __call__(self, text: str) -> int:
+        value = int(text)
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise ValueError
+        return value
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        bounds = {"minimum": self.low, "maximum": self.high}
+        return {"type": "integer", **{k: v for k, v in bounds.items() if v is not None}}
+
+
+@dataclass(frozen=True)
+class Number:
+    low: float
+    high: float
+    low_open: bool = False
+
+    def __call__(self, text: str) -> float:
+        value = float(text)
+        if not (self.low < value if self.low_open else self.low <= value) or value > self.high:
+            raise ValueError
+        return value
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        low = "exclusiveMinimum" if self.low_open else "minimum"
+        return {"type": "number", low: self.low, "maximum": self.high}
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple[str, ...]
+    case_sensitive: bool = True
+
+    def __call__(self, text: str) -> str:
+        for v in self.values:
+            if text == v or (not self.case_sensitive and text.lower() == v.lower()):
+                return v
+        raise ValueError
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.values)}
+
+
+@dataclass(frozen=True)
+class IntegerChoice:
+    values: tuple[int, ...]
+
+    def __call__(self, text: str) -> int:
+        value = int(text)
+        if value not in self.values:
+            raise ValueError
+        return value
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"type": "integer", "enum": list(self.values)}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Structured text (a list, a shape): `parse` reads it, `pattern` is the form's check."""
+
+    parse: Callable[[str], Any]
+    pattern: str
+
+    def __call__(self, text: str) -> Any:
+        return self.parse(text)
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": self.pattern}
+
+
+@dataclass(frozen=True)
+class Boolean:
+    """ "True"/"False" (any case) and "1"/"0", as the managed service accepts them."""
+
+    def __call__(self, text: str) -> bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise ValueError
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+def integer(low: int | None = None, high: int | None = None) -> Integer:
+    return Integer(low, high)
+
+
+def number(low: float, high: float, *, low_open: bool = False) -> Number:
+    return Number(low, high, low_open)
+
+
+def choice(*values: str, case_sensitive: bool = True) -> Choice:
+    return Choice(tuple(values), case_sensitive)
+
+
+def integer_choice(*values: int) -> IntegerChoice:
+    return IntegerChoice(tuple(values))
+
+
+boolean = Boolean()
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    values = tuple(int(v) for v in text.split(","))
+    if any(v <= 0 for v in values):
+        raise ValueError
+    return values
+
+
+int_list = Pattern(_int_list, r"^\s*\d+(\s*,\s*\d+)*\s*$")
+"""Comma-separated positive integers, e.g. "10,20"."""
+
+
+@dataclass(frozen=True)
 class Param:
     """One hyperparameter: how to parse its string, what is allowed (in words), its default."""
 
@@ -24,54 +158,16 @@ class Param:
     allowed: str
     default: str | None = None
     required: bool = False
+    description: str = ""
 
+    @property
+    def schema(self) -> dict[str, Any]:
+        """What the parser accepts, as JSON schema (a string of any form when it cannot say)."""
+        return dict(getattr(self.parse, "schema", {"type": "string"}))
 
-def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ValueError
-        return value
-
-    return parse
-
-
-def number(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text)
-        if not (low < value if low_open else low <= value) or value > high:
-            raise ValueError
-        return value
-
-    return parse
-
-
-def choice(*values: str, case_sensitive: bool = True) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        for v in values:
-            if text == v or (not case_sensitive and text.lower() == v.lower()):
-                return v
-        raise ValueError
-
-    return parse
-
-
-def boolean(text: str) -> bool:
-    """ "True"/"False" (any case) and "1"/"0", as the managed service accepts them."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise ValueError
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """Comma-separated positive integers, e.g. "10,20"."""
-    values = tuple(int(v) for v in text.split(","))
-    if any(v <= 0 for v in values):
-        raise ValueError
-    return values
+    def default_value(self) -> Any:
+        """The parsed default (None when there is none)."""
+        return None if self.default is None else self.parse(self.default)
 
 
 def parse_hyperparameters(
@@ -104,3 +200,17 @@ def parse_hyperparameters(
                 f"{source}: hyperparameter {p.name!r} got {text!r}; allowed: {p.allowed}"
             ) from e
     return values
+
+
+def to_strings(values: object) -> dict[str, str]:
+    """A hyperparameter dataclass back to the managed service's string form (None left out,
+    tuples comma-separated)."""
+    out = {}
+    for f in fields(values):  # type: ignore[arg-type]
+        value = getattr(values, f.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
+        out[f.name] = str(value)
+    return out

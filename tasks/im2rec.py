@@ -14,6 +14,7 @@ import random
 import sys
 from pathlib import Path
 
+from tasks.atomic import atomic_path
 from tasks.contract import run_job
 from tasks.data.lst import IMAGE_EXTENSIONS, list_class_folders, split_entries, write_lst
 from tasks.data.lst_validation import validate_lst
@@ -152,9 +153,8 @@ def make_lists(args: argparse.Namespace) -> list[Path]:
                 outputs["_val.lst"] = split.validation
         for suffix, part in outputs.items():
             path = Path(stem + suffix)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            write_lst(tmp, part)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                write_lst(tmp, part)
             written.append(path)
     return written
 

@@ -1,14 +1,17 @@
-"""Loading a model.tar.gz for prediction, shared by `tasks.evaluate` and `tasks.transform`."""
+"""Loading a model.tar.gz for prediction and predicting in batches, for every algorithm.
+
+The model's manifest names its algorithm; the registry says how to serve it.
+"""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from tasks.algorithms import AlgorithmSpec, UnknownAlgorithmError, get_algorithm
 from tasks.artifact import ArtifactError, extract_artifact
 from tasks.data.lst import IMAGE_EXTENSIONS
 from tasks.errors import InputError
@@ -19,19 +22,29 @@ BATCH_SIZE = 64
 
 
 class LoadedModel:
-    """The manifest and prediction function of an extracted model.tar.gz (kept while in use)."""
+    """The manifest, algorithm and prediction function of an extracted model.tar.gz (kept
+    while in use); `algorithm`, when given, is the one the model must be of."""
 
-    def __init__(self, tar_path: Path):
+    def __init__(self, tar_path: Path, *, algorithm: str | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="model-")
-        extracted = extract_artifact(Path(tar_path), Path(self._tmp.name))
-        self.manifest = extracted.manifest
-        algorithm = self.manifest.get("algorithm")
-        if algorithm != "image-classification":
-            raise ArtifactError(f"{tar_path}: algorithm {algorithm!r} cannot be served here")
-        from tasks.image_classification.serving import load_predictor
-
-        self.predict: Predict = load_predictor(extracted.saved_model_dir)
-        self.class_names: list[str] = self.manifest["class_names"]
+        try:
+            extracted = extract_artifact(Path(tar_path), Path(self._tmp.name))
+            self.manifest = extracted.manifest
+            try:
+                self.spec: AlgorithmSpec = get_algorithm(self.manifest.algorithm)
+            except UnknownAlgorithmError as e:
+                raise ArtifactError(f"{tar_path}: cannot be served here: {e}") from e
+            if algorithm is not None and algorithm != self.spec.id:
+                raise ArtifactError(
+                    f"{tar_path}: a {self.spec.id} model; this step runs {algorithm}"
+                )
+            self.predict: Predict = self.spec.entry_point("load_predictor")(
+                extracted.saved_model_dir
+            )
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        self.class_names: list[str] = self.manifest.class_names
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -59,14 +72,14 @@ def find_images(root: Path) -> list[Path]:
 def predict_images(
     model: LoadedModel, images: Iterable[tuple[str, bytes]], total: int | None = None
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, probabilities) per image, in input order; an undecodable image is named."""
+    """(name, prediction) per image, in input order; an undecodable image is named."""
     progress = Progress(total, desc="predicting", unit="images")
     names: list[str] = []
     blobs: list[bytes] = []
 
     def flush() -> Iterator[tuple[str, np.ndarray]]:
         try:
-            probabilities = model.predict(blobs)
+            predictions = model.predict(blobs)
         except Exception as e:  # noqa: BLE001 - find which image of the batch is bad
             for name, blob in zip(names, blobs, strict=True):
                 try:
@@ -76,7 +89,7 @@ def predict_images(
                         f"{name}: cannot decode image ({type(one).__name__}); allowed: JPEG or PNG"
                     ) from e
             raise
-        yield from zip(names, probabilities, strict=True)
+        yield from zip(names, predictions, strict=True)
         progress.update(len(blobs))
         names.clear()
         blobs.clear()
@@ -89,9 +102,3 @@ def predict_images(
     if blobs:
         yield from flush()
     progress.close()
-
-
-def temporary_output(path: Path) -> Path:
-    """A temporary name beside `path`, renamed into place once the output is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")

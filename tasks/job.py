@@ -2,8 +2,9 @@
 
 The same command runs in a Kubernetes pod (ml-root /opt/ml) and in the local runner (ml-root on
 local disk): channels are staged from their URIs into `<ml-root>/input/data/<channel>/`, the step
-runs under the container contract, and `model/` and `output/` are uploaded to `--output-uri`
-(the failure reason too, when the step fails).
+runs under the container contract with the algorithm's code (tasks/algorithms.py), and `model/`
+and `output/` are uploaded to `--output-uri`: the step's results, `summary.json` (exit code,
+failure class, primary metric) and, when the step fails, the `failure` reason.
 """
 
 from __future__ import annotations
@@ -12,13 +13,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from tasks.contract import DEFAULT_ML_ROOT, MLRoot, atomic_write_text, run_job
-from tasks.errors import InputError
+from tasks.algorithms import ALGORITHMS, get_algorithm
+from tasks.atomic import atomic_write_text
+from tasks.contract import (
+    DEFAULT_ML_ROOT,
+    EVALUATION,
+    FAILURE,
+    PREDICTIONS,
+    SUMMARY,
+    MLRoot,
+    Step,
+    attempt,
+    find_model_archive,
+)
 from tasks.staging import clear, remove, stage_in, upload_folder
-
-STEPS = ("train", "evaluate", "transform")
-STEP_CHANNELS = {"evaluate": ("model", "validation"), "transform": ("model", "data")}
+from tasks.train import summarize
 
 
 def _channel_arg(text: str) -> tuple[str, str]:
@@ -44,28 +55,26 @@ def prepare(
         stage_in(uri, ml.channel(name))
 
 
-def run_step(step: str, algorithm: str, ml: MLRoot) -> None:
+def run_step(step: Step | str, algorithm: str, ml: MLRoot) -> Any:
     """Run one step on a prepared ml-root; outputs land in model/ and output/."""
-    if step == "train":
-        from tasks.train import run
-
-        run(algorithm, ml)
-        return
-    for name in STEP_CHANNELS[step]:
-        if not ml.channel(name).exists():
-            raise InputError(f"step {step!r} needs the {name!r} channel (--channel {name}=URI)")
-    models = sorted(ml.channel("model").rglob("*.tar.gz"))
-    if len(models) != 1:
-        raise InputError(f"channel 'model': expected one model.tar.gz, found {len(models)}")
-    model = models[0]
-    if step == "evaluate":
+    step = Step(step)
+    spec = get_algorithm(algorithm)
+    spec.check_channels(step, [c for c in spec.channels[step].allowed if ml.channel(c).exists()])
+    if step is Step.TRAIN:
+        return spec.entry_point("train")(ml)
+    model = find_model_archive(ml.channel("model"))
+    if step is Step.EVALUATE:
         from tasks.evaluate import evaluate
 
-        evaluate(model, ml.channel("validation"), ml.output_dir / "evaluation.json")
-    else:
-        from tasks.transform import transform
+        return evaluate(
+            model, ml.channel("validation"), ml.output_dir / EVALUATION, algorithm=spec.id
+        )
+    from tasks.transform import transform
 
-        transform(model, _data_input(ml.channel("data")), ml.output_dir / "predictions.jsonl")
+    count = transform(
+        model, _data_input(ml.channel("data")), ml.output_dir / PREDICTIONS, algorithm=spec.id
+    )
+    return {"predictions": count}
 
 
 def _data_input(channel: Path) -> Path:
@@ -81,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("step", choices=STEPS)
-    parser.add_argument("--algorithm", default="image-classification")
+    parser.add_argument("step", choices=[s.value for s in Step])
+    parser.add_argument(
+        "--algorithm", default="image-classification", help="one of " + ", ".join(ALGORITHMS)
+    )
     parser.add_argument("--ml-root", type=Path, default=Path(DEFAULT_ML_ROOT))
     parser.add_argument(
         "--channel",
@@ -108,18 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (ml.model_dir, ml.output_dir):
         clear(folder)
         folder.mkdir(parents=True)
-    remove(f"{args.output_uri.rstrip('/')}/failure")
+    output_uri = args.output_uri.rstrip("/")
+    for name in (FAILURE, SUMMARY):
+        remove(f"{output_uri}/{name}")
+    channels = dict(args.channel)
 
-    def job() -> None:
-        prepare(ml, dict(args.channel), args.hyperparameters, args.input_data_config)
-        run_step(args.step, args.algorithm, ml)
+    def job() -> Any:
+        get_algorithm(args.algorithm).check_channels(args.step, channels, complete=False)
+        prepare(ml, channels, args.hyperparameters, args.input_data_config)
+        return run_step(args.step, args.algorithm, ml)
 
-    code = run_job(job, ml.failure_path)
-    uploaded = upload_folder(ml.model_dir, args.output_uri) + upload_folder(
-        ml.output_dir, args.output_uri
-    )
+    outcome = attempt(job, ml.failure_path)
+    summarize(ml, args.step, args.algorithm, outcome)
+    uploaded = upload_folder(ml.model_dir, output_uri) + upload_folder(ml.output_dir, output_uri)
     print("uploaded: " + ", ".join(uploaded), flush=True)
-    return code
+    return outcome.code
 
 
 if __name__ == "__main__":

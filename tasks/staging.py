@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from tasks.atomic import temporary_name
 from tasks.errors import InputError
 
 
@@ -52,7 +52,7 @@ def upload(local: Path, uri: str) -> str:
     fs, path = _fs(uri)
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{os.getpid()}"
+    tmp = f"{parent}/{temporary_name(path.rsplit('/', 1)[1])}"
     fs.put_file(str(local), tmp)
     fs.mv(tmp, path)
     return uri
@@ -73,3 +73,11 @@ def remove(uri: str) -> None:
     fs, path = _fs(uri)
     if fs.exists(path):
         fs.rm_file(path)
+
+
+def read_file(path: str) -> bytes:
+    """A local file or an s3:// object."""
+    if path.startswith("s3://"):
+        with fsspec.open(path, "rb") as f:
+            return f.read()
+    return Path(path).read_bytes()

@@ -1,9 +1,10 @@
 """`python -m tasks.transform --model MODEL.tar.gz --input DIR --output OUT.jsonl`: batch transform.
 
-Every .jpg/.jpeg/.png under DIR, recursively, in sorted order, one JSON line each:
-{"source-ref": "<path relative to DIR>", "prediction": [p0, p1, ...]} (per-class sigmoid
-probabilities for a multi-label model). The input may also be a `.lst` or an augmented manifest:
-then their images, in their order, named as they name them.
+Every .jpg/.jpeg/.png under DIR, recursively, in sorted order, one JSON line each, as the model's
+algorithm predicts it; image-classification: {"source-ref": "<path relative to DIR>",
+"prediction": [p0, p1, ...]} (per-class sigmoid probabilities for a multi-label model). The input
+may also be a `.lst` or an augmented manifest: then their images, in their order, named as they
+name them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import json
 import sys
 from pathlib import Path
 
+from tasks.atomic import atomic_path
 from tasks.contract import run_job
 from tasks.data.lst_validation import validate_lst
-from tasks.data.manifest import check_manifest
+from tasks.data.manifest import MANIFEST_SUFFIXES, check_manifest, manifest_paths
 from tasks.errors import InputError
-from tasks.image_classification.channels import MANIFEST_SUFFIXES, manifest_paths, read_file
-from tasks.inference import LoadedModel, find_images, predict_images, temporary_output
+from tasks.inference import LoadedModel, find_images
+from tasks.staging import read_file
 
 ACCEPT = ("application/jsonlines", "application/json")
 
@@ -37,23 +39,27 @@ def inputs(path: Path) -> tuple[list[str], list[str]]:
     raise InputError(f"{path}: expected a folder of images, a .lst or a .manifest/.jsonl file")
 
 
-def transform(model_path: Path, input_path: Path, output: Path, accept: str = ACCEPT[0]) -> int:
-    """Write the predictions file atomically; return the number of images."""
-    names, paths = inputs(input_path)
-    refs = ((name, read_file(p)) for name, p in zip(names, paths, strict=True))
-    tmp = temporary_output(output)
-    with LoadedModel(model_path) as model:
-        rows = (
-            {"source-ref": name, "prediction": [float(p) for p in probabilities]}
-            for name, probabilities in predict_images(model, refs, total=len(names))
-        )
+def transform(
+    model_path: Path,
+    input_path: Path,
+    output: Path,
+    accept: str = ACCEPT[0],
+    *,
+    algorithm: str | None = None,
+) -> int:
+    """Write the predictions file atomically; return the number of images (`algorithm`, when
+    given, is the one the model must be of)."""
+    names, paths = inputs(Path(input_path))
+    images = ((name, read_file(p)) for name, p in zip(names, paths, strict=True))
+    output = Path(output)
+    with LoadedModel(model_path, algorithm=algorithm) as model, atomic_path(output) as tmp:
+        rows = model.spec.entry_point("predict")(model, images, total=len(names), output=output)
         with open(tmp, "w", encoding="utf-8") as f:
             if accept == "application/json":
                 json.dump(list(rows), f)
             else:
                 for row in rows:
                     f.write(json.dumps(row) + "\n")
-    tmp.replace(output)
     print(f"wrote {len(names)} predictions to {output}", flush=True)
     return len(names)
 

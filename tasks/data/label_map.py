@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from tasks.data.lst_validation import Problem, describe
+from tasks.atomic import atomic_path
 from tasks.errors import InputError
+from tasks.problems import Problem, describe
 
 IGNORE = 255
 UNCOVERED = -1
@@ -53,15 +54,16 @@ def parse_label_map(text: str, *, source: str) -> LabelMap:
         raise LabelMapError(f"{source}: not valid JSON (line {e.lineno}: {e.msg})") from e
     if not isinstance(obj, dict) or len(obj) != 1 or not set(obj) <= {"scale", "map"}:
         raise LabelMapError(
-            f"{source}: expected {{\"scale\": \"k\"}} or {{\"map\": {{\"<class>\": <value>}}}}, "
+            f'{source}: expected {{"scale": "k"}} or {{"map": {{"<class>": <value>}}}}, '
             f"got {text.strip()[:80]!r}"
         )
     if "scale" in obj:
         try:
             scale = int(str(obj["scale"]))
         except ValueError as e:
-            raise LabelMapError(f"{source}: scale must be a positive integer, got "
-                                f"{obj['scale']!r}") from e
+            raise LabelMapError(
+                f"{source}: scale must be a positive integer, got {obj['scale']!r}"
+            ) from e
         if not 1 <= scale <= 255:
             raise LabelMapError(f"{source}: scale must be in 1..255, got {scale}")
         return LabelMap(scale=scale)
@@ -73,11 +75,14 @@ def parse_label_map(text: str, *, source: str) -> LabelMap:
         try:
             cls, encoded = int(key), int(str(value))
         except ValueError as e:
-            raise LabelMapError(f"{source}: map entry {key!r}: {value!r} is not class index -> "
-                                "pixel value") from e
+            raise LabelMapError(
+                f"{source}: map entry {key!r}: {value!r} is not class index -> pixel value"
+            ) from e
         if not 0 <= cls <= 253 or not 0 <= encoded <= 254:
-            raise LabelMapError(f"{source}: map entry {key!r}: {value!r}: classes must be in "
-                                "0..253 and pixel values in 0..254 (255 is ignore)")
+            raise LabelMapError(
+                f"{source}: map entry {key!r}: {value!r}: classes must be in "
+                "0..253 and pixel values in 0..254 (255 is ignore)"
+            )
         pairs.append((cls, encoded))
     values = [v for _, v in pairs]
     if len(set(values)) != len(values):
@@ -100,8 +105,9 @@ def remap_annotation(src: Path, dst: Path, lut: np.ndarray, num_classes: int | N
     except (OSError, UnidentifiedImageError) as e:
         raise LabelMapError(f"{src}: cannot read annotation: {e}") from e
     if img.mode not in ("P", "L"):
-        raise LabelMapError(f"{src}: annotation mode {img.mode} is not a single-channel 8-bit "
-                            "PNG (mode P or L)")
+        raise LabelMapError(
+            f"{src}: annotation mode {img.mode} is not a single-channel 8-bit PNG (mode P or L)"
+        )
     pixels = np.asarray(img)
     classes = lut[pixels]
     bad = classes == UNCOVERED
@@ -112,15 +118,14 @@ def remap_annotation(src: Path, dst: Path, lut: np.ndarray, num_classes: int | N
     if img.mode == "P":
         out = out.convert("P")
         out.putpalette(img.getpalette() or [])
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    out.save(tmp, format="PNG")
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        out.save(tmp, format="PNG")
     return uncovered
 
 
-def remap_folder(src_dir: Path, dst_dir: Path, label_map: LabelMap,
-                 num_classes: int | None = None) -> int:
+def remap_folder(
+    src_dir: Path, dst_dir: Path, label_map: LabelMap, num_classes: int | None = None
+) -> int:
     """Remap every PNG of `src_dir` into `dst_dir`; all uncovered values reported at the end."""
     lut = label_map.table()
     problems = []
@@ -130,8 +135,13 @@ def remap_folder(src_dir: Path, dst_dir: Path, label_map: LabelMap,
     for src in files:
         uncovered = remap_annotation(src, dst_dir / src.name, lut, num_classes)
         if uncovered:
-            problems.append(Problem(0, f"{src.name}: pixel values {uncovered[:10]} are not "
-                                       "covered by the label map (written as 255, ignore)"))
+            problems.append(
+                Problem(
+                    0,
+                    f"{src.name}: pixel values {uncovered[:10]} are not "
+                    "covered by the label map (written as 255, ignore)",
+                )
+            )
     if problems:
         raise LabelMapError(describe(str(src_dir), problems))
     return len(files)

@@ -5,35 +5,17 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
 from tasks.data.lst import LstEntry
 from tasks.errors import InputError
-
-MAX_SHOWN = 20
+from tasks.problems import Problem, describe
 
 
 class LstValidationError(InputError):
     """A `.lst` with problems; the message lists the first ones with their line numbers."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    line: int
-    """1-based line number; 0 for a problem of the whole file."""
-    message: str
-
-
-def describe(source: str, problems: list[Problem], limit: int = MAX_SHOWN) -> str:
-    """`source: N problems:` then one line each (the first `limit`) and how many are not shown."""
-    shown = [f"  line {p.line}: {p.message}" if p.line else f"  {p.message}"
-             for p in problems[:limit]]
-    more = [f"  ... and {len(problems) - limit} more"] if len(problems) > limit else []
-    noun = "problem" if len(problems) == 1 else "problems"
-    return "\n".join([f"{source}: {len(problems)} {noun}:", *shown, *more])
 
 
 def _check_image(path: Path) -> str | None:
@@ -45,8 +27,12 @@ def _check_image(path: Path) -> str | None:
                 img.load()
     except FileNotFoundError:
         return f"image {path} not found"
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
+    except (
+        OSError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as e:
         return f"image {path} does not decode: {e}"
     return None
 
@@ -59,9 +45,13 @@ def _parse_line(raw: bytes, line_no: int, problems: list[Problem]) -> LstEntry |
         return None
     fields = [f.strip() for f in text.rstrip("\r\n").split("\t")]
     if len(fields) < 3:
-        problems.append(Problem(
-            line_no, f"expected index, label(s) and path separated by tabs, got {len(fields)} "
-            f"column(s): {text.strip()!r}"))
+        problems.append(
+            Problem(
+                line_no,
+                f"expected index, label(s) and path separated by tabs, got {len(fields)} "
+                f"column(s): {text.strip()!r}",
+            )
+        )
         return None
     try:
         index = int(fields[0])
@@ -104,23 +94,35 @@ def validate_lst(
             width = len(entry.labels) + 2
             columns = columns or width
             if width != columns:
-                problems.append(Problem(line_no, f"{width} columns, but earlier lines have "
-                                                 f"{columns}"))
+                problems.append(
+                    Problem(line_no, f"{width} columns, but earlier lines have {columns}")
+                )
             if entry.index in first_line:
-                problems.append(Problem(line_no, f"index {entry.index} already used on line "
-                                                 f"{first_line[entry.index]}"))
+                problems.append(
+                    Problem(
+                        line_no,
+                        f"index {entry.index} already used on line {first_line[entry.index]}",
+                    )
+                )
             first_line.setdefault(entry.index, line_no)
             rel = PurePosixPath(entry.path)
             if rel.is_absolute() or ".." in rel.parts or os.path.isabs(entry.path):
-                problems.append(Problem(line_no, f"path {entry.path!r} must be relative to the "
-                                                 "image root, without '..'"))
+                problems.append(
+                    Problem(
+                        line_no,
+                        f"path {entry.path!r} must be relative to the image root, without '..'",
+                    )
+                )
                 continue
             if len(entry.labels) == 1:
                 label = entry.labels[0]
                 if label != int(label) or label < 0 or (num_classes and label >= num_classes):
                     allowed = f"0..{num_classes - 1}" if num_classes else "integers from 0"
-                    problems.append(Problem(line_no, f"label {label:g} is not a class index; "
-                                                     f"allowed: {allowed}"))
+                    problems.append(
+                        Problem(
+                            line_no, f"label {label:g} is not a class index; allowed: {allowed}"
+                        )
+                    )
             entries.append(entry)
     if not entries and not problems:
         problems.append(Problem(0, "the list is empty"))
@@ -128,9 +130,14 @@ def validate_lst(
     if single and len(single) == len(entries):
         missing = sorted(set(range(max(single) + 1)) - set(single))
         if missing:
-            problems.append(Problem(0, "classes must be consecutive from 0; no line has label "
-                                       + ", ".join(map(str, missing[:10]))
-                                       + (" ..." if len(missing) > 10 else "")))
+            problems.append(
+                Problem(
+                    0,
+                    "classes must be consecutive from 0; no line has label "
+                    + ", ".join(map(str, missing[:10]))
+                    + (" ..." if len(missing) > 10 else ""),
+                )
+            )
     if image_root is not None and entries:
         root = Path(image_root)
         if check_images:
@@ -138,8 +145,11 @@ def validate_lst(
                 results = pool.map(_check_image, (root / e.path for e in entries))
                 problems += [Problem(e.line, r) for e, r in zip(entries, results, strict=True) if r]
         else:
-            problems += [Problem(e.line, f"image {root / e.path} not found") for e in entries
-                         if not (root / e.path).is_file()]
+            problems += [
+                Problem(e.line, f"image {root / e.path} not found")
+                for e in entries
+                if not (root / e.path).is_file()
+            ]
     if problems:
         problems.sort(key=lambda p: p.line)
         raise LstValidationError(describe(str(path), problems))

@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from tasks.data.lst import LstEntry
-from tasks.data.lst_validation import Problem, describe
 from tasks.errors import InputError
+from tasks.problems import Problem, describe
 
 DEFAULT_ATTRIBUTES = ("source-ref", "class")
 MANIFEST_SUFFIXES = (".manifest", ".jsonl")
@@ -54,14 +54,15 @@ class ManifestRecord:
     annotation_ref: str | None = None
 
 
-def _parse_label(value: object, *, multi_label: bool, label_format: str,
-                 num_classes: int | None) -> tuple[float, ...]:
+def _parse_label(
+    value: object, *, multi_label: bool, label_format: str, num_classes: int | None
+) -> tuple[float, ...]:
     """The label as a tuple (one class index, or a multi-hot vector); ValueError says why."""
     if isinstance(value, str):
         text = value.strip()
         value = json.loads(text) if text.startswith("[") else text
     if not multi_label:
-        if isinstance(value, bool) or isinstance(value, list):
+        if isinstance(value, bool | list):
             raise ValueError("expected one class index")
         number = float(value)
         if number != int(number) or number < 0:
@@ -126,8 +127,13 @@ def read_manifest(
                 continue
             missing = [k for k in attribute_names if k not in obj]
             if missing:
-                problems.append(Problem(line_no, f"missing attribute(s) {', '.join(missing)}; "
-                                                 f"the line has {', '.join(obj) or 'none'}"))
+                problems.append(
+                    Problem(
+                        line_no,
+                        f"missing attribute(s) {', '.join(missing)}; "
+                        f"the line has {', '.join(obj) or 'none'}",
+                    )
+                )
                 continue
             ref = obj[ref_key]
             if not isinstance(ref, str) or not ref:
@@ -140,8 +146,12 @@ def read_manifest(
                 records.append(ManifestRecord(line_no, ref, annotation_ref=str(obj[second])))
                 continue
             try:
-                label = _parse_label(obj[second], multi_label=multi_label,
-                                     label_format=label_format, num_classes=num_classes)
+                label = _parse_label(
+                    obj[second],
+                    multi_label=multi_label,
+                    label_format=label_format,
+                    num_classes=num_classes,
+                )
             except (ValueError, TypeError) as e:
                 problems.append(Problem(line_no, f"{second} = {json.dumps(obj[second])}: {e}"))
                 continue
@@ -171,12 +181,15 @@ def resolve_ref(ref: str, manifest_dir: Path, image_root: Path) -> str:
     if parsed.scheme == "file":
         target = Path(parsed.path)
     elif parsed.scheme:
-        raise ValueError(f"reference {ref!r}: scheme {parsed.scheme}:// is not supported; "
-                         "use s3://, file:// or a path relative to the manifest")
+        raise ValueError(
+            f"reference {ref!r}: scheme {parsed.scheme}:// is not supported; "
+            "use s3://, file:// or a path relative to the manifest"
+        )
     else:
         if Path(ref).is_absolute() or ".." in PurePosixPath(ref).parts:
-            raise ValueError(f"reference {ref!r} must be s3://, file:// or relative to the "
-                             "manifest without '..'")
+            raise ValueError(
+                f"reference {ref!r} must be s3://, file:// or relative to the manifest without '..'"
+            )
         target = manifest_dir / ref
     try:
         return Path(os.path.normpath(target)).relative_to(os.path.normpath(image_root)).as_posix()
@@ -184,8 +197,9 @@ def resolve_ref(ref: str, manifest_dir: Path, image_root: Path) -> str:
         raise ValueError(f"reference {ref!r} is outside the image root {image_root}") from e
 
 
-def to_lst_entries(records: Sequence[ManifestRecord], manifest: Path,
-                   image_root: Path | None = None) -> list[LstEntry]:
+def to_lst_entries(
+    records: Sequence[ManifestRecord], manifest: Path, image_root: Path | None = None
+) -> list[LstEntry]:
     """`.lst` entries (index = manifest order) for packing; every bad reference is reported."""
     root = image_root or manifest.parent
     entries, problems = [], []
@@ -210,16 +224,36 @@ def manifest_entries(
     `s3://b/data/train.manifest`) become relative paths; references elsewhere are refused."""
     folder = manifest_uri.rsplit("/", 1)[0] + "/"
     local = [
-        ManifestRecord(r.line, r.ref[len(folder):] if r.ref.startswith(folder) else r.ref,
-                       r.label, r.annotation_ref)
+        ManifestRecord(
+            r.line,
+            r.ref[len(folder) :] if r.ref.startswith(folder) else r.ref,
+            r.label,
+            r.annotation_ref,
+        )
         for r in records
     ]
     entries = to_lst_entries(local, manifest)
     widths = {len(e.labels) for e in entries}
     if len(widths) > 1:
         first = next(e for e in entries if len(e.labels) != len(entries[0].labels))
-        raise ManifestError(f"{manifest_uri}, line {first.line}: {len(first.labels)} labels, "
-                            f"line {entries[0].line} has {len(entries[0].labels)}")
+        raise ManifestError(
+            f"{manifest_uri}, line {first.line}: {len(first.labels)} labels, "
+            f"line {entries[0].line} has {len(entries[0].labels)}"
+        )
     width = widths.pop()
     count = width if width > 1 else int(max(e.labels[0] for e in entries)) + 1
     return entries, [str(i) for i in range(count)]
+
+
+def manifest_paths(manifest: Path, records: Sequence[ManifestRecord]) -> list[str]:
+    """Readable locations of the records' images: local paths, or s3:// URIs as they are."""
+    paths = []
+    for r in records:
+        if r.ref.startswith("s3://"):
+            paths.append(r.ref)
+            continue
+        try:
+            paths.append("/" + resolve_ref(r.ref, manifest.parent, Path("/")))
+        except ValueError as e:
+            raise ManifestError(f"{manifest}, line {r.line}: {e}") from e
+    return paths

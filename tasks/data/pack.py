@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from tasks.atomic import atomic_path
 from tasks.data.lst import LstEntry
 from tasks.data.recordio import ImageHeader, RecordIOWriter, pack
 from tasks.errors import InputError
@@ -39,7 +40,9 @@ class PackOptions:
         if self.encoding not in (".jpg", ".png"):
             raise PackError(f"encoding must be '.jpg' or '.png', got {self.encoding!r}")
         if self.color not in (-1, 0, 1):
-            raise PackError(f"color must be 1 (colour), 0 (grey) or -1 (unchanged), got {self.color}")
+            raise PackError(
+                f"color must be 1 (colour), 0 (grey) or -1 (unchanged), got {self.color}"
+            )
         if self.resize < 0:
             raise PackError(f"resize must be 0 (keep size) or a positive size, got {self.resize}")
         # PNG levels above 9 act as 9, as in OpenCV: im2rec's default 95 works with .png too.
@@ -92,8 +95,12 @@ def encode_image(path: Path, options: PackOptions) -> bytes:
                 img = _convert(img, options.color)
     except FileNotFoundError:
         raise
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
+    except (
+        OSError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as e:
         raise PackError(f"{path}: cannot decode image: {e}") from e
     if options.center_crop:
         w, h = img.size
@@ -162,27 +169,23 @@ def pack_lst(
     root = Path(image_root)
     jobs = [(e, resolve_image_path(root, e, source=source), options) for e in entries]
     rec_path, idx_path = Path(rec_path), Path(idx_path)
-    tmp_rec = rec_path.with_name(f".{rec_path.name}.tmp-{os.getpid()}")
-    tmp_idx = idx_path.with_name(f".{idx_path.name}.tmp-{os.getpid()}")
     progress = Progress(len(jobs), desc=f"packing {rec_path.name}", unit="images")
     skipped: list[str] = []
-    try:
-        with RecordIOWriter(tmp_rec, tmp_idx) as writer:
-            for (entry, _, _), payload in zip(jobs, _payloads(jobs, num_workers), strict=True):
-                progress.update()
-                if isinstance(payload, bytes):
-                    writer.write(payload, key=entry.index)
-                    continue
-                where = f"{source}, line {entry.line}" if entry.line else source
-                if not skip_bad:
-                    raise PackError(f"{where}: {payload}")
-                skipped.append(f"{where}: {payload}")
-                print(f"skipped {where}: {payload}", file=sys.stderr, flush=True)
-        tmp_rec.replace(rec_path)
-        tmp_idx.replace(idx_path)
-    finally:
-        tmp_rec.unlink(missing_ok=True)
-        tmp_idx.unlink(missing_ok=True)
+    with (
+        atomic_path(rec_path) as tmp_rec,
+        atomic_path(idx_path) as tmp_idx,
+        RecordIOWriter(tmp_rec, tmp_idx) as writer,
+    ):
+        for (entry, _, _), payload in zip(jobs, _payloads(jobs, num_workers), strict=True):
+            progress.update()
+            if isinstance(payload, bytes):
+                writer.write(payload, key=entry.index)
+                continue
+            where = f"{source}, line {entry.line}" if entry.line else source
+            if not skip_bad:
+                raise PackError(f"{where}: {payload}")
+            skipped.append(f"{where}: {payload}")
+            print(f"skipped {where}: {payload}", file=sys.stderr, flush=True)
     progress.close()
     return PackResult(len(jobs) - len(skipped), skipped)
 

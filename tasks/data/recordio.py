@@ -2,7 +2,8 @@
 
 Layout of one record: uint32 magic 0xCED7230A, uint32 lrecord (cflag << 29 | length), the payload,
 zero padding to a multiple of 4. A payload holding the magic at a 4-byte aligned position is split
-around it (cflag 1 start, 2 middle, 3 end) and the magic is re-inserted on reading, as dmlc-core does.
+around it (cflag 1 start, 2 middle, 3 end) and the magic is re-inserted on reading, as dmlc-core
+does.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ IMAGE_HEADER = struct.Struct("<IfQQ")
 
 
 class RecordIOError(InputError):
-    """A `.rec` or `.idx` file that does not follow the format; the message names file and offset."""
+    """A `.rec` or `.idx` file that does not follow the format; the message names file and
+    offset."""
 
 
 @dataclass(frozen=True)
@@ -145,15 +147,14 @@ class Record:
 
 
 class RecordIOReader:
-    """Reads a `.rec` over an mmap: sequentially, or at any offset (random access through `.idx`)."""
+    """Reads a `.rec` over an mmap: sequentially, or at any offset (random access through
+    `.idx`)."""
 
     def __init__(self, rec_path: str | os.PathLike):
         self.path = Path(rec_path)
         self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         self.size = os.fstat(self._file.fileno()).st_size
-        self._map = (
-            mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
-        )
+        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
 
     def read_at(self, offset: int) -> Record:
         """The record whose first magic number is at `offset`; RecordIOError names what is wrong."""

@@ -25,18 +25,39 @@ def _corners(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tu
     elif kind == "triangle":
         points = [(r, -math.pi / 2 + k * 2 * math.pi / 3) for k in range(3)]
     elif kind == "star":
-        points = [(r if k % 2 == 0 else r * 0.45, -math.pi / 2 + k * math.pi / 5)
-                  for k in range(10)]
+        points = [
+            (r if k % 2 == 0 else r * 0.45, -math.pi / 2 + k * math.pi / 5) for k in range(10)
+        ]
     else:  # cross: two bars as one 12-corner outline
         w = max(1.0, r / 2.5) / 2
-        base = [(w, r), (w, w), (r, w), (r, -w), (w, -w), (w, -r), (-w, -r), (-w, -w), (-r, -w),
-                (-r, w), (-w, w), (-w, r)]
+        base = [
+            (w, r),
+            (w, w),
+            (r, w),
+            (r, -w),
+            (w, -w),
+            (w, -r),
+            (-w, -r),
+            (-w, -w),
+            (-r, -w),
+            (-r, w),
+            (-w, w),
+            (-w, r),
+        ]
         points = [(math.hypot(x, y), math.atan2(y, x)) for x, y in base]
     return [(cx + d * math.cos(a + angle), cy + d * math.sin(a + angle)) for d, a in points]
 
 
-def _draw(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, angle: float,
-          fill: tuple[int, ...], outline: bool) -> None:
+def _draw(
+    draw: ImageDraw.ImageDraw,
+    kind: str,
+    cx: float,
+    cy: float,
+    r: float,
+    angle: float,
+    fill: tuple[int, ...],
+    outline: bool,
+) -> None:
     width = max(1, round(r / 4))
     if kind == "circle":
         box = (cx - r, cy - r, cx + r, cy + r)
@@ -63,8 +84,16 @@ def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
     fill = tuple(int(v) for v in rng.integers(140, 256, size=3))
     r = size * rng.uniform(0.24, 0.38)
     cx, cy = rng.uniform(r, size - r, size=2)
-    _draw(ImageDraw.Draw(img), shape, cx, cy, r, rng.uniform(0, 2 * math.pi), fill,
-          outline=style == "outline")
+    _draw(
+        ImageDraw.Draw(img),
+        shape,
+        cx,
+        cy,
+        r,
+        rng.uniform(0, 2 * math.pi),
+        fill,
+        outline=style == "outline",
+    )
     return img
 
 
@@ -78,11 +107,16 @@ def make_shapes_dataset(
 ) -> Path:
     """Write `root/<class>/<class>_NNNN.jpg`, a class-folder dataset; return `root`."""
     known = {*SHAPES, *EXTRA_SHAPES}
-    unknown = [c for c in classes if c.partition("_")[0] not in known
-               or c.partition("_")[2] not in ("", "outline")]
+    unknown = [
+        c
+        for c in classes
+        if c.partition("_")[0] not in known or c.partition("_")[2] not in ("", "outline")
+    ]
     if unknown:
-        raise ValueError(f"unknown class(es) {unknown}; use shapes {', '.join(sorted(known))}, "
-                         "optionally with '_outline'")
+        raise ValueError(
+            f"unknown class(es) {unknown}; use shapes {', '.join(sorted(known))}, "
+            "optionally with '_outline'"
+        )
     root = Path(root)
     rng = np.random.default_rng(seed)
     for kind in classes:
@@ -94,7 +128,11 @@ def make_shapes_dataset(
 
 
 def make_multilabel_dataset(
-    root: str | Path, *, count: int = 400, size: int = 48, classes: tuple[str, ...] = SHAPES,
+    root: str | Path,
+    *,
+    count: int = 400,
+    size: int = 48,
+    classes: tuple[str, ...] = SHAPES,
     seed: int = 0,
 ) -> Path:
     """Images holding one to all of `classes` (one shape per quadrant) and `root/labels.manifest`
@@ -131,15 +169,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", type=Path, help="output folder (one subfolder per class)")
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--size", type=int, default=32, help="image side in pixels")
-    parser.add_argument("--ten-classes", action="store_true",
-                        help="five shapes, filled and outlined (default: four filled shapes)")
+    parser.add_argument(
+        "--ten-classes",
+        action="store_true",
+        help="five shapes, filled and outlined (default: four filled shapes)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     classes = TEN_CLASSES if args.ten_classes else SHAPES
-    make_shapes_dataset(args.root, per_class=args.per_class, size=args.size, classes=classes,
-                        seed=args.seed)
-    print(f"wrote {args.per_class * len(classes)} images in {len(classes)} classes under "
-          f"{args.root}")
+    make_shapes_dataset(
+        args.root, per_class=args.per_class, size=args.size, classes=classes, seed=args.seed
+    )
+    print(
+        f"wrote {args.per_class * len(classes)} images in {len(classes)} classes under {args.root}"
+    )
 
 
 if __name__ == "__main__":

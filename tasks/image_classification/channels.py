@@ -16,13 +16,13 @@ from tasks.data.lst_validation import validate_lst
 from tasks.data.manifest import (
     DEFAULT_ATTRIBUTES,
     MANIFEST_SUFFIXES,
-    ManifestRecord,
     check_manifest,
     label_format_of,
-    resolve_ref,
+    manifest_paths,
 )
 from tasks.data.recordio import RecordIOReader, read_index, unpack
 from tasks.errors import InputError
+from tasks.staging import read_file
 
 
 class ChannelError(InputError):
@@ -57,16 +57,6 @@ class LabelledImages:
             with RecordIOReader(self.rec_path) as own:
                 return unpack(own.read_at(int(self.offsets[i])).payload)[1]
         return unpack(reader.read_at(int(self.offsets[i])).payload)[1]
-
-
-def read_file(path: str) -> bytes:
-    """A local file or an s3:// object."""
-    if path.startswith("s3://"):
-        import fsspec
-
-        with fsspec.open(path, "rb") as f:
-            return f.read()
-    return Path(path).read_bytes()
 
 
 def check_labels(
@@ -162,20 +152,6 @@ def from_manifest(
     return LabelledImages(
         str(manifest), [r.ref for r in records], labels, paths=manifest_paths(manifest, records)
     )
-
-
-def manifest_paths(manifest: Path, records: Sequence[ManifestRecord]) -> list[str]:
-    """Readable locations of the records' images: local paths, or s3:// URIs as they are."""
-    paths = []
-    for r in records:
-        if r.ref.startswith("s3://"):
-            paths.append(r.ref)
-            continue
-        try:
-            paths.append("/" + resolve_ref(r.ref, manifest.parent, Path("/")))
-        except ValueError as e:
-            raise ChannelError(f"{manifest}, line {r.line}: {e}") from e
-    return paths
 
 
 def _only(folder: Path, channel: str, suffixes: Sequence[str]) -> Path:

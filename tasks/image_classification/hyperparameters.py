@@ -3,68 +3,187 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from tasks.hyperparameters import (
     HyperparameterError,
     Param,
+    Pattern,
     boolean,
     choice,
     int_list,
     integer,
+    integer_choice,
     number,
     parse_hyperparameters,
+    to_strings,
 )
+from tasks.image_classification.resnet_depths import CIFAR_DEPTHS, IMAGENET_DEPTHS
 
-IMAGENET_DEPTHS = (18, 34, 50, 101, 152, 200)
-CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+DEPTHS = IMAGENET_DEPTHS + CIFAR_DEPTHS
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nag")
 AUGMENTATIONS = ("crop", "crop_color", "crop_color_transform")
+ALGORITHM = "image-classification"
 ARCHITECTURE_KEYS = ("num_layers", "image_shape", "num_classes")
 
 
-def image_shape(text: str) -> tuple[int, int, int]:
-    """ "channels,height,width" with 1 or 3 channels and sides of at least 8 pixels."""
+def _image_shape(text: str) -> tuple[int, int, int]:
     c, h, w = (int(v) for v in text.split(","))
     if c not in (1, 3) or h < 8 or w < 8:
         raise ValueError
     return c, h, w
 
 
+image_shape = Pattern(_image_shape, r"^\s*[13]\s*,\s*\d+\s*,\s*\d+\s*$")
+""" "channels,height,width" with 1 or 3 channels and sides of at least 8 pixels."""
+
+UNIT = "a number in [0, 1]"
+
 TABLE = (
-    Param("num_classes", integer(1), "a positive integer", required=True),
-    Param("num_training_samples", integer(1), "a positive integer", required=True),
-    Param("use_pretrained_model", integer(0, 1), "0 or 1", "0"),
+    Param(
+        "num_classes",
+        integer(1),
+        "a positive integer",
+        required=True,
+        description="Number of output classes.",
+    ),
+    Param(
+        "num_training_samples",
+        integer(1),
+        "a positive integer",
+        required=True,
+        description="Images in the training set; drives the learning-rate schedule.",
+    ),
+    Param(
+        "use_pretrained_model",
+        integer(0, 1),
+        "0 or 1",
+        "0",
+        description="1: start from ImageNet weights; only the top layer starts fresh.",
+    ),
     Param(
         "num_layers",
-        choice(*(str(d) for d in IMAGENET_DEPTHS + CIFAR_DEPTHS)),
-        "one of " + ", ".join(str(d) for d in IMAGENET_DEPTHS + CIFAR_DEPTHS),
+        integer_choice(*DEPTHS),
+        "one of " + ", ".join(str(d) for d in DEPTHS),
         "152",
+        description="ResNet depth; 20-110 are the small-image (CIFAR) networks.",
     ),
-    Param("image_shape", image_shape, '"channels,height,width", e.g. "3,224,224"', "3,224,224"),
-    Param("resize", integer(1), "a positive integer (shorter side in pixels)"),
-    Param("epochs", integer(1), "a positive integer", "30"),
-    Param("learning_rate", number(0, 1), "a number in [0, 1]", "0.1"),
-    Param("lr_scheduler_factor", number(0, 1), "a number in [0, 1]", "0.1"),
-    Param("lr_scheduler_step", int_list, 'comma-separated positive epochs, e.g. "10,20"'),
-    Param("optimizer", choice(*OPTIMIZERS), "one of " + ", ".join(OPTIMIZERS), "sgd"),
-    Param("momentum", number(0, 1), "a number in [0, 1]", "0"),
-    Param("weight_decay", number(0, 1), "a number in [0, 1]", "0.0001"),
-    Param("beta_1", number(0, 1), "a number in [0, 1]", "0.9"),
-    Param("beta_2", number(0, 1), "a number in [0, 1]", "0.999"),
-    Param("eps", number(0, 1), "a number in [0, 1]", "1e-8"),
-    Param("gamma", number(0, 1), "a number in [0, 1]", "0.9"),
-    Param("mini_batch_size", integer(1), "a positive integer", "32"),
-    Param("augmentation_type", choice(*AUGMENTATIONS), "one of " + ", ".join(AUGMENTATIONS)),
-    Param("top_k", integer(2), "an integer greater than 1"),
-    Param("checkpoint_frequency", integer(1), "a positive integer (epochs)", "1"),
-    Param("early_stopping", boolean, "True or False", "False"),
-    Param("early_stopping_min_epochs", integer(1), "a positive integer", "10"),
-    Param("early_stopping_patience", integer(1), "a positive integer", "5"),
-    Param("early_stopping_tolerance", number(0, 1), "a number in [0, 1]", "0.0"),
-    Param("multi_label", integer(0, 1), "0 or 1", "0"),
-    Param("precision_dtype", choice("float32", "float16"), "float32 or float16", "float32"),
-    Param("kv_store", choice("dist_sync", "dist_async"), "dist_sync or dist_async"),
+    Param(
+        "image_shape",
+        image_shape,
+        '"channels,height,width", e.g. "3,224,224"',
+        "3,224,224",
+        description="channels,height,width of the network input (1 or 3 channels).",
+    ),
+    Param(
+        "resize",
+        integer(1),
+        "a positive integer (shorter side in pixels)",
+        description="Resize the shorter side to this many pixels first (image input only).",
+    ),
+    Param("epochs", integer(1), "a positive integer", "30", description="Training epochs."),
+    Param("learning_rate", number(0, 1), UNIT, "0.1", description="Initial learning rate."),
+    Param(
+        "lr_scheduler_factor",
+        number(0, 1),
+        UNIT,
+        "0.1",
+        description="The learning rate is multiplied by this at each lr_scheduler_step.",
+    ),
+    Param(
+        "lr_scheduler_step",
+        int_list,
+        'comma-separated positive epochs, e.g. "10,20"',
+        description="Epochs at which the learning rate drops, e.g. 10,20.",
+    ),
+    Param(
+        "optimizer",
+        choice(*OPTIMIZERS),
+        "one of " + ", ".join(OPTIMIZERS),
+        "sgd",
+        description="Optimizer (nag: SGD with Nesterov momentum).",
+    ),
+    Param("momentum", number(0, 1), UNIT, "0", description="Momentum of sgd and nag."),
+    Param("weight_decay", number(0, 1), UNIT, "0.0001", description="Weight decay of sgd and nag."),
+    Param("beta_1", number(0, 1), UNIT, "0.9", description="Adam's first-moment decay."),
+    Param("beta_2", number(0, 1), UNIT, "0.999", description="Adam's second-moment decay."),
+    Param("eps", number(0, 1), UNIT, "1e-8", description="Epsilon of adam and rmsprop."),
+    Param("gamma", number(0, 1), UNIT, "0.9", description="Decay factor of rmsprop."),
+    Param(
+        "mini_batch_size",
+        integer(1),
+        "a positive integer",
+        "32",
+        description="Global batch size (split across GPUs).",
+    ),
+    Param(
+        "augmentation_type",
+        choice(*AUGMENTATIONS),
+        "one of " + ", ".join(AUGMENTATIONS),
+        description="crop, crop_color (+ hue/saturation/lightness) or crop_color_transform "
+        "(+ rotation, shear, aspect ratio).",
+    ),
+    Param(
+        "top_k",
+        integer(2),
+        "an integer greater than 1",
+        description="Also report top-k accuracy.",
+    ),
+    Param(
+        "checkpoint_frequency",
+        integer(1),
+        "a positive integer (epochs)",
+        "1",
+        description="Epochs between checkpoints (at most epochs).",
+    ),
+    Param(
+        "early_stopping",
+        boolean,
+        "True or False",
+        "False",
+        description="Stop when validation accuracy stops improving.",
+    ),
+    Param(
+        "early_stopping_min_epochs",
+        integer(1),
+        "a positive integer",
+        "10",
+        description="Never stop early before this epoch.",
+    ),
+    Param(
+        "early_stopping_patience",
+        integer(1),
+        "a positive integer",
+        "5",
+        description="Epochs without improvement before stopping.",
+    ),
+    Param(
+        "early_stopping_tolerance",
+        number(0, 1),
+        UNIT,
+        "0.0",
+        description="Relative improvement of validation accuracy below this counts as none.",
+    ),
+    Param(
+        "multi_label",
+        integer(0, 1),
+        "0 or 1",
+        "0",
+        description="1: several labels per image (set by multi-label manifests).",
+    ),
+    Param(
+        "precision_dtype",
+        choice("float32", "float16"),
+        "float32 or float16",
+        "float32",
+        description="float16: mixed precision on GPUs.",
+    ),
+    Param(
+        "kv_store",
+        choice("dist_sync", "dist_async"),
+        "dist_sync or dist_async",
+        description="dist_sync: synchronous training over several machines.",
+    ),
 )
 
 
@@ -129,9 +248,7 @@ class ImageClassificationHyperparameters:
     def from_strings(
         cls, raw: Mapping[str, str], *, source: str = "hyperparameters"
     ) -> ImageClassificationHyperparameters:
-        values = parse_hyperparameters(raw, TABLE, source=source)
-        values["num_layers"] = int(values["num_layers"])
-        return cls(**values)
+        return cls(**parse_hyperparameters(raw, TABLE, source=source))
 
     def architecture(self) -> dict[str, object]:
         """The values that define the network (must match for incremental training)."""
@@ -139,12 +256,4 @@ class ImageClassificationHyperparameters:
 
     def to_strings(self) -> dict[str, str]:
         """Back to the managed service's string form (for manifests and reruns)."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            if isinstance(value, tuple):
-                value = ",".join(str(v) for v in value)
-            out[f.name] = str(value)
-        return out
+        return to_strings(self)

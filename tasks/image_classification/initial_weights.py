@@ -11,8 +11,10 @@ from pathlib import Path
 import keras
 
 from tasks.artifact import extract_artifact
+from tasks.contract import find_model_archive
 from tasks.errors import InputError
 from tasks.image_classification.hyperparameters import (
+    ALGORITHM,
     IMAGENET_DEPTHS,
     ImageClassificationHyperparameters,
 )
@@ -84,34 +86,13 @@ def pretrained_model(hp: ImageClassificationHyperparameters) -> keras.Model:
 
 def previous_model(model_dir: Path, hp: ImageClassificationHyperparameters) -> keras.Model:
     """The Keras model of the `model` channel's model.tar.gz, if its architecture matches."""
-    tars = sorted(model_dir.rglob("*.tar.gz"))
-    if len(tars) != 1:
-        raise InputError(
-            f"channel 'model': expected one model.tar.gz in {model_dir}, found {len(tars)}"
-        )
+    tar = find_model_archive(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        extracted = extract_artifact(tars[0], Path(tmp))
-        if extracted.manifest.get("algorithm") != "image-classification":
-            raise InputError(
-                f"{tars[0]}: a {extracted.manifest.get('algorithm')} model cannot "
-                "continue as image-classification"
-            )
-        previous = extracted.manifest.get("architecture", {})
-        wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in hp.architecture().items()}
-        different = [
-            f"{k}={previous.get(k)!r} in the model, {v!r} now"
-            for k, v in wanted.items()
-            if previous.get(k) != v
-        ]
-        if different:
-            raise InputError(
-                f"{tars[0]}: incremental training needs the same num_layers, "
-                f"image_shape and num_classes; " + "; ".join(different)
-            )
-        if bool(extracted.manifest.get("multi_label")) != bool(hp.multi_label):
-            raise InputError(
-                f"{tars[0]}: the model was trained with multi_label="
-                f"{int(bool(extracted.manifest.get('multi_label')))}, this job uses "
-                f"multi_label={hp.multi_label}"
-            )
+        extracted = extract_artifact(tar, Path(tmp))
+        extracted.manifest.check_compatible(
+            algorithm=ALGORITHM,
+            architecture=hp.architecture(),
+            source=str(tar),
+            multi_label=bool(hp.multi_label),
+        )
         return keras.models.load_model(extracted.keras_path, compile=False)

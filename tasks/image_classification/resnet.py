@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from tasks.image_classification.hyperparameters import CIFAR_DEPTHS
+from tasks.image_classification.resnet_depths import CIFAR_DEPTHS
 
 BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
 RGB_MEAN = (123.68, 116.779, 103.939)
 RGB_STD = (58.393, 57.12, 57.375)
+OUTPUT_STRIDES = (None, 8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _bn(name: str) -> layers.BatchNormalization:
     return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
-def _conv(x, filters: int, kernel: int, stride: int, name: str):
+def _conv(x, filters: int, kernel: int, stride: int, name: str, dilation: int = 1):
     """A bias-free convolution; strided ones pad symmetrically (kernel // 2 on every side) as
     Gluon and Keras' own ResNets do, where TensorFlow's "same" would pad one side more."""
     padding = "same"
@@ -66,38 +67,44 @@ def _conv(x, filters: int, kernel: int, stride: int, name: str):
         kernel,
         strides=stride,
         padding=padding,
+        dilation_rate=dilation,
         use_bias=False,
         kernel_initializer="he_normal",
         name=name,
     )(x)
 
 
-def _block(x, filters: int, stride: int, *, bottleneck: bool, downsample: bool, name: str):
+def _block(
+    x, filters: int, stride: int, *, bottleneck: bool, downsample: bool, dilation: int, name: str
+):
     shortcut = x
     if downsample:
         shortcut = _bn(f"{name}_down_bn")(_conv(x, filters, 1, stride, f"{name}_down_conv"))
     if bottleneck:
         y = _conv(x, filters // 4, 1, stride, f"{name}_conv1")
         y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
-        y = _conv(y, filters // 4, 3, 1, f"{name}_conv2")
+        y = _conv(y, filters // 4, 3, 1, f"{name}_conv2", dilation)
         y = layers.ReLU(name=f"{name}_relu2")(_bn(f"{name}_bn2")(y))
         y = _bn(f"{name}_bn3")(_conv(y, filters, 1, 1, f"{name}_conv3"))
     else:
-        y = _conv(x, filters, 3, stride, f"{name}_conv1")
+        y = _conv(x, filters, 3, stride, f"{name}_conv1", 1 if stride > 1 else dilation)
         y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
-        y = _bn(f"{name}_bn2")(_conv(y, filters, 3, 1, f"{name}_conv2"))
+        y = _bn(f"{name}_bn2")(_conv(y, filters, 3, 1, f"{name}_conv2", dilation))
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def build_resnet(
-    num_layers: int, *, image_shape: tuple[int, int, int], num_classes: int
-) -> keras.Model:
-    """ResNet v1 of `num_layers` for CHW `image_shape`; outputs logits of `num_classes`."""
+def resnet_stages(inputs, num_layers: int, *, output_stride: int | None = None) -> list:
+    """The outputs of every stage of ResNet v1 `num_layers` on RGB/grey pixel `inputs`.
+
+    `output_stride` 8 or 16 replaces the striding of the last stages by dilation, as GluonCV's
+    dilated ResNets do for segmentation (a stage dilated d starts with one block of dilation
+    d / 2); None keeps the classifier's strides (32 for ImageNet nets, 4 for CIFAR nets)."""
     if num_layers not in RESNETS:
         raise ValueError(f"num_layers must be one of {sorted(RESNETS)}, got {num_layers}")
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
     spec = RESNETS[num_layers]
-    channels, height, width = image_shape
-    inputs = keras.Input((height, width, channels), name="image")
+    channels = inputs.shape[-1]
     mean, std = (RGB_MEAN, RGB_STD) if channels == 3 else ((117.0,), (57.6,))
     x = layers.Normalization(mean=list(mean), variance=[s * s for s in std], name="normalize")(
         inputs
@@ -106,24 +113,66 @@ def build_resnet(
         x = layers.ReLU(name="stem_relu")(
             _bn("stem_bn")(_conv(x, spec.channels[0], 3, 1, "stem_conv"))
         )
+        current = 1
     else:
         x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(_conv(x, 64, 7, 2, "stem_conv")))
         # After the ReLU, zero padding acts as Gluon's max-pool padding (values are >= 0).
         x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+        current = 4
     in_channels = spec.channels[0] if spec.small_images else 64
+    dilation, outputs = 1, []
     for stage, (blocks, filters) in enumerate(zip(spec.blocks, spec.channels, strict=True), 1):
+        stride = 2 if stage > 1 else 1
+        if stride > 1 and output_stride is not None and current * stride > output_stride:
+            stride, dilation = 1, dilation * 2
+        current *= stride
         for b in range(blocks):
-            stride = 2 if b == 0 and stage > 1 else 1
             x = _block(
                 x,
                 filters,
-                stride,
+                stride if b == 0 else 1,
                 bottleneck=spec.bottleneck,
                 downsample=b == 0 and (stride != 1 or in_channels != filters),
+                dilation=max(1, dilation // 2) if b == 0 else dilation,
                 name=f"stage{stage}_block{b + 1}",
             )
             in_channels = filters
+        outputs.append(x)
+    return outputs
+
+
+def _input(image_shape: tuple[int, int, int]) -> keras.KerasTensor:
+    channels, height, width = image_shape
+    return keras.Input((height, width, channels), name="image")
+
+
+def build_resnet(
+    num_layers: int,
+    *,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    output_stride: int | None = None,
+) -> keras.Model:
+    """ResNet v1 of `num_layers` for CHW `image_shape`; outputs logits of `num_classes`."""
+    inputs = _input(image_shape)
+    x = resnet_stages(inputs, num_layers, output_stride=output_stride)[-1]
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(num_classes, name="fc", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"resnet{num_layers}_v1")
+
+
+def build_encoder(
+    num_layers: int, *, image_shape: tuple[int, int, int], output_stride: int | None = 8
+) -> keras.Model:
+    """The ResNet without its head: one output per stage (layer names as in `build_resnet`, so
+    a classifier's weights load into it by name)."""
+    inputs = _input(image_shape)
+    outputs = resnet_stages(inputs, num_layers, output_stride=output_stride)
+    return keras.Model(inputs, outputs, name=f"resnet{num_layers}_v1_encoder")
+
+
+def build_model(hp) -> keras.Model:
+    """The network of validated image-classification hyperparameters (num_layers, image_shape,
+    num_classes)."""
+    return build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=hp.num_classes)

@@ -2,35 +2,30 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
-import os
-import platform
-import shutil
-import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import keras
-import tensorflow as tf
 
-from tasks import plots
-from tasks.artifact import KERAS_MODEL, SAVED_MODEL, write_artifact
-from tasks.contract import MLRoot, atomic_write_text, read_hyperparameters, read_input_data_config
+from tasks.artifact import ModelManifest
+from tasks.contract import MLRoot, read_hyperparameters, read_input_data_config
 from tasks.data.manifest import label_format_of
-from tasks.image_classification.callbacks import RelativeEarlyStopping, ThroughputLogger
 from tasks.image_classification.channels import LabelledImages, load_channel
 from tasks.image_classification.data import evaluation_dataset, training_dataset
-from tasks.image_classification.hyperparameters import ImageClassificationHyperparameters
+from tasks.image_classification.hyperparameters import (
+    ALGORITHM,
+    ImageClassificationHyperparameters,
+)
 from tasks.image_classification.initial_weights import pretrained_model, previous_model
-from tasks.image_classification.resnet import RGB_MEAN, RGB_STD, build_resnet
+from tasks.image_classification.resnet import RGB_MEAN, RGB_STD, build_model
 from tasks.image_classification.serving import export_saved_model
+from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
+from tasks.training.checkpoints import Checkpoints
+from tasks.training.outputs import frameworks, now, write_keras_outputs
+from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
 
-ALGORITHM = "image-classification"
-HISTORY = "history.csv"
 log = logging.getLogger("vision_pipelines")
 
 
@@ -59,15 +54,6 @@ def build_optimizer(hp: ImageClassificationHyperparameters, steps_per_epoch: int
     return keras.optimizers.RMSprop(learning_rate=lr, rho=hp.gamma, epsilon=hp.eps)
 
 
-def _distribution(hp: ImageClassificationHyperparameters) -> tf.distribute.Strategy:
-    """Several workers (kv_store=dist_sync with TF_CONFIG), all local GPUs, or the default."""
-    if hp.kv_store == "dist_sync" and os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def _loss_and_metrics(hp: ImageClassificationHyperparameters, multi_label: bool):
     if multi_label:
         return keras.losses.BinaryCrossentropy(from_logits=True), [
@@ -89,7 +75,7 @@ def _initial_model(ml: MLRoot, hp: ImageClassificationHyperparameters) -> keras.
     if hp.use_pretrained_model:
         log.info("ImageNet weights for resnet%d; the top layer starts fresh", hp.num_layers)
         return pretrained_model(hp)
-    return build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=hp.num_classes)
+    return build_model(hp)
 
 
 def load_channels(
@@ -133,41 +119,28 @@ def train(ml: MLRoot) -> dict:
         hp.num_classes,
         " (multi-label)" if multi_label else "",
     )
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if hp.precision_dtype == "float16" and gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    elif hp.precision_dtype == "float16":
-        log.info("precision_dtype=float16 applies on GPUs; this CPU trains in float32")
+    set_precision(hp.precision_dtype)
     steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
-    with _distribution(hp).scope():
+    with distribution_strategy(multi_worker=hp.kv_store == "dist_sync").scope():
         model = _initial_model(ml, hp)
         loss, metrics = _loss_and_metrics(hp, multi_label)
         model.compile(
             optimizer=build_optimizer(hp, steps_per_epoch),
             loss=loss,
             metrics=metrics,
-            jit_compile=bool(gpus),
+            jit_compile=has_gpu(),
         )
     batches = math.ceil(len(train_set) / hp.mini_batch_size)
-    ml.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    history_path = ml.checkpoints_dir / HISTORY
-    resumed = _resume_point(ml, hp)
-    if resumed:
-        log.info("resuming from the checkpoint after epoch %d", resumed)
-    elif history_path.exists():
-        history_path.unlink()
+    checkpoints = Checkpoints(ml.checkpoints_dir)
+    resumed = checkpoints.resume_point(hp.architecture())
     callbacks: list[keras.callbacks.Callback] = [
         ThroughputLogger(steps_per_epoch=batches, batch_size=hp.mini_batch_size, epochs=hp.epochs),
-        keras.callbacks.CSVLogger(str(history_path), append=True),
-        keras.callbacks.BackupAndRestore(
-            str(ml.checkpoints_dir / "backup"),
-            save_freq=hp.checkpoint_frequency * batches if hp.checkpoint_frequency > 1 else "epoch",
-        ),
+        *checkpoints.callbacks(batches_per_epoch=batches, every_epochs=hp.checkpoint_frequency),
     ]
     if hp.early_stopping:
         callbacks.append(
             RelativeEarlyStopping(
+                monitor="val_accuracy",
                 min_epochs=hp.early_stopping_min_epochs,
                 patience=hp.early_stopping_patience,
                 tolerance=hp.early_stopping_tolerance,
@@ -190,7 +163,7 @@ def train(ml: MLRoot) -> dict:
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles
     )
-    epochs = _read_history(history_path)
+    epochs = checkpoints.history()
     result = {
         "algorithm": ALGORITHM,
         "multi_label": multi_label,
@@ -201,94 +174,37 @@ def train(ml: MLRoot) -> dict:
         "train_samples": len(train_set),
         "validation_samples": len(val_set),
     }
-    _write_outputs(ml, model, hp, result, multi_label)
-    return result
-
-
-def _resume_point(ml: MLRoot, hp: ImageClassificationHyperparameters) -> int:
-    """The epoch a previous, interrupted attempt of the same network reached (0 when starting
-    fresh: a checkpoint of another num_layers, image_shape or num_classes cannot be resumed)."""
-    backup = ml.checkpoints_dir / "backup"
-    recorded = ml.checkpoints_dir / "architecture.json"
-    current = json.dumps(hp.architecture(), sort_keys=True)
-    if recorded.exists() and recorded.read_text() != current and backup.exists():
-        log.info("the checkpoint is of another network (%s); starting afresh", recorded.read_text())
-        shutil.rmtree(backup)
-    atomic_write_text(recorded, current)
-    metadata = backup / "training_metadata.json"
-    if not metadata.exists():
-        return 0
-    return int(json.loads(metadata.read_text()).get("epoch", -1)) + 1
-
-
-def _read_history(path: Path) -> list[dict]:
-    """Per-epoch rows of the CSV log (kept across restarts): `val_x` -> `validation_x`."""
-    rows: dict[int, dict] = {}
-    with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
-            epoch = int(raw.pop("epoch")) + 1
-            row: dict[str, float | int] = {"epoch": epoch}
-            for key, value in raw.items():
-                if key.startswith("val_"):
-                    name = "validation_" + key[4:]
-                elif key in ("images_per_second", "learning_rate"):
-                    name = key
-                else:
-                    name = "train_" + key
-                row[name] = float(value)
-            rows[epoch] = row  # a repeated epoch (after a restart) keeps its latest values
-    return [rows[e] for e in sorted(rows)]
-
-
-def _write_outputs(
-    ml: MLRoot,
-    model: keras.Model,
-    hp: ImageClassificationHyperparameters,
-    metrics: dict,
-    multi_label: bool,
-) -> None:
-    ml.output_dir.mkdir(parents=True, exist_ok=True)
     activation = "sigmoid" if multi_label else "softmax"
-    with tempfile.TemporaryDirectory(dir=ml.model_dir.parent) as tmp:
-        work = Path(tmp)
-        keras_path = work / KERAS_MODEL
-        model.save(keras_path)
-        export_saved_model(
-            model,
-            work / SAVED_MODEL,
-            image_shape=hp.image_shape,
-            resize=hp.resize,
-            activation=activation,
-        )
-        manifest = {
-            "algorithm": ALGORITHM,
-            "architecture": {
-                k: list(v) if isinstance(v, tuple) else v for k, v in hp.architecture().items()
-            },
-            "multi_label": multi_label,
-            "hyperparameters": hp.to_strings(),
-            "class_names": _class_names(ml, hp.num_classes),
-            "input": {
-                "image_shape": list(hp.image_shape),
-                "layout": "CHW",
-                "pixel_range": [0, 255],
-                "mean_rgb": list(RGB_MEAN),
-                "std_rgb": list(RGB_STD),
-                "resize": hp.resize,
-                "preprocess": "shorter side to resize (if set), scale to cover, centre crop",
-            },
-            "output": {"activation": activation, "key": "probabilities"},
-            "frameworks": {
-                "tensorflow": tf.__version__,
-                "keras": keras.__version__,
-                "python": platform.python_version(),
-            },
-            "metrics": metrics["final"],
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        write_artifact(ml.model_dir / "model.tar.gz", manifest, work / SAVED_MODEL, keras_path)
-    atomic_write_text(ml.metrics_path, json.dumps(metrics, indent=2) + "\n")
-    plots.learning_curves(metrics["epochs"], ml.output_dir / "learning_curves.png")
+    manifest = ModelManifest(
+        algorithm=ALGORITHM,
+        architecture=hp.architecture(),
+        multi_label=multi_label,
+        hyperparameters=hp.to_strings(),
+        class_names=_class_names(ml, hp.num_classes),
+        input={
+            "image_shape": list(hp.image_shape),
+            "layout": "CHW",
+            "pixel_range": [0, 255],
+            "mean_rgb": list(RGB_MEAN),
+            "std_rgb": list(RGB_STD),
+            "resize": hp.resize,
+            "preprocess": "shorter side to resize (if set), scale to cover, centre crop",
+        },
+        output={"activation": activation, "key": "probabilities"},
+        frameworks=frameworks(),
+        metrics=result["final"],
+        created=now(),
+    )
+    write_keras_outputs(
+        ml,
+        model,
+        manifest,
+        result,
+        lambda m, path: export_saved_model(
+            m, path, image_shape=hp.image_shape, resize=hp.resize, activation=activation
+        ),
+    )
+    return result
 
 
 def _class_names(ml: MLRoot, num_classes: int) -> list[str]:

@@ -17,19 +17,27 @@ def annotation(path, values, mode="L"):
 
 def test_scale_map_and_identity():
     assert parse_label_map('{"scale": "3"}', source="m").table()[[0, 3, 6, 8, 255]].tolist() == [
-        0, 1, 2, 2, 255]
+        0,
+        1,
+        2,
+        2,
+        255,
+    ]
     mapped = parse_label_map('{"map": {"0": 5, "1": 0, "2": 2}}', source="m").table()
     assert mapped[[0, 5, 2, 255]].tolist() == [1, 0, 2, 255]
     assert mapped[7] == -1
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ('{"scale": "0"}', "scale must be in 1..255"),
-    ('{"map": {"0": 5, "1": 5}}', "same pixel value to two classes"),
-    ('{"map": {"0": 255}}', "255 is ignore"),
-    ('{"colors": {}}', "expected"),
-    ("{", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('{"scale": "0"}', "scale must be in 1..255"),
+        ('{"map": {"0": 5, "1": 5}}', "same pixel value to two classes"),
+        ('{"map": {"0": 255}}', "255 is ignore"),
+        ('{"colors": {}}', "expected"),
+        ("{", "not valid JSON"),
+    ],
+)
 def test_bad_label_maps_name_the_file(text, match):
     with pytest.raises(LabelMapError, match=f"train_label_map.json: .*{match}"):
         parse_label_map(text, source="train_label_map.json")
@@ -52,8 +60,9 @@ def test_uncovered_values_are_reported_per_file(tmp_path):
     src.mkdir()
     annotation(src / "a.png", [[0, 5], [9, 2]])
     with pytest.raises(LabelMapError, match=r"a.png: pixel values \[9\] are not covered"):
-        remap_folder(src, tmp_path / "dst", parse_label_map('{"map": {"0": 5, "1": 0, "2": 2}}',
-                                                            source="m"))
+        remap_folder(
+            src, tmp_path / "dst", parse_label_map('{"map": {"0": 5, "1": 0, "2": 2}}', source="m")
+        )
 
 
 def test_rgb_annotation_is_refused(tmp_path):

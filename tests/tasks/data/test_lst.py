@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from tasks.data.lst_validation import validate_lst
 from tasks.data.lst import (
     LstEntry,
     LstError,
@@ -12,6 +11,7 @@ from tasks.data.lst import (
     split_entries,
     write_lst,
 )
+from tasks.data.lst_validation import validate_lst
 
 
 def make_tree(root, layout):

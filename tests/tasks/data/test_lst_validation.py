@@ -29,33 +29,43 @@ def test_a_valid_list_returns_its_entries(tmp_path, root):
 
 
 def test_every_problem_is_reported_with_its_line(tmp_path, root):
-    lst = write(tmp_path, "\n".join([
-        "0\t0.0\ta/0.jpg",
-        "0\t1.0\ta/1.jpg",            # duplicate index
-        "2\t7.0\ta/2.jpg",            # label out of range
-        "3\t1.5\ta/2.jpg",            # not a class index
-        "x\t1.0\ta/2.jpg",            # bad index
-        "5\ta/2.jpg",                 # too few columns
-        "6\t1.0\t/etc/passwd",        # absolute path
-        "7\t1.0\t../outside.jpg",     # escapes the root
-        "8\t1.0\ta/missing.jpg",      # missing file
-        "9\t1.0\ta/broken.jpg",       # does not decode
-        "10\t1.0\t0.0\ta/0.jpg",      # column count differs
-    ]) + "\n")
+    lst = write(
+        tmp_path,
+        "\n".join(
+            [
+                "0\t0.0\ta/0.jpg",
+                "0\t1.0\ta/1.jpg",  # duplicate index
+                "2\t7.0\ta/2.jpg",  # label out of range
+                "3\t1.5\ta/2.jpg",  # not a class index
+                "x\t1.0\ta/2.jpg",  # bad index
+                "5\ta/2.jpg",  # too few columns
+                "6\t1.0\t/etc/passwd",  # absolute path
+                "7\t1.0\t../outside.jpg",  # escapes the root
+                "8\t1.0\ta/missing.jpg",  # missing file
+                "9\t1.0\ta/broken.jpg",  # does not decode
+                "10\t1.0\t0.0\ta/0.jpg",  # column count differs
+            ]
+        )
+        + "\n",
+    )
     with pytest.raises(LstValidationError) as info:
         validate_lst(lst, num_classes=3, image_root=root, check_images=True)
     message = str(info.value)
     assert message.startswith(f"{lst}: 10 problems:")
-    for expected in ["line 2: index 0 already used on line 1",
-                     "line 3: label 7 is not a class index; allowed: 0..2",
-                     "line 4: label 1.5 is not a class index",
-                     "line 5: index must be an integer, got 'x'",
-                     "line 6: expected index, label(s) and path separated by tabs, got 2",
-                     "line 7: path '/etc/passwd' must be relative",
-                     "line 8: path '../outside.jpg' must be relative",
-                     "line 9: image", "missing.jpg not found",
-                     "line 10: image", "broken.jpg does not decode",
-                     "line 11: 4 columns, but earlier lines have 3"]:
+    for expected in [
+        "line 2: index 0 already used on line 1",
+        "line 3: label 7 is not a class index; allowed: 0..2",
+        "line 4: label 1.5 is not a class index",
+        "line 5: index must be an integer, got 'x'",
+        "line 6: expected index, label(s) and path separated by tabs, got 2",
+        "line 7: path '/etc/passwd' must be relative",
+        "line 8: path '../outside.jpg' must be relative",
+        "line 9: image",
+        "missing.jpg not found",
+        "line 10: image",
+        "broken.jpg does not decode",
+        "line 11: 4 columns, but earlier lines have 3",
+    ]:
         assert expected in message, expected
 
 

@@ -24,8 +24,13 @@ def test_label_format_from_content_type():
 
 
 def test_single_and_multi_label_encodings(tmp_path):
-    single = write(tmp_path, [{"source-ref": "a.jpg", "class": "2"},
-                              {"source-ref": "b.jpg", "class": 0, "class-metadata": {}}])
+    single = write(
+        tmp_path,
+        [
+            {"source-ref": "a.jpg", "class": "2"},
+            {"source-ref": "b.jpg", "class": 0, "class-metadata": {}},
+        ],
+    )
     records, problems = read_manifest(single, num_classes=3)
     assert problems == [] and [r.label for r in records] == [(2.0,), (0.0,)]
     hot = write(tmp_path, [{"source-ref": "a.jpg", "class": "[1, 0, 1]"}], "hot.manifest")
@@ -36,43 +41,57 @@ def test_single_and_multi_label_encodings(tmp_path):
 
 
 def test_every_bad_line_is_reported_with_its_number(tmp_path):
-    manifest = write(tmp_path, [
-        {"source-ref": "a.jpg", "class": "0"},
-        "{not json",
-        {"source-ref": "b.jpg"},
-        {"source-ref": "c.jpg", "class": "1.5"},
-        {"source-ref": "a.jpg", "class": "1"},
-        {"source-ref": "../../etc/x.jpg", "class": "1"},
-        {"source-ref": "d.jpg", "class": "7"},
-        "[1, 2]",
-    ])
+    manifest = write(
+        tmp_path,
+        [
+            {"source-ref": "a.jpg", "class": "0"},
+            "{not json",
+            {"source-ref": "b.jpg"},
+            {"source-ref": "c.jpg", "class": "1.5"},
+            {"source-ref": "a.jpg", "class": "1"},
+            {"source-ref": "../../etc/x.jpg", "class": "1"},
+            {"source-ref": "d.jpg", "class": "7"},
+            "[1, 2]",
+        ],
+    )
     with pytest.raises(ManifestError) as info:
-        validate_manifest(manifest, attribute_names=["source-ref", "class"],
-                          content_type="application/x-recordio", num_classes=3,
-                          result_path=tmp_path / "result.json")
+        validate_manifest(
+            manifest,
+            attribute_names=["source-ref", "class"],
+            content_type="application/x-recordio",
+            num_classes=3,
+            result_path=tmp_path / "result.json",
+        )
     message = str(info.value)
-    for expected in ["line 1: reference 'a.jpg' appears more than once",
-                     "line 2: not a JSON object",
-                     "line 3: missing attribute(s) class",
-                     "line 4: class = \"1.5\": a class index must be a whole number",
-                     "line 5: reference 'a.jpg' appears more than once",
-                     "line 6: reference '../../etc/x.jpg' must be",
-                     "line 7: label 7 is outside 0..2 (num_classes=3)",
-                     "line 8: expected a JSON object"]:
+    for expected in [
+        "line 1: reference 'a.jpg' appears more than once",
+        "line 2: not a JSON object",
+        "line 3: missing attribute(s) class",
+        'line 4: class = "1.5": a class index must be a whole number',
+        "line 5: reference 'a.jpg' appears more than once",
+        "line 6: reference '../../etc/x.jpg' must be",
+        "line 7: label 7 is outside 0..2 (num_classes=3)",
+        "line 8: expected a JSON object",
+    ]:
         assert expected in message, expected
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["success"] is False
 
 
 def test_multi_label_problems(tmp_path):
-    manifest = write(tmp_path, [{"source-ref": "a.jpg", "class": "[0, 3]"},
-                                {"source-ref": "b.jpg", "class": "[1, 1]"}])
+    manifest = write(
+        tmp_path,
+        [{"source-ref": "a.jpg", "class": "[0, 3]"}, {"source-ref": "b.jpg", "class": "[1, 1]"}],
+    )
     with pytest.raises(ManifestError) as info:
-        validate_manifest(manifest, attribute_names=["source-ref", "class"],
-                          content_type="application/x-recordio; label-format=class-id",
-                          num_classes=3)
-    assert "line 1: class = \"[0, 3]\": class id 3 is outside 0..2" in str(info.value)
-    assert "line 2: class = \"[1, 1]\": class ids must be distinct" in str(info.value)
+        validate_manifest(
+            manifest,
+            attribute_names=["source-ref", "class"],
+            content_type="application/x-recordio; label-format=class-id",
+            num_classes=3,
+        )
+    assert 'line 1: class = "[0, 3]": class id 3 is outside 0..2' in str(info.value)
+    assert 'line 2: class = "[1, 1]": class ids must be distinct' in str(info.value)
 
 
 def test_attribute_names_are_checked(tmp_path):
@@ -82,10 +101,15 @@ def test_attribute_names_are_checked(tmp_path):
 
 
 def test_references_resolve_inside_the_root(tmp_path):
-    manifest = write(tmp_path, [{"source-ref": "img/a.jpg", "class": "0"},
-                                {"source-ref": f"file://{tmp_path}/img/b.jpg", "class": "1"},
-                                {"source-ref": "s3://conn@bucket/k/c.jpg", "class": "0"},
-                                {"source-ref": "file:///etc/passwd", "class": "0"}])
+    manifest = write(
+        tmp_path,
+        [
+            {"source-ref": "img/a.jpg", "class": "0"},
+            {"source-ref": f"file://{tmp_path}/img/b.jpg", "class": "1"},
+            {"source-ref": "s3://conn@bucket/k/c.jpg", "class": "0"},
+            {"source-ref": "file:///etc/passwd", "class": "0"},
+        ],
+    )
     records, _ = read_manifest(manifest)
     with pytest.raises(ManifestError, match="line 4: reference 'file:///etc/passwd' is outside"):
         to_lst_entries(records, manifest)
@@ -97,10 +121,24 @@ def test_convert_writes_lst_and_packed_records(tmp_path):
     (tmp_path / "img").mkdir()
     for name in ("a", "b"):
         Image.new("RGB", (8, 8)).save(tmp_path / "img" / f"{name}.jpg")
-    manifest = write(tmp_path, [{"source-ref": "img/a.jpg", "class": "[1, 0]"},
-                                {"source-ref": "img/b.jpg", "class": "[1, 1]"}])
-    code = manifest_cli(["convert", str(manifest), str(tmp_path / "out"), "--num-classes", "2",
-                         "--content-type", "application/x-recordio; label-format=multi-hot"])
+    manifest = write(
+        tmp_path,
+        [
+            {"source-ref": "img/a.jpg", "class": "[1, 0]"},
+            {"source-ref": "img/b.jpg", "class": "[1, 1]"},
+        ],
+    )
+    code = manifest_cli(
+        [
+            "convert",
+            str(manifest),
+            str(tmp_path / "out"),
+            "--num-classes",
+            "2",
+            "--content-type",
+            "application/x-recordio; label-format=multi-hot",
+        ]
+    )
     assert code == 0
     assert (tmp_path / "out.lst").read_text().splitlines()[1] == "1\t1.000000\t1.000000\timg/b.jpg"
     assert (tmp_path / "out.rec").stat().st_size > 0

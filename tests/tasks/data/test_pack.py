@@ -42,8 +42,9 @@ def test_pass_through_stores_file_bytes_in_list_order(tmp_path, images):
 def test_resize_sets_the_shorter_side(tmp_path, images, workers):
     root, entries = images
     rec = tmp_path / "o.rec"
-    pack_lst(entries, root, rec, tmp_path / "o.idx", options=PackOptions(resize=24),
-             num_workers=workers)
+    pack_lst(
+        entries, root, rec, tmp_path / "o.idx", options=PackOptions(resize=24), num_workers=workers
+    )
     sizes = [Image.open(io.BytesIO(img)).size for _, img in read_all(rec)]
     assert sizes == [(32, 24), (24, 72), (24, 24)]
 
@@ -51,19 +52,34 @@ def test_resize_sets_the_shorter_side(tmp_path, images, workers):
 def test_pack_label_writes_all_labels(tmp_path, images):
     root, _ = images
     entries = [LstEntry(0, (1.0, 0.0, 1.0), "0.jpg")]
-    pack_lst(entries, root, tmp_path / "m.rec", tmp_path / "m.idx",
-             options=PackOptions(pass_through=True, pack_label=True))
+    pack_lst(
+        entries,
+        root,
+        tmp_path / "m.rec",
+        tmp_path / "m.idx",
+        options=PackOptions(pass_through=True, pack_label=True),
+    )
     assert read_all(tmp_path / "m.rec")[0][0].label == (1.0, 0.0, 1.0)
 
 
 def test_missing_and_escaping_paths_are_refused(tmp_path, images):
     root, entries = images
     with pytest.raises(PackError, match="must be relative to the image root"):
-        pack_lst([LstEntry(0, (0.0,), "../secret.jpg")], root, tmp_path / "a.rec",
-                 tmp_path / "a.idx", source="train.lst")
+        pack_lst(
+            [LstEntry(0, (0.0,), "../secret.jpg")],
+            root,
+            tmp_path / "a.rec",
+            tmp_path / "a.idx",
+            source="train.lst",
+        )
     with pytest.raises(PackError, match=r"train.lst, line 7: .*missing.jpg: image file not found"):
-        pack_lst([LstEntry(0, (0.0,), "missing.jpg", line=7)], root, tmp_path / "a.rec",
-                 tmp_path / "a.idx", source="train.lst")
+        pack_lst(
+            [LstEntry(0, (0.0,), "missing.jpg", line=7)],
+            root,
+            tmp_path / "a.rec",
+            tmp_path / "a.idx",
+            source="train.lst",
+        )
     assert not (tmp_path / "a.rec").exists(), "a failed pack leaves no partial .rec"
 
 
@@ -78,8 +94,9 @@ def test_skip_bad_leaves_out_and_reports_unreadable_images(tmp_path, images):
     root, entries = images
     (root / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
     listed = [*entries[:1], LstEntry(5, (0.0,), "bad.jpg", line=2), *entries[1:]]
-    result = pack_lst(listed, root, tmp_path / "s.rec", tmp_path / "s.idx", skip_bad=True,
-                      source="x.lst")
+    result = pack_lst(
+        listed, root, tmp_path / "s.rec", tmp_path / "s.idx", skip_bad=True, source="x.lst"
+    )
     assert result.records == 3
     assert len(result.skipped) == 1 and result.skipped[0].startswith("x.lst, line 2: ")
     assert [h.id for h, _ in read_all(tmp_path / "s.rec")] == [10, 11, 12]
@@ -89,14 +106,24 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     Image.new("L", (100, 100)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(PackError, match="big.png: cannot decode image"):
-        pack_lst([LstEntry(0, (0.0,), "big.png")], tmp_path, tmp_path / "b.rec",
-                 tmp_path / "b.idx", options=PackOptions(resize=8))
+        pack_lst(
+            [LstEntry(0, (0.0,), "big.png")],
+            tmp_path,
+            tmp_path / "b.rec",
+            tmp_path / "b.idx",
+            options=PackOptions(resize=8),
+        )
 
 
 def test_exif_rotated_photos_are_packed_upright(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored landscape, displayed rotated by 90 degrees: portrait
     Image.new("RGB", (80, 40), (200, 10, 10)).save(tmp_path / "p.jpg", exif=exif)
-    pack_lst([LstEntry(0, (0.0,), "p.jpg")], tmp_path, tmp_path / "r.rec", tmp_path / "r.idx",
-             options=PackOptions(resize=20))
+    pack_lst(
+        [LstEntry(0, (0.0,), "p.jpg")],
+        tmp_path,
+        tmp_path / "r.rec",
+        tmp_path / "r.idx",
+        options=PackOptions(resize=20),
+    )
     assert Image.open(io.BytesIO(read_all(tmp_path / "r.rec")[0][1])).size == (20, 40)

@@ -33,12 +33,15 @@ def test_every_problem_is_reported_in_one_pass(tmp_path):
     with pytest.raises(LayoutError) as info:
         check_segmentation_layout(tmp_path)
     message = str(info.value)
-    for expected in ["train/orphan_image.jpg has no annotation train_annotation/orphan_image.png",
-                     "train_annotation/orphan_ann.png has no image in train/",
-                     "train_annotation/rgb.png: mode RGB; annotations must be single-channel",
-                     "train_annotation/sized.png is 4x4, its image sized.jpg is 8x6",
-                     "folder validation/ is missing", "folder validation_annotation/ is missing",
-                     "label_map/extra.json: expected only"]:
+    for expected in [
+        "train/orphan_image.jpg has no annotation train_annotation/orphan_image.png",
+        "train_annotation/orphan_ann.png has no image in train/",
+        "train_annotation/rgb.png: mode RGB; annotations must be single-channel",
+        "train_annotation/sized.png is 4x4, its image sized.jpg is 8x6",
+        "folder validation/ is missing",
+        "folder validation_annotation/ is missing",
+        "label_map/extra.json: expected only",
+    ]:
         assert expected in message, expected
 
 

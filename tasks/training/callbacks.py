@@ -51,12 +51,11 @@ class ThroughputLogger(keras.callbacks.Callback):
 
 
 class RelativeEarlyStopping(keras.callbacks.Callback):
-    """Stops when validation accuracy improves by less than `tolerance` (relative) for
-    `patience` epochs, never before `min_epochs`, as the reference algorithm does."""
+    """Stops when `monitor` (higher is better: validation accuracy, mIoU) improves by less than
+    `tolerance` (relative) for `patience` epochs, never before `min_epochs`, as the reference
+    algorithms do."""
 
-    def __init__(
-        self, *, monitor: str = "val_accuracy", min_epochs: int, patience: int, tolerance: float
-    ):
+    def __init__(self, *, monitor: str, min_epochs: int, patience: int, tolerance: float):
         super().__init__()
         self.monitor, self.min_epochs = monitor, min_epochs
         self.patience, self.tolerance = patience, tolerance

@@ -1,0 +1,126 @@
+"""What every pipeline DAG shares, so that a DAG file says only what is its own.
+
+The run prefix and its macro, the runner / image / GPU Params, Params generated from the
+algorithm's hyperparameter table (choices, ranges, defaults and descriptions as the trainer
+checks them), container steps with the per-run runner, and XCom templates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk import DAG, Param
+
+from operators.container import ContainerStepOperator, Runner
+from operators.paths import run_uri
+from tasks.algorithms import AlgorithmSpec
+
+RUN = "{{ run_uri(params.output_uri, dag_run.logical_date, run_id) }}"
+"""Everything a run writes lives under this prefix (operators.paths.run_uri)."""
+START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def xcom(task_id: str, key: str) -> str:
+    """A template for one value of the dict that `task_id` returned."""
+    return "{{ ti.xcom_pull(task_ids='" + task_id + "')['" + key + "'] }}"
+
+
+def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Param:
+    """A form field for one hyperparameter, as its table defines it (`overrides` win)."""
+    p = spec.param(name)
+    schema = p.schema
+    default = p.default_value()
+    if default is None:
+        schema["type"] = [schema["type"], "null"]
+    options = {"title": name, "description": p.description or p.allowed, **schema, **overrides}
+    return Param(options.pop("default", default), **options)
+
+
+def form_hyperparameters(names: Iterable[str]) -> dict[str, str]:
+    """Templates that send the form's values of `names` to the trainer (empty ones are left
+    out, so the trainer's defaults apply)."""
+    return {n: "{{ '' if params." + n + " is none else params." + n + " }}" for n in names}
+
+
+def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
+    """Where the container steps run: runner, image and GPUs, defaults from the environment."""
+    return {
+        "runner": Param(
+            os.environ.get("VISION_PIPELINES_RUNNER", Runner.LOCAL.value),
+            type="string",
+            enum=[r.value for r in Runner],
+            title="runner",
+            description="local: the trainer environment on this machine; kubernetes: a GPU pod.",
+        ),
+        "trainer_image": Param(
+            os.environ.get("VISION_PIPELINES_TRAINER_IMAGE", spec.environment.image),
+            type="string",
+            title="trainer image",
+            description="Trainer image for runner=kubernetes.",
+        ),
+        "gpu_count": Param(
+            1,
+            type="integer",
+            minimum=0,
+            maximum=16,
+            title="GPUs",
+            description="GPUs per training pod (runner=kubernetes).",
+        ),
+    }
+
+
+def schedule_of(dag_id: str) -> str | None:
+    """`VISION_PIPELINES_<DAG_ID>_SCHEDULE` (cron or preset); none by default."""
+    return os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE") or None
+
+
+def pipeline_dag(
+    *,
+    dag_id: str,
+    spec: AlgorithmSpec,
+    description: str,
+    doc_md: str | None,
+    params: Mapping[str, Param],
+    tags: Iterable[str] = (),
+) -> DAG:
+    """The DAG of one pipeline: its Params plus the runner's, the run-prefix macro, the
+    schedule from configuration, one active run at a time."""
+    return DAG(
+        dag_id=dag_id,
+        description=description,
+        doc_md=doc_md,
+        schedule=schedule_of(dag_id),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        user_defined_macros={"run_uri": run_uri},
+        tags=["vision-pipelines", spec.id, *tags],
+        params={**params, **runner_params(spec)},
+    )
+
+
+def container_step(
+    *,
+    task_id: str,
+    step: str,
+    spec: AlgorithmSpec,
+    channels: Mapping[str, str],
+    output: str,
+    **kwargs: Any,
+) -> ContainerStepOperator:
+    """A container step of `spec` writing under `<run prefix>/<output>`, on the per-run runner,
+    image and GPU count of the form."""
+    return ContainerStepOperator(
+        task_id=task_id,
+        step=step,
+        algorithm=spec.id,
+        channels=channels,
+        output_uri=f"{RUN}/{output}",
+        runner="{{ params.runner }}",
+        image="{{ params.trainer_image }}",
+        gpus="{{ params.gpu_count }}",
+        **kwargs,
+    )
