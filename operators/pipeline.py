@@ -32,7 +32,7 @@ def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Pa
     """A form field for one hyperparameter, as its table defines it (`overrides` win)."""
     p = spec.param(name)
     schema = p.schema
-    default = p.default_value()
+    default = p.form_default()
     if default is None:
         schema["type"] = [schema["type"], "null"]
     options = {"title": name, "description": p.description or p.allowed, **schema, **overrides}

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tasks.contract import EVALUATION, LEARNING_CURVES, METRICS, MODEL_ARCHIVE, PREDICTIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 DATASET = DATA / "datasets" / "shapes"
@@ -67,18 +69,18 @@ def main() -> int:
 
 
 def report(run: Path) -> int:
-    predictions = run / "batch_transform" / "predictions.jsonl"
+    predictions = run / "batch_transform" / PREDICTIONS
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     images = sum(1 for p in DATASET.rglob("*") if p.suffix in (".jpg", ".jpeg", ".png"))
     sums_ok = all(math.isclose(sum(r["prediction"]), 1.0, abs_tol=1e-4) for r in rows)
-    evaluation = json.loads((run / "evaluate" / "evaluation.json").read_text())
+    evaluation = json.loads((run / "evaluate" / EVALUATION).read_text())
     print(f"""
 run folder:        {run}
 .lst files:        {run / "lists" / "train.lst"}, {run / "lists" / "validation.lst"}
 RecordIO:          {run / "recordio" / "train" / "train.rec"} (+ .idx), validation likewise
-model:             {run / "train" / "model.tar.gz"}
-training metrics:  {run / "train" / "metrics.json"} (learning curves: learning_curves.png)
-evaluation:        {run / "evaluate" / "evaluation.json"} (evaluation_confusion_matrix.png)
+model:             {run / "train" / MODEL_ARCHIVE}
+training metrics:  {run / "train" / METRICS} (learning curves: {LEARNING_CURVES})
+evaluation:        {run / "evaluate" / EVALUATION} (evaluation_confusion_matrix.png)
 predictions:       {predictions}: {len(rows)} lines for {images} images, \
 probabilities sum to 1: {sums_ok}
 

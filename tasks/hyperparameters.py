@@ -165,9 +165,12 @@ class Param:
         """What the parser accepts, as JSON schema (a string of any form when it cannot say)."""
         return dict(getattr(self.parse, "schema", {"type": "string"}))
 
-    def default_value(self) -> Any:
-        """The parsed default (None when there is none)."""
-        return None if self.default is None else self.parse(self.default)
+    def form_default(self) -> Any:
+        """The default as the form holds it: parsed, or the text itself for structured text
+        (None when there is no default)."""
+        if self.default is None or self.schema["type"] == "string":
+            return self.default
+        return self.parse(self.default)
 
 
 def parse_hyperparameters(

@@ -84,7 +84,8 @@ def _data_input(channel: Path) -> Path:
     return lists[0].resolve() if len(lists) == 1 else channel
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m tasks.job` (what the container step operators send)."""
     parser = argparse.ArgumentParser(
         prog="python -m tasks.job",
         description=__doc__,
@@ -113,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON object: channel -> {ContentType, ...}",
     )
     parser.add_argument("--output-uri", required=True, help="where model/ and output/ go")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     ml = MLRoot(args.ml_root)
     # A rerun starts from clean outputs (checkpoints stay, so training resumes).
     for folder in (ml.model_dir, ml.output_dir):

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.contract import EVALUATION, METRICS
 from tasks.errors import InputError
 
 SERVED = (".png", ".json", ".jsonl")
@@ -38,8 +39,8 @@ def find_runs(root: Path) -> list[RunSummary]:
             pipeline=folder.parent.name,
             run=folder.name,
             folder=folder,
-            training=_json(folder / "train" / "metrics.json"),
-            evaluation=_json(folder / "evaluate" / "evaluation.json"),
+            training=_json(folder / "train" / METRICS),
+            evaluation=_json(folder / "evaluate" / EVALUATION),
             pictures=sorted(p.relative_to(root).as_posix() for p in folder.rglob("*.png")),
         )
         for folder in folders

@@ -34,7 +34,8 @@ def _image_shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-image_shape = Pattern(_image_shape, r"^\s*[13]\s*,\s*\d+\s*,\s*\d+\s*$")
+_SIDE = r"\s*([89]|[1-9]\d+)\s*"
+image_shape = Pattern(_image_shape, rf"^\s*[13]\s*,{_SIDE},{_SIDE}$")
 """ "channels,height,width" with 1 or 3 channels and sides of at least 8 pixels."""
 
 UNIT = "a number in [0, 1]"

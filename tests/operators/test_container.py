@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import ObjectStoragePath
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from operators.container import (
     ContainerStep,
@@ -173,3 +174,95 @@ def test_empty_channels_are_left_out():
     )
     local = op.build({"run_id": "r", "logical_date": None})
     assert "--channel" in local.arguments and "model=" not in " ".join(local.arguments)
+
+
+def _deferrable_step(out: str, **kwargs):
+    return ContainerStepOperator(
+        task_id="evaluate",
+        step="evaluate",
+        channels={"model": "s3://b/run/train/model.tar.gz", "validation": "s3://b/run/val"},
+        output_uri=out,
+        runner="kubernetes",
+        image="trainer:dev",
+        **kwargs,
+    )
+
+
+class _TaskInstance:
+    def __init__(self):
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+def test_kubernetes_steps_defer_and_resume_through_the_step_operator(tmp_path, monkeypatch):
+    """The provider's deferrable path end to end, with the cluster calls replaced: execute
+    defers on the pod trigger, and the resumed task (Airflow calls `trigger_reentry` on *our*
+    operator) collects the step's outputs."""
+    from airflow.sdk.exceptions import TaskDeferred
+    from kubernetes.client import models as k8s
+
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", '{"conn_type": "kubernetes"}')
+    pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="vision-evaluate-abc", namespace="default"))
+    monkeypatch.setattr(KubernetesPodOperator, "build_pod_request_obj", lambda self, ctx=None: pod)
+    monkeypatch.setattr(KubernetesPodOperator, "get_or_create_pod", lambda self, **kw: pod)
+    out = ObjectStoragePath(f"memory://steps/{tmp_path.name}/out")
+    out.mkdir(parents=True, exist_ok=True)
+    op = _deferrable_step(str(out))
+    (out / "failure").write_text("reason of an earlier attempt\n")
+    ti = _TaskInstance()
+    context = {"run_id": "manual__x", "logical_date": None, "ti": ti, "outlet_events": {}}
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    assert deferred.value.method_name == "trigger_reentry"
+    assert type(deferred.value.trigger).__name__ == "KubernetesPodTrigger"
+    assert ti.pushed["pod_name"] == "vision-evaluate-abc"
+    assert not (out / "failure").exists(), "a stale failure must not outlive a new attempt"
+
+    seen = []
+    monkeypatch.setattr(
+        KubernetesPodOperator, "trigger_reentry", lambda self, ctx, event: seen.append(event)
+    )
+    (out / "evaluation.json").write_text(json.dumps({"accuracy": 0.75, "samples": 4}))
+    (out / "summary.json").write_text(
+        json.dumps({"exit_code": 0, "primary_metric": "accuracy", "value": 0.75})
+    )
+    event = {"status": "success", "name": "vision-evaluate-abc", "namespace": "default"}
+    result = op.resume_execution("trigger_reentry", {"event": event}, context)
+    assert seen == [event]
+    assert result["metrics"] == {"accuracy": 0.75, "samples": 4}
+    assert result["primary_metric"] == {"accuracy": 0.75}
+
+
+@pytest.mark.parametrize(
+    ("summary", "error"),
+    [
+        ({"exit_code": 2, "reason": "bad"}, AirflowFailException),
+        ({"exit_code": 1, "reason": "internal error: boom"}, AirflowException),
+        (None, AirflowException),
+    ],
+)
+def test_failure_class_comes_from_the_step_summary(tmp_path, monkeypatch, summary, error):
+    from airflow.sdk.exceptions import AirflowException as Base
+
+    out = ObjectStoragePath(f"memory://steps/{tmp_path.name}/out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def step_fails(self, ctx, event):
+        if summary is not None:
+            (out / "summary.json").write_text(json.dumps(summary))
+            (out / "failure").write_text("internal error: looks like a bad input message\n")
+        raise Base("pod failed")
+
+    monkeypatch.setattr(KubernetesPodOperator, "trigger_reentry", step_fails)
+    op = _deferrable_step(str(out))
+    context = {"run_id": "r", "logical_date": None, "ti": _TaskInstance(), "outlet_events": {}}
+    with pytest.raises(error) as raised:
+        op.trigger_reentry(context, {"status": "failed", "name": "p", "namespace": "default"})
+    assert type(raised.value) is error
+    if summary is None:
+        assert "without reporting a result" in str(raised.value)
+    else:
+        assert "looks like a bad input message" in str(raised.value)

@@ -57,6 +57,12 @@ def test_train_evaluate_transform_through_object_storage_uris(tmp_path, make_ml_
     evaluation = json.loads((out / "evaluate" / "evaluation.json").read_text())
     assert evaluation["samples"] == 6 and 0.0 <= evaluation["accuracy"] <= 1.0
     assert (out / "evaluate" / "evaluation_confusion_matrix.png").is_file()
+    summary = json.loads((out / "evaluate" / "summary.json").read_text())
+    assert summary["status"] == "succeeded" and summary["primary_metric"] == "accuracy"
+    assert summary["value"] == evaluation["accuracy"]
+    trained = json.loads((out / "train" / "summary.json").read_text())
+    final = json.loads((out / "train" / "metrics.json").read_text())["final"]
+    assert trained["value"] == final["validation_accuracy"]
 
     (images / "nested").mkdir()
     (images / "nested" / "a.PNG").write_bytes((images / "circle" / "circle_0000.jpg").read_bytes())
@@ -122,3 +128,56 @@ def test_a_rerun_does_not_see_channels_of_an_earlier_attempt(tmp_path):
     assert not stale.exists()
     assert ml.channel("train").resolve() == data.resolve()
     assert json.loads(ml.input_data_config_path.read_text()) == {"train": {}}
+
+
+@pytest.mark.parametrize("step", ["train", "evaluate", "transform"])
+def test_an_unknown_algorithm_is_exit_2_with_the_known_ones(tmp_path, step, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [
+            step,
+            "--algorithm",
+            "NOPE",
+            "--ml-root",
+            str(tmp_path / "ml"),
+            "--channel",
+            f"model=file://{tmp_path}",
+            "--output-uri",
+            f"file://{out}",
+        ]
+    )
+    assert code == 2
+    assert (
+        "unknown algorithm 'NOPE'; known algorithms: image-classification"
+        in (out / "failure").read_text()
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["exit_code"], summary["failure"], summary["step"]) == (2, "bad_input", step)
+    assert "FAILED: unknown algorithm 'NOPE'" in capsys.readouterr().err
+
+
+def test_the_trainer_cli_refuses_an_unknown_algorithm(tmp_path):
+    from tasks.contract import MLRoot
+    from tasks.train import main as train_main
+
+    ml = MLRoot(tmp_path / "ml")
+    assert train_main(["--algorithm", "NOPE", "--ml-root", str(ml.root)]) == 2
+    assert "known algorithms: image-classification" in ml.failure_path.read_text()
+
+
+def test_a_channel_the_step_does_not_read_is_refused_before_staging(tmp_path):
+    out = tmp_path / "out"
+    code = main(
+        [
+            "evaluate",
+            "--ml-root",
+            str(tmp_path / "ml"),
+            "--channel",
+            f"labels=file://{tmp_path}/nowhere",
+            "--output-uri",
+            f"file://{out}",
+        ]
+    )
+    assert code == 2
+    failure = (out / "failure").read_text()
+    assert "does not read a channel 'labels'; allowed: model, validation" in failure

@@ -42,3 +42,38 @@ def test_grey_input_and_unknown_depth():
     assert build_resnet(20, image_shape=(1, 24, 24), num_classes=3).input_shape == (None, 24, 24, 1)
     with pytest.raises(ValueError, match="num_layers must be one of"):
         build_resnet(19, image_shape=(3, 32, 32), num_classes=3)
+
+
+@pytest.mark.parametrize(("output_stride", "sides"), [(None, [16, 8, 4, 2]), (8, [16, 8, 8, 8])])
+def test_encoder_returns_every_stage_at_its_output_stride(output_stride, sides):
+    from tasks.image_classification.resnet import build_encoder
+
+    encoder = build_encoder(50, image_shape=(3, 64, 64), output_stride=output_stride)
+    stages = encoder.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0)
+    assert [s.shape[1] for s in stages] == sides
+    assert [s.shape[-1] for s in stages] == [256, 512, 1024, 2048]
+
+
+def test_dilated_encoder_keeps_the_classifier_weights_and_dilates_as_gluoncv():
+    from tasks.image_classification.resnet import build_encoder
+
+    classifier = build_resnet(50, image_shape=(3, 64, 64), num_classes=10)
+    encoder = build_encoder(50, image_shape=(3, 64, 64), output_stride=8)
+    assert encoder.count_params() == classifier.count_params() - (2048 * 10 + 10)
+    rates = {
+        name: encoder.get_layer(name).dilation_rate
+        for name in ("stage3_block1_conv2", "stage3_block2_conv2", "stage4_block1_conv2")
+    }
+    assert rates == {
+        "stage3_block1_conv2": (1, 1),
+        "stage3_block2_conv2": (2, 2),
+        "stage4_block1_conv2": (2, 2),
+    }
+    assert encoder.get_layer("stage4_block3_conv2").dilation_rate == (4, 4)
+    assert encoder.get_layer("stage3_block1_conv1").strides == (1, 1)
+    encoder.set_weights(classifier.get_weights()[:-2])  # same layers, same shapes, same order
+
+
+def test_an_unsupported_output_stride_is_named():
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        build_resnet(20, image_shape=(3, 32, 32), num_classes=2, output_stride=4)

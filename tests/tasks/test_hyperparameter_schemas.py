@@ -1,0 +1,52 @@
+"""The form's JSON schema of every hyperparameter accepts what its parser accepts."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from tasks.algorithms import ALGORITHMS
+from tasks.hyperparameters import Boolean, Choice, Integer, IntegerChoice, Number, Pattern
+
+PARAMS = [(spec.id, p) for spec in ALGORITHMS.values() for p in spec.hyperparameters]
+
+
+def _valid(schema, value) -> bool:
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+def _samples(parse):
+    """(value in the form, its string to the trainer) pairs around the parser's limits."""
+    if isinstance(parse, Integer):
+        edges = [v for v in (parse.low, parse.high) if v is not None]
+        return [(v + d, str(v + d)) for v in edges for d in (-1, 0, 1)]
+    if isinstance(parse, Number):
+        return [(v, str(v)) for v in (parse.low - 0.5, parse.low, parse.high, parse.high + 0.5)]
+    if isinstance(parse, Choice):
+        return [(v, v) for v in parse.values] + [("nope", "nope")]
+    if isinstance(parse, IntegerChoice):
+        return [(v, str(v)) for v in parse.values] + [(7, "7")]
+    if isinstance(parse, Boolean):
+        return [(True, "True"), (False, "False")]
+    if isinstance(parse, Pattern):
+        return [("1,2,3", "1,2,3"), ("3,abc,32", "3,abc,32"), ("10,20", "10,20")]
+    raise AssertionError(f"no samples for {parse!r}")
+
+
+@pytest.mark.parametrize(("algorithm", "param"), PARAMS, ids=lambda v: getattr(v, "name", v))
+def test_schema_and_parser_agree(algorithm, param):
+    schema = param.schema
+    if param.default is not None:
+        assert _valid(schema, param.form_default()), param.default
+    for value, text in _samples(param.parse):
+        try:
+            param.parse(text)
+            parses = True
+        except ValueError:
+            parses = False
+        assert _valid(schema, value) == parses, (value, text)
+    assert param.description, f"{algorithm}: {param.name} has no description"
