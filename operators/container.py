@@ -6,6 +6,7 @@ ml-root's place differs (`/opt/ml` in the pod, a run-scoped folder on local disk
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -21,7 +22,13 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from operators.links import RunOutputsLink
 from operators.paths import run_key
-from tasks.algorithms import AlgorithmSpec, UnknownAlgorithmError, get_algorithm
+from tasks.algorithms import (
+    TRAINER,
+    AlgorithmSpec,
+    Environment,
+    UnknownAlgorithmError,
+    get_algorithm,
+)
 from tasks.contract import (
     EXIT_BAD_INPUT,
     FAILURE,
@@ -34,6 +41,7 @@ from tasks.contract import (
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POD_ML_ROOT = "/opt/ml"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class Runner(StrEnum):
@@ -111,9 +119,9 @@ def algorithm_spec(algorithm: str) -> AlgorithmSpec:
         raise ValueError(str(e)) from e
 
 
-def trainer_python(spec: AlgorithmSpec) -> str:
-    """The interpreter of the algorithm's environment (`VISION_PIPELINES_TRAINER_PYTHON` wins)."""
-    default = PROJECT_ROOT / spec.environment.venv / "bin" / "python"
+def trainer_python(environment: Environment = TRAINER) -> str:
+    """The interpreter of an algorithm's environment (`VISION_PIPELINES_TRAINER_PYTHON` wins)."""
+    default = PROJECT_ROOT / environment.venv / "bin" / "python"
     return os.environ.get("VISION_PIPELINES_TRAINER_PYTHON", str(default))
 
 
@@ -138,7 +146,7 @@ def container_task(
         return LocalStepOperator(
             task_id=task_id,
             arguments=step.arguments(local_ml_root),
-            python=trainer_python(spec),
+            python=trainer_python(spec.environment),
             **kwargs,
         )
     local = [
@@ -179,17 +187,25 @@ def container_task(
     )
 
 
+def _die_with_parent() -> Callable[[], None]:
+    """For the child before exec: SIGTERM when the task process dies, even by SIGKILL (its own
+    session keeps it from the task's signals otherwise, and a retry would run a second trainer on
+    the same ml-root). prctl is looked up here, in the parent: the child only calls it."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class LocalStepOperator(BaseOperator):
     """Runs `python -m tasks.job ARGS` in the trainer environment, streaming its output to the log.
 
     :param arguments: arguments of `tasks.job` (as ContainerStep.arguments makes them).
-    :param python: the interpreter of the algorithm's environment (see `trainer_python`).
+    :param python: the interpreter of the algorithm's environment; default `trainer_python()`.
     """
 
-    def __init__(self, *, arguments: Sequence[str], python: str, **kwargs: Any):
+    def __init__(self, *, arguments: Sequence[str], python: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.arguments = list(arguments)
-        self.python = python
+        self.python = python or trainer_python()
         self._process: subprocess.Popen | None = None
 
     def execute(self, context: Any) -> int:
@@ -219,6 +235,7 @@ class LocalStepOperator(BaseOperator):
             text=True,
             bufsize=1,
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
         for line in self._process.stdout or ():
             self.log.info("%s", line.rstrip())

@@ -4,16 +4,21 @@ training (model.keras for the Keras algorithms)."""
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tasks.atomic import atomic_path
 from tasks.errors import InputError
 
+MAX_MEMBERS_ENV = "VISION_PIPELINES_MODEL_MAX_MEMBERS"
+MAX_BYTES_ENV = "VISION_PIPELINES_MODEL_MAX_BYTES"
+DEFAULT_MAX_MEMBERS = 10_000
+DEFAULT_MAX_BYTES = 16 * 2**30
 MANIFEST = "manifest.json"
 SAVED_MODEL = "saved_model"
 KERAS_MODEL = "model.keras"
@@ -136,13 +141,40 @@ class ExtractedModel:
         return self.root / KERAS_MODEL
 
 
+def _checked_members(tar: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo]:
+    """Every member, checked by us whatever tarfile's filters do on this Python (CVE-2025-4517
+    bypassed them with symlink chains): regular files and folders only, relative names that
+    stay inside, and caps on the count and the unpacked size."""
+    max_members = int(os.environ.get(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS))
+    max_bytes = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
+    members, total = [], 0
+    for member in tar:
+        name = PurePosixPath(member.name)
+        if not (member.isreg() or member.isdir()):
+            raise ArtifactError(
+                f"{source}: member {member.name!r} is a link or special file; a model archive "
+                "holds only regular files and folders"
+            )
+        if name.is_absolute() or ".." in name.parts:
+            raise ArtifactError(f"{source}: member {member.name!r} points outside the archive")
+        members.append(member)
+        total += member.size
+        if len(members) > max_members or total > max_bytes:
+            raise ArtifactError(
+                f"{source}: unpacks to more than {max_members} members or {max_bytes} bytes "
+                f"(limits {MAX_MEMBERS_ENV}, {MAX_BYTES_ENV})"
+            )
+    return members
+
+
 def extract_artifact(tar_path: Path, dest: Path) -> ExtractedModel:
-    """Unpack a model.tar.gz into `dest` (members confined to it) and read its manifest."""
+    """Unpack a model.tar.gz into `dest` (members checked, confined to it) and read its
+    manifest."""
     if not tar_path.is_file():
         raise ArtifactError(f"{tar_path}: model file not found")
     try:
         with tarfile.open(tar_path, "r:*") as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, members=_checked_members(tar, tar_path), filter="data")
     except (tarfile.TarError, OSError) as e:
         raise ArtifactError(f"{tar_path}: not a readable model.tar.gz ({e})") from e
     manifest_path = dest / MANIFEST

@@ -13,6 +13,14 @@ from tasks.data.lst import LstEntry
 from tasks.errors import InputError
 from tasks.problems import Problem, describe
 
+DECODE_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+"""What Pillow raises (or warns, as an error) for a file that is not a decodable image."""
+
 
 class LstValidationError(InputError):
     """A `.lst` with problems; the message lists the first ones with their line numbers."""
@@ -27,12 +35,7 @@ def _check_image(path: Path) -> str | None:
                 img.load()
     except FileNotFoundError:
         return f"image {path} not found"
-    except (
-        OSError,
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as e:
+    except DECODE_ERRORS as e:
         return f"image {path} does not decode: {e}"
     return None
 

@@ -11,10 +11,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps
 
 from tasks.atomic import atomic_path
 from tasks.data.lst import LstEntry
+from tasks.data.lst_validation import DECODE_ERRORS
 from tasks.data.recordio import ImageHeader, RecordIOWriter, pack
 from tasks.errors import InputError
 from tasks.progress import Progress
@@ -95,12 +96,7 @@ def encode_image(path: Path, options: PackOptions) -> bytes:
                 img = _convert(img, options.color)
     except FileNotFoundError:
         raise
-    except (
-        OSError,
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as e:
+    except DECODE_ERRORS as e:
         raise PackError(f"{path}: cannot decode image: {e}") from e
     if options.center_crop:
         w, h = img.size

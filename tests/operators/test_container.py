@@ -4,6 +4,7 @@ import json
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -266,3 +267,45 @@ def test_failure_class_comes_from_the_step_summary(tmp_path, monkeypatch, summar
         assert "without reporting a result" in str(raised.value)
     else:
         assert "looks like a bad input message" in str(raised.value)
+
+
+def test_no_trainer_outlives_a_sigkilled_task(tmp_path):
+    """The task process is SIGKILLed (as the scheduler does to a stuck task): the local step it
+    started must not keep running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "trainer.pid"
+    fake_python = tmp_path / "python"
+    fake_python.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 120\n")
+    fake_python.chmod(0o755)
+    task = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from operators.container import LocalStepOperator as Op;"
+            f"Op(task_id='t', arguments=['train'], python={str(fake_python)!r}).run()",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline and task.poll() is None, "the step never started"
+        time.sleep(0.05)  # polling for the child's pid file, not waiting a fixed time
+    trainer = int(pid_file.read_text())
+    task.send_signal(signal.SIGKILL)
+    task.wait(timeout=30)
+    while time.monotonic() < deadline:
+        try:
+            os.kill(trainer, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{trainer}/stat") as f:
+            if f.read().split()[2] == "Z":  # exited, not yet reaped
+                break
+        time.sleep(0.05)
+    else:
+        os.kill(trainer, signal.SIGKILL)
+        raise AssertionError("the trainer outlived its task")

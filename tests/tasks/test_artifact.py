@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import io
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,64 @@ def test_a_manifest_without_its_fields_is_named(tmp_path):
             t.add(p, arcname=p.name)
     with pytest.raises(ArtifactError, match="manifest.json lacks architecture, class_names"):
         extract_artifact(broken, tmp_path / "y")
+
+
+def _tar_with(tmp_path, add) -> Path:
+    tar = tmp_path / "crafted.tar.gz"
+    with tarfile.open(tar, "w:gz") as t:
+        add(t)
+    return tar
+
+
+def _member(t, name, data=b"", **fields):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in fields.items():
+        setattr(info, key, value)
+    t.addfile(info, io.BytesIO(data))
+
+
+def test_a_symlink_chain_archive_writes_nothing_outside(tmp_path):
+    """CVE-2025-4517's shape: a chain of symlinks whose resolved path exceeds PATH_MAX, so
+    tarfile's `filter="data"` (Python 3.11.7 here) cannot see that `escape` leads out of the
+    folder; the old code wrote `escape/pwned.txt` into `outside/`."""
+    (tmp_path / "outside").mkdir()
+    comp, steps = "d" * 247, "abcdefghijklmnop"
+
+    def add(t):
+        path = ""
+        for step in steps:
+            _member(t, f"{path}{comp}", type=tarfile.DIRTYPE)
+            _member(t, f"{path}{step}", type=tarfile.SYMTYPE, linkname=comp)
+            path += comp + "/"
+        chain = "/".join(steps) + "/" + "l" * 254
+        _member(t, chain, type=tarfile.SYMTYPE, linkname="../" * len(steps))
+        _member(t, "escape", type=tarfile.SYMTYPE, linkname=chain + "/../outside")
+        _member(t, "escape/pwned.txt", b"pwned")
+
+    with pytest.raises(ArtifactError, match="is a link or special file"):
+        extract_artifact(_tar_with(tmp_path, add), tmp_path / "dest")
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("../up.txt", tarfile.REGTYPE), ("/abs.txt", tarfile.REGTYPE), ("h", tarfile.LNKTYPE)],
+)
+def test_members_that_leave_the_folder_or_are_not_files_are_refused(tmp_path, name, kind):
+    def add(t):
+        _member(
+            t, name, b"x", type=kind, linkname="manifest.json" if kind == tarfile.LNKTYPE else ""
+        )
+
+    with pytest.raises(ArtifactError, match="points outside|link or special file"):
+        extract_artifact(_tar_with(tmp_path, add), tmp_path / "dest")
+
+
+def test_an_archive_that_unpacks_too_large_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISION_PIPELINES_MODEL_MAX_BYTES", str(2**20))
+    tar = _tar_with(tmp_path, lambda t: _member(t, "zeros.bin", bytes(2 * 2**20)))
+    assert tar.stat().st_size < 20_000  # compresses 100-fold: the cap is on unpacked bytes
+    with pytest.raises(ArtifactError, match="unpacks to more than"):
+        extract_artifact(tar, tmp_path / "dest")
+    assert not (tmp_path / "dest" / "zeros.bin").exists()

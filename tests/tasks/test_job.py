@@ -94,22 +94,19 @@ def test_train_evaluate_transform_through_object_storage_uris(tmp_path, make_ml_
     assert all(math.isclose(sum(r["prediction"]), 1.0, abs_tol=1e-4) for r in rows)
 
 
+def _job(tmp_path, step: str, *channels: str, algorithm: str = "image-classification") -> int:
+    """`python -m tasks.job STEP` with outputs to `tmp_path/out`."""
+    args = [step, "--algorithm", algorithm, "--ml-root", str(tmp_path / "ml")]
+    for channel in channels:
+        args += ["--channel", channel]
+    return main([*args, "--output-uri", f"file://{tmp_path}/out"])
+
+
 def test_failure_is_uploaded_and_a_stale_one_removed(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "failure").write_text("old failure\n")
-    code = main(
-        [
-            "evaluate",
-            "--ml-root",
-            str(tmp_path / "ml"),
-            "--channel",
-            f"model=file://{tmp_path}/missing.tar.gz",
-            "--output-uri",
-            f"file://{out}",
-        ]
-    )
-    assert code == 2
+    assert _job(tmp_path, "evaluate", f"model=file://{tmp_path}/missing.tar.gz") == 2
     failure = (out / "failure").read_text()
     assert "missing.tar.gz does not exist" in failure and "old failure" not in failure
 
@@ -133,20 +130,7 @@ def test_a_rerun_does_not_see_channels_of_an_earlier_attempt(tmp_path):
 @pytest.mark.parametrize("step", ["train", "evaluate", "transform"])
 def test_an_unknown_algorithm_is_exit_2_with_the_known_ones(tmp_path, step, capsys):
     out = tmp_path / "out"
-    code = main(
-        [
-            step,
-            "--algorithm",
-            "NOPE",
-            "--ml-root",
-            str(tmp_path / "ml"),
-            "--channel",
-            f"model=file://{tmp_path}",
-            "--output-uri",
-            f"file://{out}",
-        ]
-    )
-    assert code == 2
+    assert _job(tmp_path, step, f"model=file://{tmp_path}", algorithm="NOPE") == 2
     assert (
         "unknown algorithm 'NOPE'; known algorithms: image-classification"
         in (out / "failure").read_text()
@@ -167,17 +151,6 @@ def test_the_trainer_cli_refuses_an_unknown_algorithm(tmp_path):
 
 def test_a_channel_the_step_does_not_read_is_refused_before_staging(tmp_path):
     out = tmp_path / "out"
-    code = main(
-        [
-            "evaluate",
-            "--ml-root",
-            str(tmp_path / "ml"),
-            "--channel",
-            f"labels=file://{tmp_path}/nowhere",
-            "--output-uri",
-            f"file://{out}",
-        ]
-    )
-    assert code == 2
+    assert _job(tmp_path, "evaluate", f"labels=file://{tmp_path}/nowhere") == 2
     failure = (out / "failure").read_text()
     assert "does not read a channel 'labels'; allowed: model, validation" in failure
