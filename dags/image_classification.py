@@ -61,21 +61,22 @@ with pipeline_dag(
             type="string",
             description="Where runs write; each run under run=<logical date>/.",
         ),
+        # Optional values are nullable: the form sends an empty field as null.
         "transform_uri": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="Images to predict in batch transform; empty: the whole dataset.",
         ),
         "initial_model_uri": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="A previous model.tar.gz to continue from (incremental training; same "
             "num_layers, image_shape and classes). Empty: train from scratch.",
         ),
         "label_format": Param(
-            "",
-            type="string",
-            enum=["", "multi-hot"],
+            None,
+            type=["null", "string"],
+            enum=[None, "multi-hot"],
             description="Manifests only: empty for one class per image, multi-hot for "
             "multi-label ('[1, 0, 1]' labels).",
         ),
@@ -101,7 +102,7 @@ with pipeline_dag(
         images_uri="{{ params.dataset_uri }}",
         output_uri=f"{RUN}/lists",
         validation_split="{{ params.validation_split }}",
-        label_format="{{ params.label_format }}",
+        label_format="{{ params.label_format or '' }}",
     )
     with TaskGroup("pack_recordio") as pack_recordio:
         for split in ("train", "validation"):
@@ -121,7 +122,7 @@ with pipeline_dag(
         channels={
             "train": f"{RUN}/recordio/train",
             "validation": f"{RUN}/recordio/validation",
-            "model": "{{ params.initial_model_uri }}",
+            "model": "{{ params.initial_model_uri or '' }}",
         },
         output="train",
         hyperparameters={

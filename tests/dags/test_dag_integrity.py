@@ -114,3 +114,22 @@ def test_output_prefix_renders_with_and_without_a_logical_date(dagbag):
         run_id="scheduled__2026-02-01T00:00:00+00:00",
     )
     assert scheduled == "s3://b/out/run=20260201T000000/lists"
+
+
+def test_the_form_accepts_its_own_defaults_and_empty_optional_fields(dagbag):
+    """The trigger form sends an empty field as null: every Param must accept its default and
+    the optional ones null (the Trigger button stays disabled otherwise)."""
+    params = dagbag.dags["image_classification"].params
+    for name in params:
+        params.get_param(name).resolve()  # raises ParamValidationError when refused
+    for name in ("transform_uri", "initial_model_uri", "label_format"):
+        assert params.get_param(name).resolve(None) is None
+
+
+def test_empty_optional_fields_render_as_unused_channels(dagbag):
+    dag = dagbag.dags["image_classification"]
+    env = dag.get_template_env()
+    params = {"initial_model_uri": None, "label_format": None}
+    model = dag.get_task("train").channels["model"]
+    assert env.from_string(model).render(params=params) == ""
+    assert env.from_string(dag.get_task("make_lst").label_format).render(params=params) == ""
