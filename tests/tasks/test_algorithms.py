@@ -67,3 +67,15 @@ def test_the_registry_imports_no_tensorflow():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["tasks.job", "tasks.train"])
+def test_the_command_line_refuses_an_unknown_algorithm(tmp_path, module):
+    args = ["--algorithm", "NOPE", "--ml-root", str(tmp_path / "ml")]
+    if module == "tasks.job":
+        args = ["evaluate", *args, "--output-uri", f"file://{tmp_path}/out"]
+    run = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert "unknown algorithm 'NOPE'; known algorithms: image-classification" in run.stderr
