@@ -6,6 +6,7 @@ import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from tasks.contract import EVALUATION, METRICS
 from tasks.errors import InputError
@@ -25,10 +26,19 @@ class RunSummary:
 
 
 def _json(path: Path) -> dict | None:
+    """The JSON object in `path`; None when it is missing or is not one (each run's files are
+    judged on their own: one bad file does not break the pages)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return value if isinstance(value, dict) else None
+
+
+def _href(path: str) -> str:
+    """A relative link to `path`, every segment URL-encoded (a folder named `javascript:...`
+    stays a path, never a scheme), then HTML-escaped."""
+    return html.escape("/".join(quote(part, safe="=") for part in path.split("/")))
 
 
 def find_runs(root: Path) -> list[RunSummary]:
@@ -56,18 +66,22 @@ def report_file(root: Path, relative: str) -> Path:
     return path
 
 
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else float("nan")
+
+
 def _headline(run: RunSummary) -> str:
     if run.evaluation is None:
         return "failed or running" if run.training is None else "trained"
     if "mAP" in run.evaluation:
-        return f"mAP {run.evaluation['mAP']:.4f}"
-    return f"accuracy {run.evaluation.get('accuracy', float('nan')):.4f}"
+        return f"mAP {_number(run.evaluation['mAP']):.4f}"
+    return f"accuracy {_number(run.evaluation.get('accuracy')):.4f}"
 
 
 def render_index(runs: list[RunSummary]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(r.pipeline)}</td><td><a href='{html.escape(r.pipeline)}/"
-        f"{html.escape(r.run)}/'>{html.escape(r.run)}</a></td><td>{_headline(r)}</td></tr>"
+        f"<tr><td>{html.escape(r.pipeline)}</td><td><a href='{_href(f'{r.pipeline}/{r.run}')}/'>"
+        f"{html.escape(r.run)}</a></td><td>{_headline(r)}</td></tr>"
         for r in runs
     )
     return _page(
@@ -81,7 +95,8 @@ def render_index(runs: list[RunSummary]) -> str:
 def render_run(run: RunSummary) -> str:
     parts = [f"<p>{_headline(run)}</p>"]
     if run.training:
-        final = run.training.get("final", {})
+        final = run.training.get("final")
+        final = final if isinstance(final, dict) else {}
         parts.append(
             "<h2>Training (last epoch)</h2><table>"
             + "".join(
@@ -91,9 +106,7 @@ def render_run(run: RunSummary) -> str:
             )
             + "</table>"
         )
-    parts += [
-        f"<h3>{html.escape(p)}</h3><img src='../../files/{html.escape(p)}'>" for p in run.pictures
-    ]
+    parts += [f"<h3>{html.escape(p)}</h3><img src='../../files/{_href(p)}'>" for p in run.pictures]
     return _page(f"{run.pipeline} / {run.run}", "".join(parts))
 
 

@@ -64,3 +64,31 @@ def test_report_file_confines_paths(tmp_path):
     for relative in ("../outside.json", "notes.txt", "/etc/passwd"):
         with pytest.raises(InputError, match="not a report file"):
             report_file(tmp_path / "runs", relative)
+
+
+def test_a_folder_name_cannot_become_a_script_link(client, tmp_path):
+    """Attack: an output_uri whose folder is named `javascript:...` made the index link
+    `href='javascript:alert(1)/run=.../'` (HTML-escaped, but not URL-encoded)."""
+    import re
+
+    evil = tmp_path / "runs" / "javascript:alert(1)" / "run=x"
+    evil.mkdir(parents=True)
+    page = client.get("/").text
+    hrefs = re.findall(r"href='([^']*)'", page)
+    assert hrefs and not any(h.lower().startswith("javascript:") for h in hrefs)
+    evil_href = next(h for h in hrefs if "alert" in h)
+    assert evil_href == "javascript%3Aalert%281%29/run=x/"
+    assert client.get("/" + evil_href).status_code == 200
+
+
+def test_one_malformed_run_does_not_break_the_index(client, tmp_path):
+    for name, text in (("list", "[1, 2]"), ("text", '{"accuracy": "high"}'), ("bad", "{")):
+        run = tmp_path / "runs" / "image_classification" / f"run={name}"
+        (run / "evaluate").mkdir(parents=True)
+        (run / "evaluate" / "evaluation.json").write_text(text)
+        (run / "train").mkdir()
+        (run / "train" / "metrics.json").write_text('{"final": [1]}')
+        assert client.get(f"/image_classification/run={name}/").status_code == 200
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "run=20260101T000000" in response.text and "accuracy 0.9600" in response.text
