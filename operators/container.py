@@ -31,6 +31,7 @@ from tasks.algorithms import (
 )
 from tasks.contract import (
     EXIT_BAD_INPUT,
+    FAILED_PREFIX,
     FAILURE,
     MODEL_ARCHIVE,
     PREDICTIONS,
@@ -238,7 +239,9 @@ class LocalStepOperator(BaseOperator):
             preexec_fn=_die_with_parent(),
         )
         for line in self._process.stdout or ():
-            self.log.info("%s", line.rstrip())
+            # The step's one-sentence failure stands out in the log viewer; the rest is progress.
+            failed = line.startswith(FAILED_PREFIX)
+            (self.log.error if failed else self.log.info)("%s", line.rstrip())
         code = self._process.wait()
         if code != 0:
             raise AirflowException(f"{command[2]} {self.arguments[0]} exited with code {code}")

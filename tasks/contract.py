@@ -27,6 +27,8 @@ PREDICTIONS = "predictions.jsonl"
 LEARNING_CURVES = "learning_curves.png"
 SUMMARY = "summary.json"
 FAILURE = "failure"
+FAILED_PREFIX = "FAILED: "
+"""How a failed job's one-sentence reason starts in its log."""
 
 log = logging.getLogger("vision_pipelines")
 
@@ -165,7 +167,7 @@ def attempt(job: Callable[[], Any], failure_path: Path | None) -> Outcome:
         return Outcome(EXIT_OK, result)
     if failure_path is not None:
         atomic_write_text(failure_path, message + "\n")
-    print(f"FAILED: {message}", file=sys.stderr, flush=True)
+    print(f"{FAILED_PREFIX}{message}", file=sys.stderr, flush=True)
     return Outcome(code, reason=message)
 
 

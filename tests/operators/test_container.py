@@ -309,3 +309,19 @@ def test_no_trainer_outlives_a_sigkilled_task(tmp_path):
     else:
         os.kill(trainer, signal.SIGKILL)
         raise AssertionError("the trainer outlived its task")
+
+
+def test_the_failure_sentence_is_logged_as_an_error(tmp_path, monkeypatch):
+    from unittest import mock
+
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\necho 'epoch 1/2'\necho 'FAILED: bad label' >&2\nexit 2\n")
+    fake_python.chmod(0o755)
+    log = mock.Mock()
+    monkeypatch.setattr(LocalStepOperator, "log", property(lambda self: log))
+    op = LocalStepOperator(task_id="t", arguments=["train"], python=str(fake_python))
+    with pytest.raises(AirflowException, match="exited with code"):
+        op.run()
+    assert mock.call("%s", "FAILED: bad label") in log.error.call_args_list
+    assert mock.call("%s", "epoch 1/2") in log.info.call_args_list
+    assert mock.call("%s", "FAILED: bad label") not in log.info.call_args_list
