@@ -22,19 +22,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from operators.links import RunOutputsLink
 from operators.paths import run_key
-from tasks.algorithms import (
-    TRAINER,
-    AlgorithmSpec,
-    Environment,
-    UnknownAlgorithmError,
-    get_algorithm,
-)
+from tasks.algorithms import TRAINER, Environment, get_algorithm
 from tasks.contract import (
     EXIT_BAD_INPUT,
     FAILED_PREFIX,
     FAILURE,
     MODEL_ARCHIVE,
-    PREDICTIONS,
     STEP_RESULTS,
     SUMMARY,
     Step,
@@ -112,14 +105,6 @@ class ContainerStep:
         return [*args, "--output-uri", self.output_uri]
 
 
-def algorithm_spec(algorithm: str) -> AlgorithmSpec:
-    """The registry's spec; an unknown id fails the DAG file with the list of known ones."""
-    try:
-        return get_algorithm(algorithm)
-    except UnknownAlgorithmError as e:
-        raise ValueError(str(e)) from e
-
-
 def trainer_python(environment: Environment = TRAINER) -> str:
     """The interpreter of an algorithm's environment (`VISION_PIPELINES_TRAINER_PYTHON` wins)."""
     default = PROJECT_ROOT / environment.venv / "bin" / "python"
@@ -140,7 +125,7 @@ def container_task(
 ) -> BaseOperator:
     """The one place a container step becomes an operator: a pod, or the local runner, in the
     environment the step's algorithm needs (tasks/algorithms.py)."""
-    spec = algorithm_spec(step.algorithm)
+    spec = get_algorithm(step.algorithm)
     if Runner(runner) is Runner.LOCAL:
         if local_ml_root is None:
             raise ValueError("the local runner needs local_ml_root")
@@ -301,7 +286,8 @@ class ContainerStepOperator(BaseOperator):
         super().__init__(**kwargs)
         if step not in STEP_RESULTS:
             raise ValueError(f"step must be one of {', '.join(STEP_RESULTS)}, got {step!r}")
-        self.step, self.algorithm = Step(step), algorithm_spec(algorithm).id
+        # An unknown algorithm fails the DAG file with the known ones (a ValueError).
+        self.step, self.algorithm = Step(step), get_algorithm(algorithm).id
         self.channels, self.output_uri = channels, output_uri
         self.hyperparameters = hyperparameters or {}
         self.extra_hyperparameters = extra_hyperparameters or {}
@@ -382,9 +368,6 @@ class ContainerStepOperator(BaseOperator):
             )
         summary = json.loads(summary_path.read_text())
         reason = summary.get("reason") or str(error)
-        failure = ObjectStoragePath(f"{self._output}/{FAILURE}")
-        if failure.exists():
-            reason = failure.read_text().strip()
         if summary.get("exit_code") == EXIT_BAD_INPUT:
             return AirflowFailException(f"{self.step} failed: {reason}")
         return AirflowException(f"{self.step} failed: {reason}")
@@ -395,7 +378,7 @@ class ContainerStepOperator(BaseOperator):
         if self.step is Step.TRAIN:
             result["model"] = f"{output}/{MODEL_ARCHIVE}"
         if self.step is Step.TRANSFORM:
-            result["predictions"] = f"{output}/{PREDICTIONS}"
+            result["predictions"] = f"{output}/{STEP_RESULTS[self.step]}"
         summary_path = ObjectStoragePath(f"{output}/{SUMMARY}")
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
@@ -405,8 +388,9 @@ class ContainerStepOperator(BaseOperator):
             metrics = json.loads(
                 ObjectStoragePath(f"{output}/{STEP_RESULTS[self.step]}").read_text()
             )
+            # Training's last epoch, or an evaluation's top-level numbers (any algorithm's).
             result["metrics"] = metrics.get("final") or {
-                k: metrics[k] for k in ("accuracy", "mAP", "loss", "samples") if k in metrics
+                k: v for k, v in metrics.items() if isinstance(v, int | float)
             }
             self.log.info("%s metrics: %s", self.step, result["metrics"])
         # Downstream DAGs scheduled on this task's assets learn where the new outputs are.

@@ -15,7 +15,7 @@ from typing import Any
 
 from tasks.contract import Step
 from tasks.errors import InputError
-from tasks.hyperparameters import Param, parse_hyperparameters
+from tasks.hyperparameters import Param
 from tasks.image_classification import hyperparameters as image_classification_hp
 
 
@@ -61,7 +61,6 @@ class AlgorithmSpec:
     id: str
     package: str
     """The package under tasks/ that implements it."""
-    description: str
     channels: Mapping[Step, Channels]
     hyperparameters: Sequence[Param]
     architecture: tuple[str, ...]
@@ -71,9 +70,9 @@ class AlgorithmSpec:
     higher_is_better: bool
     environment: Environment
     entry_points: Mapping[str, str]
-    """Role -> "module:function" in `package`: train(ml), evaluate(model, input, output),
-    predict(model, input, output), load_predictor(saved_model_dir), build_model(hp),
-    parse(raw) -> validated hyperparameters."""
+    """Role -> "module:function" in `package`: train(ml), evaluate(model, input, output, *,
+    image_root), predict(model, images, *, total, output) -> rows,
+    load_predictor(saved_model_dir), build_model(hp), parse(raw) -> validated hyperparameters."""
     smallest: Mapping[str, str] = field(default_factory=dict)
     """Hyperparameters of the smallest network that trains (tests and the demo)."""
 
@@ -125,10 +124,6 @@ class AlgorithmSpec:
                 return p
         raise KeyError(f"{self.id} has no hyperparameter {name!r}")
 
-    def parse(self, raw: Mapping[str, str], *, source: str = "hyperparameters") -> dict[str, Any]:
-        """Every value checked against the table (no TensorFlow needed)."""
-        return parse_hyperparameters(raw, self.hyperparameters, source=source)
-
 
 ROLES = ("train", "evaluate", "predict", "load_predictor", "build_model", "parse")
 
@@ -136,8 +131,6 @@ _ALGORITHMS = (
     AlgorithmSpec(
         id=image_classification_hp.ALGORITHM,
         package="tasks.image_classification",
-        description="ResNet classifier, multi-class or multi-label (the managed MXNet "
-        "image classification algorithm)",
         channels={
             Step.TRAIN: Channels(
                 required=("train", "validation"),

@@ -21,11 +21,10 @@ SPECS = list(ALGORITHMS.values())
 def test_defaults_parse_and_the_smallest_network_builds(spec):
     required = {p.name for p in spec.hyperparameters if p.required}
     assert required <= set(spec.smallest), "the smallest recipe gives every required value"
-    values = spec.parse(spec.smallest)
+    hp = spec.entry_point("parse")(spec.smallest)
     for p in spec.hyperparameters:
         if p.name not in spec.smallest and p.default is not None:
-            assert values[p.name] == p.parse(p.default), p.name
-    hp = spec.entry_point("parse")(spec.smallest)
+            assert getattr(hp, p.name) == p.parse(p.default), p.name
     model = spec.entry_point("build_model")(hp)
     assert model.count_params() > 0
     assert model.outputs[0].shape[-1] == int(spec.smallest["num_classes"])
