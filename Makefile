@@ -32,11 +32,12 @@ define venv
 	touch $(1)/.installed
 endef
 
-$(VENV)/.installed: requirements.txt requirements.lock
-	$(call venv,$(VENV),requirements.txt,requirements.lock)
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
+	$(call venv,$(VENV),requirements-dev.txt,requirements.lock)
 
-$(TRAINER_VENV)/.installed: docker/trainer/requirements.txt docker/trainer/requirements.lock
-	$(call venv,$(TRAINER_VENV),docker/trainer/requirements.txt,docker/trainer/requirements.lock)
+$(TRAINER_VENV)/.installed: docker/trainer/requirements.txt docker/trainer/requirements-dev.txt \
+		docker/trainer/requirements.lock
+	$(call venv,$(TRAINER_VENV),docker/trainer/requirements-dev.txt,docker/trainer/requirements.lock)
 
 # Only for interoperability tests against the reference tools (never imported by our code).
 $(MXNET_VENV)/.installed: tests/interop/requirements.txt tests/interop/requirements.lock

@@ -41,6 +41,7 @@ FORM_HYPERPARAMETERS = (
     "optimizer",
 )
 MODEL = f"{RUN}/train/{MODEL_ARCHIVE}"
+SINGLE_LABEL = "single-label"
 # Updated by every successful training run; its event's extra holds the model URI and metrics.
 MODEL_ASSET = Asset(name="image_classification_model")
 
@@ -53,44 +54,57 @@ with pipeline_dag(
         "dataset_uri": Param(
             f"file://{DATA_ROOT}/datasets/shapes",
             type="string",
+            minLength=1,
+            title="Dataset",
             description="Class-folder images (<dataset_uri>/<class name>/<image>.jpg|.png), or "
             "an augmented manifest (.manifest/.jsonl with source-ref and class; file:// or s3://).",
         ),
         "output_uri": Param(
             f"file://{DATA_ROOT}/runs/image_classification",
             type="string",
-            description="Where runs write; each run under run=<logical date>/.",
+            minLength=1,
+            title="Output location",
+            description="Where runs write; each run under run=<logical date>/ (or run=<run id>).",
         ),
         # Optional values are nullable: the form sends an empty field as null.
         "transform_uri": Param(
             None,
             type=["null", "string"],
-            description="Images to predict in batch transform; empty: the whole dataset.",
+            title="Images to predict",
+            description="Images for batch transform (a folder, file:// or s3://). "
+            "Empty: the whole dataset.",
         ),
         "initial_model_uri": Param(
             None,
             type=["null", "string"],
+            title="Start from model",
             description="A previous model.tar.gz to continue from (incremental training; same "
             "num_layers, image_shape and classes). Empty: train from scratch.",
         ),
         "label_format": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, "multi-hot"],
-            description="Manifests only: empty for one class per image, multi-hot for "
-            "multi-label ('[1, 0, 1]' labels).",
+            SINGLE_LABEL,
+            type="string",
+            enum=[SINGLE_LABEL, "multi-hot"],
+            values_display={
+                SINGLE_LABEL: "one class per image",
+                "multi-hot": "multi-label manifest, labels like [1, 0, 1]",
+            },
+            title="Labels",
+            description="Manifests only: one class per image, or multi-label (multi-hot).",
         ),
         "validation_split": Param(
             0.2,
             type="number",
             minimum=0.01,
             maximum=0.9,
+            title="Validation fraction",
             description="Fraction of the images held out for validation (im2rec 1 - train_ratio).",
         ),
         **{name: hyperparameter_param(SPEC, name) for name in FORM_HYPERPARAMETERS},
         "hyperparameters": Param(
             {},
             type="object",
+            title="Other hyperparameters",
             description="Any other hyperparameter of the algorithm (momentum, weight_decay, "
             "lr_scheduler_step, ...), as strings. num_classes and num_training_samples are "
             "derived from the data.",
@@ -102,7 +116,9 @@ with pipeline_dag(
         images_uri="{{ params.dataset_uri }}",
         output_uri=f"{RUN}/lists",
         validation_split="{{ params.validation_split }}",
-        label_format="{{ params.label_format or '' }}",
+        # Single-label lists carry no label format.
+        label_format=f"{{{{ '' if params.label_format == '{SINGLE_LABEL}' "
+        "else params.label_format }}",
     )
     with TaskGroup("pack_recordio") as pack_recordio:
         for split in ("train", "validation"):

@@ -20,8 +20,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from operators.links import RunOutputsLink
 from operators.paths import run_key
+from operators.run_record import RunStepOperator, record_run
 from tasks.algorithms import TRAINER, Environment, get_algorithm
 from tasks.contract import (
     EXIT_BAD_INPUT,
@@ -237,7 +237,7 @@ class LocalStepOperator(BaseOperator):
             os.killpg(self._process.pid, signal.SIGTERM)
 
 
-class ContainerStepOperator(BaseOperator):
+class ContainerStepOperator(RunStepOperator):
     """A container step whose runner, image and GPU count are chosen per run (DAG Params).
 
     With runner=kubernetes the pod runs deferred (no worker slot is held while it trains): the
@@ -257,7 +257,6 @@ class ContainerStepOperator(BaseOperator):
     :param deferrable: run pods deferred (runner=kubernetes).
     """
 
-    operator_extra_links = (RunOutputsLink(),)
     template_fields: Sequence[str] = (
         "channels",
         "output_uri",
@@ -333,7 +332,7 @@ class ContainerStepOperator(BaseOperator):
             running.on_kill()
 
     def execute(self, context: Any) -> dict[str, Any]:
-        RunOutputsLink.persist(context, self._output)
+        record_run(context, self._output)
         # What an earlier attempt reported must not be taken for this attempt's result.
         for name in (FAILURE, SUMMARY):
             stale = ObjectStoragePath(f"{self._output}/{name}")

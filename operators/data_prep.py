@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
-from operators.errors import user_errors
+from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import local_copy, upload, write_text
 from tasks.data.label_map import read_label_map, remap_folder
 from tasks.data.lst import (
@@ -25,7 +23,7 @@ from tasks.data.manifest_validation import validate_manifest
 from tasks.data.pack import PackOptions, pack_lst
 
 
-class LstGenerationOperator(BaseOperator):
+class LstGenerationOperator(RunStepOperator):
     """Lists a class-folder image tree as im2rec does, or an augmented manifest's images (checked
     first, see ManifestValidationOperator), and writes `train.lst` and `validation.lst`.
 
@@ -82,7 +80,7 @@ class LstGenerationOperator(BaseOperator):
                     upload(result, f"{out}/manifest_validation.json")
             return manifest_entries(records, manifest, manifest_uri=self.images_uri)
 
-    @user_errors
+    @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
         out = self.output_uri.rstrip("/")
         if self.images_uri.endswith(MANIFEST_SUFFIXES):
@@ -120,7 +118,7 @@ class LstGenerationOperator(BaseOperator):
         }
 
 
-class RecordIOPackOperator(BaseOperator):
+class RecordIOPackOperator(RunStepOperator):
     """Packs a `.lst` and its images into `<name>.rec` + `<name>.idx` (im2rec's byte format).
 
     :param lst_uri: the image list (templated).
@@ -150,7 +148,7 @@ class RecordIOPackOperator(BaseOperator):
         self.class_names, self.options = class_names, options or PackOptions()
         self.num_workers = num_workers
 
-    @user_errors
+    @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
         out = self.output_uri.rstrip("/")
         name = self.lst_uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".lst")
@@ -184,7 +182,7 @@ class RecordIOPackOperator(BaseOperator):
         return {"rec": f"{out}/{name}.rec", "idx": f"{out}/{name}.idx", "records": result.records}
 
 
-class ManifestValidationOperator(BaseOperator):
+class ManifestValidationOperator(RunStepOperator):
     """Checks an augmented manifest (parsing, AttributeNames, labels, references) before training,
     with Great Expectations for the column checks; its validation result is saved beside the
     outputs even when the manifest fails.
@@ -220,7 +218,7 @@ class ManifestValidationOperator(BaseOperator):
         self.attribute_names, self.content_type = attribute_names, content_type
         self.num_classes, self.segmentation = num_classes, segmentation
 
-    @user_errors
+    @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
         with local_copy(self.manifest_uri) as manifest, tempfile.TemporaryDirectory() as tmp:
             result = Path(tmp) / "manifest_validation.json"
@@ -243,7 +241,7 @@ class ManifestValidationOperator(BaseOperator):
         }
 
 
-class LabelMapRemapOperator(BaseOperator):
+class LabelMapRemapOperator(RunStepOperator):
     """Rewrites annotation PNGs to class indices with a `{"scale"}` or `{"map"}` label map,
     keeping mode P or L and 255 as "ignore"; pixel values the map does not cover fail the task.
 
@@ -273,7 +271,7 @@ class LabelMapRemapOperator(BaseOperator):
         self.annotations_uri, self.output_uri = annotations_uri, output_uri
         self.label_map_uri, self.num_classes = label_map_uri, num_classes
 
-    @user_errors
+    @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
         out = self.output_uri.rstrip("/")
         with local_copy(self.annotations_uri) as src, tempfile.TemporaryDirectory() as tmp:

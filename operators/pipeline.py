@@ -28,11 +28,23 @@ def xcom(task_id: str, key: str) -> str:
     return "{{ ti.xcom_pull(task_ids='" + task_id + "')['" + key + "'] }}"
 
 
+def deployment_runner() -> Runner:
+    """Where this deployment runs container steps by default: `VISION_PIPELINES_RUNNER`."""
+    value = os.environ.get("VISION_PIPELINES_RUNNER") or Runner.LOCAL.value
+    try:
+        return Runner(value)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Runner)
+        raise ValueError(f"VISION_PIPELINES_RUNNER={value!r}: allowed are {allowed}") from None
+
+
 def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Param:
-    """A form field for one hyperparameter, as its table defines it (`overrides` win)."""
+    """A form field for one hyperparameter, as its table defines it (`overrides` win). Its
+    default is the laptop recipe's where the deployment runs steps locally, else the table's."""
     p = spec.param(name)
     schema = p.schema
-    default = p.form_default()
+    recipe = spec.laptop if deployment_runner() is Runner.LOCAL else {}
+    default = p.form_default(recipe.get(name))
     if default is None:
         schema["type"] = [schema["type"], "null"]
     options = {"title": name, "description": p.description or p.allowed, **schema, **overrides}
@@ -49,17 +61,18 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
     """Where the container steps run: runner, image and GPUs, defaults from the environment."""
     return {
         "runner": Param(
-            os.environ.get("VISION_PIPELINES_RUNNER", Runner.LOCAL.value),
+            deployment_runner().value,
             type="string",
             enum=[r.value for r in Runner],
-            title="runner",
-            description="local: the trainer environment on this machine; kubernetes: a GPU pod.",
+            title="Runner",
+            description="Where train, evaluate and batch transform run. local: the trainer "
+            "environment on this machine; kubernetes: one pod per step, from the trainer image.",
         ),
         "trainer_image": Param(
             os.environ.get("VISION_PIPELINES_TRAINER_IMAGE", spec.environment.image),
             type="string",
-            title="trainer image",
-            description="Trainer image for runner=kubernetes.",
+            title="Trainer image",
+            description="Container image of the steps when runner=kubernetes (unused locally).",
         ),
         "gpu_count": Param(
             1,
@@ -67,7 +80,7 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
             minimum=0,
             maximum=16,
             title="GPUs",
-            description="GPUs per training pod (runner=kubernetes).",
+            description="GPUs per step pod when runner=kubernetes (0: CPU only; unused locally).",
         ),
     }
 

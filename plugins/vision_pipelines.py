@@ -1,28 +1,66 @@
-"""Airflow plugin of vision-pipelines: the operators' extra links and a run-report page."""
+"""Airflow plugin of vision-pipelines: the operators' extra links and the run-report pages.
+
+The pages are served by the API server under /vision-pipelines/ and, like its REST API, only
+to a logged-in user allowed to read DAG runs (the auth manager decides): anonymous requests
+get 401, others without the right 403.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
-from operators.links import RunOutputsLink
+from operators.links import RunOutputsLink, RunReportLink
 from operators.paths import data_root
 from tasks.errors import InputError
-from tasks.run_report import find_runs, render_index, render_run, report_file
+from tasks.run_report import (
+    RunSummary,
+    find_run,
+    find_runs,
+    render_index,
+    render_run,
+    report_file,
+)
 
-reports = FastAPI(title="vision-pipelines run reports")
+can_read_runs = requires_access_dag("GET", DagAccessEntity.RUN)
+reports = FastAPI(
+    title="vision-pipelines run reports", dependencies=[Depends(can_read_runs)], docs_url=None
+)
 
 
 def runs_root() -> Path:
     return data_root() / "runs"
 
 
+def run_state(run: RunSummary) -> str | None:
+    """The Airflow state of the run that wrote `run` (from the metadata database)."""
+    if not (run.dag_id and run.run_id):
+        return None
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = DagRun.find(dag_id=run.dag_id, run_id=run.run_id, session=session)
+        return str(found[0].state) if found else None
+
+
+def airflow_run_url(run: RunSummary) -> str | None:
+    if not (run.dag_id and run.run_id):
+        return None
+    base = conf.get("api", "base_url", fallback="").rstrip("/")
+    return f"{base}/dags/{quote(run.dag_id, safe='')}/runs/{quote(run.run_id, safe='')}"
+
+
 @reports.get("/", response_class=HTMLResponse)
 def index() -> str:
-    return render_index(find_runs(runs_root()))
+    return render_index(find_runs(runs_root()), run_state)
 
 
 @reports.get("/files/{relative:path}")
@@ -35,15 +73,15 @@ def file(relative: str) -> FileResponse:
 
 @reports.get("/{pipeline}/{run}/", response_class=HTMLResponse)
 def run_page(pipeline: str, run: str) -> str:
-    for summary in find_runs(runs_root()):
-        if (summary.pipeline, summary.run) == (pipeline, run):
-            return render_run(summary)
-    raise HTTPException(status_code=404, detail=f"no run {pipeline}/{run}")
+    summary = find_run(runs_root(), pipeline, run)
+    if summary is None:
+        raise HTTPException(status_code=404, detail="no such run")
+    return render_run(summary, state=run_state(summary), airflow_url=airflow_run_url(summary))
 
 
 class VisionPipelinesPlugin(AirflowPlugin):
     name = "vision_pipelines"
-    operator_extra_links = [RunOutputsLink()]
+    operator_extra_links = [RunReportLink(), RunOutputsLink()]
     fastapi_apps = [
         {"app": reports, "url_prefix": "/vision-pipelines", "name": "vision-pipelines run reports"}
     ]

@@ -74,7 +74,10 @@ class AlgorithmSpec:
     image_root), predict(model, images, *, total, output) -> rows,
     load_predictor(saved_model_dir), build_model(hp), parse(raw) -> validated hyperparameters."""
     smallest: Mapping[str, str] = field(default_factory=dict)
-    """Hyperparameters of the smallest network that trains (tests and the demo)."""
+    """Hyperparameters of the smallest network that trains (tests)."""
+    laptop: Mapping[str, str] = field(default_factory=dict)
+    """A recipe that trains in minutes on a laptop CPU: the form's defaults where the
+    deployment runs steps locally (the table's defaults are the reference's, for GPUs)."""
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.hyperparameters]
@@ -159,6 +162,13 @@ _ALGORITHMS = (
             "image_shape": "3,16,16",
             "epochs": "1",
             "mini_batch_size": "4",
+        },
+        laptop={
+            "num_layers": "20",
+            "image_shape": "3,32,32",
+            "epochs": "10",
+            "mini_batch_size": "32",
+            "learning_rate": "0.1",
         },
     ),
 )

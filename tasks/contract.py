@@ -190,19 +190,18 @@ def primary_value(step: Step | str, result: Any, metric: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def write_summary(
-    path: Path,
+def step_summary(
     *,
     step: Step | str,
-    algorithm: str,
+    algorithm: str | None,
     outcome: Outcome,
     primary_metric: str | None = None,
     higher_is_better: bool = True,
 ) -> dict:
-    """`output/summary.json`: how the step ended (exit code, failure class) and its primary
-    metric, for the operator and the reports (no parsing of messages or metric files)."""
+    """How a step ended (exit code, failure class, reason) and its primary metric: what
+    `summary.json` holds, for the operator and the reports (no parsing of messages)."""
     failure = {EXIT_OK: None, EXIT_BAD_INPUT: "bad_input"}.get(outcome.code, "internal")
-    summary = {
+    return {
         "step": str(step),
         "algorithm": algorithm,
         "status": "succeeded" if outcome.code == EXIT_OK else "failed",
@@ -213,5 +212,10 @@ def write_summary(
         "higher_is_better": higher_is_better,
         "value": primary_value(step, outcome.result, primary_metric) if primary_metric else None,
     }
-    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
-    return summary
+
+
+def write_summary(path: Path, **summary: Any) -> dict:
+    """`output/summary.json` of a container step (see step_summary)."""
+    result = step_summary(**summary)
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return result

@@ -165,12 +165,13 @@ class Param:
         """What the parser accepts, as JSON schema (a string of any form when it cannot say)."""
         return dict(getattr(self.parse, "schema", {"type": "string"}))
 
-    def form_default(self) -> Any:
-        """The default as the form holds it: parsed, or the text itself for structured text
-        (None when there is no default)."""
-        if self.default is None or self.schema["type"] == "string":
-            return self.default
-        return self.parse(self.default)
+    def form_default(self, text: str | None = None) -> Any:
+        """`text` (else the default) as the form holds it: parsed, or the text itself for
+        structured text (None when there is no default)."""
+        text = self.default if text is None else text
+        if text is None or self.schema["type"] == "string":
+            return text
+        return self.parse(text)
 
 
 def parse_hyperparameters(

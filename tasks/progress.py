@@ -1,14 +1,17 @@
-"""A progress line with rate and ETA, printed at most every few seconds (task logs are not TTYs)."""
+"""A progress line with rate and ETA, at most every few seconds (task logs are not TTYs)."""
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from typing import TextIO
 
+log = logging.getLogger(__name__)
+
 
 class Progress:
-    """Call `update(n)` as work completes; a line goes to `stream` every `interval` seconds."""
+    """Call `update(n)` as work completes; a line goes to `stream` every `interval` seconds,
+    or without a stream to the log at INFO (stderr would be an ERROR line in a task log)."""
 
     def __init__(
         self,
@@ -20,7 +23,7 @@ class Progress:
         stream: TextIO | None = None,
     ):
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
-        self.stream = stream or sys.stderr
+        self.stream = stream
         self.done = 0
         self._start = self._last = time.monotonic()
 
@@ -51,4 +54,7 @@ class Progress:
             line += f", done in {time.monotonic() - self._start:.1f} s"
         elif self.total and rate > 0:
             line += f", ETA {(self.total - self.done) / rate:.0f} s"
-        print(line, file=self.stream, flush=True)
+        if self.stream is None:
+            log.info(line)
+        else:
+            print(line, file=self.stream, flush=True)

@@ -1,17 +1,29 @@
-"""Run reports: what each pipeline run produced (metrics, evaluation, pictures), as HTML pages."""
+"""Run reports: what each pipeline run produced (metrics, evaluation, pictures), which Airflow
+run it was (run id, parameters, state) and why it failed, as HTML pages."""
 
 from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tasks.contract import EVALUATION, METRICS
+from tasks.contract import EVALUATION, METRICS, SUMMARY
 from tasks.errors import InputError
 
 SERVED = (".png", ".json", ".jsonl")
+RUN_RECORD = "run.json"
+"""`<run prefix>/run.json`: the Airflow run that wrote the folder (dag_id, run_id,
+logical_date, params)."""
+RUN_FOLDER_PREFIX = "run="
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    step: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,32 @@ class RunSummary:
     evaluation: dict | None
     pictures: list[str]
     """PNG paths relative to the runs root."""
+    record: dict | None = None
+    """run.json: the Airflow run (None for folders written before runs were recorded)."""
+    failures: list[StepFailure] = field(default_factory=list)
+
+    @property
+    def dag_id(self) -> str | None:
+        return _text(self.record, "dag_id")
+
+    @property
+    def run_id(self) -> str | None:
+        return _text(self.record, "run_id")
+
+
+def run_prefix(uri: str) -> str | None:
+    """The run prefix that `uri` lies in (`.../<pipeline>/run=<key>`), None outside a run."""
+    parts = uri.rstrip("/").split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i].startswith(RUN_FOLDER_PREFIX):
+            return "/".join(parts[: i + 1])
+    return None
+
+
+def report_path(prefix: str) -> str:
+    """`<pipeline>/run=<key>`, URL-encoded: where the reports serve the run at `prefix`."""
+    pipeline, run = prefix.rstrip("/").split("/")[-2:]
+    return f"{quote(pipeline, safe='')}/{quote(run, safe='=')}"
 
 
 def _json(path: Path) -> dict | None:
@@ -35,34 +73,68 @@ def _json(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def _text(values: Mapping | None, key: str) -> str | None:
+    value = (values or {}).get(key)
+    return value if isinstance(value, str) else None
+
+
 def _href(path: str) -> str:
     """A relative link to `path`, every segment URL-encoded (a folder named `javascript:...`
     stays a path, never a scheme), then HTML-escaped."""
     return html.escape("/".join(quote(part, safe="=") for part in path.split("/")))
 
 
+def _failures(folder: Path) -> list[StepFailure]:
+    """Every step of the run whose summary.json says it failed, with its reason."""
+    found = []
+    for path in sorted(folder.rglob(SUMMARY)):
+        summary = _json(path)
+        if summary and summary.get("status") == "failed":
+            step = _text(summary, "step") or path.parent.relative_to(folder).as_posix()
+            found.append(StepFailure(step, _text(summary, "reason") or "no reason reported"))
+    return found
+
+
+def _summary(root: Path, folder: Path) -> RunSummary:
+    return RunSummary(
+        pipeline=folder.parent.name,
+        run=folder.name,
+        folder=folder,
+        training=_json(folder / "train" / METRICS),
+        evaluation=_json(folder / "evaluate" / EVALUATION),
+        pictures=sorted(p.relative_to(root).as_posix() for p in folder.rglob("*.png")),
+        record=_json(folder / RUN_RECORD),
+        failures=_failures(folder),
+    )
+
+
 def find_runs(root: Path) -> list[RunSummary]:
     """Every `<root>/<pipeline>/run=<key>/`, newest first."""
-    folders = sorted(root.glob("*/run=*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [
-        RunSummary(
-            pipeline=folder.parent.name,
-            run=folder.name,
-            folder=folder,
-            training=_json(folder / "train" / METRICS),
-            evaluation=_json(folder / "evaluate" / EVALUATION),
-            pictures=sorted(p.relative_to(root).as_posix() for p in folder.rglob("*.png")),
-        )
-        for folder in folders
-        if folder.is_dir()
-    ]
+    folders = sorted(
+        root.glob(f"*/{RUN_FOLDER_PREFIX}*"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    return [_summary(root, folder) for folder in folders if folder.is_dir()]
+
+
+def find_run(root: Path, pipeline: str, run: str) -> RunSummary | None:
+    """The run folder `<root>/<pipeline>/<run>`; None when there is none (or the names try
+    to leave the root)."""
+    if (
+        not run.startswith(RUN_FOLDER_PREFIX)
+        or "/" in pipeline + run
+        or pipeline in ("", ".", "..")
+    ):
+        return None
+    folder = root / pipeline / run
+    return _summary(root, folder) if folder.is_dir() else None
 
 
 def report_file(root: Path, relative: str) -> Path:
-    """A file under `root` that reports may show; anything else (or outside) is refused."""
+    """A file under `root` that reports may show; anything else (or outside) is refused
+    (the message does not repeat the request)."""
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()) or path.suffix not in SERVED or not path.is_file():
-        raise InputError(f"{relative}: not a report file")
+        raise InputError("not a report file")
     return path
 
 
@@ -70,41 +142,91 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
 
 
-def _headline(run: RunSummary) -> str:
-    if run.evaluation is None:
-        return "failed or running" if run.training is None else "trained"
-    if "mAP" in run.evaluation:
-        return f"mAP {_number(run.evaluation['mAP']):.4f}"
-    return f"accuracy {_number(run.evaluation.get('accuracy')):.4f}"
+def _headline(run: RunSummary, state: str | None) -> str:
+    if run.failures:
+        first = run.failures[0]
+        return f"failed in {first.step}: {first.reason}"
+    if run.evaluation is not None:
+        if "mAP" in run.evaluation:
+            return f"mAP {_number(run.evaluation['mAP']):.4f}"
+        return f"accuracy {_number(run.evaluation.get('accuracy')):.4f}"
+    if state:
+        return state
+    return "trained" if run.training is not None else "no results yet"
 
 
-def render_index(runs: list[RunSummary]) -> str:
+RunState = Callable[[RunSummary], str | None]
+"""The Airflow state of a run (running, success, failed, ...), None where unknown."""
+
+
+def _no_state(run: RunSummary) -> str | None:
+    return None
+
+
+def render_index(runs: list[RunSummary], state: RunState = _no_state) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(r.pipeline)}</td><td><a href='{_href(f'{r.pipeline}/{r.run}')}/'>"
-        f"{html.escape(r.run)}</a></td><td>{_headline(r)}</td></tr>"
+        f"{html.escape(r.run)}</a></td><td>{html.escape(r.run_id or '')}</td>"
+        f"<td>{html.escape(state(r) or '')}</td><td>{html.escape(_headline(r, None))}</td></tr>"
         for r in runs
     )
     return _page(
         "Training runs",
-        f"<table><tr><th>pipeline</th><th>run</th><th>validation</th></tr>{rows}</table>"
+        "<table><tr><th>pipeline</th><th>run folder</th><th>Airflow run</th><th>state</th>"
+        f"<th>result</th></tr>{rows}</table>"
         if runs
         else "<p>No runs yet.</p>",
     )
 
 
-def render_run(run: RunSummary) -> str:
-    parts = [f"<p>{_headline(run)}</p>"]
+def _table(rows: Mapping[str, str], cls: str) -> str:
+    body = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows.items()
+    )
+    return f"<table class='{cls}'>{body}</table>"
+
+
+def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | None = None) -> str:
+    """One run's page; `airflow_url` links back to the run in the Airflow UI."""
+    about = {"Airflow run": run.run_id or "not recorded", "state": state or "unknown"}
+    parts = [f"<p class='headline'>{html.escape(_headline(run, state))}</p>"]
+    if airflow_url and run.run_id:
+        parts.append(
+            f"<p><a class='airflow-run' href='{html.escape(airflow_url)}'>open the run "
+            "in Airflow</a></p>"
+        )
+    parts.append(_table(about, "run"))
+    if run.failures:
+        parts.append(
+            "<h2>Failures</h2>" + _table({f.step: f.reason for f in run.failures}, "failures")
+        )
+    params = (run.record or {}).get("params")
+    if isinstance(params, dict):
+        parts.append(
+            "<h2>Parameters</h2>"
+            + _table({k: json.dumps(v) for k, v in sorted(params.items())}, "params")
+        )
     if run.training:
         final = run.training.get("final")
         final = final if isinstance(final, dict) else {}
         parts.append(
-            "<h2>Training (last epoch)</h2><table>"
-            + "".join(
-                f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
-                for k, v in sorted(final.items())
-                if isinstance(v, (int, float))
+            "<h2>Training (last epoch)</h2>"
+            + _table(
+                {k: f"{v:.4f}" for k, v in sorted(final.items()) if isinstance(v, int | float)},
+                "training",
             )
-            + "</table>"
+        )
+    if run.evaluation:
+        parts.append(
+            "<h2>Evaluation</h2>"
+            + _table(
+                {
+                    k: f"{v:.4f}"
+                    for k, v in sorted(run.evaluation.items())
+                    if isinstance(v, int | float)
+                },
+                "evaluation",
+            )
         )
     parts += [f"<h3>{html.escape(p)}</h3><img src='../../files/{_href(p)}'>" for p in run.pictures]
     return _page(f"{run.pipeline} / {run.run}", "".join(parts))

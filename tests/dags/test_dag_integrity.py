@@ -63,8 +63,9 @@ def test_trigger_form_params_have_descriptions(dagbag):
         "transform_uri",
     }
     assert expected <= set(params)
-    for name in expected:
+    for name in params:
         assert params.get_param(name).description, name
+        assert params.get_param(name).schema.get("title"), name
     assert "num_classes" not in params and "num_training_samples" not in params
     assert params.get_param("runner").schema["enum"] == ["local", "kubernetes"]
 
@@ -122,14 +123,33 @@ def test_the_form_accepts_its_own_defaults_and_empty_optional_fields(dagbag):
     params = dagbag.dags["image_classification"].params
     for name in params:
         params.get_param(name).resolve()  # raises ParamValidationError when refused
-    for name in ("transform_uri", "initial_model_uri", "label_format"):
+    for name in ("transform_uri", "initial_model_uri"):
         assert params.get_param(name).resolve(None) is None
 
 
 def test_empty_optional_fields_render_as_unused_channels(dagbag):
     dag = dagbag.dags["image_classification"]
     env = dag.get_template_env()
-    params = {"initial_model_uri": None, "label_format": None}
+    params = {"initial_model_uri": None, "label_format": "single-label"}
     model = dag.get_task("train").channels["model"]
     assert env.from_string(model).render(params=params) == ""
-    assert env.from_string(dag.get_task("make_lst").label_format).render(params=params) == ""
+    label_format = env.from_string(dag.get_task("make_lst").label_format)
+    assert label_format.render(params=params) == ""
+    assert label_format.render(params={"label_format": "multi-hot"}) == "multi-hot"
+
+
+def test_form_defaults_follow_the_deployment_runner(monkeypatch):
+    """Local deployments offer the laptop recipe; a cluster deployment the reference's."""
+    from operators.pipeline import hyperparameter_param
+    from tasks.algorithms import get_algorithm
+
+    spec = get_algorithm("image-classification")
+    monkeypatch.delenv("VISION_PIPELINES_RUNNER", raising=False)
+    assert hyperparameter_param(spec, "num_layers").value == 20
+    assert hyperparameter_param(spec, "image_shape").value == "3,32,32"
+    monkeypatch.setenv("VISION_PIPELINES_RUNNER", "kubernetes")
+    assert hyperparameter_param(spec, "num_layers").value == 152
+    assert hyperparameter_param(spec, "image_shape").value == "3,224,224"
+    monkeypatch.setenv("VISION_PIPELINES_RUNNER", "ssh")
+    with pytest.raises(ValueError, match="VISION_PIPELINES_RUNNER='ssh': allowed are local"):
+        hyperparameter_param(spec, "epochs")

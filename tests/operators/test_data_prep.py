@@ -131,3 +131,40 @@ def test_lists_from_a_manifest_are_validated_first(tmp_path):
             label_format="multi-hot",
         ).execute({})
     assert json.loads((out / "manifest_validation.json").read_text())["success"] is not None
+
+
+class _TI:
+    def __init__(self):
+        self.pushed = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+def test_a_run_records_itself_and_a_failed_step_its_reason(tmp_path):
+    """A run that fails in make_lst is listed by the reports with its reason: run.json names
+    the Airflow run, the step's summary.json says why."""
+    from types import SimpleNamespace
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = tmp_path / "runs" / "image_classification" / "run=20260101T000000"
+    ti = _TI()
+    context = {
+        "ti": ti,
+        "run_id": "scheduled__2026-01-01T00:00:00+00:00",
+        "logical_date": None,
+        "dag": SimpleNamespace(dag_id="image_classification"),
+        "params": {"epochs": 2},
+    }
+    with pytest.raises(AirflowFailException) as failed:
+        LstGenerationOperator(
+            task_id="make_lst", images_uri=f"file://{empty}", output_uri=f"file://{run}/lists"
+        ).execute(context)
+    record = json.loads((run / "run.json").read_text())
+    assert record["run_id"] == context["run_id"] and record["params"] == {"epochs": 2}
+    assert record["dag_id"] == "image_classification"
+    summary = json.loads((run / "lists" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["step"] == "make_lst"
+    assert summary["failure"] == "bad_input" and summary["reason"] == str(failed.value)
+    assert ti.pushed["run_outputs_uri"] == f"file://{run}/lists"

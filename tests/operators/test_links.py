@@ -9,5 +9,13 @@ def test_s3_uris_open_in_the_console():
     )
 
 
-def test_local_uris_are_left_alone():
-    assert browsable_url("file:///data/runs/run=1/train") == "file:///data/runs/run=1/train"
+def test_local_folders_have_no_storage_link_but_a_report_link():
+    """A file:// link is dropped by the UI: local runs link to their report page instead."""
+    from operators.links import report_url
+
+    assert browsable_url("file:///data/runs/run=1/train") == ""
+    assert report_url("file:///data/runs/image_classification/run=1/train") == (
+        "/vision-pipelines/image_classification/run=1/"
+    )
+    assert report_url("s3://b/out/p/run=manual__x/evaluate") == "/vision-pipelines/p/run=manual__x/"
+    assert report_url("file:///data/elsewhere") == ""

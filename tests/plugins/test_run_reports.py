@@ -19,9 +19,40 @@ def client(tmp_path, monkeypatch):
     (run / "evaluate" / "evaluation.json").write_text(json.dumps({"accuracy": 0.96}))
     Image.new("RGB", (4, 4)).save(run / "train" / "learning_curves.png")
     (tmp_path / "secret.json").write_text("{}")
+    from plugins.vision_pipelines import can_read_runs, reports
+
+    # A logged-in user allowed to read runs (the anonymous case is tested below).
+    reports.dependency_overrides[can_read_runs] = lambda: None
+    yield TestClient(reports)
+    reports.dependency_overrides.clear()
+
+
+def test_anonymous_requests_are_refused(tmp_path, monkeypatch):
+    """Attack: the pages and files (predictions, metrics) were served to anyone (HTTP 200)."""
+    monkeypatch.setenv("VISION_PIPELINES_DATA_ROOT", str(tmp_path))
+    run = tmp_path / "runs" / "image_classification" / "run=1" / "evaluate"
+    run.mkdir(parents=True)
+    (run / "evaluation.json").write_text('{"accuracy": 0.5}')
     from plugins.vision_pipelines import reports
 
-    return TestClient(reports)
+    anonymous = TestClient(reports)
+    for path in (
+        "/",
+        "/image_classification/run=1/",
+        "/files/image_classification/run=1/evaluate/evaluation.json",
+    ):
+        response = anonymous.get(path)
+        assert response.status_code in (401, 403), path
+        assert "0.5" not in response.text
+    from airflow.api_fastapi.app import init_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    manager = init_auth_manager()
+    forged = anonymous.get("/", headers={"Authorization": "Bearer not-a-token"})
+    assert forged.status_code in (401, 403)
+    token = manager.generate_jwt(SimpleAuthManagerUser(username="viewer", role="viewer"))
+    allowed = anonymous.get("/", headers={"Authorization": f"Bearer {token}"})
+    assert allowed.status_code == 200 and "run=1" in allowed.text
 
 
 def test_index_lists_runs_with_their_validation_result(client):
@@ -92,3 +123,49 @@ def test_one_malformed_run_does_not_break_the_index(client, tmp_path):
     response = client.get("/")
     assert response.status_code == 200
     assert "run=20260101T000000" in response.text and "accuracy 0.9600" in response.text
+
+
+def _record(run, **values):
+    record = {"dag_id": "image_classification", "run_id": "manual__2026-11-23T10:00:00+00:00"}
+    (run / "run.json").write_text(json.dumps({**record, **values}))
+
+
+def test_run_page_shows_the_airflow_run_its_parameters_and_a_link_back(client, tmp_path):
+    run = tmp_path / "runs" / "image_classification" / "run=20260101T000000"
+    _record(run, params={"epochs": 3, "image_shape": "3,32,32"})
+    page = client.get("/image_classification/run=20260101T000000/").text
+    assert "manual__2026-11-23T10:00:00+00:00" in page
+    assert "image_shape" in page and "&quot;3,32,32&quot;" in page
+    assert (
+        "href='/dags/image_classification/runs/manual__2026-11-23T10%3A00%3A00%2B00%3A00'" in page
+    )
+
+
+def test_a_run_that_failed_before_training_is_listed_with_its_reason(client, tmp_path):
+    run = tmp_path / "runs" / "image_classification" / "run=early"
+    (run / "lists").mkdir(parents=True)
+    _record(run)
+    (run / "lists" / "summary.json").write_text(
+        json.dumps({"step": "make_lst", "status": "failed", "reason": "cats/x.jpg: not an image"})
+    )
+    index = client.get("/").text
+    assert "run=early" in index and "failed in make_lst: cats/x.jpg: not an image" in index
+    page = client.get("/image_classification/run=early/").text
+    assert "cats/x.jpg: not an image" in page and "Failures" in page
+
+
+def test_error_pages_do_not_repeat_the_request(client):
+    for path in ("/files/%3Cscript%3Ealert(1)%3C%2Fscript%3E.png", "/x/run=%3Cb%3E/"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert "script" not in response.text and "<b>" not in response.text
+
+
+def test_run_names_cannot_leave_the_runs_root(tmp_path):
+    from tasks.run_report import find_run
+
+    (tmp_path / "runs" / "p" / "run=1").mkdir(parents=True)
+    (tmp_path / "run=x").mkdir()
+    assert find_run(tmp_path / "runs", "p", "run=1") is not None
+    assert find_run(tmp_path / "runs", "..", "run=x") is None
+    assert find_run(tmp_path / "runs", "p", "1") is None

@@ -1,0 +1,80 @@
+"""What a run's report needs that only its tasks know: which Airflow run wrote the run folder
+(`run.json`: DAG, run id, logical date, the form's values) and why a data-prep step failed
+(its `summary.json`, as container steps write theirs)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from operators.links import RunOutputsLink, RunReportLink
+from operators.storage import write_text
+from tasks.contract import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, SUMMARY, Outcome, step_summary
+from tasks.errors import InputError
+from tasks.run_report import RUN_RECORD, run_prefix
+
+F = TypeVar("F", bound=Callable)
+log = logging.getLogger(__name__)
+
+
+def record_run(context: Any, output_uri: str) -> None:
+    """Before a step starts: its links, and `<run prefix>/run.json` (the same content from
+    every task of the run, written atomically, so any of them may write it first). Outside a
+    DAG run (an operator executed on its own) there is nothing to record."""
+    if "ti" in context:
+        RunOutputsLink.persist(context, output_uri)
+    prefix = run_prefix(output_uri)
+    if prefix is None or not context.get("run_id"):
+        return
+    dag, logical_date = context.get("dag"), context.get("logical_date")
+    record = {
+        "dag_id": dag.dag_id if dag else None,
+        "run_id": context["run_id"],
+        "logical_date": logical_date.isoformat() if logical_date else None,
+        "params": dict(context.get("params") or {}),
+    }
+    write_text(f"{prefix}/{RUN_RECORD}", json.dumps(record, indent=2, default=str) + "\n")
+
+
+def record_failure(output_uri: str, step: str, code: int, reason: str) -> None:
+    """`<output_uri>/summary.json` for a failed step: the report shows its reason. Best effort:
+    the step's own error, not this one, is what the task fails with."""
+    summary = step_summary(step=step, algorithm=None, outcome=Outcome(code, reason=reason))
+    try:
+        write_text(f"{output_uri.rstrip('/')}/{SUMMARY}", json.dumps(summary, indent=2) + "\n")
+    except Exception:  # noqa: BLE001 - reporting must not hide the failure it reports
+        log.warning("could not write the failure summary under %s", output_uri, exc_info=True)
+
+
+def pipeline_step(execute: F) -> F:
+    """Decorate an operator's `execute` (an operator with `output_uri`): the run is recorded
+    first; a user's bad input fails the task once with its message, without retries; any
+    failure leaves its reason beside the step's outputs."""
+
+    @functools.wraps(execute)
+    def wrapper(self: Any, context: Any) -> Any:
+        record_run(context, self.output_uri)
+        try:
+            return execute(self, context)
+        except InputError as e:
+            record_failure(self.output_uri, self.task_id, EXIT_BAD_INPUT, str(e))
+            raise AirflowFailException(str(e)) from e
+        except Exception as e:
+            reason = f"internal error: {type(e).__name__}: {e}"
+            record_failure(self.output_uri, self.task_id, EXIT_INTERNAL_ERROR, reason)
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RunStepOperator(BaseOperator):
+    """A step of a pipeline run (it has an `output_uri` under the run prefix): its task page
+    links to the run's report and, in object storage, to its outputs."""
+
+    operator_extra_links = (RunReportLink(), RunOutputsLink())
