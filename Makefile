@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo ui test test-interop lint format lock clean bench bench-data bench-train
+.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -76,9 +76,20 @@ AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests
 	tests/tasks/test_hyperparameter_schemas.py tests/test_lint_scope.py tests/test_end_to_end.py
 TRAINER_TESTS := tests/tasks/image_classification tests/tasks/test_job.py tests/tasks/test_algorithms.py
 
-test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop
+test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser
 	$(VENV)/bin/pytest -q $(AIRFLOW_TESTS)
 	$(TRAINER_VENV)/bin/pytest -q $(TRAINER_TESTS)
+	$(VENV)/bin/pytest -q tests/browser
+
+# The browser test drives Debian's chromium through chromedriver; installed when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && exit 0; \
+	echo "installing Debian's chromium and chromium-driver for the browser test ..."; \
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; } \
+		> /tmp/vision-pipelines-apt.log 2>&1 || { \
+		echo "could not install chromium and chromium-driver (log: /tmp/vision-pipelines-apt.log);" \
+			"install them as root: apt-get install chromium chromium-driver" >&2; exit 1; }
 
 # Byte-level comparisons with MXNet 1.9.1's im2rec and recordio, in their own environment.
 test-interop: $(MXNET_VENV)/.installed

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +38,15 @@ from tasks.contract import (
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POD_ML_ROOT = "/opt/ml"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STEP_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+"""Every step's environment, local or pod: unbuffered output, TensorFlow's C++ INFO/WARNING
+logs off."""
+# TensorFlow's C++ startup chatter (info/warning lines in absl's format, printed before any
+# log level applies): kept at DEBUG, so that a task log starts with the step's own lines.
+NATIVE_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IW]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\])"
+)
 
 
 class Runner(StrEnum):
@@ -166,6 +177,7 @@ def container_task(
             "app.kubernetes.io/part-of": "vision-pipelines",
             "vision-pipelines/step": step.step,
         },
+        env_vars=dict(STEP_ENVIRONMENT),
         get_logs=True,
         on_finish_action="delete_pod",
         deferrable=deferrable,
@@ -205,12 +217,7 @@ class LocalStepOperator(BaseOperator):
                 "or set VISION_PIPELINES_TRAINER_PYTHON"
             )
         command = [self.python, "-m", "tasks.job", *self.arguments]
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(PROJECT_ROOT),
-            "PYTHONUNBUFFERED": "1",
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        }
+        env = {**STEP_ENVIRONMENT, **os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
         self.log.info("running: %s", subprocess.list2cmdline(command))
         self._process = subprocess.Popen(
             command,
@@ -225,8 +232,11 @@ class LocalStepOperator(BaseOperator):
         )
         for line in self._process.stdout or ():
             # The step's one-sentence failure stands out in the log viewer; the rest is progress.
-            failed = line.startswith(FAILED_PREFIX)
-            (self.log.error if failed else self.log.info)("%s", line.rstrip())
+            if line.startswith(FAILED_PREFIX):
+                level = logging.ERROR
+            else:
+                level = logging.DEBUG if NATIVE_NOISE.match(line) else logging.INFO
+            self.log.log(level, "%s", line.rstrip())
         code = self._process.wait()
         if code != 0:
             raise AirflowException(f"{command[2]} {self.arguments[0]} exited with code {code}")

@@ -1,0 +1,165 @@
+"""An Airflow API server, scheduler, DAG processor and triggerer (`airflow standalone`) on
+localhost with a fresh SQLite home, and headless Debian chromium driven by selenium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tasks.data.synthetic import make_shapes_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW = ROOT / ".venv" / "bin" / "airflow"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+USER, PASSWORD = "admin", "browser-test-password"
+STARTUP_SECONDS = 240
+
+
+@dataclass(frozen=True)
+class Airflow:
+    url: str
+    home: Path
+    data_root: Path
+    log: Path
+
+    def api(self, path: str, *, token: str | None = None, body: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"}
+            | ({"Authorization": f"Bearer {token}"} if token else {}),
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def token(self) -> str:
+        return self.api("/auth/token", body={"username": USER, "password": PASSWORD})[
+            "access_token"
+        ]
+
+    def status(self, path: str) -> int:
+        """The HTTP status of an anonymous GET."""
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until(check, what: str, seconds: float, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise AssertionError(f"{what} within {seconds:.0f} s; end of {log}:\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def airflow(tmp_path_factory) -> Iterator[Airflow]:
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("chromium and chromedriver are not installed (`make browser` installs them)")
+    base = tmp_path_factory.mktemp("airflow")
+    home, data_root = base / "home", base / "data"
+    home.mkdir()
+    # The embedded deployment's default dataset, as `make ui` makes it (small: a CPU test).
+    make_shapes_dataset(data_root / "datasets" / "shapes", per_class=20, size=32)
+    (home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
+    port = _free_port()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "VISION_PIPELINES_DATA_ROOT": str(data_root),
+        "VISION_PIPELINES_WORK_DIR": str(data_root / "work"),
+        "PATH": f"{AIRFLOW.parent}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("VISION_PIPELINES_RUNNER", None)
+    log = base / "airflow.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [str(AIRFLOW), "standalone"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Airflow(f"http://127.0.0.1:{port}", home, data_root, log)
+    try:
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"airflow standalone exited; see {log}")
+            try:
+                token = server.token()
+                return any(
+                    d["dag_id"] == "image_classification"
+                    for d in server.api("/api/v2/dags", token=token)["dags"]
+                )
+            except (OSError, KeyError, ValueError):
+                return False
+
+        _wait_until(ready, "the API server serves the image_classification DAG", STARTUP_SECONDS, log)
+        yield server
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def browser(airflow, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
