@@ -42,10 +42,12 @@ STEP_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 """Every step's environment, local or pod: unbuffered output, TensorFlow's C++ INFO/WARNING
 logs off."""
 # TensorFlow's C++ startup chatter (info/warning lines in absl's format, printed before any
-# log level applies): kept at DEBUG, so that a task log starts with the step's own lines.
+# log level applies, and the CUDA probe failing on a machine without a GPU): kept at DEBUG, so
+# that a task log starts with the step's own lines.
 NATIVE_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\)"
-    r"|[IW]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\])"
+    r"|[IW]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]"
+    r"|E\d{4} [\d:.]+\s+\d+ cuda_\w+\.cc:\d+\] failed call to cuInit)"
 )
 
 
@@ -64,6 +66,17 @@ def _json_env(name: str, default: Any) -> Any:
         raise ValueError(f"environment variable {name} must be JSON, got {text!r}") from e
 
 
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "2", "memory": "8Gi"},
+    "limits": {"cpu": "8", "memory": "32Gi"},
+}
+"""CPU and memory of a step pod unless the deployment says otherwise (GPUs come on top)."""
+POD_USER = 1000
+"""The trainer image's non-root user (docker/trainer/Dockerfile)."""
+# Writable places on a read-only root filesystem: the ml-root and scratch space.
+POD_VOLUMES = {"ml-root": POD_ML_ROOT, "tmp": "/tmp"}
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     """Where and how training pods run; from `VISION_PIPELINES_K8S_*` environment variables."""
@@ -73,6 +86,10 @@ class KubernetesSettings:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: Sequence[Mapping[str, Any]] = ()
     image_pull_policy: str = "IfNotPresent"
+    resources: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: DEFAULT_RESOURCES)
+    """{"requests": {"cpu", "memory"}, "limits": {...}} of every step pod."""
+    automount_token: bool = False
+    """Mount the service account's API token (the steps do not call the Kubernetes API)."""
 
     def __post_init__(self) -> None:
         if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
@@ -82,6 +99,14 @@ class KubernetesSettings:
             )
         if not isinstance(self.node_selector, Mapping):
             raise ValueError(f"node_selector must be a JSON object, got {self.node_selector!r}")
+        kinds = set(self.resources) if isinstance(self.resources, Mapping) else {None}
+        if not kinds <= {"requests", "limits"} or not all(
+            isinstance(v, Mapping) for v in self.resources.values()
+        ):
+            raise ValueError(
+                'resources must be a JSON object like {"requests": {"cpu": "2", "memory": '
+                f'"8Gi"}}, "limits": {{...}}}}, got {self.resources!r}'
+            )
 
     @classmethod
     def from_env(cls) -> KubernetesSettings:
@@ -93,7 +118,29 @@ class KubernetesSettings:
             image_pull_policy=os.environ.get(
                 "VISION_PIPELINES_K8S_IMAGE_PULL_POLICY", "IfNotPresent"
             ),
+            resources=_json_env("VISION_PIPELINES_K8S_RESOURCES", DEFAULT_RESOURCES),
+            automount_token=os.environ.get("VISION_PIPELINES_K8S_AUTOMOUNT_TOKEN", "") == "true",
         )
+
+
+def allowed_images(environment: Environment = TRAINER) -> list[str]:
+    """The images a run may choose (`VISION_PIPELINES_TRAINER_IMAGES`, comma-separated; else
+    `VISION_PIPELINES_TRAINER_IMAGE` or the algorithm's): the first is the default."""
+    listed = os.environ.get("VISION_PIPELINES_TRAINER_IMAGES", "")
+    images = [i.strip() for i in listed.split(",") if i.strip()]
+    return images or [os.environ.get("VISION_PIPELINES_TRAINER_IMAGE") or environment.image]
+
+
+def check_image(image: str, environment: Environment = TRAINER) -> str:
+    """`image` if the deployment allows it; who may trigger a DAG must not pick any image to
+    run under the pods' service account and storage rights."""
+    allowed = allowed_images(environment)
+    if image not in allowed:
+        raise AirflowFailException(
+            f"trainer image {image!r} is not allowed; this deployment allows "
+            f"{', '.join(allowed)} (VISION_PIPELINES_TRAINER_IMAGES)"
+        )
+    return image
 
 
 @dataclass(frozen=True)
@@ -161,15 +208,39 @@ def container_task(
 
     settings = kubernetes or KubernetesSettings.from_env()
     gpu = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    resources = {kind: dict(settings.resources.get(kind, {})) for kind in ("requests", "limits")}
     return KubernetesPodOperator(
         task_id=task_id,
         name=f"vision-{step.step}",
         namespace=settings.namespace,
-        image=image or spec.environment.image,
+        image=check_image(image or allowed_images(spec.environment)[0], spec.environment),
         image_pull_policy=settings.image_pull_policy,
         cmds=["python", "-m", "tasks.job"],
         arguments=step.arguments(POD_ML_ROOT),
-        container_resources=k8s.V1ResourceRequirements(requests=gpu, limits=gpu),
+        container_resources=k8s.V1ResourceRequirements(
+            requests={**resources["requests"], **gpu} or None,
+            limits={**resources["limits"], **gpu} or None,
+        ),
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=POD_USER,
+            run_as_group=POD_USER,
+            fs_group=POD_USER,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        container_security_context=k8s.V1SecurityContext(
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            privileged=False,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        ),
+        volumes=[
+            k8s.V1Volume(name=name, empty_dir=k8s.V1EmptyDirVolumeSource()) for name in POD_VOLUMES
+        ],
+        volume_mounts=[
+            k8s.V1VolumeMount(name=name, mount_path=path) for name, path in POD_VOLUMES.items()
+        ],
+        automount_service_account_token=settings.automount_token,
         node_selector=dict(settings.node_selector),
         tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
         service_account_name=settings.service_account,
@@ -177,7 +248,7 @@ def container_task(
             "app.kubernetes.io/part-of": "vision-pipelines",
             "vision-pipelines/step": step.step,
         },
-        env_vars=dict(STEP_ENVIRONMENT),
+        env_vars={**STEP_ENVIRONMENT, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"},
         get_logs=True,
         on_finish_action="delete_pod",
         deferrable=deferrable,
@@ -342,6 +413,9 @@ class ContainerStepOperator(RunStepOperator):
             running.on_kill()
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self.check_uris(
+            {**{f"channel {k!r}": v for k, v in self.channels.items()}, "output_uri": self._output}
+        )
         record_run(context, self._output)
         # What an earlier attempt reported must not be taken for this attempt's result.
         for name in (FAILURE, SUMMARY):

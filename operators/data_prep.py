@@ -37,6 +37,7 @@ class LstGenerationOperator(RunStepOperator):
     :param exts: image file extensions to list.
     """
 
+    uri_fields = ("images_uri", "output_uri")
     template_fields: Sequence[str] = (
         "images_uri",
         "output_uri",
@@ -130,6 +131,7 @@ class RecordIOPackOperator(RunStepOperator):
     :param num_workers: encoding processes; records keep the list order.
     """
 
+    uri_fields = ("lst_uri", "images_uri", "output_uri")
     template_fields: Sequence[str] = ("lst_uri", "images_uri", "output_uri", "class_names")
 
     def __init__(
@@ -195,6 +197,7 @@ class ManifestValidationOperator(RunStepOperator):
     :param segmentation: records carry an annotation `*-ref` instead of a label.
     """
 
+    uri_fields = ("manifest_uri", "output_uri")
     template_fields: Sequence[str] = (
         "manifest_uri",
         "output_uri",
@@ -251,6 +254,7 @@ class LabelMapRemapOperator(RunStepOperator):
     :param num_classes: classes the result must fall in, when known (templated).
     """
 
+    uri_fields = ("annotations_uri", "label_map_uri", "output_uri")
     template_fields: Sequence[str] = (
         "annotations_uri",
         "label_map_uri",

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import DAG, Param
 
-from operators.container import ContainerStepOperator, Runner
+from operators.container import ContainerStepOperator, Runner, allowed_images
 from operators.paths import run_uri
 from tasks.algorithms import AlgorithmSpec
 
@@ -59,6 +59,7 @@ def form_hyperparameters(names: Iterable[str]) -> dict[str, str]:
 
 def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
     """Where the container steps run: runner, image and GPUs, defaults from the environment."""
+    images = allowed_images(spec.environment)
     return {
         "runner": Param(
             deployment_runner().value,
@@ -69,10 +70,12 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
             "environment on this machine; kubernetes: one pod per step, from the trainer image.",
         ),
         "trainer_image": Param(
-            os.environ.get("VISION_PIPELINES_TRAINER_IMAGE", spec.environment.image),
+            images[0],
             type="string",
+            enum=images,
             title="Trainer image",
-            description="Container image of the steps when runner=kubernetes (unused locally).",
+            description="Container image of the steps when runner=kubernetes (unused locally); "
+            "one of the images this deployment allows.",
         ),
         "gpu_count": Param(
             1,
@@ -81,6 +84,32 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
             maximum=16,
             title="GPUs",
             description="GPUs per step pod when runner=kubernetes (0: CPU only; unused locally).",
+        ),
+    }
+
+
+def _int_setting(name: str, default: int, *, minimum: int = 0) -> int:
+    text = os.environ.get(name) or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ValueError(f"{name}={text!r}: expected a whole number >= {minimum}")
+    return value
+
+
+def task_defaults() -> dict[str, Any]:
+    """Every task's retries and time limit, set by the deployment. Infrastructure failures
+    (a lost pod, a storage hiccup) are retried with exponential backoff; a user's bad input
+    fails at once (AirflowFailException is never retried)."""
+    return {
+        "retries": _int_setting("VISION_PIPELINES_RETRIES", 2),
+        "retry_delay": timedelta(seconds=_int_setting("VISION_PIPELINES_RETRY_DELAY_SECONDS", 60)),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(hours=1),
+        "execution_timeout": timedelta(
+            minutes=_int_setting("VISION_PIPELINES_TASK_TIMEOUT_MINUTES", 24 * 60, minimum=1)
         ),
     }
 
@@ -109,6 +138,7 @@ def pipeline_dag(
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        default_args=task_defaults(),
         user_defined_macros={"run_uri": run_uri},
         tags=["vision-pipelines", spec.id, *tags],
         params={**params, **runner_params(spec)},

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from airflow.sdk import BaseOperator
@@ -18,6 +18,7 @@ from operators.storage import write_text
 from tasks.contract import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, SUMMARY, Outcome, step_summary
 from tasks.errors import InputError
 from tasks.run_report import RUN_RECORD, run_prefix
+from tasks.uris import check_uri
 
 F = TypeVar("F", bound=Callable)
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def pipeline_step(execute: F) -> F:
 
     @functools.wraps(execute)
     def wrapper(self: Any, context: Any) -> Any:
+        self.check_uris({name: getattr(self, name) for name in self.uri_fields})
         record_run(context, self.output_uri)
         try:
             return execute(self, context)
@@ -78,3 +80,14 @@ class RunStepOperator(BaseOperator):
     links to the run's report and, in object storage, to its outputs."""
 
     operator_extra_links = (RunReportLink(), RunOutputsLink())
+    uri_fields: tuple[str, ...] = ("output_uri",)
+    """Attributes that hold storage URIs: checked against the deployment's allow-list."""
+
+    def check_uris(self, uris: Mapping[str, str]) -> None:
+        """Refuse, before anything is read or written, a URI the deployment does not allow."""
+        try:
+            for name, uri in uris.items():
+                if uri and str(uri).strip():
+                    check_uri(str(uri), name)
+        except InputError as e:
+            raise AirflowFailException(str(e)) from e

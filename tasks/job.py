@@ -20,6 +20,8 @@ from tasks.atomic import atomic_write_text
 from tasks.contract import (
     DEFAULT_ML_ROOT,
     EVALUATION,
+    EXIT_BAD_INPUT,
+    FAILED_PREFIX,
     FAILURE,
     PREDICTIONS,
     SUMMARY,
@@ -28,8 +30,10 @@ from tasks.contract import (
     attempt,
     find_model_archive,
 )
+from tasks.errors import InputError
 from tasks.staging import clear, remove, stage_in, upload_folder
 from tasks.train import summarize
+from tasks.uris import check_uri
 
 
 def _channel_arg(text: str) -> tuple[str, str]:
@@ -119,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    channels = dict(args.channel)
+    try:  # before anything is read or written: the same check as on the Airflow side
+        for name, uri in channels.items():
+            check_uri(uri, f"channel {name!r}")
+        check_uri(args.output_uri, "--output-uri")
+    except InputError as e:
+        print(f"{FAILED_PREFIX}{e}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
     ml = MLRoot(args.ml_root)
     # A rerun starts from clean outputs (checkpoints stay, so training resumes).
     for folder in (ml.model_dir, ml.output_dir):
@@ -127,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     output_uri = args.output_uri.rstrip("/")
     for name in (FAILURE, SUMMARY):
         remove(f"{output_uri}/{name}")
-    channels = dict(args.channel)
 
     def job() -> Any:
         get_algorithm(args.algorithm).check_channels(args.step, channels, complete=False)

@@ -97,6 +97,7 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "VISION_PIPELINES_DATA_ROOT": str(data_root),
         "VISION_PIPELINES_WORK_DIR": str(data_root / "work"),
         "PATH": f"{AIRFLOW.parent}:{os.environ.get('PATH', '')}",
@@ -128,7 +129,9 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
             except (OSError, KeyError, ValueError):
                 return False
 
-        _wait_until(ready, "the API server serves the image_classification DAG", STARTUP_SECONDS, log)
+        _wait_until(
+            ready, "the API server serves the image_classification DAG", STARTUP_SECONDS, log
+        )
         yield server
     finally:
         os.killpg(process.pid, signal.SIGTERM)

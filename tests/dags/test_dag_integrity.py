@@ -153,3 +153,21 @@ def test_form_defaults_follow_the_deployment_runner(monkeypatch):
     monkeypatch.setenv("VISION_PIPELINES_RUNNER", "ssh")
     with pytest.raises(ValueError, match="VISION_PIPELINES_RUNNER='ssh': allowed are local"):
         hyperparameter_param(spec, "epochs")
+
+
+def test_tasks_retry_infrastructure_failures_within_a_time_limit(dagbag, monkeypatch):
+    """Audit: container steps had no retries and no execution timeout."""
+    from datetime import timedelta
+
+    from operators.pipeline import task_defaults
+
+    for task in dagbag.dags["image_classification"].tasks:
+        assert task.retries == 2 and task.retry_exponential_backoff, task.task_id
+        assert task.execution_timeout == timedelta(hours=24), task.task_id
+    monkeypatch.setenv("VISION_PIPELINES_RETRIES", "0")
+    monkeypatch.setenv("VISION_PIPELINES_TASK_TIMEOUT_MINUTES", "90")
+    assert task_defaults()["retries"] == 0
+    assert task_defaults()["execution_timeout"] == timedelta(minutes=90)
+    monkeypatch.setenv("VISION_PIPELINES_TASK_TIMEOUT_MINUTES", "0")
+    with pytest.raises(ValueError, match="VISION_PIPELINES_TASK_TIMEOUT_MINUTES='0'"):
+        task_defaults()

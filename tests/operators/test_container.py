@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from datetime import datetime, timezone
@@ -33,6 +34,14 @@ def no_cluster(monkeypatch, tmp_path):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
 
 
+@pytest.fixture(autouse=True)
+def allowed_images(monkeypatch):
+    monkeypatch.setenv(
+        "VISION_PIPELINES_TRAINER_IMAGES",
+        "registry.example/trainer:1.2,vision-pipelines-trainer:latest,trainer:dev",
+    )
+
+
 def test_kubernetes_pod_renders_without_a_cluster():
     settings = KubernetesSettings(
         namespace="ml",
@@ -61,8 +70,8 @@ def test_kubernetes_pod_renders_without_a_cluster():
         "--ml-root",
         "/opt/ml",
     ]
-    assert container.resources.limits == {"nvidia.com/gpu": "2"}
-    assert container.resources.requests == {"nvidia.com/gpu": "2"}
+    assert container.resources.limits == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "2"}
+    assert container.resources.requests == {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "2"}
     assert pod.metadata.namespace == "ml"
     assert pod.spec.service_account_name == "trainer"
     assert pod.spec.node_selector == {"gpu": "h100"}
@@ -110,7 +119,7 @@ def test_step_operator_builds_per_run_runner_and_keeps_derived_hyperparameters()
     args = pod.spec.containers[0].args
     sent = json.loads(args[args.index("--hyperparameters") + 1])
     assert sent == {"num_classes": "4", "epochs": "3", "momentum": "0.9"}
-    assert pod.spec.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
+    assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
     op.runner = "local"
     local = op.build(context)
     ml_root = local.arguments[local.arguments.index("--ml-root") + 1]
@@ -319,13 +328,78 @@ def test_the_failure_sentence_is_logged_as_an_error(tmp_path, monkeypatch):
     from unittest import mock
 
     fake_python = tmp_path / "python"
-    fake_python.write_text("#!/bin/sh\necho 'epoch 1/2'\necho 'FAILED: bad label' >&2\nexit 2\n")
+    noise = "I0000 00:00:1795459893.915610    6085 port.cc:153] oneDNN custom operations are on."
+    fake_python.write_text(
+        f"#!/bin/sh\necho '{noise}' >&2\necho 'epoch 1/2'\necho 'FAILED: bad label' >&2\nexit 2\n"
+    )
     fake_python.chmod(0o755)
     log = mock.Mock()
     monkeypatch.setattr(LocalStepOperator, "log", property(lambda self: log))
     op = LocalStepOperator(task_id="t", arguments=["train"], python=str(fake_python))
     with pytest.raises(AirflowException, match="exited with code"):
         op.run()
-    assert mock.call("%s", "FAILED: bad label") in log.error.call_args_list
-    assert mock.call("%s", "epoch 1/2") in log.info.call_args_list
-    assert mock.call("%s", "FAILED: bad label") not in log.info.call_args_list
+    lines = log.log.call_args_list
+    assert mock.call(logging.ERROR, "%s", "FAILED: bad label") in lines
+    assert mock.call(logging.INFO, "%s", "epoch 1/2") in lines
+    # TensorFlow's native start-up chatter is kept out of the INFO log.
+    assert mock.call(logging.DEBUG, "%s", noise) in lines
+
+
+def test_pods_are_what_a_cluster_admin_accepts(monkeypatch):
+    """Audit: pods ran as root with default capabilities, privilege escalation, the API token
+    mounted and no CPU/memory requests (BestEffort, none at all with gpu_count=0)."""
+    monkeypatch.setenv(
+        "VISION_PIPELINES_K8S_RESOURCES",
+        '{"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}',
+    )
+    op = container_task(task_id="train", step=STEP, runner="kubernetes", gpus=0)
+    pod = op.build_pod_request_obj(dry_run=True)
+    container = pod.spec.containers[0]
+    assert container.resources.requests == {"cpu": "1", "memory": "2Gi"}
+    assert container.resources.limits == {"memory": "4Gi"}
+    security = pod.spec.security_context
+    assert security.run_as_non_root and security.run_as_user == 1000
+    assert security.seccomp_profile.type == "RuntimeDefault"
+    context = container.security_context
+    assert context.allow_privilege_escalation is False and context.privileged is False
+    assert context.read_only_root_filesystem is True
+    assert context.capabilities.drop == ["ALL"]
+    assert pod.spec.automount_service_account_token is False
+    mounts = {m.mount_path: m.name for m in container.volume_mounts}
+    assert {"/opt/ml", "/tmp"} <= set(mounts)
+    empty_dirs = {v.name for v in pod.spec.volumes if v.empty_dir is not None}
+    assert {mounts["/opt/ml"], mounts["/tmp"]} <= empty_dirs
+    env = {e.name: e.value for e in container.env}
+    assert env["HOME"] == "/tmp" and env["TF_CPP_MIN_LOG_LEVEL"] == "2"
+
+
+def test_bad_resource_settings_are_named(monkeypatch):
+    monkeypatch.setenv("VISION_PIPELINES_K8S_RESOURCES", '{"request": {"cpu": "1"}}')
+    with pytest.raises(ValueError, match="resources must be a JSON object like"):
+        KubernetesSettings.from_env()
+
+
+def test_only_the_deployments_images_run(monkeypatch):
+    """Attack: `trainer_image` was a free Param; anyone who could trigger a DAG ran any image
+    under the pods' service account and storage rights."""
+    with pytest.raises(AirflowFailException, match="'evil.example/miner:1' is not allowed"):
+        container_task(task_id="t", step=STEP, runner="kubernetes", image="evil.example/miner:1")
+    monkeypatch.delenv("VISION_PIPELINES_TRAINER_IMAGES")
+    monkeypatch.setenv("VISION_PIPELINES_TRAINER_IMAGE", "registry.example/trainer:2")
+    op = container_task(task_id="t", step=STEP, runner="kubernetes")
+    assert op.image == "registry.example/trainer:2"
+    with pytest.raises(AirflowFailException, match="allows registry.example/trainer:2"):
+        container_task(task_id="t", step=STEP, runner="kubernetes", image="vision:latest")
+
+
+def test_the_form_offers_only_the_allowed_images():
+    from operators.pipeline import runner_params
+    from tasks.algorithms import get_algorithm
+
+    image = runner_params(get_algorithm("image-classification"))["trainer_image"]
+    assert image.schema["enum"] == [
+        "registry.example/trainer:1.2",
+        "vision-pipelines-trainer:latest",
+        "trainer:dev",
+    ]
+    assert image.value == "registry.example/trainer:1.2"

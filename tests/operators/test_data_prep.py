@@ -168,3 +168,13 @@ def test_a_run_records_itself_and_a_failed_step_its_reason(tmp_path):
     assert summary["status"] == "failed" and summary["step"] == "make_lst"
     assert summary["failure"] == "bad_input" and summary["reason"] == str(failed.value)
     assert ti.pushed["run_outputs_uri"] == f"file://{run}/lists"
+
+
+def test_uris_outside_the_allow_list_fail_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}/allowed")
+    out = tmp_path / "elsewhere" / "run=1" / "lists"
+    with pytest.raises(AirflowFailException, match="outside the locations this deployment"):
+        LstGenerationOperator(
+            task_id="make_lst", images_uri="file:///etc", output_uri=f"file://{out}"
+        ).execute({"run_id": "r"})
+    assert not (tmp_path / "elsewhere").exists()

@@ -154,3 +154,17 @@ def test_a_channel_the_step_does_not_read_is_refused_before_staging(tmp_path):
     assert _job(tmp_path, "evaluate", f"labels=file://{tmp_path}/nowhere") == 2
     failure = (out / "failure").read_text()
     assert "does not read a channel 'labels'; allowed: model, validation" in failure
+
+
+def test_the_step_refuses_uris_the_deployment_does_not_allow(tmp_path, monkeypatch, capsys):
+    """The same check as the Airflow side, in the step itself (a pod is started by anyone
+    who can trigger a DAG): nothing is staged or written."""
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}/out")
+    assert _job(tmp_path, "evaluate", "model=file:///etc/passwd") == 2
+    assert (
+        "channel 'model' 'file:///etc/passwd' is outside the locations" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "ml").exists() and not (tmp_path / "out").exists()
+    monkeypatch.delenv("VISION_PIPELINES_ALLOWED_URIS")
+    assert _job(tmp_path, "evaluate", "model=s3://conn@bucket/model.tar.gz") == 2
+    assert "connection ids in URIs" in capsys.readouterr().err

@@ -1,0 +1,61 @@
+"""Which storage locations a run may read and write, as the deployment allows them.
+
+Whoever can trigger a DAG chooses its dataset, output and model URIs; the workers and pods hold
+the storage rights. So every URI is checked, on the Airflow side before a step starts and in the
+step itself, by this one function: a scheme we support, no Airflow connection id borrowed through
+`s3://<conn_id>@bucket`, and, where the deployment lists them, under an allowed prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from tasks.errors import InputError
+
+SCHEMES = ("file", "s3", "memory")  # memory: fsspec's in-process store (nothing leaves the worker)
+ALLOWED_PREFIXES = "VISION_PIPELINES_ALLOWED_URIS"
+"""Comma-separated URI prefixes (`file:///srv/ml/,s3://ml-data/`); unset: any file:// or s3://."""
+
+
+def _normalized(uri: str) -> str:
+    """`uri` with a scheme, `.` and `..` resolved, so a prefix check cannot be walked out of."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "file", os.path.abspath(uri)
+    if scheme == "file":
+        return "file://" + posixpath.normpath(rest or "/")
+    bucket, _, key = rest.partition("/")
+    key = posixpath.normpath("/" + key).lstrip("/")
+    return f"{scheme}://{bucket}/{key}".rstrip("/")
+
+
+def allowed_prefixes() -> list[str]:
+    text = os.environ.get(ALLOWED_PREFIXES, "")
+    return [_normalized(p.strip()) for p in text.split(",") if p.strip()]
+
+
+def check_uri(uri: str, what: str) -> str:
+    """`uri` if runs may use it; else one sentence naming `what` (e.g. "dataset_uri"), the URI
+    and what is allowed."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme not in SCHEMES:
+        raise InputError(
+            f"{what} {uri!r}: scheme {scheme}:// is not supported; use "
+            + " or ".join(f"{s}://" for s in SCHEMES)
+        )
+    if scheme == "s3" and "@" in rest.partition("/")[0]:
+        raise InputError(
+            f"{what} {uri!r}: Airflow connection ids in URIs (s3://<conn_id>@bucket) are not "
+            "used; write s3://bucket/... (the deployment's storage credentials apply)"
+        )
+    prefixes = allowed_prefixes()
+    normalized = _normalized(uri)
+    if prefixes and not any(
+        normalized == p or normalized.startswith(p.rstrip("/") + "/") for p in prefixes
+    ):
+        raise InputError(
+            f"{what} {uri!r} is outside the locations this deployment allows: "
+            f"{', '.join(prefixes)} ({ALLOWED_PREFIXES})"
+        )
+    return uri

@@ -1,0 +1,159 @@
+"""The Airflow UI as a user meets it, in headless chromium: log in, trigger image_classification
+from its form with the embedded deployment's defaults, follow the task's "Run report" link, and
+check the report against the run's own files. Screenshots go to the test's tmp folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import quote
+
+import pytest
+
+from tests.browser.conftest import PASSWORD, USER
+
+DAG = "image_classification"
+RUN_SECONDS = 600
+
+
+def _by():
+    from selenium.webdriver.common.by import By
+
+    return By
+
+
+def _wait(driver, condition, seconds: float = 30):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, seconds).until(condition)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def user(browser, airflow, shots):
+    """The browser, logged in through the login page."""
+    By = _by()
+    browser.get(f"{airflow.url}/")
+    _wait(browser, lambda d: d.find_elements(By.NAME, "username"))
+    browser.find_element(By.NAME, "username").send_keys(USER)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait(browser, lambda d: d.get_cookie("_token"))
+    browser.save_screenshot(str(shots / "1-logged-in.png"))
+    return browser
+
+
+def _open_trigger_form(browser, airflow):
+    """The DAG page's Trigger button opens the form; returns the dialog's Trigger button."""
+    By = _by()
+    browser.get(f"{airflow.url}/dags/{DAG}")
+    opener = _wait(
+        browser, lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")
+    )
+    opener.click()
+    return _wait(
+        browser,
+        lambda d: next(
+            (
+                b
+                for b in d.find_elements(By.CSS_SELECTOR, "[role=dialog] button")
+                if b.text.strip() == "Trigger"
+            ),
+            None,
+        ),
+    )
+
+
+def _runs(airflow) -> list[dict]:
+    return airflow.api(f"/api/v2/dags/{DAG}/dagRuns", token=airflow.token())["dag_runs"]
+
+
+def test_anonymous_requests_are_refused(airflow):
+    assert airflow.status("/vision-pipelines/") == 401
+    assert airflow.status("/vision-pipelines/files/x/run=1/train/metrics.json") == 401
+    assert airflow.status("/api/v2/dags") == 401
+
+
+def test_a_bad_image_shape_is_refused_naming_the_field(user, airflow, shots):
+    from selenium.webdriver.common.keys import Keys
+
+    By, browser = _by(), user
+    trigger = _open_trigger_form(browser, airflow)
+    field = browser.find_element(By.ID, "element_image_shape")
+    browser.execute_script("arguments[0].scrollIntoView()", field)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("3,abc,32")
+    trigger.click()
+    message = _wait(
+        browser,
+        lambda d: next(
+            (
+                e
+                for e in d.find_elements(
+                    By.XPATH, "//*[@role='dialog']//*[contains(text(), 'param image_shape')]"
+                )
+                if e.is_displayed()
+            ),
+            None,
+        ),
+    )
+    browser.save_screenshot(str(shots / "2-bad-image-shape.png"))
+    assert "'3,abc,32'" in message.text
+    assert _runs(airflow) == []
+
+
+def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
+    By, browser = _by(), user
+    trigger = _open_trigger_form(browser, airflow)
+    browser.save_screenshot(str(shots / "3-trigger-form.png"))
+    assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
+    trigger.click()
+    _wait(browser, lambda d: _runs(airflow))
+    (run,) = _runs(airflow)
+    deadline = time.monotonic() + RUN_SECONDS
+    while run["state"] not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(3)
+        (run,) = _runs(airflow)
+    assert run["state"] == "success", f"the run ended {run['state']}; see {airflow.log}"
+    assert run["conf"] in ({}, None) or run["conf"].get("epochs") == 10
+
+    # The evaluate task's Details tab has a "Run report" extra link that opens the report.
+    run_id = run["dag_run_id"]
+    browser.get(f"{airflow.url}/dags/{DAG}/runs/{quote(run_id, safe='')}/tasks/evaluate/details")
+    link = _wait(
+        browser,
+        lambda d: next(
+            (a for a in d.find_elements(By.TAG_NAME, "a") if a.text.strip() == "Run report"),
+            None,
+        ),
+        60,
+    )
+    browser.save_screenshot(str(shots / "4-task-extra-links.png"))
+    link.click()
+    _wait(browser, lambda d: "/vision-pipelines/" in d.current_url)
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "p.headline"))
+    browser.save_screenshot(str(shots / "5-report.png"))
+
+    folder = next((airflow.data_root / "runs" / DAG).glob("run=*"))
+    evaluation = json.loads((folder / "evaluate" / "evaluation.json").read_text())
+    final = json.loads((folder / "train" / "metrics.json").read_text())["final"]
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert f"accuracy {evaluation['accuracy']:.4f}" in page
+    assert f"{final['validation_accuracy']:.4f}" in page
+    assert run_id in page and "success" in page
+    params = browser.find_element(By.CSS_SELECTOR, "table.params").text
+    assert "num_layers 20" in params and 'image_shape "3,32,32"' in params
+    pictures = browser.find_elements(By.TAG_NAME, "img")
+    assert len(pictures) >= 2
+    for picture in pictures:
+        assert browser.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth > 0", picture
+        ), picture.get_attribute("src")
+    # ... and links back to the run in Airflow.
+    back = browser.find_element(By.CSS_SELECTOR, "a.airflow-run")
+    back.click()
+    _wait(browser, lambda d: f"/dags/{DAG}/runs/" in d.current_url)

@@ -1,0 +1,43 @@
+"""Storage locations a run may use: one check on the Airflow side and in the step."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.errors import InputError
+from tasks.uris import check_uri
+
+
+def test_any_file_or_s3_uri_without_an_allow_list(monkeypatch):
+    monkeypatch.delenv("VISION_PIPELINES_ALLOWED_URIS", raising=False)
+    for uri in ("file:///data/x", "s3://bucket/prefix", "/plain/path"):
+        assert check_uri(uri, "dataset_uri") == uri
+
+
+def test_other_schemes_are_refused():
+    with pytest.raises(InputError, match="dataset_uri 'http://evil/x': scheme http:// is not"):
+        check_uri("http://evil/x", "dataset_uri")
+
+
+def test_connection_ids_are_refused_on_both_sides():
+    """Attack: `s3://<conn_id>@bucket` borrowed any Airflow connection's credentials (and the
+    trainer read `<conn_id>@bucket` as the bucket name)."""
+    with pytest.raises(InputError, match="connection ids in URIs"):
+        check_uri("s3://aws_admin@other-bucket/data", "output_uri")
+
+
+def test_the_deployments_prefixes_confine_uris(monkeypatch):
+    """Attack: dataset_uri/output_uri took any file:// path the worker can read or write."""
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", "file:///srv/ml, s3://ml-data/runs")
+    assert check_uri("file:///srv/ml/datasets/cats", "dataset_uri")
+    assert check_uri("s3://ml-data/runs/run=1/train", "output_uri")
+    for uri in (
+        "file:///etc/passwd",
+        "file:///srv/ml/../../etc/passwd",
+        "file:///srv/ml-other/x",
+        "s3://ml-data/other/x",
+        "s3://ml-data-evil/runs/x",
+        "/srv/ml/../root/.ssh",
+    ):
+        with pytest.raises(InputError, match="outside the locations this deployment allows"):
+            check_uri(uri, "dataset_uri")
