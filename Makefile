@@ -56,10 +56,14 @@ lock: setup $(MXNET_VENV)/.installed
 demo: setup $(AIRFLOW_HOME)/airflow.db
 	$(VENV)/bin/python scripts/demo.py
 
-# The Airflow UI and scheduler on this machine (http://localhost:8080; the generated admin
-# password is printed and kept under .airflow/).
-ui: setup $(AIRFLOW_HOME)/airflow.db
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
+# The Airflow UI and scheduler on this machine (http://localhost:8080, on localhost only; the
+# generated admin password is printed and kept in .airflow/simple_auth_manager_passwords.json.generated).
+ui: setup $(AIRFLOW_HOME)/airflow.db data/datasets/shapes
+	AIRFLOW__API__HOST=127.0.0.1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
+
+# The form's default dataset: the demo's generated shapes.
+data/datasets/shapes: | $(VENV)/.installed
+	$(VENV)/bin/python -m tasks.data.synthetic $@ --per-class 250
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

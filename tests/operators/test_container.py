@@ -61,7 +61,7 @@ def test_kubernetes_pod_renders_without_a_cluster():
     pod = op.build_pod_request_obj(dry_run=True)
     container = pod.spec.containers[0]
     assert container.image == "registry.example/trainer:1.2"
-    assert container.command == ["python", "-m", "tasks.job"]
+    assert container.command == ["/usr/bin/tini", "--", "python", "-m", "tasks.job"]
     assert container.args == STEP.arguments("/opt/ml")
     assert container.args[:5] == [
         "train",
@@ -403,3 +403,20 @@ def test_the_form_offers_only_the_allowed_images():
         "trainer:dev",
     ]
     assert image.value == "registry.example/trainer:1.2"
+
+
+def test_the_trainer_image_runs_as_a_user_under_tini():
+    """Audit: no non-root USER and no init in the trainer image; dev tools in production."""
+    root = Path(__file__).resolve().parents[2]
+    dockerfile = (root / "docker" / "trainer" / "Dockerfile").read_text()
+    users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in dockerfile
+    instructions = [line for line in dockerfile.splitlines() if not line.startswith("#")]
+    assert not any("requirements-dev" in line for line in instructions)
+    for runtime in (root / "docker" / "trainer" / "requirements.txt", root / "requirements.txt"):
+        packages = {
+            line.split("#")[0].split("=")[0].split("[")[0].strip()
+            for line in runtime.read_text().splitlines()
+        }
+        assert not packages & {"pytest", "ruff", "moto", "selenium"}, runtime
