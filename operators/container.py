@@ -71,8 +71,6 @@ DEFAULT_RESOURCES = {
     "limits": {"cpu": "8", "memory": "32Gi"},
 }
 """CPU and memory of a step pod unless the deployment says otherwise (GPUs come on top)."""
-POD_COMMAND = ["/usr/bin/tini", "--", "python", "-m", "tasks.job"]
-"""tini as PID 1 (docker/trainer/Dockerfile): SIGTERM reaches the step, zombies are reaped."""
 POD_USER = 1000
 """The trainer image's non-root user (docker/trainer/Dockerfile)."""
 # Writable places on a read-only root filesystem: the ml-root and scratch space.
@@ -217,7 +215,9 @@ def container_task(
         namespace=settings.namespace,
         image=check_image(image or allowed_images(spec.environment)[0], spec.environment),
         image_pull_policy=settings.image_pull_policy,
-        cmds=POD_COMMAND,
+        # PID 1 in the pod: tasks.job handles SIGTERM itself (the image's tini entrypoint
+        # serves `docker run`).
+        cmds=["python", "-m", "tasks.job"],
         arguments=step.arguments(POD_ML_ROOT),
         container_resources=k8s.V1ResourceRequirements(
             requests={**resources["requests"], **gpu} or None,

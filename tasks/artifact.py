@@ -3,6 +3,9 @@ training (model.keras for the Keras algorithms)."""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import hmac
 import json
 import os
 import tarfile
@@ -20,6 +23,10 @@ MAX_BYTES_ENV = "VISION_PIPELINES_MODEL_MAX_BYTES"
 DEFAULT_MAX_MEMBERS = 10_000
 DEFAULT_MAX_BYTES = 16 * 2**30
 MANIFEST = "manifest.json"
+CHECKSUMS = "checksums.json"
+"""SHA-256 of every other member, HMAC-signed with the deployment's key when it has one."""
+KEY_ENV = "VISION_PIPELINES_MODEL_KEY"
+ALLOW_FOREIGN_ENV = "VISION_PIPELINES_ALLOW_FOREIGN_MODELS"
 SAVED_MODEL = "saved_model"
 KERAS_MODEL = "model.keras"
 
@@ -113,18 +120,90 @@ class ModelManifest:
             )
 
 
+def _digests(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under `root` but the checksums, by archive name."""
+    found = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        name = path.relative_to(root).as_posix()
+        if name != CHECKSUMS:
+            with open(path, "rb") as f:
+                found[name] = hashlib.file_digest(f, "sha256").hexdigest()
+    return found
+
+
+def _signature(files: Mapping[str, str]) -> str | None:
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        return None
+    message = json.dumps(dict(files), sort_keys=True).encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
 def write_artifact(tar_path: Path, manifest: ModelManifest, members: Mapping[str, Path]) -> None:
-    """manifest.json plus `members` (name in the archive -> file or folder), written under a
-    temporary name and renamed into place."""
-    if MANIFEST in members:
-        raise ValueError(f"{MANIFEST} is written from the manifest, not passed as a member")
+    """manifest.json, `members` (name in the archive -> file or folder) and checksums.json,
+    written under a temporary name and renamed into place."""
+    if {MANIFEST, CHECKSUMS} & set(members):
+        raise ValueError(f"{MANIFEST} and {CHECKSUMS} are written here, not passed as members")
     with tempfile.TemporaryDirectory() as tmp:
-        manifest_path = Path(tmp) / MANIFEST
-        manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+        staged = Path(tmp)
+        (staged / MANIFEST).write_text(
+            json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8"
+        )
+        sources = {MANIFEST: staged / MANIFEST, **members}
+        files = {}
+        for name, path in sources.items():
+            if path.is_dir():
+                files.update({f"{name}/{k}": v for k, v in _digests(path).items()})
+            else:
+                with open(path, "rb") as f:
+                    files[name] = hashlib.file_digest(f, "sha256").hexdigest()
+        checksums = {"sha256": files, "hmac_sha256": _signature(files)}
+        (staged / CHECKSUMS).write_text(json.dumps(checksums, indent=2) + "\n", encoding="utf-8")
         with atomic_path(tar_path) as tmp_tar, tarfile.open(tmp_tar, "w:gz") as tar:
-            tar.add(manifest_path, arcname=MANIFEST)
-            for name, path in members.items():
+            for name, path in {CHECKSUMS: staged / CHECKSUMS, **sources}.items():
                 tar.add(path, arcname=name)
+
+
+class _AllowForeignModels(argparse.Action):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        os.environ[ALLOW_FOREIGN_ENV] = "1"
+
+
+def add_foreign_model_option(parser: argparse.ArgumentParser) -> None:
+    """`--allow-foreign-model`: load an archive this pipeline did not write (you trust it)."""
+    parser.add_argument(
+        "--allow-foreign-model",
+        action=_AllowForeignModels,
+        nargs=0,
+        help="load a model.tar.gz without (matching) checksums from this pipeline; its "
+        "SavedModel graph runs, so only one you trust",
+    )
+
+
+def _check_provenance(root: Path, source: Path) -> None:
+    """Refuse an archive this pipeline did not write, or one changed since (loading a
+    SavedModel runs its graph), unless the deployment or the user allows foreign models."""
+    if os.environ.get(ALLOW_FOREIGN_ENV) == "1":
+        return
+    hint = (
+        f"load it anyway only if you trust it: {ALLOW_FOREIGN_ENV}=1 "
+        "(or --allow-foreign-model on the command line)"
+    )
+    try:
+        recorded = json.loads((root / CHECKSUMS).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise ArtifactError(
+            f"{source}: no readable {CHECKSUMS}; the archive was not written by vision-pipelines; "
+            + hint
+        ) from None
+    files = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if files != _digests(root):
+        raise ArtifactError(
+            f"{source}: its files do not match its {CHECKSUMS} (changed after training); " + hint
+        )
+    expected = _signature(files)
+    if expected and not hmac.compare_digest(str(recorded.get("hmac_sha256")), expected):
+        raise ArtifactError(f"{source}: not signed with this deployment's key ({KEY_ENV}); " + hint)
 
 
 @dataclass(frozen=True)
@@ -187,4 +266,6 @@ def extract_artifact(tar_path: Path, dest: Path) -> ExtractedModel:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{tar_path}: {MANIFEST} is not valid JSON ({e})") from e
-    return ExtractedModel(ModelManifest.from_dict(data, source=str(tar_path)), dest)
+    manifest = ModelManifest.from_dict(data, source=str(tar_path))
+    _check_provenance(dest, tar_path)
+    return ExtractedModel(manifest, dest)

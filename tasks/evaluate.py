@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tasks.artifact import add_foreign_model_option
 from tasks.contract import run_job
 from tasks.inference import LoadedModel
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="evaluation.json to write")
     parser.add_argument("--image-root", type=Path, help="root of a .lst's image paths")
     parser.add_argument("--failure-file", type=Path, help="where to write the failure reason")
+    add_foreign_model_option(parser)
     args = parser.parse_args(argv)
     return run_job(
         lambda: evaluate(args.model, args.input, args.output, args.image_root), args.failure_file

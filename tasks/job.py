@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class StepTerminated(Exception):
+    """The step was asked to stop (SIGTERM): a pod deleted or evicted, a task killed."""
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise StepTerminated("stopped by SIGTERM (pod deleted or evicted, or the task killed)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # As PID 1 in a pod, Python ignores SIGTERM unless it has a handler: it would be killed
+    # after the grace period, mid-upload. With one, the step ends as a failure on record.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
     channels = dict(args.channel)
     try:  # before anything is read or written: the same check as on the Airflow side

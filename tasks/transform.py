@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from tasks.artifact import add_foreign_model_option
 from tasks.atomic import atomic_path
 from tasks.contract import run_job
 from tasks.data.lst_validation import validate_lst
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="predictions file")
     parser.add_argument("--accept", choices=ACCEPT, default=ACCEPT[0])
     parser.add_argument("--failure-file", type=Path, help="where to write the failure reason")
+    add_foreign_model_option(parser)
     args = parser.parse_args(argv)
     return run_job(
         lambda: transform(args.model, args.input, args.output, args.accept), args.failure_file

@@ -61,7 +61,7 @@ def test_kubernetes_pod_renders_without_a_cluster():
     pod = op.build_pod_request_obj(dry_run=True)
     container = pod.spec.containers[0]
     assert container.image == "registry.example/trainer:1.2"
-    assert container.command == ["/usr/bin/tini", "--", "python", "-m", "tasks.job"]
+    assert container.command == ["python", "-m", "tasks.job"]
     assert container.args == STEP.arguments("/opt/ml")
     assert container.args[:5] == [
         "train",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -146,3 +147,60 @@ def test_an_archive_that_unpacks_too_large_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ArtifactError, match="unpacks to more than"):
         extract_artifact(tar, tmp_path / "dest")
     assert not (tmp_path / "dest" / "zeros.bin").exists()
+
+
+def _repacked(tmp_path, tar, change) -> Path:
+    work = tmp_path / "repack"
+    with tarfile.open(tar) as t:
+        t.extractall(work, filter="data")
+    change(work)
+    out = tmp_path / "repacked.tar.gz"
+    with tarfile.open(out, "w:gz") as t:
+        for p in work.iterdir():
+            t.add(p, arcname=p.name)
+    return out
+
+
+def test_only_archives_this_pipeline_wrote_are_loaded(tmp_path, monkeypatch):
+    """Audit: loading a SavedModel runs its graph, and any archive with a plausible manifest
+    was loaded. Now: a changed or foreign archive is refused unless explicitly allowed."""
+    monkeypatch.delenv("VISION_PIPELINES_ALLOW_FOREIGN_MODELS", raising=False)
+    monkeypatch.delenv("VISION_PIPELINES_MODEL_KEY", raising=False)
+    tar = _artifact(tmp_path)
+    changed = _repacked(
+        tmp_path, tar, lambda w: (w / SAVED_MODEL / "saved_model.pb").write_bytes(b"evil")
+    )
+    with pytest.raises(ArtifactError, match="do not match its checksums.json .changed after"):
+        extract_artifact(changed, tmp_path / "a")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (tmp_path / "x").mkdir()
+    foreign_tar = _repacked(foreign, tar, lambda w: (w / "checksums.json").unlink())
+    with pytest.raises(ArtifactError, match="not written by vision-pipelines.*_MODELS=1"):
+        extract_artifact(foreign_tar, tmp_path / "b")
+    monkeypatch.setenv("VISION_PIPELINES_ALLOW_FOREIGN_MODELS", "1")
+    assert extract_artifact(changed, tmp_path / "c").manifest == MANIFEST_VALUES
+
+
+def test_with_a_deployment_key_archives_are_signed(tmp_path, monkeypatch):
+    monkeypatch.delenv("VISION_PIPELINES_ALLOW_FOREIGN_MODELS", raising=False)
+    monkeypatch.setenv("VISION_PIPELINES_MODEL_KEY", "k1")
+    signed = _artifact(tmp_path / "one")
+    assert extract_artifact(signed, tmp_path / "a").manifest == MANIFEST_VALUES
+    monkeypatch.setenv("VISION_PIPELINES_MODEL_KEY", "k2")
+    with pytest.raises(ArtifactError, match="not signed with this deployment's key"):
+        extract_artifact(signed, tmp_path / "b")
+
+
+def test_the_command_line_flag_allows_a_foreign_model(tmp_path, monkeypatch):
+    import argparse
+
+    from tasks.artifact import add_foreign_model_option
+
+    monkeypatch.delenv("VISION_PIPELINES_ALLOW_FOREIGN_MODELS", raising=False)
+    parser = argparse.ArgumentParser()
+    add_foreign_model_option(parser)
+    parser.parse_args([])
+    assert "VISION_PIPELINES_ALLOW_FOREIGN_MODELS" not in os.environ
+    parser.parse_args(["--allow-foreign-model"])
+    assert os.environ["VISION_PIPELINES_ALLOW_FOREIGN_MODELS"] == "1"

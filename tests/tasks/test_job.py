@@ -168,3 +168,23 @@ def test_the_step_refuses_uris_the_deployment_does_not_allow(tmp_path, monkeypat
     monkeypatch.delenv("VISION_PIPELINES_ALLOWED_URIS")
     assert _job(tmp_path, "evaluate", "model=s3://conn@bucket/model.tar.gz") == 2
     assert "connection ids in URIs" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_step_as_a_recorded_failure(tmp_path):
+    """Audit: as PID 1 in a pod the step ignored SIGTERM and was killed after the grace
+    period; now SIGTERM ends it through the contract (failure on file, exit 1, retried)."""
+    import os
+    import signal
+
+    from tasks.contract import attempt
+    from tasks.job import _stop_on_sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert _job(tmp_path, "evaluate", "model=http://x/m.tar.gz") == 2  # ends early
+        assert signal.getsignal(signal.SIGTERM) is _stop_on_sigterm
+        outcome = attempt(lambda: os.kill(os.getpid(), signal.SIGTERM), tmp_path / "failure")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert outcome.code == 1
+    assert "stopped by SIGTERM" in (tmp_path / "failure").read_text()
