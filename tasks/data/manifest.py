@@ -223,6 +223,14 @@ def manifest_entries(
     References under the manifest's own folder (`s3://b/data/x.jpg` beside
     `s3://b/data/train.manifest`) become relative paths; references elsewhere are refused."""
     folder = manifest_uri.rsplit("/", 1)[0] + "/"
+    # An s3:// reference elsewhere would otherwise be read as a path under the manifest's folder.
+    outside = [
+        Problem(r.line, f"reference {r.ref!r} is outside the manifest's folder {folder}")
+        for r in records
+        if r.ref.startswith("s3://") and not r.ref.startswith(folder)
+    ]
+    if outside:
+        raise ManifestError(describe(manifest_uri, outside))
     local = [
         ManifestRecord(
             r.line,

@@ -142,3 +142,25 @@ def test_convert_writes_lst_and_packed_records(tmp_path):
     assert code == 0
     assert (tmp_path / "out.lst").read_text().splitlines()[1] == "1\t1.000000\t1.000000\timg/b.jpg"
     assert (tmp_path / "out.rec").stat().st_size > 0
+
+
+def test_s3_references_outside_the_manifests_folder_are_refused(tmp_path):
+    """Audit: `s3://other-bucket/x.jpg` was silently read as
+    `<manifest folder>/other-bucket/x.jpg`."""
+    from tasks.data.manifest import ManifestRecord, manifest_entries
+
+    records = [
+        ManifestRecord(1, "s3://b/data/cats/1.jpg", (0.0,)),
+        ManifestRecord(2, "s3://other-bucket/secret.jpg", (1.0,)),
+    ]
+    with pytest.raises(ManifestError) as refused:
+        manifest_entries(
+            records, tmp_path / "train.manifest", manifest_uri="s3://b/data/train.manifest"
+        )
+    message = str(refused.value)
+    assert "s3://b/data/train.manifest" in message and "line 2" in message
+    assert "'s3://other-bucket/secret.jpg' is outside the manifest's folder s3://b/data/" in message
+    entries, _ = manifest_entries(
+        records[:1], tmp_path / "train.manifest", manifest_uri="s3://b/data/train.manifest"
+    )
+    assert entries[0].path == "cats/1.jpg"
