@@ -20,7 +20,6 @@ def browsable_url(uri: str) -> str:
     if not uri.startswith("s3://"):
         return ""
     bucket, _, prefix = uri[len("s3://") :].partition("/")
-    bucket = bucket.rpartition("@")[2]  # drop an Airflow connection id (s3://conn@bucket)
     return (
         f"https://s3.console.aws.amazon.com/s3/buckets/{quote(bucket)}"
         f"?prefix={quote(prefix.rstrip('/') + '/')}"

@@ -90,13 +90,9 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
 
 def _int_setting(name: str, default: int, *, minimum: int = 0) -> int:
     text = os.environ.get(name) or str(default)
-    try:
-        value = int(text)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
+    if not text.isdigit() or int(text) < minimum:
         raise ValueError(f"{name}={text!r}: expected a whole number >= {minimum}")
-    return value
+    return int(text)
 
 
 def task_defaults() -> dict[str, Any]:

@@ -7,6 +7,7 @@ get 401, others without the right 403.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -39,16 +40,22 @@ def runs_root() -> Path:
     return data_root() / "runs"
 
 
-def run_state(run: RunSummary) -> str | None:
-    """The Airflow state of the run that wrote `run` (from the metadata database)."""
-    if not (run.dag_id and run.run_id):
-        return None
+def run_states(runs: Iterable[RunSummary]) -> dict[tuple[str, str], str]:
+    """The Airflow state of the runs that wrote `runs`, by (dag id, run id): one query."""
+    keys = {(r.dag_id, r.run_id) for r in runs if r.dag_id and r.run_id}
+    if not keys:
+        return {}
+    # The metadata database is the API server's; plugins are also loaded where it is not.
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
+    query = select(DagRun.dag_id, DagRun.run_id, DagRun.state).where(
+        DagRun.run_id.in_({run_id for _, run_id in keys})
+    )
     with create_session() as session:
-        found = DagRun.find(dag_id=run.dag_id, run_id=run.run_id, session=session)
-        return str(found[0].state) if found else None
+        rows = session.execute(query).all()
+    return {(d, r): str(s) for d, r, s in rows if (d, r) in keys}
 
 
 def airflow_run_url(run: RunSummary) -> str | None:
@@ -60,7 +67,8 @@ def airflow_run_url(run: RunSummary) -> str | None:
 
 @reports.get("/", response_class=HTMLResponse)
 def index() -> str:
-    return render_index(find_runs(runs_root()), run_state)
+    runs = find_runs(runs_root())
+    return render_index(runs, run_states(runs))
 
 
 @reports.get("/files/{relative:path}")
@@ -76,7 +84,8 @@ def run_page(pipeline: str, run: str) -> str:
     summary = find_run(runs_root(), pipeline, run)
     if summary is None:
         raise HTTPException(status_code=404, detail="no such run")
-    return render_run(summary, state=run_state(summary), airflow_url=airflow_run_url(summary))
+    state = run_states([summary]).get((summary.dag_id, summary.run_id))
+    return render_run(summary, state=state, airflow_url=airflow_run_url(summary))
 
 
 class VisionPipelinesPlugin(AirflowPlugin):

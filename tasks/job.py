@@ -21,8 +21,6 @@ from tasks.atomic import atomic_write_text
 from tasks.contract import (
     DEFAULT_ML_ROOT,
     EVALUATION,
-    EXIT_BAD_INPUT,
-    FAILED_PREFIX,
     FAILURE,
     PREDICTIONS,
     SUMMARY,
@@ -30,8 +28,8 @@ from tasks.contract import (
     Step,
     attempt,
     find_model_archive,
+    run_job,
 )
-from tasks.errors import InputError
 from tasks.staging import clear, remove, stage_in, upload_folder
 from tasks.train import summarize
 from tasks.uris import check_uri
@@ -122,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_uris(channels: dict[str, str], output_uri: str) -> None:
+    for name, uri in channels.items():
+        check_uri(uri, f"channel {name!r}")
+    check_uri(output_uri, "--output-uri")
+
+
 class StepTerminated(Exception):
     """The step was asked to stop (SIGTERM): a pod deleted or evicted, a task killed."""
 
@@ -136,13 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
     channels = dict(args.channel)
-    try:  # before anything is read or written: the same check as on the Airflow side
-        for name, uri in channels.items():
-            check_uri(uri, f"channel {name!r}")
-        check_uri(args.output_uri, "--output-uri")
-    except InputError as e:
-        print(f"{FAILED_PREFIX}{e}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+    # Before anything is read or written (no failure file either): the Airflow side's check.
+    refused = run_job(lambda: _check_uris(channels, args.output_uri), None)
+    if refused:
+        return refused
     ml = MLRoot(args.ml_root)
     # A rerun starts from clean outputs (checkpoints stay, so training resumes).
     for folder in (ml.model_dir, ml.output_dir):

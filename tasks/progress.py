@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TextIO
 
 log = logging.getLogger(__name__)
 
 
 class Progress:
-    """Call `update(n)` as work completes; a line goes to `stream` every `interval` seconds,
-    or without a stream to the log at INFO (stderr would be an ERROR line in a task log)."""
+    """Call `update(n)` as work completes; a line goes to the log at INFO every `interval`
+    seconds (not stderr: that is an ERROR line in an Airflow task log)."""
 
     def __init__(
         self,
@@ -20,10 +19,8 @@ class Progress:
         desc: str,
         unit: str = "items",
         interval: float = 5.0,
-        stream: TextIO | None = None,
     ):
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
-        self.stream = stream
         self.done = 0
         self._start = self._last = time.monotonic()
 
@@ -54,7 +51,4 @@ class Progress:
             line += f", done in {time.monotonic() - self._start:.1f} s"
         elif self.total and rate > 0:
             line += f", ETA {(self.total - self.done) / rate:.0f} s"
-        if self.stream is None:
-            log.info(line)
-        else:
-            print(line, file=self.stream, flush=True)
+        log.info(line)

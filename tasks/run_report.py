@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -155,19 +155,16 @@ def _headline(run: RunSummary, state: str | None) -> str:
     return "trained" if run.training is not None else "no results yet"
 
 
-RunState = Callable[[RunSummary], str | None]
-"""The Airflow state of a run (running, success, failed, ...), None where unknown."""
-
-
-def _no_state(run: RunSummary) -> str | None:
-    return None
-
-
-def render_index(runs: list[RunSummary], state: RunState = _no_state) -> str:
+def render_index(
+    runs: list[RunSummary], states: Mapping[tuple[str | None, str | None], str] | None = None
+) -> str:
+    """The list of runs; `states` holds the Airflow state by (dag id, run id) where known."""
+    states = states or {}
     rows = "".join(
         f"<tr><td>{html.escape(r.pipeline)}</td><td><a href='{_href(f'{r.pipeline}/{r.run}')}/'>"
         f"{html.escape(r.run)}</a></td><td>{html.escape(r.run_id or '')}</td>"
-        f"<td>{html.escape(state(r) or '')}</td><td>{html.escape(_headline(r, None))}</td></tr>"
+        f"<td>{html.escape(states.get((r.dag_id, r.run_id), ''))}</td>"
+        f"<td>{html.escape(_headline(r, None))}</td></tr>"
         for r in runs
     )
     return _page(
@@ -206,28 +203,16 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
             "<h2>Parameters</h2>"
             + _table({k: json.dumps(v) for k, v in sorted(params.items())}, "params")
         )
-    if run.training:
-        final = run.training.get("final")
-        final = final if isinstance(final, dict) else {}
-        parts.append(
-            "<h2>Training (last epoch)</h2>"
-            + _table(
-                {k: f"{v:.4f}" for k, v in sorted(final.items()) if isinstance(v, int | float)},
-                "training",
-            )
-        )
-    if run.evaluation:
-        parts.append(
-            "<h2>Evaluation</h2>"
-            + _table(
-                {
-                    k: f"{v:.4f}"
-                    for k, v in sorted(run.evaluation.items())
-                    if isinstance(v, int | float)
-                },
-                "evaluation",
-            )
-        )
+    final = (run.training or {}).get("final")
+    for title, values, cls in (
+        ("Training (last epoch)", final if isinstance(final, dict) else None, "training"),
+        ("Evaluation", run.evaluation, "evaluation"),
+    ):
+        if values:
+            numbers = {
+                k: f"{v:.4f}" for k, v in sorted(values.items()) if isinstance(v, int | float)
+            }
+            parts.append(f"<h2>{title}</h2>" + _table(numbers, cls))
     parts += [f"<h3>{html.escape(p)}</h3><img src='../../files/{_href(p)}'>" for p in run.pictures]
     return _page(f"{run.pipeline} / {run.run}", "".join(parts))
 

@@ -76,8 +76,9 @@ def _wait_until(check, what: str, seconds: float, log: Path) -> None:
 
 @pytest.fixture(scope="session")
 def airflow(tmp_path_factory) -> Iterator[Airflow]:
+    # Not a skip: `make test` installs them first, and a missing browser must not pass quietly.
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromedriver are not installed (`make browser` installs them)")
+        pytest.fail("chromium and chromedriver are not installed; `make browser` installs them")
     base = tmp_path_factory.mktemp("airflow")
     home, data_root = base / "home", base / "data"
     home.mkdir()

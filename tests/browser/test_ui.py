@@ -101,6 +101,7 @@ def test_a_bad_image_shape_is_refused_naming_the_field(user, airflow, shots):
             None,
         ),
     )
+    browser.execute_script("arguments[0].scrollIntoView()", message)
     browser.save_screenshot(str(shots / "2-bad-image-shape.png"))
     assert "'3,abc,32'" in message.text
     assert _runs(airflow) == []
