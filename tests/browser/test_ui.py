@@ -23,9 +23,12 @@ def _by():
 
 
 def _wait(driver, condition, seconds: float = 30):
+    """Poll `condition` until it holds; an element React replaced meanwhile is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, seconds).until(condition)
+    wait = WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(condition)
 
 
 @pytest.fixture(scope="module")
