@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train
+.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -106,7 +106,10 @@ clean:
 bench-data: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_data.py
 
+bench-manifest: setup
+	$(VENV)/bin/python scripts/bench_manifest.py
+
 bench-train: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_train.py
 
-bench: bench-data bench-train
+bench: bench-data bench-train bench-manifest

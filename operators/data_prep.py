@@ -18,7 +18,13 @@ from tasks.data.lst import (
     write_lst,
 )
 from tasks.data.lst_validation import validate_lst
-from tasks.data.manifest import DEFAULT_ATTRIBUTES, MANIFEST_SUFFIXES, manifest_entries
+from tasks.data.manifest import (
+    DEFAULT_ATTRIBUTES,
+    MANIFEST_SUFFIXES,
+    check_manifest,
+    manifest_entries,
+    parse_options,
+)
 from tasks.data.manifest_validation import validate_manifest
 from tasks.data.pack import PackOptions, pack_lst
 
@@ -69,7 +75,7 @@ class LstGenerationOperator(RunStepOperator):
         with local_copy(self.images_uri) as manifest, tempfile.TemporaryDirectory() as tmp:
             result = Path(tmp) / "manifest_validation.json"
             try:
-                records = validate_manifest(
+                validate_manifest(
                     manifest,
                     attribute_names=list(DEFAULT_ATTRIBUTES),
                     content_type=content_type,
@@ -79,6 +85,12 @@ class LstGenerationOperator(RunStepOperator):
             finally:
                 if result.exists():
                     upload(result, f"{out}/manifest_validation.json")
+            records = check_manifest(
+                manifest,
+                **parse_options(
+                    attribute_names=DEFAULT_ATTRIBUTES, content_type=content_type, num_classes=None
+                ),
+            )
             return manifest_entries(records, manifest, manifest_uri=self.images_uri)
 
     @pipeline_step
@@ -237,9 +249,9 @@ class ManifestValidationOperator(RunStepOperator):
             finally:
                 if result.exists():
                     upload(result, f"{self.output_uri.rstrip('/')}/manifest_validation.json")
-        self.log.info("%s: %d records pass every check", self.manifest_uri, len(records))
+        self.log.info("%s: %d records pass every check", self.manifest_uri, records)
         return {
-            "records": len(records),
+            "records": records,
             "validation": f"{self.output_uri}/manifest_validation.json",
         }
 

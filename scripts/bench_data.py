@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from benchmark_report import ENV, ROOT, run_rate, write_section
+from benchmark_report import ENV, ROOT, run_rate, timed, write_section
 from PIL import Image
 
 PY_OURS = ROOT / ".venv" / "bin" / "python"
@@ -52,21 +52,6 @@ def make_images(folder: Path, count: int, size: tuple[int, int], seed: int) -> N
         img = base[i % len(base)].rotate(0, translate=(i % 13, i % 7))
         img.putpixel((0, 0), (i % 256, i // 256 % 256, 0))
         img.save(folder / f"{i:05d}.jpg", quality=90)
-
-
-def timed(command: list, cwd: Path = ROOT) -> tuple[float, int]:
-    """(wall seconds, peak RSS in MiB) of one command."""
-    with tempfile.NamedTemporaryFile("r") as stats:
-        subprocess.run(
-            ["/usr/bin/time", "-o", stats.name, "-f", "%e %M", *map(str, command)],
-            cwd=cwd,
-            env=ENV,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        seconds, kib = stats.read().split()[-2:]
-    return float(seconds), int(kib) // 1024
 
 
 def pack_both(work: Path, images: Path, flags: list[str], runs: int) -> dict[str, tuple]:

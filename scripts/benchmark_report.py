@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +23,21 @@ def run_rate(python: Path | str, code: str, *args: object) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"benchmark snippet failed:\n{done.stderr[-3000:]}")
     return float(done.stdout.strip().splitlines()[-1])
+
+
+def timed(command: list, cwd: Path = ROOT) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MiB) of one command."""
+    with tempfile.NamedTemporaryFile("r") as stats:
+        subprocess.run(
+            ["/usr/bin/time", "-o", stats.name, "-f", "%e %M", *map(str, command)],
+            cwd=cwd,
+            env=ENV,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        seconds, kib = stats.read().split()[-2:]
+    return float(seconds), int(kib) // 1024
 
 
 def write_section(path: Path, title: str, intro: str, header: str, rows: list[str]) -> None:

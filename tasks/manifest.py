@@ -11,13 +11,20 @@ from pathlib import Path
 
 from tasks.contract import run_job
 from tasks.data.lst import write_lst
-from tasks.data.manifest import DEFAULT_ATTRIBUTES, to_lst_entries
+from tasks.data.manifest import (
+    DEFAULT_ATTRIBUTES,
+    check_manifest,
+    parse_options,
+    to_lst_entries,
+)
 from tasks.data.manifest_validation import validate_manifest
 from tasks.data.pack import PackOptions, pack_lst
 
 
 def convert(manifest: Path, prefix: Path, image_root: Path | None, **options) -> int:
-    records = validate_manifest(manifest, **options)
+    validate_manifest(manifest, **options)
+    options.pop("result_path")
+    records = check_manifest(manifest, **parse_options(**options))
     entries = to_lst_entries(records, manifest, image_root)
     write_lst(prefix.with_suffix(".lst"), entries)
     multi_label = len(entries[0].labels) > 1
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def job() -> None:
             records = validate_manifest(args.manifest, **options)
-            print(f"{args.manifest}: OK, {len(records)} records")
+            print(f"{args.manifest}: OK, {records} records")
 
         return run_job(job, None)
     return run_job(lambda: convert(args.manifest, args.prefix, args.image_root, **options), None)

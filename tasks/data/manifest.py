@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from tasks.data.lst import LstEntry
 from tasks.errors import InputError
 from tasks.problems import Problem, describe
+from tasks.uris import check_uri
 
 DEFAULT_ATTRIBUTES = ("source-ref", "class")
 MANIFEST_SUFFIXES = (".manifest", ".jsonl")
@@ -42,6 +43,24 @@ def label_format_of(content_type: str) -> str | None:
                 )
             return value
     return None
+
+
+def parse_options(
+    *,
+    attribute_names: Sequence[str],
+    content_type: str,
+    num_classes: int | None,
+    segmentation: bool = False,
+) -> dict:
+    """iter_manifest's options for a channel's AttributeNames and content type."""
+    label_format = label_format_of(content_type)
+    return {
+        "attribute_names": attribute_names,
+        "segmentation": segmentation,
+        "multi_label": label_format is not None,
+        "label_format": label_format or LABEL_FORMATS[0],
+        "num_classes": num_classes,
+    }
 
 
 @dataclass(frozen=True)
@@ -89,7 +108,7 @@ def _parse_label(
     return tuple(float(v) for v in value)
 
 
-def read_manifest(
+def iter_manifest(
     path: str | os.PathLike,
     *,
     attribute_names: Sequence[str] = DEFAULT_ATTRIBUTES,
@@ -97,8 +116,8 @@ def read_manifest(
     multi_label: bool = False,
     label_format: str = LABEL_FORMATS[0],
     num_classes: int | None = None,
-) -> tuple[list[ManifestRecord], list[Problem]]:
-    """Parse every line; return the good records and a problem per bad line (none raised)."""
+) -> Iterator[ManifestRecord | Problem]:
+    """Parse line by line: a record per good line, a problem per bad one (none raised)."""
     if len(attribute_names) not in (1, 2):
         raise ManifestError(
             f"AttributeNames must name the image reference, then the "
@@ -111,39 +130,37 @@ def read_manifest(
             f"AttributeNames[0] must be the image reference ('source-ref'"
             f"{' or any *-ref' if segmentation else ''}), got {ref_key!r}"
         )
-    records: list[ManifestRecord] = []
-    problems: list[Problem] = []
+    empty = True
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
+            empty = False
             try:
-                obj = json.loads(raw)
+                obj = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                problems.append(Problem(line_no, f"not a JSON object ({e})"))
+                yield Problem(line_no, f"not a JSON object ({e})")
                 continue
             if not isinstance(obj, dict):
-                problems.append(Problem(line_no, f"expected a JSON object, got {raw[:60]!r}"))
+                yield Problem(line_no, f"expected a JSON object, got {raw[:60]!r}")
                 continue
             missing = [k for k in attribute_names if k not in obj]
             if missing:
-                problems.append(
-                    Problem(
-                        line_no,
-                        f"missing attribute(s) {', '.join(missing)}; "
-                        f"the line has {', '.join(obj) or 'none'}",
-                    )
+                yield Problem(
+                    line_no,
+                    f"missing attribute(s) {', '.join(missing)}; "
+                    f"the line has {', '.join(obj) or 'none'}",
                 )
                 continue
             ref = obj[ref_key]
             if not isinstance(ref, str) or not ref:
-                problems.append(Problem(line_no, f"{ref_key} must be a non-empty string"))
+                yield Problem(line_no, f"{ref_key} must be a non-empty string")
                 continue
             if not labelled:  # inference inputs: images only
-                records.append(ManifestRecord(line_no, ref))
+                yield ManifestRecord(line_no, ref)
                 continue
             if segmentation:
-                records.append(ManifestRecord(line_no, ref, annotation_ref=str(obj[second])))
+                yield ManifestRecord(line_no, ref, annotation_ref=str(obj[second]))
                 continue
             try:
                 label = _parse_label(
@@ -153,11 +170,19 @@ def read_manifest(
                     num_classes=num_classes,
                 )
             except (ValueError, TypeError) as e:
-                problems.append(Problem(line_no, f"{second} = {json.dumps(obj[second])}: {e}"))
+                yield Problem(line_no, f"{second} = {json.dumps(obj[second])}: {e}")
                 continue
-            records.append(ManifestRecord(line_no, ref, label))
-    if not records and not problems:
-        problems.append(Problem(0, "the manifest holds no records"))
+            yield ManifestRecord(line_no, ref, label)
+    if empty:
+        yield Problem(0, "the manifest holds no records")
+
+
+def read_manifest(path: str | os.PathLike, **options) -> tuple[list[ManifestRecord], list[Problem]]:
+    """Every line of iter_manifest: the good records and a problem per bad line."""
+    records: list[ManifestRecord] = []
+    problems: list[Problem] = []
+    for item in iter_manifest(path, **options):
+        (records if isinstance(item, ManifestRecord) else problems).append(item)
     return records, problems
 
 
@@ -194,7 +219,9 @@ def resolve_ref(ref: str, manifest_dir: Path, image_root: Path) -> str:
     try:
         return Path(os.path.normpath(target)).relative_to(os.path.normpath(image_root)).as_posix()
     except ValueError as e:
-        raise ValueError(f"reference {ref!r} is outside the image root {image_root}") from e
+        raise ValueError(
+            f"reference {ref!r} is outside {image_root}, the folder references may point into"
+        ) from e
 
 
 def to_lst_entries(
@@ -254,14 +281,20 @@ def manifest_entries(
 
 
 def manifest_paths(manifest: Path, records: Sequence[ManifestRecord]) -> list[str]:
-    """Readable locations of the records' images: local paths, or s3:// URIs as they are."""
-    paths = []
+    """Readable locations of the records' images, every one checked before any is opened:
+    local references only inside the manifest's folder, s3:// ones where the deployment allows
+    (tasks.uris), so a manifest cannot make a step read (or probe) any other file."""
+    paths, problems = [], []
     for r in records:
-        if r.ref.startswith("s3://"):
-            paths.append(r.ref)
-            continue
         try:
-            paths.append("/" + resolve_ref(r.ref, manifest.parent, Path("/")))
-        except ValueError as e:
-            raise ManifestError(f"{manifest}, line {r.line}: {e}") from e
+            if r.ref.startswith("s3://"):
+                paths.append(check_uri(r.ref, "reference"))
+            else:
+                paths.append(
+                    str(manifest.parent / resolve_ref(r.ref, manifest.parent, manifest.parent))
+                )
+        except (ValueError, InputError) as e:
+            problems.append(Problem(r.line, str(e)))
+    if problems:
+        raise ManifestError(describe(str(manifest), problems))
     return paths

@@ -164,3 +164,75 @@ def test_s3_references_outside_the_manifests_folder_are_refused(tmp_path):
         records[:1], tmp_path / "train.manifest", manifest_uri="s3://b/data/train.manifest"
     )
     assert entries[0].path == "cats/1.jpg"
+
+
+def test_inference_manifests_cannot_reach_files_outside_their_folder(tmp_path, monkeypatch):
+    """Audit: evaluate/transform resolved references from `/`, so `file:///etc/passwd` was
+    opened, and the error told whether a file existed. Now every reference is checked first,
+    and an existing file gets the same refusal as a missing one."""
+    from tasks.transform import inputs
+
+    data, outside = tmp_path / "data", tmp_path / "private"
+    data.mkdir(), outside.mkdir()
+    Image.new("RGB", (8, 8)).save(data / "a.jpg")
+    (outside / "secret.jpg").write_bytes(b"secret")
+    manifest = write(
+        data,
+        [
+            {"source-ref": "a.jpg"},
+            {"source-ref": f"file://{outside}/secret.jpg"},
+            {"source-ref": f"file://{outside}/missing.jpg"},
+            {"source-ref": "s3://other-bucket/x.jpg"},
+        ],
+        name="input.manifest",
+    )
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}/,s3://ml-data/")
+    with pytest.raises(ManifestError) as refused:
+        inputs(manifest)
+    message = str(refused.value)
+    assert message.startswith(f"{manifest}: 3 problems")
+    for line, ref in [(2, "secret.jpg"), (3, "missing.jpg")]:
+        assert f"line {line}: reference 'file://{outside}/{ref}' is outside {data}" in message
+    assert "line 4: reference 's3://other-bucket/x.jpg' is outside the locations" in message
+    names, paths = inputs(write(data, [{"source-ref": "a.jpg"}], name="ok.manifest"))
+    assert names == ["a.jpg"] and paths == [str(data / "a.jpg")]
+
+
+def test_validation_in_chunks_finds_every_problem_and_duplicate(tmp_path, monkeypatch):
+    """Records are checked a chunk at a time (bounded memory): duplicates across chunks, line
+    numbers and the problem count stay exact, and the result file covers every chunk."""
+    from tasks.data import manifest_validation
+
+    monkeypatch.setattr(manifest_validation, "CHUNK_RECORDS", 4)
+    rows = [{"source-ref": f"img/{i}.jpg", "class": str(i % 3)} for i in range(30)]
+    rows[25] = {"source-ref": "img/2.jpg", "class": "0"}  # duplicate of line 3, in another chunk
+    rows[17] = {"source-ref": "img/17.jpg", "class": "9"}
+    rows[9] = "{broken"
+    manifest = write(tmp_path, rows)
+    with pytest.raises(ManifestError) as info:
+        validate_manifest(
+            manifest,
+            attribute_names=["source-ref", "class"],
+            content_type="application/x-recordio",
+            num_classes=3,
+            result_path=tmp_path / "result.json",
+        )
+    message = str(info.value)
+    assert message.startswith(f"{manifest}: 4 problems:")
+    lines = [line.split(":")[0].strip() for line in message.splitlines()[1:]]
+    assert lines == ["line 3", "line 10", "line 18", "line 26"]
+    assert "line 26: reference 'img/2.jpg' appears more than once" in message
+    assert "line 18: label 9 is outside 0..2" in message
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["success"] is False and result["records"] == 29
+    assert len(result["chunks"]) == 8 and result["duplicate_reference_lines"] == 2
+    del rows[25], rows[17], rows[9]
+    assert (
+        validate_manifest(
+            write(tmp_path, rows, "ok.manifest"),
+            attribute_names=["source-ref", "class"],
+            content_type="application/x-recordio",
+            num_classes=3,
+        )
+        == 27
+    )
