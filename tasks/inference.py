@@ -15,6 +15,7 @@ from tasks.algorithms import AlgorithmSpec, UnknownAlgorithmError, get_algorithm
 from tasks.artifact import ArtifactError, extract_artifact
 from tasks.data.lst import IMAGE_EXTENSIONS
 from tasks.errors import InputError
+from tasks.limits import check_encoded_image
 from tasks.progress import Progress
 
 Predict = Callable[[list[bytes]], np.ndarray]
@@ -72,7 +73,8 @@ def find_images(root: Path) -> list[Path]:
 def predict_images(
     model: LoadedModel, images: Iterable[tuple[str, bytes]], total: int | None = None
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, prediction) per image, in input order; an undecodable image is named."""
+    """(name, prediction) per image, in input order; an undecodable image, or one over the
+    caps of tasks.limits, is named."""
     progress = Progress(total, desc="predicting", unit="images")
     names: list[str] = []
     blobs: list[bytes] = []
@@ -95,6 +97,7 @@ def predict_images(
         blobs.clear()
 
     for name, blob in images:
+        check_encoded_image(name, blob)
         names.append(name)
         blobs.append(blob)
         if len(blobs) == BATCH_SIZE:

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from tasks.data.lst import LstEntry
 from tasks.errors import InputError
+from tasks.limits import MAX_IMAGE_PIXELS  # noqa: F401 - sets Pillow's threshold
 from tasks.problems import Problem, describe
 
 DECODE_ERRORS = (

@@ -19,6 +19,7 @@ from tasks.hyperparameters import (
     to_strings,
 )
 from tasks.image_classification.resnet_depths import CIFAR_DEPTHS, IMAGENET_DEPTHS
+from tasks.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIDE
 
 DEPTHS = IMAGENET_DEPTHS + CIFAR_DEPTHS
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nag")
@@ -29,14 +30,14 @@ ARCHITECTURE_KEYS = ("num_layers", "image_shape", "num_classes")
 
 def _image_shape(text: str) -> tuple[int, int, int]:
     c, h, w = (int(v) for v in text.split(","))
-    if c not in (1, 3) or h < 8 or w < 8:
+    if c not in (1, 3) or not (8 <= h <= MAX_IMAGE_SIDE and 8 <= w <= MAX_IMAGE_SIDE):
         raise ValueError
     return c, h, w
 
 
 _SIDE = r"\s*([89]|[1-9]\d+)\s*"
 image_shape = Pattern(_image_shape, rf"^\s*[13]\s*,{_SIDE},{_SIDE}$")
-""" "channels,height,width" with 1 or 3 channels and sides of at least 8 pixels."""
+""" "channels,height,width" with 1 or 3 channels and sides of 8 to MAX_IMAGE_SIDE pixels."""
 
 UNIT = "a number in [0, 1]"
 
@@ -72,7 +73,7 @@ TABLE = (
     Param(
         "image_shape",
         image_shape,
-        '"channels,height,width", e.g. "3,224,224"',
+        f'"channels,height,width", 1 or 3 channels, sides 8 to {MAX_IMAGE_SIDE}, e.g. "3,224,224"',
         "3,224,224",
         description="channels,height,width of the network input (1 or 3 channels).",
     ),
@@ -112,8 +113,8 @@ TABLE = (
     Param("gamma", number(0, 1), UNIT, "0.9", description="Decay factor of rmsprop."),
     Param(
         "mini_batch_size",
-        integer(1),
-        "a positive integer",
+        integer(1, MAX_BATCH_SIZE),
+        f"an integer from 1 to {MAX_BATCH_SIZE}",
         "32",
         description="Global batch size (split across GPUs).",
     ),

@@ -63,6 +63,11 @@ def test_every_reference_name_is_accepted():
     [
         ({"num_classes": "0"}, "'num_classes' got '0'; allowed: a positive integer"),
         ({"image_shape": "224,224"}, "'image_shape' got '224,224'"),
+        (
+            {"image_shape": "3,60000,60000"},
+            "'image_shape' got '3,60000,60000'; allowed: .*8 to 2048",
+        ),
+        ({"mini_batch_size": "1000000"}, "allowed: an integer from 1 to 4096"),
         ({"optimizer": "lamb"}, "'optimizer' got 'lamb'; allowed: one of sgd, adam, rmsprop, nag"),
         ({"lr_scheduler_step": "20,10"}, "strictly increasing"),
         ({"checkpoint_frequency": "40"}, "at most epochs (30)"),

@@ -1,0 +1,59 @@
+"""Caps on what one input can make a step allocate, set by the deployment (environment).
+
+Whoever triggers a run or sends an image chooses its sizes; without caps a 3x60000x60000
+`image_shape`, a batch of a million or a small PNG that decodes to 10 gigapixels takes the
+machine down instead of getting a sentence. Pillow's own decompression-bomb threshold follows
+the pixel cap, so every Pillow decode in data preparation honours it too.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+
+from tasks.errors import InputError
+
+
+def _setting(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"setting {name}={text!r}: allowed: a positive whole number")
+    return int(text)
+
+
+MAX_IMAGE_SIDE = _setting("VISION_PIPELINES_MAX_IMAGE_SIDE", 2048)
+"""Largest network input side (`image_shape`, crop sizes), in pixels."""
+MAX_BATCH_SIZE = _setting("VISION_PIPELINES_MAX_BATCH_SIZE", 4096)
+MAX_IMAGE_PIXELS = _setting("VISION_PIPELINES_MAX_IMAGE_PIXELS", 89_478_485)
+"""Decoded pixels (width x height) of one input image; default: Pillow's bomb threshold."""
+MAX_IMAGE_BYTES = _setting("VISION_PIPELINES_MAX_IMAGE_BYTES", 50 * 2**20)
+"""Encoded bytes of one image sent for prediction."""
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+def check_encoded_image(name: str, blob: bytes) -> None:
+    """Refuse an image over the byte or pixel cap from its header, before it is decoded; an
+    unreadable header is left to the decoder's own message."""
+    if len(blob) > MAX_IMAGE_BYTES:
+        raise InputError(
+            f"{name}: {len(blob)} bytes; allowed: at most {MAX_IMAGE_BYTES} bytes an image "
+            "(VISION_PIPELINES_MAX_IMAGE_BYTES)"
+        )
+    allowed = f"allowed: at most {MAX_IMAGE_PIXELS} (VISION_PIPELINES_MAX_IMAGE_PIXELS)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(blob)) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:  # Pillow refuses twice the cap before giving a size
+        raise InputError(f"{name}: over {2 * MAX_IMAGE_PIXELS} pixels; {allowed}") from None
+    except (UnidentifiedImageError, OSError):
+        return
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"{name}: {width}x{height} = {width * height} pixels; {allowed}")
