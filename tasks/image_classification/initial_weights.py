@@ -18,7 +18,7 @@ from tasks.image_classification.hyperparameters import (
     IMAGENET_DEPTHS,
     ImageClassificationHyperparameters,
 )
-from tasks.image_classification.resnet import build_resnet
+from tasks.image_classification.resnet import build_model, build_resnet
 
 WEIGHTS_ENV = "VISION_PIPELINES_IMAGENET_WEIGHTS"
 IMAGENET_CLASSES = 1000
@@ -85,7 +85,11 @@ def pretrained_model(hp: ImageClassificationHyperparameters) -> keras.Model:
 
 
 def previous_model(model_dir: Path, hp: ImageClassificationHyperparameters) -> keras.Model:
-    """The Keras model of the `model` channel's model.tar.gz, if its architecture matches."""
+    """The declared network of `hp`, with the weights of the `model` channel's model.tar.gz
+    (its manifest must declare the same architecture, and its weights must fill every layer).
+
+    Only weights are read: the archive's own model config (its layers, any code in it) is not
+    what trains, so a manifest cannot pass another network off as this one."""
     tar = find_model_archive(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
         extracted = extract_artifact(tar, Path(tmp))
@@ -95,4 +99,10 @@ def previous_model(model_dir: Path, hp: ImageClassificationHyperparameters) -> k
             source=str(tar),
             multi_label=bool(hp.multi_label),
         )
-        return keras.models.load_model(extracted.keras_path, compile=False)
+        model = build_model(hp)
+        load_weights_exactly(
+            model,
+            extracted.keras_path,
+            what=f"{tar}: its weights are not those of the resnet{hp.num_layers} it declares",
+        )
+        return model

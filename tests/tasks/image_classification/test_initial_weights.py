@@ -140,3 +140,38 @@ def test_a_checkpoint_of_another_network_is_not_resumed(tmp_path, shapes, make_m
     (ml.checkpoints_dir / "architecture.json").write_text('{"num_layers": 32}')
     assert train_main(["--algorithm", "image-classification", "--ml-root", str(ml.root)]) == 0
     assert json.loads(ml.metrics_path.read_text())["resumed_after_epoch"] == 0
+
+
+def test_a_model_channel_cannot_pass_another_network_off_as_the_declared_one(tmp_path):
+    """Audit: a toy model.keras whose manifest claimed resnet20 was loaded as it was (its own
+    layers, its own config) and trained on. Now the declared network is built and only weights
+    are loaded into it, so the toy is refused by name."""
+    import keras
+
+    from tasks.artifact import KERAS_MODEL, SAVED_MODEL, ModelManifest, write_artifact
+    from tasks.image_classification.initial_weights import previous_model
+
+    hp = hyperparameters(num_layers="20", image_shape="3,16,16")
+    toy = keras.Sequential(
+        [keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+    toy.save(tmp_path / KERAS_MODEL)
+    manifest = ModelManifest(
+        algorithm="image-classification",
+        architecture=hp.architecture(),
+        class_names=["a", "b", "c"],
+    )
+    (tmp_path / "model").mkdir()
+    (tmp_path / SAVED_MODEL).mkdir()
+    (tmp_path / SAVED_MODEL / "saved_model.pb").write_bytes(b"")  # not read by training
+    members = {KERAS_MODEL: tmp_path / KERAS_MODEL, SAVED_MODEL: tmp_path / SAVED_MODEL}
+    write_artifact(tmp_path / "model" / "model.tar.gz", manifest, members)
+    with pytest.raises(InputError, match="not those of the resnet20 it declares"):
+        previous_model(tmp_path / "model", hp)
+    real = build_resnet(20, image_shape=(3, 16, 16), num_classes=3)
+    real.save(tmp_path / KERAS_MODEL)
+    write_artifact(tmp_path / "model" / "model.tar.gz", manifest, members)
+    loaded = previous_model(tmp_path / "model", hp)
+    np.testing.assert_array_equal(
+        loaded.get_layer("fc").kernel.numpy(), real.get_layer("fc").kernel.numpy()
+    )
