@@ -24,11 +24,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from operators.paths import run_key
 from operators.run_record import RunStepOperator, record_run
+from operators.storage import remove_prefix
 from tasks.algorithms import TRAINER, Environment, get_algorithm
 from tasks.contract import (
     EXIT_BAD_INPUT,
     FAILED_PREFIX,
-    FAILURE,
     MODEL_ARCHIVE,
     STEP_RESULTS,
     SUMMARY,
@@ -419,11 +419,9 @@ class ContainerStepOperator(RunStepOperator):
             {**{f"channel {k!r}": v for k, v in self.channels.items()}, "output_uri": self._output}
         )
         record_run(context, self._output)
-        # What an earlier attempt reported must not be taken for this attempt's result.
-        for name in (FAILURE, SUMMARY):
-            stale = ObjectStoragePath(f"{self._output}/{name}")
-            if stale.exists():
-                stale.unlink()
+        # What an earlier attempt published (model, metrics, failure, summary) must not be
+        # taken for this attempt's result, even when this one dies before the step runs.
+        remove_prefix(self._output)
         operator = self._running = self.build(context)
         # The local runner is called directly: it needs nothing from the task runner. A pod
         # operator in deferrable mode raises TaskDeferred here; the task resumes below.

@@ -46,6 +46,15 @@ def upload(local: Path, uri: str) -> str:
     return uri
 
 
+def remove_prefix(uri: str) -> None:
+    """Delete everything under `uri` (what an earlier attempt of a step published)."""
+    path = ObjectStoragePath(uri)
+    if path.is_dir():
+        path.rmdir(recursive=True)
+    elif path.exists():
+        path.unlink()
+
+
 def write_text(uri: str, text: str) -> str:
     """Write `text` to `uri` atomically."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,6 @@ from tasks.atomic import atomic_write_text
 from tasks.contract import (
     DEFAULT_ML_ROOT,
     EVALUATION,
-    FAILURE,
     PREDICTIONS,
     SUMMARY,
     MLRoot,
@@ -30,7 +29,7 @@ from tasks.contract import (
     find_model_archive,
     run_job,
 )
-from tasks.staging import clear, remove, stage_in, upload_folder
+from tasks.staging import clear, remove_prefix, stage_in, upload_folder
 from tasks.train import summarize
 from tasks.uris import check_uri
 
@@ -150,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         clear(folder)
         folder.mkdir(parents=True)
     output_uri = args.output_uri.rstrip("/")
-    for name in (FAILURE, SUMMARY):
-        remove(f"{output_uri}/{name}")
+    # The step's prefix holds one attempt's outputs: an earlier attempt's model or metrics
+    # must not stay beside this one's failure. summary.json, uploaded last, marks it complete.
+    remove_prefix(output_uri)
 
     def job() -> Any:
         get_algorithm(args.algorithm).check_channels(args.step, channels, complete=False)
@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 
     outcome = attempt(job, ml.failure_path)
     summarize(ml, args.step, args.algorithm, outcome)
-    uploaded = upload_folder(ml.model_dir, output_uri) + upload_folder(ml.output_dir, output_uri)
+    uploaded = upload_folder(ml.model_dir, output_uri) + upload_folder(
+        ml.output_dir, output_uri, last=SUMMARY
+    )
     print("uploaded: " + ", ".join(uploaded), flush=True)
     return outcome.code
 

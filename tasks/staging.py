@@ -48,31 +48,39 @@ def clear(path: Path) -> None:
 
 
 def upload(local: Path, uri: str) -> str:
-    """Copy one file to `uri` under a temporary name, then move it into place."""
+    """Copy one file to `uri` so that readers see all of it or nothing: an object store's PUT
+    is that already (a rename there would be a second copy); a file system gets a temporary
+    name, renamed into place, and removed if the copy fails."""
     fs, path = _fs(uri)
+    if not isinstance(fs, LocalFileSystem):
+        fs.put_file(str(local), path)
+        return uri
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/{temporary_name(path.rsplit('/', 1)[1])}"
-    fs.put_file(str(local), tmp)
-    fs.mv(tmp, path)
+    try:
+        fs.put_file(str(local), tmp)
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm_file(tmp)
     return uri
 
 
-def upload_folder(local: Path, uri: str) -> list[str]:
-    """Upload every file under `local` to the same relative place under `uri`."""
+def upload_folder(local: Path, uri: str, *, last: str | None = None) -> list[str]:
+    """Upload every file under `local` to the same relative place under `uri`; the file
+    named `last` (a completion marker) after all the others."""
     base = uri.rstrip("/")
-    return [
-        upload(p, f"{base}/{p.relative_to(local).as_posix()}")
-        for p in sorted(local.rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
-    ]
+    files = [p for p in sorted(local.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    files.sort(key=lambda p: p.relative_to(local).as_posix() == last)
+    return [upload(p, f"{base}/{p.relative_to(local).as_posix()}") for p in files]
 
 
-def remove(uri: str) -> None:
-    """Delete the file at `uri` if it exists (a stale result of an earlier attempt)."""
+def remove_prefix(uri: str) -> None:
+    """Delete everything under `uri` (what an earlier attempt of the step published)."""
     fs, path = _fs(uri)
     if fs.exists(path):
-        fs.rm_file(path)
+        fs.rm(path, recursive=True)
 
 
 def read_file(path: str) -> bytes:

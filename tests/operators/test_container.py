@@ -222,6 +222,7 @@ def test_kubernetes_steps_defer_and_resume_through_the_step_operator(tmp_path, m
     out.mkdir(parents=True, exist_ok=True)
     op = _deferrable_step(str(out))
     (out / "failure").write_text("reason of an earlier attempt\n")
+    (out / "evaluation.json").write_text("{}")  # an earlier attempt's result
     ti = _TaskInstance()
     context = {"run_id": "manual__x", "logical_date": None, "ti": ti, "outlet_events": {}}
     with pytest.raises(TaskDeferred) as deferred:
@@ -230,6 +231,7 @@ def test_kubernetes_steps_defer_and_resume_through_the_step_operator(tmp_path, m
     assert type(deferred.value.trigger).__name__ == "KubernetesPodTrigger"
     assert ti.pushed["pod_name"] == "vision-evaluate-abc"
     assert not (out / "failure").exists(), "a stale failure must not outlive a new attempt"
+    assert not (out / "evaluation.json").exists(), "nor its results, if the pod never runs"
 
     seen = []
     monkeypatch.setattr(

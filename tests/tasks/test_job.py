@@ -111,6 +111,30 @@ def test_failure_is_uploaded_and_a_stale_one_removed(tmp_path):
     assert "missing.tar.gz does not exist" in failure and "old failure" not in failure
 
 
+def test_a_failed_rerun_leaves_nothing_of_the_previous_attempt_published(tmp_path):
+    """Audit: a rerun removed only the old `failure`, so a failed rerun left the previous
+    attempt's model and metrics beside its own failure, shown as if current."""
+    out = tmp_path / "out"
+    (out / "nested").mkdir(parents=True)
+    for name in ("model.tar.gz", "evaluation.json", "nested/confusion_matrix.png"):
+        (out / name).write_bytes(b"previous attempt")
+    assert _job(tmp_path, "evaluate", f"model=file://{tmp_path}/missing.tar.gz") == 2
+    assert sorted(p.name for p in out.rglob("*")) == ["failure", "summary.json"]
+
+
+def test_the_summary_is_published_last(tmp_path):
+    """summary.json marks a step's outputs complete: readers that see it see all of them."""
+    from tasks.staging import upload_folder
+
+    local = tmp_path / "local"
+    (local / "z").mkdir(parents=True)
+    for name in ("a.json", "summary.json", "z/model.tar.gz"):
+        (local / name).write_text(name)
+    uploaded = upload_folder(local, f"file://{tmp_path}/out", last="summary.json")
+    assert uploaded[-1] == f"file://{tmp_path}/out/summary.json" and len(uploaded) == 3
+    assert (tmp_path / "out" / "z" / "model.tar.gz").read_text() == "z/model.tar.gz"
+
+
 def test_a_rerun_does_not_see_channels_of_an_earlier_attempt(tmp_path):
     from tasks.contract import MLRoot
     from tasks.job import prepare
