@@ -9,10 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from operators.run_record import RunStepOperator, pipeline_step
-from operators.storage import local_copy, upload, write_text
+from operators.storage import (
+    list_files,
+    local_copy,
+    local_files,
+    local_path,
+    upload,
+    write_text,
+)
 from tasks.data.label_map import read_label_map, remap_folder
 from tasks.data.lst import (
     IMAGE_EXTENSIONS,
+    class_folder_entries,
     list_class_folders,
     train_validation_split,
     write_lst,
@@ -100,8 +108,14 @@ class LstGenerationOperator(RunStepOperator):
             entries, classes = self._manifest_entries(out)
             image_root = self.images_uri.rsplit("/", 1)[0]
         else:
-            with local_copy(self.images_uri) as root:
-                listing = list_class_folders(root, self.exts)
+            listing = (
+                list_class_folders(local_path(self.images_uri), self.exts)
+                if local_path(self.images_uri)
+                # An object store is listed in one pass; no image is downloaded to name them.
+                else class_folder_entries(
+                    list_files(self.images_uri), self.exts, source=self.images_uri
+                )
+            )
             entries, classes, image_root = listing.entries, listing.classes, self.images_uri
         split = train_validation_split(
             entries, float(self.validation_split), seed=self.seed, source=self.images_uri
@@ -169,27 +183,30 @@ class RecordIOPackOperator(RunStepOperator):
         names = self.class_names
         if isinstance(names, str):
             names = json.loads(names) if names.strip() else None
-        with local_copy(self.lst_uri) as lst_path, local_copy(self.images_uri) as root:
-            # All problems of the list (labels, paths, undecodable images) before packing.
-            entries = validate_lst(
-                lst_path,
-                num_classes=len(names) if names else None,
-                image_root=root,
-                check_images=True,
-            )
-            with tempfile.TemporaryDirectory() as tmp:
-                rec, idx = Path(tmp) / f"{name}.rec", Path(tmp) / f"{name}.idx"
-                result = pack_lst(
-                    entries,
-                    root,
-                    rec,
-                    idx,
-                    options=self.options,
-                    num_workers=self.num_workers,
-                    source=self.lst_uri,
+        with local_copy(self.lst_uri) as lst_path:
+            listed = validate_lst(lst_path, num_classes=len(names) if names else None)
+            # Only this list's images are fetched (one split of a dataset in object storage).
+            with local_files(self.images_uri, [e.path for e in listed]) as root:
+                # All problems of the list (paths, undecodable images) before packing.
+                entries = validate_lst(
+                    lst_path,
+                    num_classes=len(names) if names else None,
+                    image_root=root,
+                    check_images=True,
                 )
-                upload(idx, f"{out}/{name}.idx")
-                upload(rec, f"{out}/{name}.rec")
+                with tempfile.TemporaryDirectory() as tmp:
+                    rec, idx = Path(tmp) / f"{name}.rec", Path(tmp) / f"{name}.idx"
+                    result = pack_lst(
+                        entries,
+                        root,
+                        rec,
+                        idx,
+                        options=self.options,
+                        num_workers=self.num_workers,
+                        source=self.lst_uri,
+                    )
+                    upload(idx, f"{out}/{name}.idx")
+                    upload(rec, f"{out}/{name}.rec")
         if names:
             write_text(f"{out}/classes.json", json.dumps(list(names)) + "\n")
         self.log.info("packed %d records into %s/%s.rec", result.records, out, name)

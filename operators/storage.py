@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from airflow.sdk import ObjectStoragePath
 
 from tasks.atomic import temporary_name
+from tasks.errors import InputError
 
 
 def _is_local(path: ObjectStoragePath) -> bool:
     return path.protocol in ("file", "local", "")
+
+
+def local_path(uri: str) -> Path | None:
+    """The local path of a file:// URI (or plain path); None for object storage."""
+    path = ObjectStoragePath(uri)
+    return Path(path.path) if _is_local(path) else None
 
 
 @contextmanager
@@ -31,6 +38,33 @@ def local_copy(uri: str) -> Iterator[Path]:
         else:
             path.fs.get_file(path.path, str(dest))
         yield dest
+
+
+def list_files(uri: str) -> list[str]:
+    """Every file under `uri`, as paths relative to it: one listing, nothing downloaded."""
+    root = ObjectStoragePath(uri)
+    if not root.is_dir():
+        raise InputError(f"{uri}: not a folder (or it does not exist)")
+    base = root.path.rstrip("/") + "/"
+    return [p[len(base) :] for p in root.fs.find(root.path) if p.startswith(base)]
+
+
+@contextmanager
+def local_files(root_uri: str, rel_paths: Sequence[str]) -> Iterator[Path]:
+    """A local folder holding `rel_paths` of `root_uri`: the folder itself for file://, else a
+    concurrent download of only those files (not the whole root)."""
+    root = ObjectStoragePath(root_uri)
+    if _is_local(root):
+        yield Path(root.path)
+        return
+    base = root.path.rstrip("/")
+    wanted = list(dict.fromkeys(rel_paths))
+    with tempfile.TemporaryDirectory(prefix="stage-") as tmp:
+        try:
+            root.fs.get([f"{base}/{p}" for p in wanted], [str(Path(tmp, p)) for p in wanted])
+        except FileNotFoundError as e:
+            raise InputError(f"{root_uri}: a listed image does not exist ({e})") from e
+        yield Path(tmp)
 
 
 def upload(local: Path, uri: str) -> str:

@@ -51,6 +51,35 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
+def _walk_order(rel_path: str) -> tuple:
+    """os.walk's top-down order with sorted folders: a folder's files before its subfolders."""
+    *folders, name = rel_path.split("/")
+    return (*((1, f) for f in folders), (0, name))
+
+
+def class_folder_entries(
+    rel_paths: Iterable[str], exts: Sequence[str] = IMAGE_EXTENSIONS, *, source: str
+) -> ClassFolderListing:
+    """im2rec --list --recursive over the files of a root, given as relative posix paths (a
+    local walk or an object store's listing): one class per folder, in walk order."""
+    wanted = tuple(e.lower() for e in exts)
+    classes: dict[str, int] = {}
+    entries: list[LstEntry] = []
+    for rel_path in sorted((p for p in rel_paths if _has_ext(p, wanted)), key=_walk_order):
+        label = classes.setdefault(rel_path.rpartition("/")[0] or ".", len(classes))
+        entries.append(LstEntry(len(entries), (float(label),), rel_path))
+    if not entries:
+        raise LstError(f"{source}: no images with extensions {', '.join(exts)} under this folder")
+    unreadable = [e.path for e in entries if not _is_utf8(e.path)]
+    if unreadable:
+        names = ", ".join(repr(os.fsencode(p)) for p in unreadable[:5])
+        raise LstError(
+            f"{source}: {len(unreadable)} file or folder name(s) are not valid UTF-8 and cannot "
+            f"be written to a .lst: {names}; rename them"
+        )
+    return ClassFolderListing(entries, list(classes))
+
+
 def list_class_folders(
     root: str | os.PathLike,
     exts: Sequence[str] = IMAGE_EXTENSIONS,
@@ -62,32 +91,16 @@ def list_class_folders(
     root = Path(root)
     if not root.is_dir():
         raise LstError(f"{root}: image root is not a folder")
-    wanted = tuple(e.lower() for e in exts)
-    classes: dict[str, int] = {}
-    entries: list[LstEntry] = []
     if recursive:
-        for folder, dirs, files in os.walk(root, followlinks=True):
-            dirs.sort()
-            for name in sorted(files):
-                if not _has_ext(name, wanted) or not os.path.isfile(os.path.join(folder, name)):
-                    continue
-                label = classes.setdefault(os.path.relpath(folder, root), len(classes))
-                rel_path = Path(folder, name).relative_to(root).as_posix()
-                entries.append(LstEntry(len(entries), (float(label),), rel_path))
-    else:
-        for name in sorted(os.listdir(root)):
-            if _has_ext(name, wanted) and (root / name).is_file():
-                entries.append(LstEntry(len(entries), (0.0,), name))
-    if not entries:
-        raise LstError(f"{root}: no images with extensions {', '.join(exts)} under this folder")
-    unreadable = [e.path for e in entries if not _is_utf8(e.path)]
-    if unreadable:
-        names = ", ".join(repr(os.fsencode(p)) for p in unreadable[:5])
-        raise LstError(
-            f"{root}: {len(unreadable)} file or folder name(s) are not valid UTF-8 and cannot be "
-            f"written to a .lst: {names}; rename them"
+        files = (
+            Path(folder, name).relative_to(root).as_posix()
+            for folder, _, names in os.walk(root, followlinks=True)
+            for name in names
+            if os.path.isfile(os.path.join(folder, name))
         )
-    return ClassFolderListing(entries, [Path(c).as_posix() for c in classes] or ["."])
+    else:
+        files = (name for name in os.listdir(root) if (root / name).is_file())
+    return class_folder_entries(files, exts, source=str(root))
 
 
 @dataclass(frozen=True)

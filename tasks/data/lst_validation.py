@@ -81,8 +81,9 @@ def validate_lst(
     """The entries of a valid `.lst`; otherwise LstValidationError listing every problem.
 
     Checks: column counts, unique integer indices, numeric labels, class labels integral and in
-    [0, num_classes) when known, classes consecutive from 0 (single-label lists), relative paths
-    inside the root, and with `image_root` that files exist (and decode, with `check_images`)."""
+    [0, num_classes) when known, else classes consecutive from 0 (single-label lists),
+    relative paths inside the root, and with `image_root` that files exist (and decode, with
+    `check_images`)."""
     path = Path(path)
     problems: list[Problem] = []
     entries: list[LstEntry] = []
@@ -131,7 +132,9 @@ def validate_lst(
     if not entries and not problems:
         problems.append(Problem(0, "the list is empty"))
     single = [int(e.labels[0]) for e in entries if len(e.labels) == 1]
-    if single and len(single) == len(entries):
+    # Where num_classes is given, a class without images is legitimate (a small split of a
+    # dataset); where the list alone defines the classes, a gap means a mislabelled list.
+    if num_classes is None and single and len(single) == len(entries):
         missing = sorted(set(range(max(single) + 1)) - set(single))
         if missing:
             problems.append(

@@ -121,3 +121,50 @@ def test_container_staging_round_trip(s3, tmp_path):
     ]
     body = s3.get_object(Bucket=BUCKET, Key="outputs/sub/metrics.json")["Body"].read()
     assert body == b"{}"
+
+
+def test_s3_datasets_are_listed_without_downloads_and_packed_from_their_split(
+    s3, tmp_path, monkeypatch
+):
+    """Audit: make_lst downloaded a whole s3:// dataset to list its names, and every pack task
+    downloaded all of it again. Now the listing reads no object, and a pack task fetches only
+    the images of its own list."""
+    import s3fs
+
+    from tasks.data.lst import list_class_folders
+    from tasks.data.lst_validation import validate_lst
+
+    images = make_shapes_dataset(tmp_path / "shapes", per_class=4, size=16)
+    upload_tree(s3, images, "datasets/split")
+    fetched: list[str] = []
+    real_get_file = s3fs.S3FileSystem._get_file
+
+    async def recording_get_file(self, rpath, lpath, **kwargs):
+        fetched.append(rpath)
+        return await real_get_file(self, rpath, lpath, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_get_file", recording_get_file)
+    run = f"s3://{BUCKET}/runs/run=split"
+    lists = LstGenerationOperator(
+        task_id="make_lst",
+        images_uri=f"s3://{BUCKET}/datasets/split",
+        output_uri=f"{run}/lists",
+        validation_split="0.25",
+    ).execute({})
+    assert not [p for p in fetched if p.endswith((".png", ".jpg"))], fetched
+    local = tmp_path / "validation.lst"
+    s3.download_file(BUCKET, "runs/run=split/lists/validation.lst", str(local))
+    validation = validate_lst(local, num_classes=4)
+    everything = list_class_folders(images)
+    assert lists["classes"] == everything.classes  # the same walk order as a local listing
+    fetched.clear()
+    RecordIOPackOperator(
+        task_id="pack",
+        lst_uri=lists["validation_lst"],
+        images_uri=f"s3://{BUCKET}/datasets/split",
+        output_uri=f"{run}/recordio/validation",
+        class_names=lists["classes"],
+    ).execute({})
+    images_fetched = sorted(p.split("datasets/split/")[1] for p in fetched if "datasets/" in p)
+    assert images_fetched == sorted(e.path for e in validation)
+    assert len(images_fetched) < len(everything.entries)

@@ -83,6 +83,15 @@ def test_non_utf8_line_and_missing_classes(tmp_path):
     assert "classes must be consecutive from 0; no line has label 1, 2" in str(info.value)
 
 
+def test_a_split_may_lack_classes_when_their_number_is_known(tmp_path):
+    """A small validation split of a 4-class dataset often has no image of some class: with
+    num_classes given (as the pack step gives it) that is no gap in the labels."""
+    lst = write(tmp_path, "0\t1.0\ta.jpg\n1\t3.0\tb.jpg\n")
+    assert [e.labels for e in validate_lst(lst, num_classes=4)] == [(1.0,), (3.0,)]
+    with pytest.raises(LstValidationError, match="no line has label 0, 2"):
+        validate_lst(lst)
+
+
 def test_empty_list(tmp_path):
     with pytest.raises(LstValidationError, match="the list is empty"):
         validate_lst(write(tmp_path, "\n"))
