@@ -4,7 +4,9 @@
 Retrains the ResNet image classifier on a class-folder image dataset or an augmented manifest:
 `make_lst` (im2rec-style train/validation lists; a manifest is validated first) -> `pack_recordio`
 (RecordIO per split, every image checked) -> `train` -> `evaluate` (validation accuracy,
-confusion matrix) -> `batch_transform` (JSON Lines probabilities for every image).
+confusion matrix; the current champion re-scored on the same data) -> `gate` (challenger vs
+champion: minimum improvement, per-class drop, floor) -> `promote` (skipped when the champion
+stays) -> `batch_transform` (JSON Lines probabilities for every image, by the champion).
 
 Everything a run writes goes under `<output_uri>/run=<logical date>/` (`run=<run id>` for runs
 triggered without a logical date), so a rerun or a backfill of the same interval replaces only its
@@ -14,16 +16,23 @@ own outputs. `runner=local` runs the GPU steps in
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, Param, TaskGroup
+from airflow.sdk import DAG, Asset, Param, TaskGroup
 
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
+from operators.lifecycle import RollbackOperator
 from operators.paths import data_root
 from operators.pipeline import (
+    CHAMPION,
     RUN,
+    RUN_EXPRESSION,
+    START_DATE,
     container_step,
     form_hyperparameters,
     hyperparameter_param,
+    lifecycle_params,
+    lifecycle_steps,
     pipeline_dag,
+    transform_model,
     xcom,
 )
 from tasks.algorithms import get_algorithm
@@ -42,7 +51,8 @@ FORM_HYPERPARAMETERS = (
 )
 MODEL = f"{RUN}/train/{MODEL_ARCHIVE}"
 SINGLE_LABEL = "single-label"
-# Updated by every successful training run; its event's extra holds the model URI and metrics.
+# Updated when a model is promoted (or rolled back to): its event's extra is the champion entry
+# (model_uri, metrics, run_id, data_date, data_fingerprint).
 MODEL_ASSET = Asset(name="image_classification_model")
 
 with pipeline_dag(
@@ -100,6 +110,7 @@ with pipeline_dag(
             title="Validation fraction",
             description="Fraction of the images held out for validation (im2rec 1 - train_ratio).",
         ),
+        **lifecycle_params(SPEC, f"file://{DATA_ROOT}/models"),
         **{name: hyperparameter_param(SPEC, name) for name in FORM_HYPERPARAMETERS},
         "hyperparameters": Param(
             {},
@@ -147,20 +158,71 @@ with pipeline_dag(
             **form_hyperparameters(FORM_HYPERPARAMETERS),
         },
         extra_hyperparameters="{{ params.hyperparameters | tojson }}",
-        outlets=[MODEL_ASSET],
     )
     evaluate = container_step(
         task_id="evaluate",
         step=Step.EVALUATE,
         spec=SPEC,
-        channels={"model": MODEL, "validation": f"{RUN}/recordio/validation"},
+        channels={
+            "model": MODEL,
+            "validation": "{{ params.eval_uri or ("
+            + RUN_EXPRESSION
+            + " ~ '/recordio/validation') }}",
+            "champion": "{{ " + CHAMPION + " }}",
+        },
         output="evaluate",
+    )
+    gate, promote = lifecycle_steps(
+        spec=SPEC,
+        model=MODEL,
+        data_uris=[
+            f"{RUN}/lists/{name}" for name in ("train.lst", "validation.lst", "classes.json")
+        ],
+        outlets=[MODEL_ASSET],
     )
     batch_transform = container_step(
         task_id="batch_transform",
         step=Step.TRANSFORM,
         spec=SPEC,
-        channels={"model": MODEL, "data": "{{ params.transform_uri or params.dataset_uri }}"},
+        channels={
+            "model": transform_model(f"train/{MODEL_ARCHIVE}"),
+            "data": "{{ params.transform_uri or params.dataset_uri }}",
+        },
         output="batch_transform",
+        trigger_rule="none_failed",  # also when promote was skipped (the champion stayed)
     )
-    make_lst >> pack_recordio >> train >> evaluate >> batch_transform
+    make_lst >> pack_recordio >> train >> evaluate >> gate >> promote >> batch_transform
+
+with DAG(
+    dag_id="image_classification_rollback",
+    description="Make an earlier champion of image_classification the champion again",
+    doc_md="Rollback: the champion pointer of `image_classification` goes back to the model of "
+    "`to_run_id` (empty: the previous champion). Same as `python -m tasks.lifecycle rollback`.",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    tags=["vision-pipelines", SPEC.id],
+    params={
+        "models_uri": Param(
+            f"file://{DATA_ROOT}/models",
+            type="string",
+            minLength=1,
+            title="Models location",
+            description="Where image_classification's champion.json lives.",
+        ),
+        "to_run_id": Param(
+            None,
+            type=["null", "string"],
+            title="Run to restore",
+            description="The run id of the champion to restore; empty: the previous champion.",
+        ),
+    },
+):
+    RollbackOperator(
+        task_id="rollback",
+        models_uri="{{ params.models_uri }}",
+        pipeline="image_classification",
+        to_run_id="{{ params.to_run_id or '' }}",
+        outlets=[MODEL_ASSET],
+    )

@@ -15,11 +15,15 @@ from typing import Any
 from airflow.sdk import DAG, Param
 
 from operators.container import ContainerStepOperator, Runner, allowed_images
+from operators.lifecycle import GateOperator, PromoteOperator, champion_model
 from operators.paths import run_uri
 from tasks.algorithms import AlgorithmSpec
 
-RUN = "{{ run_uri(params.output_uri, dag_run.logical_date, run_id) }}"
+RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
+RUN = "{{ " + RUN_EXPRESSION + " }}"
 """Everything a run writes lives under this prefix (operators.paths.run_uri)."""
+CHAMPION = "champion_model(params.models_uri, dag.dag_id)"
+"""Template expression: the pipeline's champion model URI, "" before the first promotion."""
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -135,7 +139,7 @@ def pipeline_dag(
         catchup=False,
         max_active_runs=1,
         default_args=task_defaults(),
-        user_defined_macros={"run_uri": run_uri},
+        user_defined_macros={"run_uri": run_uri, "champion_model": champion_model},
         tags=["vision-pipelines", spec.id, *tags],
         params={**params, **runner_params(spec)},
     )
@@ -163,3 +167,95 @@ def container_step(
         gpus="{{ params.gpu_count }}",
         **kwargs,
     )
+
+
+def lifecycle_params(spec: AlgorithmSpec, models_uri: str) -> dict[str, Param]:
+    """The form's fields of the champion/challenger gate and of batch transform's model."""
+    metric = spec.primary_metric
+    return {
+        "models_uri": Param(
+            models_uri,
+            type="string",
+            minLength=1,
+            title="Models location",
+            description="Where the champion pointer (<models_uri>/<pipeline>/champion.json) and "
+            "promoted models live.",
+        ),
+        "eval_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Fixed evaluation set",
+            description="Data every model of this pipeline is scored on (a .rec, .lst, "
+            "manifest or class folders). Empty: the run's validation split (seeded, stable "
+            "across reruns).",
+        ),
+        "min_improvement": Param(
+            0.0,
+            type="number",
+            title="Minimum improvement",
+            description=f"How much the challenger's {metric} must beat the champion's, both "
+            "scored on the same data (0: not worse).",
+        ),
+        "max_class_drop": Param(
+            0.05,
+            type="number",
+            minimum=0,
+            title="Largest per-class drop",
+            description=f"No class's {spec.per_class_metric} may drop more than this.",
+        ),
+        "min_primary_metric": Param(
+            0.0,
+            type="number",
+            title=f"Floor ({metric})",
+            description=f"The {metric} any model must reach to be promoted, the first included.",
+        ),
+        "transform_model": Param(
+            "champion",
+            type="string",
+            enum=["champion", "challenger"],
+            values_display={
+                "champion": "the champion after the gate",
+                "challenger": "this run's model, promoted or not",
+            },
+            title="Batch transform model",
+            description="Which model predicts in batch_transform.",
+        ),
+    }
+
+
+def lifecycle_steps(
+    *, spec: AlgorithmSpec, model: str, data_uris: Iterable[str], outlets: Iterable[Any]
+) -> tuple[GateOperator, PromoteOperator]:
+    """gate (writes `<run>/gate/gate.json`) and promote (skipped when the gate keeps the
+    champion; emits the model asset with the champion's URI when it promotes)."""
+    gate = GateOperator(
+        task_id="gate",
+        algorithm=spec.id,
+        evaluation_uri=f"{RUN}/evaluate",
+        models_uri="{{ params.models_uri }}",
+        pipeline="{{ dag.dag_id }}",
+        output_uri=f"{RUN}/gate",
+        min_improvement="{{ params.min_improvement }}",
+        max_class_drop="{{ params.max_class_drop }}",
+        floor="{{ params.min_primary_metric }}",
+    )
+    promote = PromoteOperator(
+        task_id="promote",
+        gate_uri=f"{RUN}/gate",
+        model_uri=model,
+        models_uri="{{ params.models_uri }}",
+        pipeline="{{ dag.dag_id }}",
+        data_uris=list(data_uris),
+        outlets=list(outlets),
+        # One promotion at a time across runs (backfills): the pointer is read, then written.
+        max_active_tis_per_dag=1,
+    )
+    gate >> promote
+    return gate, promote
+
+
+def transform_model(model_path: str) -> str:
+    """Template: the model batch transform uses, by the form's `transform_model` choice: the
+    champion, or the run's own `<run prefix>/<model_path>` (also before any promotion)."""
+    own = f"{RUN_EXPRESSION} ~ '/{model_path}'"
+    return f"{{{{ (params.transform_model == 'champion' and {CHAMPION}) or ({own}) }}}}"

@@ -68,6 +68,8 @@ class AlgorithmSpec:
     primary_metric: str
     """The evaluation metric that ranks models (training reports it as `validation_<name>`)."""
     higher_is_better: bool
+    per_class_metric: str
+    """The per-class evaluation metric the gate watches (no class may drop much)."""
     environment: Environment
     entry_points: Mapping[str, str]
     """Role -> "module:function" in `package`: train(ml), evaluate(model, input, output, *,
@@ -139,13 +141,14 @@ _ALGORITHMS = (
                 required=("train", "validation"),
                 optional=("train_lst", "validation_lst", "model"),
             ),
-            Step.EVALUATE: Channels(required=("model", "validation")),
+            Step.EVALUATE: Channels(required=("model", "validation"), optional=("champion",)),
             Step.TRANSFORM: Channels(required=("model", "data")),
         },
         hyperparameters=image_classification_hp.TABLE,
         architecture=image_classification_hp.ARCHITECTURE_KEYS,
         primary_metric="accuracy",
         higher_is_better=True,
+        per_class_metric="recall",
         environment=TRAINER,
         entry_points={
             "train": "training:train",

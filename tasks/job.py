@@ -66,11 +66,14 @@ def run_step(step: Step | str, algorithm: str, ml: MLRoot) -> Any:
         return spec.entry_point("train")(ml)
     model = find_model_archive(ml.channel("model"))
     if step is Step.EVALUATE:
-        from tasks.evaluate import evaluate
+        from tasks.evaluate import evaluate, evaluate_champion
 
-        return evaluate(
-            model, ml.channel("validation"), ml.output_dir / EVALUATION, algorithm=spec.id
-        )
+        data = ml.channel("validation")
+        metrics = evaluate(model, data, ml.output_dir / EVALUATION, algorithm=spec.id)
+        if ml.channel("champion").exists():  # re-scored on the same data, for the gate
+            champion = find_model_archive(ml.channel("champion"))
+            evaluate_champion(champion, data, ml.output_dir, metrics, algorithm=spec.id)
+        return metrics
     from tasks.transform import transform
 
     count = transform(

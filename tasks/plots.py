@@ -54,3 +54,25 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], path: P
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def per_class_comparison(
+    values: dict[str, Sequence[float | None]], labels: Sequence[str], metric: str, path: Path
+) -> None:
+    """Grouped bars per class: one bar per model (`labels`, e.g. champion and challenger)."""
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(3 + 0.7 * len(names), 4))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        heights = [np.nan if values[n][i] is None else values[n][i] for n in names]
+        ax.bar(
+            np.arange(len(names)) + (i - (len(labels) - 1) / 2) * width, heights, width, label=label
+        )
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title(f"per-class {metric}")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -37,9 +37,24 @@ def test_image_classification_task_graph(dagbag):
         "pack_recordio.train": ["train"],
         "pack_recordio.validation": ["train"],
         "train": ["evaluate"],
-        "evaluate": ["batch_transform"],
+        "evaluate": ["gate"],
+        "gate": ["promote"],
+        "promote": ["batch_transform"],
         "batch_transform": [],
     }
+    assert dag.get_task("batch_transform").trigger_rule == "none_failed"
+    assert dag.get_task("promote").outlets and not dag.get_task("train").outlets
+
+
+def test_the_rollback_dag_restores_a_champion(dagbag):
+    dag = dagbag.dags["image_classification_rollback"]
+    assert [t.task_id for t in dag.tasks] == ["rollback"]
+    assert (
+        dag.get_task("rollback").outlets
+        == dagbag.dags["image_classification"].get_task("promote").outlets
+    )
+    for name in dag.params:
+        assert dag.params.get_param(name).description, name
 
 
 def test_trigger_form_params_have_descriptions(dagbag):
@@ -61,6 +76,12 @@ def test_trigger_form_params_have_descriptions(dagbag):
         "gpu_count",
         "hyperparameters",
         "transform_uri",
+        "models_uri",
+        "eval_uri",
+        "min_improvement",
+        "max_class_drop",
+        "min_primary_metric",
+        "transform_model",
     }
     assert expected <= set(params)
     for name in params:
@@ -90,9 +111,11 @@ def test_airflow_layer_never_imports_tensorflow():
             assert not pattern.search(path.read_text()), path
 
 
-def test_training_updates_the_model_asset(dagbag):
-    outlets = dagbag.dags["image_classification"].get_task("train").outlets
-    assert [a.name for a in outlets] == ["image_classification_model"]
+def test_promotion_not_training_updates_the_model_asset(dagbag):
+    """A model is announced when the gate promotes it, not when it is trained (issue 12)."""
+    dag = dagbag.dags["image_classification"]
+    assert [a.name for a in dag.get_task("promote").outlets] == ["image_classification_model"]
+    assert dag.get_task("train").outlets == []
 
 
 def test_output_prefix_renders_with_and_without_a_logical_date(dagbag):

@@ -1,0 +1,211 @@
+"""The gate and promotion steps of a pipeline (thin: the rules and the pointer live in
+tasks/lifecycle/), and the template macro that names a pipeline's champion model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from operators.paths import run_key
+from operators.run_record import RunStepOperator, pipeline_step
+from operators.storage import read_text, write_text
+from tasks.algorithms import get_algorithm
+from tasks.contract import CHAMPION_EVALUATION, COMPARISON, EVALUATION
+from tasks.lifecycle.champion import (
+    champion_model,
+    data_fingerprint,
+    promote,
+    read_pointer,
+    rollback,
+)
+from tasks.lifecycle.gate import Decision, GateRules, decide
+
+GATE = "gate.json"
+
+__all__ = ["GateOperator", "PromoteOperator", "RollbackOperator", "champion_model"]
+
+
+def _json_or_none(uri: str) -> dict | None:
+    try:
+        return json.loads(read_text(uri))
+    except FileNotFoundError:
+        return None
+
+
+class GateOperator(RunStepOperator):
+    """Decides whether the run's model (the challenger) replaces the pipeline's champion, from
+    the evaluate step's results (the champion re-scored on the same data); writes `gate.json`
+    and logs every reason. Not promoting is a decision, not a failure.
+
+    :param algorithm: the pipeline's algorithm (its primary and per-class metrics).
+    :param evaluation_uri: the evaluate step's output folder (templated).
+    :param models_uri: where champion pointers live (templated).
+    :param pipeline: the pipeline (DAG) the champion belongs to (templated).
+    :param output_uri: folder for gate.json (templated).
+    :param min_improvement, max_class_drop, floor: the rules (templated; GateRules).
+    """
+
+    uri_fields = ("evaluation_uri", "models_uri", "output_uri")
+    template_fields: Sequence[str] = (
+        "evaluation_uri",
+        "models_uri",
+        "pipeline",
+        "output_uri",
+        "min_improvement",
+        "max_class_drop",
+        "floor",
+    )
+
+    def __init__(
+        self,
+        *,
+        algorithm: str,
+        evaluation_uri: str,
+        models_uri: str,
+        pipeline: str,
+        output_uri: str,
+        min_improvement: float | str = 0.0,
+        max_class_drop: float | str = 0.05,
+        floor: float | str = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.algorithm, self.evaluation_uri, self.models_uri = algorithm, evaluation_uri, models_uri
+        self.pipeline, self.output_uri = pipeline, output_uri
+        self.min_improvement, self.max_class_drop, self.floor = (
+            min_improvement,
+            max_class_drop,
+            floor,
+        )
+
+    @pipeline_step
+    def execute(self, context: Any) -> dict[str, Any]:
+        spec = get_algorithm(self.algorithm)
+        evaluation = self.evaluation_uri.rstrip("/")
+        challenger = json.loads(read_text(f"{evaluation}/{EVALUATION}"))
+        rescored = _json_or_none(f"{evaluation}/{CHAMPION_EVALUATION}")
+        if rescored and "error" in rescored:
+            self.log.info("champion not compared: %s", rescored["error"])
+            rescored = None
+        champion = read_pointer(self.models_uri, self.pipeline)["champion"]
+        logical_date = context.get("logical_date")
+        decision: Decision = decide(
+            challenger,
+            rescored if champion else None,
+            metric=spec.primary_metric,
+            higher_is_better=spec.higher_is_better,
+            per_class_metric=spec.per_class_metric,
+            rules=GateRules(
+                min_improvement=float(self.min_improvement),
+                max_class_drop=float(self.max_class_drop),
+                floor=float(self.floor),
+            ),
+            challenger_date=logical_date.isoformat() if logical_date else None,
+            champion_date=champion.get("data_date") if champion else None,
+        )
+        result = {
+            **decision.to_dict(),
+            "champion_run_id": champion["run_id"] if champion else None,
+            "champion_model_uri": champion["model_uri"] if champion else None,
+            "comparison_png": COMPARISON if rescored and champion else None,
+        }
+        write_text(f"{self.output_uri.rstrip('/')}/{GATE}", json.dumps(result, indent=2) + "\n")
+        verdict = "PROMOTE" if decision.promote else "KEEP THE CHAMPION"
+        self.log.info("gate: %s", verdict)
+        for reason in decision.reasons:
+            self.log.info("gate: %s", reason)
+        return result
+
+
+class PromoteOperator(RunStepOperator):
+    """Makes the run's model the pipeline's champion when the gate said so (else skipped, with
+    the gate's reasons); its asset event carries the champion's model URI.
+
+    :param gate_uri: the gate's output folder (templated).
+    :param model_uri: the run's model.tar.gz (templated).
+    :param models_uri: where champion pointers and promoted models live (templated).
+    :param pipeline: the pipeline (DAG) (templated).
+    :param data_uris: files that define the run's data, for its fingerprint (templated).
+    """
+
+    uri_fields = ("gate_uri", "model_uri", "models_uri", "output_uri")
+    template_fields: Sequence[str] = (
+        "gate_uri",
+        "model_uri",
+        "models_uri",
+        "pipeline",
+        "data_uris",
+        "output_uri",
+    )
+
+    def __init__(
+        self,
+        *,
+        gate_uri: str,
+        model_uri: str,
+        models_uri: str,
+        pipeline: str,
+        data_uris: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.gate_uri, self.model_uri, self.models_uri = gate_uri, model_uri, models_uri
+        self.pipeline, self.data_uris = pipeline, list(data_uris)
+        self.output_uri = gate_uri
+
+    @pipeline_step
+    def execute(self, context: Any) -> dict[str, Any]:
+        gate = json.loads(read_text(f"{self.gate_uri.rstrip('/')}/{GATE}"))
+        if not gate["promote"]:
+            raise AirflowSkipException(
+                "the champion stays: " + "; ".join(r for r in gate["reasons"])
+            )
+        logical_date = context.get("logical_date")
+        entry = promote(
+            self.models_uri,
+            self.pipeline,
+            model_uri=self.model_uri,
+            run_key=run_key(logical_date, context["run_id"]),
+            metrics={gate["metric"]: gate["challenger"]},
+            run_id=context["run_id"],
+            data_date=logical_date.isoformat() if logical_date else None,
+            fingerprint=data_fingerprint(self.data_uris),
+        )
+        self.log.info("champion of %s is now %s", self.pipeline, entry["model_uri"])
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = entry
+        return entry
+
+
+class RollbackOperator(RunStepOperator):
+    """Makes an earlier champion of a pipeline the champion again (`python -m tasks.lifecycle
+    rollback` as a task); its asset event carries the restored model's URI.
+
+    :param models_uri: where champion pointers live (templated).
+    :param pipeline: the pipeline (DAG) (templated).
+    :param to_run_id: the run whose champion to restore; empty: the previous one (templated).
+    """
+
+    uri_fields = ("models_uri",)
+    template_fields: Sequence[str] = ("models_uri", "pipeline", "to_run_id")
+
+    def __init__(
+        self, *, models_uri: str, pipeline: str, to_run_id: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.models_uri, self.pipeline, self.to_run_id = models_uri, pipeline, to_run_id
+        self.output_uri = models_uri
+
+    @pipeline_step
+    def execute(self, context: Any) -> dict[str, Any]:
+        target = str(self.to_run_id or "").strip() or None
+        entry = rollback(self.models_uri, self.pipeline, None if target == "None" else target)
+        self.log.info(
+            "champion of %s is again run %s: %s", self.pipeline, entry["run_id"], entry["model_uri"]
+        )
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = entry
+        return entry

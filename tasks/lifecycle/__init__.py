@@ -1,0 +1,1 @@
+"""Model lifecycle: the champion/challenger gate, the champion pointer, promotion and rollback."""
