@@ -49,9 +49,9 @@ def airflow_env(tmp_path_factory):
     return env
 
 
-def dags_test(env, conf):
+def dags_test(env, conf, logical_date=LOGICAL_DATE):
     return subprocess.run(
-        [AIRFLOW, "dags", "test", "image_classification", LOGICAL_DATE, "-c", json.dumps(conf)],
+        [AIRFLOW, "dags", "test", "image_classification", logical_date, "-c", json.dumps(conf)],
         env=env,
         capture_output=True,
         text=True,
@@ -68,6 +68,7 @@ def conf(dataset, output, **overrides):
     return {
         "dataset_uri": f"file://{dataset}",
         "output_uri": f"file://{output}",
+        "models_uri": f"file://{output}-models",
         "num_layers": 20,
         "image_shape": "3,16,16",
         "epochs": 1,
@@ -112,12 +113,22 @@ def test_pipeline_runs_end_to_end_and_reruns_idempotently(airflow_env, dataset, 
         text=True,
         check=True,
     ).stdout
-    assert json.loads(events.splitlines()[-1])["model"] == f"file://{run}/train/model.tar.gz"
+    # The first model of the pipeline passes the (default, zero) floor: promoted, announced.
+    event = json.loads(events.splitlines()[-1])
+    assert event["source_model_uri"] == f"file://{run}/train/model.tar.gz"
+    assert event["model_uri"] == (
+        f"file://{tmp_path}-models/image_classification/models/20260101T000000/model.tar.gz"
+    )
 
     # Rerun the same interval, continuing from the first model (incremental training).
     previous = tmp_path.parent / f"{tmp_path.name}-previous.tar.gz"
     shutil.copy(run / "train" / "model.tar.gz", previous)
-    again = dags_test(airflow_env, conf(dataset, tmp_path, initial_model_uri=f"file://{previous}"))
+    again = dags_test(
+        airflow_env,
+        conf(
+            dataset, tmp_path, initial_model_uri=f"file://{previous}", transform_model="challenger"
+        ),
+    )
     assert again.returncode == 0, again.stdout[-3000:]
     assert "incremental training from the model channel" in again.stdout
     assert [r.name for r in tmp_path.glob("run=*")] == ["run=20260101T000000"]
@@ -150,3 +161,57 @@ def test_a_multi_label_manifest_runs_end_to_end(airflow_env, tmp_path):
     ]
     assert [r["source-ref"] for r in rows] == [f"images/{i:05d}.jpg" for i in range(24)]
     assert all(len(r["prediction"]) == 4 and min(r["prediction"]) >= 0 for r in rows)
+
+
+def _last_model_event(env) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", QUERY_ASSET_EVENTS], env=env, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_the_gate_promotes_a_better_challenger_and_keeps_a_better_champion(
+    airflow_env, tmp_path_factory
+):
+    """Run 1 cannot learn (learning rate 1e-7, one epoch): the first model, promoted over no
+    champion. Run 2 learns: re-scored on the same data it beats the champion, is promoted, and
+    the asset event carries its URI. Run 3 cannot learn again: the gate keeps run 2's model,
+    says why in the log and gate.json, and batch transform predicts with the champion."""
+    data = make_shapes_dataset(tmp_path_factory.mktemp("gate-shapes"), per_class=16, size=16)
+    out = tmp_path_factory.mktemp("gate-runs")
+    pointer = out.parent / f"{out.name}-models" / "image_classification" / "champion.json"
+    models = f"file://{out}-models/image_classification/models"
+    common = {"validation_split": 0.25, "mini_batch_size": 16}
+    blind = {**common, "learning_rate": 1e-7, "epochs": 1}
+    learns = {**common, "learning_rate": 0.1, "epochs": 8}
+
+    first = dags_test(airflow_env, conf(data, out, **blind), "2026-03-01T00:00:00+00:00")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert json.loads(pointer.read_text())["champion"]["data_date"].startswith("2026-03-01")
+
+    # The per-class rule is the next test's subject: a blind champion may have recall 1.0 on
+    # the class it always predicts.
+    second = dags_test(
+        airflow_env, conf(data, out, **learns, max_class_drop=1.0), "2026-03-02T00:00:00+00:00"
+    )
+    assert second.returncode == 0, second.stdout[-3000:]
+    gate = json.loads((out / "run=20260302T000000" / "gate" / "gate.json").read_text())
+    assert gate["promote"] is True and gate["challenger"] > gate["champion"], gate
+    champion = json.loads(pointer.read_text())["champion"]
+    assert champion["model_uri"] == f"{models}/20260302T000000/model.tar.gz"
+    assert _last_model_event(airflow_env)["model_uri"] == champion["model_uri"]
+    assert (out / "run=20260302T000000" / "evaluate" / "champion_vs_challenger.png").stat().st_size
+
+    third = dags_test(airflow_env, conf(data, out, **blind), "2026-03-03T00:00:00+00:00")
+    assert third.returncode == 0, third.stdout[-3000:]  # keeping the champion is no failure
+    gate = json.loads((out / "run=20260303T000000" / "gate" / "gate.json").read_text())
+    assert gate["promote"] is False and gate["champion"] > gate["challenger"], gate
+    assert gate["champion_run_id"] == champion["run_id"]
+    assert "gate: KEEP THE CHAMPION" in third.stdout
+    assert any("at least +0.0000 is required" in r for r in gate["reasons"])
+    for reason in gate["reasons"]:
+        assert reason in third.stdout
+    assert json.loads(pointer.read_text())["champion"] == champion  # unchanged
+    assert _last_model_event(airflow_env)["model_uri"] == champion["model_uri"]
+    assert f"model={champion['model_uri']}" in third.stdout  # batch transform's model channel
+    assert (out / "run=20260303T000000" / "batch_transform" / "predictions.jsonl").exists()
