@@ -7,6 +7,7 @@ get 401, others without the right 403.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from operators.links import RunOutputsLink, RunReportLink
 from operators.paths import data_root
 from tasks.errors import InputError
+from tasks.lifecycle.champion import read_pointer
 from tasks.run_report import (
     RunSummary,
     find_run,
@@ -65,10 +67,30 @@ def airflow_run_url(run: RunSummary) -> str | None:
     return f"{base}/dags/{quote(run.dag_id, safe='')}/runs/{quote(run.run_id, safe='')}"
 
 
+def current_champions(runs: Iterable[RunSummary]) -> set[tuple[str, str]]:
+    """(dag id, run id) of each pipeline's champion, from the champion pointers the runs'
+    own parameters name (`models_uri`); a pointer that cannot be read marks none."""
+    places = {
+        (r.dag_id, r.record["params"]["models_uri"])
+        for r in runs
+        if r.dag_id and isinstance(((r.record or {}).get("params") or {}).get("models_uri"), str)
+    }
+    found = set()
+    for dag_id, models_uri in places:
+        try:
+            champion = read_pointer(models_uri, dag_id)["champion"]
+        except Exception:  # noqa: BLE001 - one unreadable pointer must not break the page
+            logging.getLogger(__name__).warning("champion of %s unreadable", dag_id, exc_info=True)
+            continue
+        if champion:
+            found.add((dag_id, champion["run_id"]))
+    return found
+
+
 @reports.get("/", response_class=HTMLResponse)
 def index() -> str:
     runs = find_runs(runs_root())
-    return render_index(runs, run_states(runs))
+    return render_index(runs, run_states(runs), current_champions(runs))
 
 
 @reports.get("/files/{relative:path}")

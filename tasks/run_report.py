@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -18,6 +18,7 @@ RUN_RECORD = "run.json"
 """`<run prefix>/run.json`: the Airflow run that wrote the folder (dag_id, run_id,
 logical_date, params)."""
 RUN_FOLDER_PREFIX = "run="
+GATE = "gate.json"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class RunSummary:
     record: dict | None = None
     """run.json: the Airflow run (None for folders written before runs were recorded)."""
     failures: list[StepFailure] = field(default_factory=list)
+    gate: dict | None = None
+    """gate/gate.json: the champion/challenger decision and its reasons."""
 
     @property
     def dag_id(self) -> str | None:
@@ -105,6 +108,7 @@ def _summary(root: Path, folder: Path) -> RunSummary:
         pictures=sorted(p.relative_to(root).as_posix() for p in folder.rglob("*.png")),
         record=_json(folder / RUN_RECORD),
         failures=_failures(folder),
+        gate=_json(folder / "gate" / GATE),
     )
 
 
@@ -155,24 +159,66 @@ def _headline(run: RunSummary, state: str | None) -> str:
     return "trained" if run.training is not None else "no results yet"
 
 
+def _gate_verdict(gate: Mapping | None) -> str:
+    if not gate:
+        return ""
+    return "promoted" if gate.get("promote") else "champion kept"
+
+
 def render_index(
-    runs: list[RunSummary], states: Mapping[tuple[str | None, str | None], str] | None = None
+    runs: list[RunSummary],
+    states: Mapping[tuple[str | None, str | None], str] | None = None,
+    champions: Iterable[tuple[str | None, str | None]] = (),
 ) -> str:
-    """The list of runs; `states` holds the Airflow state by (dag id, run id) where known."""
-    states = states or {}
+    """The list of runs; `states` holds the Airflow state by (dag id, run id) where known,
+    `champions` the (dag id, run id) of each pipeline's current champion."""
+    states, champions = states or {}, set(champions)
     rows = "".join(
-        f"<tr><td>{html.escape(r.pipeline)}</td><td><a href='{_href(f'{r.pipeline}/{r.run}')}/'>"
+        f"<tr class='{'champion' if (r.dag_id, r.run_id) in champions else 'run'}'>"
+        f"<td>{html.escape(r.pipeline)}</td><td><a href='{_href(f'{r.pipeline}/{r.run}')}/'>"
         f"{html.escape(r.run)}</a></td><td>{html.escape(r.run_id or '')}</td>"
         f"<td>{html.escape(states.get((r.dag_id, r.run_id), ''))}</td>"
-        f"<td>{html.escape(_headline(r, None))}</td></tr>"
+        f"<td>{html.escape(_headline(r, None))}</td>"
+        f"<td>{html.escape(_gate_verdict(r.gate))}</td>"
+        f"<td>{'champion' if (r.dag_id, r.run_id) in champions else ''}</td></tr>"
         for r in runs
     )
     return _page(
         "Training runs",
         "<table><tr><th>pipeline</th><th>run folder</th><th>Airflow run</th><th>state</th>"
-        f"<th>result</th></tr>{rows}</table>"
+        f"<th>result</th><th>gate</th><th>current</th></tr>{rows}</table>"
         if runs
         else "<p>No runs yet.</p>",
+    )
+
+
+def _render_gate(gate: Mapping) -> str:
+    """The gate's decision, every reason, and the champion's figures beside the challenger's."""
+    metric = _text(gate, "metric") or "metric"
+    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in gate.get("reasons") or [])
+
+    def figure(value: object) -> str:
+        return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+    rows = [("<b>" + html.escape(metric) + "</b>", gate.get("champion"), gate.get("challenger"))]
+    per_class = gate.get("per_class") if isinstance(gate.get("per_class"), dict) else {}
+    rows += [
+        (
+            html.escape(f"{name} ({_text(gate, 'per_class_metric') or ''})"),
+            (v or {}).get("champion"),
+            (v or {}).get("challenger"),
+        )
+        for name, v in per_class.items()
+        if isinstance(v, dict)
+    ]
+    table = "".join(
+        f"<tr><td>{name}</td><td>{figure(a)}</td><td>{figure(b)}</td></tr>" for name, a, b in rows
+    )
+    champion = html.escape(_text(gate, "champion_run_id") or "none")
+    return (
+        f"<h2>Gate: {html.escape(_gate_verdict(gate))}</h2><ul class='gate-reasons'>{reasons}</ul>"
+        f"<p>champion: {champion}</p><table class='gate'><tr><th></th><th>champion</th>"
+        f"<th>challenger (this run)</th></tr>{table}</table>"
     )
 
 
@@ -213,6 +259,8 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
                 k: f"{v:.4f}" for k, v in sorted(values.items()) if isinstance(v, int | float)
             }
             parts.append(f"<h2>{title}</h2>" + _table(numbers, cls))
+    if run.gate:
+        parts.append(_render_gate(run.gate))
     parts += [f"<h3>{html.escape(p)}</h3><img src='../../files/{_href(p)}'>" for p in run.pictures]
     return _page(f"{run.pipeline} / {run.run}", "".join(parts))
 

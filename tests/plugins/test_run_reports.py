@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -169,3 +170,51 @@ def test_run_names_cannot_leave_the_runs_root(tmp_path):
     assert find_run(tmp_path / "runs", "p", "run=1") is not None
     assert find_run(tmp_path / "runs", "..", "run=x") is None
     assert find_run(tmp_path / "runs", "p", "1") is None
+
+
+def test_gate_decisions_and_the_current_champion_are_shown(client, tmp_path):
+    from tasks.lifecycle.gate import GateRules, decide
+
+    runs = tmp_path / "runs" / "image_classification"
+    models = f"file://{tmp_path}/models"
+    decision = decide(
+        {"accuracy": 0.7, "per_class": {"cat": {"recall": 0.6}, "dog": {"recall": 0.8}}},
+        {"accuracy": 0.9, "per_class": {"cat": {"recall": 0.95}, "dog": {"recall": 0.85}}},
+        metric="accuracy",
+        higher_is_better=True,
+        per_class_metric="recall",
+        rules=GateRules(max_class_drop=0.1),
+    )
+    for key, run_id, gate in (
+        ("20260101T000000", "scheduled__1", None),
+        (
+            "20260102T000000",
+            "scheduled__2",
+            decision.to_dict() | {"champion_run_id": "scheduled__1"},
+        ),
+    ):
+        folder = runs / f"run={key}"
+        (folder / "gate").mkdir(parents=True, exist_ok=True)
+        record = {
+            "dag_id": "image_classification",
+            "run_id": run_id,
+            "params": {"models_uri": models},
+        }
+        (folder / "run.json").write_text(json.dumps(record))
+        if gate:
+            (folder / "gate" / "gate.json").write_text(json.dumps(gate))
+    pointer = tmp_path / "models" / "image_classification" / "champion.json"
+    pointer.parent.mkdir(parents=True)
+    entry = {"run_id": "scheduled__1", "model_uri": "file:///m.tar.gz"}
+    pointer.write_text(json.dumps({"champion": entry, "history": [entry]}))
+
+    index = client.get("/").text
+    champion_row = index.split("scheduled__1")[0].rsplit("<tr", 1)[1]
+    assert "class='champion'" in champion_row
+    assert "champion kept" in index.split("scheduled__2")[1].split("</tr>")[0]
+    page = client.get("/image_classification/run=20260102T000000/").text
+    assert "Gate: champion kept" in page and "champion: scheduled__1" in page
+    for reason in decision.reasons:
+        assert html.escape(reason) in page
+    assert "<td>cat (recall)</td><td>0.9500</td><td>0.6000</td>" in page
+    assert "<td><b>accuracy</b></td><td>0.9000</td><td>0.7000</td>" in page
