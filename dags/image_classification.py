@@ -54,10 +54,14 @@ SINGLE_LABEL = "single-label"
 # Updated when a model is promoted (or rolled back to): its event's extra is the champion entry
 # (model_uri, metrics, run_id, data_date, data_fingerprint).
 MODEL_ASSET = Asset(name="image_classification_model")
+# Updated by whatever lands new training data (docs/examples/dataset_producer.py); with
+# VISION_PIPELINES_IMAGE_CLASSIFICATION_ON_DATASET_CHANGE=true each update starts a retraining.
+DATASET_ASSET = Asset(name="image_classification_dataset")
 
 with pipeline_dag(
     dag_id="image_classification",
     spec=SPEC,
+    dataset=DATASET_ASSET,
     description="ResNet image classification: .lst -> RecordIO -> train -> evaluate -> transform",
     doc_md=__doc__,
     params={

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, Param
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from operators.container import ContainerStepOperator, Runner, allowed_images
 from operators.lifecycle import GateOperator, PromoteOperator, champion_model
@@ -114,9 +115,19 @@ def task_defaults() -> dict[str, Any]:
     }
 
 
-def schedule_of(dag_id: str) -> str | None:
-    """`VISION_PIPELINES_<DAG_ID>_SCHEDULE` (cron or preset); none by default."""
-    return os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE") or None
+def schedule_of(dag_id: str, dataset: Asset | None = None) -> Any:
+    """`VISION_PIPELINES_<DAG_ID>_SCHEDULE` (cron or preset), and with
+    `VISION_PIPELINES_<DAG_ID>_ON_DATASET_CHANGE=true` also (or only) every update of the
+    pipeline's dataset asset; none by default."""
+    cron = os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE") or None
+    on_change = os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_ON_DATASET_CHANGE", "")
+    if dataset is None or on_change.strip().lower() not in ("1", "true", "yes"):
+        return cron
+    if cron is None:
+        return [dataset]
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[dataset]
+    )
 
 
 def pipeline_dag(
@@ -127,6 +138,7 @@ def pipeline_dag(
     doc_md: str | None,
     params: Mapping[str, Param],
     tags: Iterable[str] = (),
+    dataset: Asset | None = None,
 ) -> DAG:
     """The DAG of one pipeline: its Params plus the runner's, the run-prefix macro, the
     schedule from configuration, one active run at a time."""
@@ -134,7 +146,7 @@ def pipeline_dag(
         dag_id=dag_id,
         description=description,
         doc_md=doc_md,
-        schedule=schedule_of(dag_id),
+        schedule=schedule_of(dag_id, dataset),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,

@@ -194,3 +194,26 @@ def test_tasks_retry_infrastructure_failures_within_a_time_limit(dagbag, monkeyp
     monkeypatch.setenv("VISION_PIPELINES_TASK_TIMEOUT_MINUTES", "0")
     with pytest.raises(ValueError, match="VISION_PIPELINES_TASK_TIMEOUT_MINUTES='0'"):
         task_defaults()
+
+
+def test_retraining_on_dataset_change_is_configured_per_pipeline(monkeypatch):
+    from airflow.sdk import Asset, AssetOrTimeSchedule
+
+    from operators.pipeline import schedule_of
+
+    dataset = Asset(name="image_classification_dataset")
+    monkeypatch.delenv("VISION_PIPELINES_IMAGE_CLASSIFICATION_SCHEDULE", raising=False)
+    monkeypatch.delenv("VISION_PIPELINES_IMAGE_CLASSIFICATION_ON_DATASET_CHANGE", raising=False)
+    assert schedule_of("image_classification", dataset) is None
+    monkeypatch.setenv("VISION_PIPELINES_IMAGE_CLASSIFICATION_ON_DATASET_CHANGE", "true")
+    assert schedule_of("image_classification", dataset) == [dataset]
+    monkeypatch.setenv("VISION_PIPELINES_IMAGE_CLASSIFICATION_SCHEDULE", "0 3 * * 1")
+    both = schedule_of("image_classification", dataset)
+    assert isinstance(both, AssetOrTimeSchedule)
+
+
+def test_the_example_dataset_producer_updates_the_pipelines_dataset_asset():
+    bag = DagBag(dag_folder=str(ROOT / "docs" / "examples"))
+    assert bag.import_errors == {}
+    outlets = bag.dags["land_new_images"].get_task("land").outlets
+    assert [a.name for a in outlets] == ["image_classification_dataset"]
