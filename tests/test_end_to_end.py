@@ -215,3 +215,17 @@ def test_the_gate_promotes_a_better_challenger_and_keeps_a_better_champion(
     assert _last_model_event(airflow_env)["model_uri"] == champion["model_uri"]
     assert f"model={champion['model_uri']}" in third.stdout  # batch transform's model channel
     assert (out / "run=20260303T000000" / "batch_transform" / "predictions.jsonl").exists()
+    # A backfill of an earlier interval trains a model that learns, but on older data: the
+    # newer champion stays, and the backfill has its own run folder.
+    backfill = dags_test(airflow_env, conf(data, out, **learns), "2026-02-01T00:00:00+00:00")
+    assert backfill.returncode == 0, backfill.stdout[-3000:]
+    gate = json.loads((out / "run=20260201T000000" / "gate" / "gate.json").read_text())
+    assert gate["promote"] is False
+    assert any("older than the champion's" in r for r in gate["reasons"]), gate
+    assert json.loads(pointer.read_text())["champion"] == champion
+    assert sorted(p.name for p in out.glob("run=*")) == [
+        "run=20260201T000000",
+        "run=20260301T000000",
+        "run=20260302T000000",
+        "run=20260303T000000",
+    ]

@@ -151,6 +151,12 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     assert run_id in page and "success" in page
     params = browser.find_element(By.CSS_SELECTOR, "table.params").text
     assert "num_layers 20" in params and 'image_shape "3,32,32"' in params
+    # The gate's decision (the first model: no champion to compare with) and its reasons.
+    gate = json.loads((folder / "gate" / "gate.json").read_text())
+    verdict = "promoted" if gate["promote"] else "champion kept"
+    assert f"Gate: {verdict}" in page
+    reasons = browser.find_element(By.CSS_SELECTOR, "ul.gate-reasons").text.splitlines()
+    assert reasons == gate["reasons"]
     pictures = browser.find_elements(By.TAG_NAME, "img")
     assert len(pictures) >= 2
     for picture in pictures:
@@ -158,6 +164,14 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
             "return arguments[0].complete && arguments[0].naturalWidth > 0", picture
         ), picture.get_attribute("src")
     # ... and links back to the run in Airflow.
+    report_url = browser.current_url
     back = browser.find_element(By.CSS_SELECTOR, "a.airflow-run")
     back.click()
     _wait(browser, lambda d: f"/dags/{DAG}/runs/" in d.current_url)
+
+    # The pipeline page lists the run, its gate verdict, and whether it is the champion.
+    browser.get(report_url.split("/vision-pipelines/")[0] + "/vision-pipelines/")
+    row = _wait(browser, lambda d: d.find_elements(By.XPATH, f"//tr[td[text()='{run_id}']]"))[0]
+    browser.save_screenshot(str(shots / "6-pipeline-page.png"))
+    assert verdict in row.text
+    assert (row.get_attribute("class") == "champion") is gate["promote"]
