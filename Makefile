@@ -52,6 +52,9 @@ lock: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/pip freeze --exclude-editable > requirements.lock
 	$(TRAINER_VENV)/bin/pip freeze --exclude-editable > docker/trainer/requirements.lock
 	$(MXNET_VENV)/bin/pip freeze --exclude-editable > tests/interop/requirements.lock
+	$(VENV)/bin/python scripts/lock_hashes.py requirements.txt requirements.runtime.lock
+	$(TRAINER_VENV)/bin/python scripts/lock_hashes.py docker/trainer/requirements.txt \
+		docker/trainer/requirements.runtime.lock
 
 demo: setup $(AIRFLOW_HOME)/airflow.db
 	$(VENV)/bin/python scripts/demo.py
@@ -77,7 +80,7 @@ format: $(VENV)/.installed
 # trainer tests (TensorFlow) in .venv-trainer.
 AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests/tasks/test_recordio_cli.py \
 	tests/tasks/test_im2rec.py tests/tasks/test_atomic.py tests/tasks/test_artifact.py \
-	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/test_lint_scope.py tests/test_end_to_end.py
+	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/test_lint_scope.py tests/test_locks.py tests/test_end_to_end.py
 TRAINER_TESTS := tests/tasks/image_classification tests/tasks/test_job.py tests/tasks/test_algorithms.py
 
 test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser
