@@ -218,3 +218,18 @@ def test_gate_decisions_and_the_current_champion_are_shown(client, tmp_path):
         assert html.escape(reason) in page
     assert "<td>cat (recall)</td><td>0.9500</td><td>0.6000</td>" in page
     assert "<td><b>accuracy</b></td><td>0.9000</td><td>0.7000</td>" in page
+
+
+def test_file_serving_refuses_encoded_traversal_and_symlinks_out(client, tmp_path):
+    run = tmp_path / "runs" / "image_classification" / "run=20260101T000000" / "evaluate"
+    (run / "leak.json").symlink_to(tmp_path / "secret.json")
+    for path in (
+        "/files/..%2F..%2Fsecret.json",
+        "/files/%2e%2e/%2e%2e/secret.json",
+        "/files/image_classification%2F..%2F..%2F..%2Fsecret.json",
+        "/files/image_classification/run=20260101T000000/evaluate/leak.json",
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
+    ok = client.get("/files/image_classification/run=20260101T000000/evaluate/evaluation.json")
+    assert ok.status_code == 200 and ok.json() == {"accuracy": 0.96}
