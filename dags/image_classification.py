@@ -24,13 +24,14 @@ from operators.paths import data_root
 from operators.pipeline import (
     CHAMPION,
     RUN,
-    RUN_EXPRESSION,
     START_DATE,
     container_step,
     form_hyperparameters,
     hyperparameter_param,
     lifecycle_params,
     lifecycle_steps,
+    models_uri_param,
+    or_run_file,
     pipeline_dag,
     transform_model,
     xcom,
@@ -51,6 +52,7 @@ FORM_HYPERPARAMETERS = (
 )
 MODEL = f"{RUN}/train/{MODEL_ARCHIVE}"
 SINGLE_LABEL = "single-label"
+MODELS = f"file://{DATA_ROOT}/models"
 # Updated when a model is promoted (or rolled back to): its event's extra is the champion entry
 # (model_uri, metrics, run_id, data_date, data_fingerprint).
 MODEL_ASSET = Asset(name="image_classification_model")
@@ -114,7 +116,7 @@ with pipeline_dag(
             title="Validation fraction",
             description="Fraction of the images held out for validation (im2rec 1 - train_ratio).",
         ),
-        **lifecycle_params(SPEC, f"file://{DATA_ROOT}/models"),
+        **lifecycle_params(SPEC, MODELS),
         **{name: hyperparameter_param(SPEC, name) for name in FORM_HYPERPARAMETERS},
         "hyperparameters": Param(
             {},
@@ -169,9 +171,7 @@ with pipeline_dag(
         spec=SPEC,
         channels={
             "model": MODEL,
-            "validation": "{{ params.eval_uri or ("
-            + RUN_EXPRESSION
-            + " ~ '/recordio/validation') }}",
+            "validation": or_run_file("params.eval_uri", "recordio/validation"),
             "champion": "{{ " + CHAMPION + " }}",
         },
         output="evaluate",
@@ -208,13 +208,7 @@ with DAG(
     max_active_runs=1,
     tags=["vision-pipelines", SPEC.id],
     params={
-        "models_uri": Param(
-            f"file://{DATA_ROOT}/models",
-            type="string",
-            minLength=1,
-            title="Models location",
-            description="Where image_classification's champion.json lives.",
-        ),
+        "models_uri": models_uri_param(MODELS),
         "to_run_id": Param(
             None,
             type=["null", "string"],

@@ -25,7 +25,7 @@ from tasks.data.lst import (
     train_validation_split,
     write_lst,
 )
-from tasks.data.lst_validation import validate_lst
+from tasks.data.lst_validation import LstValidationError, image_problems, validate_lst
 from tasks.data.manifest import (
     DEFAULT_ATTRIBUTES,
     MANIFEST_SUFFIXES,
@@ -35,6 +35,7 @@ from tasks.data.manifest import (
 )
 from tasks.data.manifest_validation import validate_manifest
 from tasks.data.pack import PackOptions, pack_lst
+from tasks.problems import describe
 
 
 class LstGenerationOperator(RunStepOperator):
@@ -108,9 +109,10 @@ class LstGenerationOperator(RunStepOperator):
             entries, classes = self._manifest_entries(out)
             image_root = self.images_uri.rsplit("/", 1)[0]
         else:
+            root = local_path(self.images_uri)
             listing = (
-                list_class_folders(local_path(self.images_uri), self.exts)
-                if local_path(self.images_uri)
+                list_class_folders(root, self.exts)
+                if root
                 # An object store is listed in one pass; no image is downloaded to name them.
                 else class_folder_entries(
                     list_files(self.images_uri), self.exts, source=self.images_uri
@@ -184,29 +186,26 @@ class RecordIOPackOperator(RunStepOperator):
         if isinstance(names, str):
             names = json.loads(names) if names.strip() else None
         with local_copy(self.lst_uri) as lst_path:
-            listed = validate_lst(lst_path, num_classes=len(names) if names else None)
-            # Only this list's images are fetched (one split of a dataset in object storage).
-            with local_files(self.images_uri, [e.path for e in listed]) as root:
-                # All problems of the list (paths, undecodable images) before packing.
-                entries = validate_lst(
-                    lst_path,
-                    num_classes=len(names) if names else None,
-                    image_root=root,
-                    check_images=True,
+            entries = validate_lst(lst_path, num_classes=len(names) if names else None)
+        # Only this list's images are fetched (one split of a dataset in object storage).
+        with local_files(self.images_uri, [e.path for e in entries]) as root:
+            # Every missing or undecodable image of the list before packing.
+            problems = image_problems(entries, root, decode=True)
+            if problems:
+                raise LstValidationError(describe(self.lst_uri, problems))
+            with tempfile.TemporaryDirectory() as tmp:
+                rec, idx = Path(tmp) / f"{name}.rec", Path(tmp) / f"{name}.idx"
+                result = pack_lst(
+                    entries,
+                    root,
+                    rec,
+                    idx,
+                    options=self.options,
+                    num_workers=self.num_workers,
+                    source=self.lst_uri,
                 )
-                with tempfile.TemporaryDirectory() as tmp:
-                    rec, idx = Path(tmp) / f"{name}.rec", Path(tmp) / f"{name}.idx"
-                    result = pack_lst(
-                        entries,
-                        root,
-                        rec,
-                        idx,
-                        options=self.options,
-                        num_workers=self.num_workers,
-                        source=self.lst_uri,
-                    )
-                    upload(idx, f"{out}/{name}.idx")
-                    upload(rec, f"{out}/{name}.rec")
+                upload(idx, f"{out}/{name}.idx")
+                upload(rec, f"{out}/{name}.rec")
         if names:
             write_text(f"{out}/classes.json", json.dumps(list(names)) + "\n")
         self.log.info("packed %d records into %s/%s.rec", result.records, out, name)

@@ -201,8 +201,7 @@ class RollbackOperator(RunStepOperator):
 
     @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
-        target = str(self.to_run_id or "").strip() or None
-        entry = rollback(self.models_uri, self.pipeline, None if target == "None" else target)
+        entry = rollback(self.models_uri, self.pipeline, str(self.to_run_id or "").strip() or None)
         self.log.info(
             "champion of %s is again run %s: %s", self.pipeline, entry["run_id"], entry["model_uri"]
         )

@@ -181,18 +181,24 @@ def container_step(
     )
 
 
+def models_uri_param(default: str) -> Param:
+    """Where a pipeline's champion pointer and promoted models live (the pipeline's form and
+    its rollback DAG's)."""
+    return Param(
+        default,
+        type="string",
+        minLength=1,
+        title="Models location",
+        description="Where the champion pointer (<models_uri>/<pipeline>/champion.json) and "
+        "promoted models live.",
+    )
+
+
 def lifecycle_params(spec: AlgorithmSpec, models_uri: str) -> dict[str, Param]:
     """The form's fields of the champion/challenger gate and of batch transform's model."""
     metric = spec.primary_metric
     return {
-        "models_uri": Param(
-            models_uri,
-            type="string",
-            minLength=1,
-            title="Models location",
-            description="Where the champion pointer (<models_uri>/<pipeline>/champion.json) and "
-            "promoted models live.",
-        ),
+        "models_uri": models_uri_param(models_uri),
         "eval_uri": Param(
             None,
             type=["null", "string"],
@@ -266,8 +272,12 @@ def lifecycle_steps(
     return gate, promote
 
 
+def or_run_file(expression: str, path: str) -> str:
+    """Template: `expression` when it renders non-empty, else `<run prefix>/<path>`."""
+    return f"{{{{ ({expression}) or ({RUN_EXPRESSION} ~ '/{path}') }}}}"
+
+
 def transform_model(model_path: str) -> str:
     """Template: the model batch transform uses, by the form's `transform_model` choice: the
     champion, or the run's own `<run prefix>/<model_path>` (also before any promotion)."""
-    own = f"{RUN_EXPRESSION} ~ '/{model_path}'"
-    return f"{{{{ (params.transform_model == 'champion' and {CHAMPION}) or ({own}) }}}}"
+    return or_run_file(f"params.transform_model == 'champion' and {CHAMPION}", model_path)

@@ -146,18 +146,25 @@ def validate_lst(
                 )
             )
     if image_root is not None and entries:
-        root = Path(image_root)
-        if check_images:
-            with ThreadPoolExecutor(workers) as pool:
-                results = pool.map(_check_image, (root / e.path for e in entries))
-                problems += [Problem(e.line, r) for e, r in zip(entries, results, strict=True) if r]
-        else:
-            problems += [
-                Problem(e.line, f"image {root / e.path} not found")
-                for e in entries
-                if not (root / e.path).is_file()
-            ]
+        problems += image_problems(entries, image_root, decode=check_images, workers=workers)
     if problems:
         problems.sort(key=lambda p: p.line)
         raise LstValidationError(describe(str(path), problems))
     return entries
+
+
+def image_problems(
+    entries: list[LstEntry], image_root: str | os.PathLike, *, decode: bool, workers: int = 8
+) -> list[Problem]:
+    """A problem per entry whose image under `image_root` is missing (or, with `decode`, does
+    not decode)."""
+    root = Path(image_root)
+    if not decode:
+        return [
+            Problem(e.line, f"image {root / e.path} not found")
+            for e in entries
+            if not (root / e.path).is_file()
+        ]
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(_check_image, (root / e.path for e in entries))
+        return [Problem(e.line, r) for e, r in zip(entries, results, strict=True) if r]

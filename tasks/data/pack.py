@@ -18,7 +18,6 @@ from tasks.data.lst import LstEntry
 from tasks.data.lst_validation import DECODE_ERRORS
 from tasks.data.recordio import ImageHeader, RecordIOWriter, pack
 from tasks.errors import InputError
-from tasks.limits import MAX_IMAGE_PIXELS  # noqa: F401 - sets Pillow's threshold
 from tasks.progress import Progress
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -217,3 +218,38 @@ def test_the_example_dataset_producer_updates_the_pipelines_dataset_asset():
     assert bag.import_errors == {}
     outlets = bag.dags["land_new_images"].get_task("land").outlets
     assert [a.name for a in outlets] == ["image_classification_dataset"]
+
+
+def test_evaluation_and_transform_models_follow_the_form_and_the_champion(dagbag, tmp_path):
+    from types import SimpleNamespace
+
+    from tasks.lifecycle.champion import pointer_uri
+
+    dag = dagbag.dags["image_classification"]
+    env = dag.get_template_env()
+    models = f"file://{tmp_path}"
+
+    def render(task_id: str, channel: str, **params) -> str:
+        return env.from_string(dag.get_task(task_id).channels[channel]).render(
+            params={"output_uri": "s3://b/out", "models_uri": models, **params},
+            dag=dag,
+            dag_run=SimpleNamespace(logical_date=None),
+            run_id="manual__1",
+        )
+
+    run = "s3://b/out/run=manual__1"
+    assert render("evaluate", "validation", eval_uri=None) == f"{run}/recordio/validation"
+    assert render("evaluate", "validation", eval_uri="s3://b/fixed") == "s3://b/fixed"
+    assert render("evaluate", "champion") == ""  # no champion yet: the channel is dropped
+    assert render("batch_transform", "model", transform_model="champion") == (
+        f"{run}/train/model.tar.gz"
+    )
+    pointer = Path(pointer_uri(models, dag.dag_id).removeprefix("file://"))
+    pointer.parent.mkdir(parents=True)
+    entry = {"model_uri": "s3://m/champion.tar.gz", "run_id": "r"}
+    pointer.write_text(json.dumps({"champion": entry, "history": [entry]}))
+    assert render("evaluate", "champion") == "s3://m/champion.tar.gz"
+    assert render("batch_transform", "model", transform_model="champion") == entry["model_uri"]
+    assert render("batch_transform", "model", transform_model="challenger") == (
+        f"{run}/train/model.tar.gz"
+    )
