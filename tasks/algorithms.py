@@ -17,6 +17,7 @@ from tasks.contract import Step
 from tasks.errors import InputError
 from tasks.hyperparameters import Param
 from tasks.image_classification import hyperparameters as image_classification_hp
+from tasks.image_classification_tf import hyperparameters as transfer_hp
 
 
 class UnknownAlgorithmError(InputError):
@@ -72,7 +73,8 @@ class AlgorithmSpec:
     """The per-class evaluation metric the gate watches (no class may drop much)."""
     environment: Environment
     entry_points: Mapping[str, str]
-    """Role -> "module:function" in `package`: train(ml), evaluate(model, input, output, *,
+    """Role -> "module:function" in `package` (or a whole `tasks.` module path, to share
+    another algorithm's): train(ml), evaluate(model, input, output, *,
     image_root), predict(model, images, *, total, output) -> rows,
     load_predictor(saved_model_dir), build_model(hp), parse(raw) -> validated hyperparameters."""
     smallest: Mapping[str, str] = field(default_factory=dict)
@@ -98,7 +100,9 @@ class AlgorithmSpec:
     def entry_point(self, role: str) -> Callable[..., Any]:
         """The function for `role`, imported only now (most of them pull in TensorFlow)."""
         module, _, name = self.entry_points[role].partition(":")
-        found: Any = importlib.import_module(f"{self.package}.{module}")
+        if not module.startswith("tasks."):
+            module = f"{self.package}.{module}"
+        found: Any = importlib.import_module(module)
         for attribute in name.split("."):
             found = getattr(found, attribute)
         return found
@@ -173,6 +177,36 @@ _ALGORITHMS = (
             "mini_batch_size": "32",
             "learning_rate": "0.1",
         },
+    ),
+    AlgorithmSpec(
+        id=transfer_hp.ALGORITHM,
+        package="tasks.image_classification_tf",
+        channels={
+            Step.TRAIN: Channels(required=("training",), optional=("validation", "model")),
+            Step.EVALUATE: Channels(required=("model", "validation"), optional=("champion",)),
+            Step.TRANSFORM: Channels(required=("model", "data")),
+        },
+        hyperparameters=transfer_hp.TABLE,
+        architecture=transfer_hp.ARCHITECTURE_KEYS,
+        primary_metric="accuracy",
+        higher_is_better=True,
+        per_class_metric="recall",
+        environment=TRAINER,
+        entry_points={
+            "train": "training:train",
+            "evaluate": "tasks.image_classification.evaluation:evaluate",
+            "predict": "tasks.image_classification.prediction:predict",
+            "load_predictor": "tasks.image_classification.serving:load_predictor",
+            "build_model": "network:build_model",
+            "parse": "hyperparameters:TransferHyperparameters.from_strings",
+        },
+        smallest={
+            "model_id": transfer_hp.DEFAULT_MODEL_ID,
+            "num_classes": "2",
+            "epochs": "1",
+            "batch_size": "4",
+        },
+        laptop={"epochs": "5", "batch_size": "16", "train_only_top_layer": "True"},
     ),
 )
 

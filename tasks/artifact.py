@@ -246,16 +246,22 @@ def _checked_members(tar: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo
     return members
 
 
-def extract_artifact(tar_path: Path, dest: Path) -> ExtractedModel:
-    """Unpack a model.tar.gz into `dest` (members checked, confined to it) and read its
-    manifest."""
+def safe_extract(tar_path: Path, dest: Path) -> None:
+    """Unpack a .tar.gz we are given (a model, a hub module) into `dest`, members checked by
+    us and confined to it."""
     if not tar_path.is_file():
         raise ArtifactError(f"{tar_path}: model file not found")
     try:
         with tarfile.open(tar_path, "r:*") as tar:
             tar.extractall(dest, members=_checked_members(tar, tar_path), filter="data")
-    except (tarfile.TarError, OSError) as e:
-        raise ArtifactError(f"{tar_path}: not a readable model.tar.gz ({e})") from e
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ArtifactError(f"{tar_path}: not a readable .tar.gz ({e})") from e
+
+
+def extract_artifact(tar_path: Path, dest: Path) -> ExtractedModel:
+    """Unpack a model.tar.gz into `dest` (members checked, confined to it) and read its
+    manifest."""
+    safe_extract(tar_path, dest)
     manifest_path = dest / MANIFEST
     if not manifest_path.is_file() or not (dest / SAVED_MODEL).is_dir():
         raise ArtifactError(

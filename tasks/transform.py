@@ -2,7 +2,8 @@
 
 Every .jpg/.jpeg/.png under DIR, recursively, in sorted order, one JSON line each, as the model's
 algorithm predicts it; image-classification: {"source-ref": "<path relative to DIR>",
-"prediction": [p0, p1, ...]} (per-class sigmoid probabilities for a multi-label model). The input
+"prediction": [p0, p1, ...]} (per-class sigmoid probabilities for a multi-label model); with
+`--accept 'application/json;verbose'` also "probabilities", "labels" and "predicted_label". The input
 may also be a `.lst` or an augmented manifest: then their images, in their order, named as they
 name them.
 """
@@ -23,7 +24,15 @@ from tasks.errors import InputError
 from tasks.inference import LoadedModel, find_images
 from tasks.staging import read_file
 
-ACCEPT = ("application/jsonlines", "application/json")
+ACCEPT = (
+    "application/jsonlines",
+    "application/json",
+    "application/jsonlines;verbose",
+    "application/json;verbose",
+)
+"""application/json: one JSON array; otherwise JSON Lines, one response per image (as batch
+transform assembles them). `;verbose` (classifiers): each line also carries "probabilities",
+"labels" and "predicted_label"."""
 
 
 def inputs(path: Path) -> tuple[list[str], list[str]]:
@@ -54,7 +63,9 @@ def transform(
     images = ((name, read_file(p)) for name, p in zip(names, paths, strict=True))
     output = Path(output)
     with LoadedModel(model_path, algorithm=algorithm) as model, atomic_path(output) as tmp:
-        rows = model.spec.entry_point("predict")(model, images, total=len(names), output=output)
+        rows = model.spec.entry_point("predict")(
+            model, images, total=len(names), output=output, verbose=accept.endswith(";verbose")
+        )
         with open(tmp, "w", encoding="utf-8") as f:
             if accept == "application/json":
                 json.dump(list(rows), f)

@@ -27,7 +27,8 @@ class LstValidationError(InputError):
     """A `.lst` with problems; the message lists the first ones with their line numbers."""
 
 
-def _check_image(path: Path) -> str | None:
+def image_problem(path: Path) -> str | None:
+    """Why the image at `path` cannot be used (missing, or does not decode), or None."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -166,5 +167,5 @@ def image_problems(
             if not (root / e.path).is_file()
         ]
     with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(_check_image, (root / e.path for e in entries))
+        results = pool.map(image_problem, (root / e.path for e in entries))
         return [Problem(e.line, r) for e, r in zip(entries, results, strict=True) if r]

@@ -1,4 +1,8 @@
-"""Keras callbacks: progress with rate and ETA, and the reference's relative early stopping."""
+"""Keras callbacks: progress with rate and ETA, and the reference's relative early stopping.
+
+The logic lives in plain mixins, so that a Keras 2 (tf_keras) trainer makes the same callbacks
+from its own `Callback` base: `class ThroughputLogger(ThroughputLog, tf_keras.callbacks.Callback)`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import keras
 from tasks.progress import Progress
 
 
-class ThroughputLogger(keras.callbacks.Callback):
+class ThroughputLog:
     """Prints progress (batches/s, ETA) during each epoch; adds `images_per_second` to logs."""
 
     def __init__(
@@ -50,7 +54,7 @@ class ThroughputLogger(keras.callbacks.Callback):
         print(f"epoch {epoch + 1}/{self.epochs}: {shown}", flush=True)
 
 
-class RelativeEarlyStopping(keras.callbacks.Callback):
+class RelativeEarlyStop:
     """Stops when `monitor` (higher is better: validation accuracy, mIoU) improves by less than
     `tolerance` (relative) for `patience` epochs, never before `min_epochs`, as the reference
     algorithms do."""
@@ -90,3 +94,11 @@ class RelativeEarlyStopping(keras.callbacks.Callback):
                 f"{self.tolerance:.2%} for {self.patience} epochs (best {self.best:.4f})",
                 flush=True,
             )
+
+
+class ThroughputLogger(ThroughputLog, keras.callbacks.Callback):
+    """ThroughputLog as a Keras 3 callback."""
+
+
+class RelativeEarlyStopping(RelativeEarlyStop, keras.callbacks.Callback):
+    """RelativeEarlyStop as a Keras 3 callback."""

@@ -43,9 +43,13 @@ class Checkpoints:
             shutil.rmtree(backup)
         atomic_write_text(recorded, current)
         metadata = backup / "training_metadata.json"
-        resumed = (
-            int(json.loads(metadata.read_text()).get("epoch", -1)) + 1 if metadata.exists() else 0
-        )
+        if metadata.exists():
+            resumed = int(json.loads(metadata.read_text()).get("epoch", -1)) + 1
+        elif backup.is_dir() and any(backup.iterdir()) and self.history_path.exists():
+            # Keras 2's backup (a TF checkpoint) does not say its epoch; it saves every epoch.
+            resumed = len(self.history())
+        else:
+            resumed = 0
         if resumed:
             log.info("resuming from the checkpoint after epoch %d", resumed)
         elif self.history_path.exists():
@@ -53,12 +57,13 @@ class Checkpoints:
         return resumed
 
     def callbacks(
-        self, *, batches_per_epoch: int, every_epochs: int = 1
-    ) -> list[keras.callbacks.Callback]:
-        """History (appended across restarts) and a backup every `every_epochs` epochs."""
+        self, *, batches_per_epoch: int, every_epochs: int = 1, keras_module: Any = keras
+    ) -> list[Any]:
+        """History (appended across restarts) and a backup every `every_epochs` epochs, as
+        callbacks of `keras_module` (Keras 3, or tf_keras for Keras 2 models)."""
         return [
-            keras.callbacks.CSVLogger(str(self.history_path), append=True),
-            keras.callbacks.BackupAndRestore(
+            keras_module.callbacks.CSVLogger(str(self.history_path), append=True),
+            keras_module.callbacks.BackupAndRestore(
                 str(self.folder / BACKUP),
                 save_freq=every_epochs * batches_per_epoch if every_epochs > 1 else "epoch",
             ),

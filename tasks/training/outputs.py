@@ -30,6 +30,22 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def write_outputs(
+    ml: MLRoot,
+    manifest: ModelManifest,
+    metrics: dict,
+    save: Callable[[Path], dict[str, Path]],
+) -> None:
+    """model.tar.gz of what `save(work_folder)` writes (it returns archive name -> path), then
+    metrics.json and the learning curves."""
+    ml.output_dir.mkdir(parents=True, exist_ok=True)
+    ml.model_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ml.model_dir.parent) as tmp:
+        write_artifact(ml.model_archive, manifest, save(Path(tmp)))
+    atomic_write_text(ml.metrics_path, json.dumps(metrics, indent=2) + "\n")
+    plots.learning_curves(metrics["epochs"], ml.output_dir / LEARNING_CURVES)
+
+
 def write_keras_outputs(
     ml: MLRoot,
     model: keras.Model,
@@ -39,16 +55,10 @@ def write_keras_outputs(
 ) -> None:
     """Save the Keras model and its serving SavedModel (made by `export(model, folder)`) in
     model.tar.gz, then metrics.json and the learning curves."""
-    ml.output_dir.mkdir(parents=True, exist_ok=True)
-    ml.model_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=ml.model_dir.parent) as tmp:
-        work = Path(tmp)
+
+    def save(work: Path) -> dict[str, Path]:
         model.save(work / KERAS_MODEL)
         export(model, work / SAVED_MODEL)
-        write_artifact(
-            ml.model_archive,
-            manifest,
-            {SAVED_MODEL: work / SAVED_MODEL, KERAS_MODEL: work / KERAS_MODEL},
-        )
-    atomic_write_text(ml.metrics_path, json.dumps(metrics, indent=2) + "\n")
-    plots.learning_curves(metrics["epochs"], ml.output_dir / LEARNING_CURVES)
+        return {SAVED_MODEL: work / SAVED_MODEL, KERAS_MODEL: work / KERAS_MODEL}
+
+    write_outputs(ml, manifest, metrics, save)

@@ -1,0 +1,100 @@
+"""Tiny TF Hub modules the tests build themselves (nothing is downloaded): a feature vector
+(optionally pre-trained on a class-folder dataset) and a classifier, saved as TF2 SavedModels
+the way hub modules are. `python hub_modules.py OUT [--tar]` writes a feature vector module
+(for tests that run outside the trainer environment)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from PIL import Image
+
+FEATURES = 16
+
+
+def feature_extractor(size: int | None = None) -> tf_keras.Model:
+    """Two conv blocks and global pooling: [batch, h, w, 3] in [0, 1] -> [batch, FEATURES]."""
+    inputs = tf_keras.Input((size, size, 3))
+    x = tf_keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = tf_keras.layers.MaxPooling2D()(x)
+    x = tf_keras.layers.Conv2D(FEATURES, 3, padding="same", activation="relu")(x)
+    x = tf_keras.layers.BatchNormalization()(x)
+    return tf_keras.Model(inputs, tf_keras.layers.GlobalAveragePooling2D()(x))
+
+
+def _images(root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    x, y = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((root / name).iterdir()):
+            with Image.open(path) as img:
+                x.append(np.asarray(img.convert("RGB").resize((size, size)), np.float32) / 255)
+            y.append(label)
+    return np.stack(x), np.asarray(y)
+
+
+def save_feature_vector(
+    path: Path,
+    *,
+    pretrain_on: Path | None = None,
+    size: int = 32,
+    fixed_size: bool = False,
+    epochs: int = 30,
+    seed: int = 0,
+) -> Path:
+    """A feature vector module at `path`; pre-trained as a classifier on `pretrain_on`'s class
+    folders when given (random weights otherwise)."""
+    tf_keras.utils.set_random_seed(seed)
+    extractor = feature_extractor(size if fixed_size else None)
+    if pretrain_on is not None:
+        x, y = _images(pretrain_on, size)
+        classifier = tf_keras.Sequential(
+            [tf_keras.Input((size, size, 3)), extractor, tf_keras.layers.Dense(int(y.max()) + 1)]
+        )
+        classifier.compile(
+            optimizer=tf_keras.optimizers.Adam(0.01),
+            loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        classifier.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    tf.saved_model.save(extractor, str(path))
+    return path
+
+
+def save_classifier(path: Path, num_classes: int, *, size: int = 32) -> Path:
+    """A classification module (logits, as TF Hub's classifiers return them)."""
+    tf_keras.utils.set_random_seed(1)
+    model = tf_keras.Sequential(
+        [tf_keras.Input((size, size, 3)), feature_extractor(), tf_keras.layers.Dense(num_classes)]
+    )
+    tf.saved_model.save(model, str(path))
+    return path
+
+
+def tar_module(folder: Path, tar_path: Path) -> Path:
+    """A module as tfhub.dev serves it compressed: its files at the top of a .tar.gz."""
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                tar.add(p, arcname=p.relative_to(folder).as_posix())
+    return tar_path
+
+
+def into_cache(folder: Path, cache: Path, handle: str) -> Path:
+    """`folder` where tensorflow_hub's cache keeps `handle` (TFHUB_CACHE_DIR layout)."""
+    target = cache / hashlib.sha1(handle.encode("utf-8")).hexdigest()
+    shutil.copytree(folder, target, dirs_exist_ok=True)
+    return target
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    module = save_feature_vector(out.with_suffix("") if "--tar" in sys.argv else out)
+    if "--tar" in sys.argv:
+        tar_module(module, out)
