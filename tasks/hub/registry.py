@@ -78,7 +78,7 @@ def get_model(model_id: str) -> HubModel:
     models = registry()
     if model_id not in models:
         raise UnknownModelError(
-            f"hyperparameter 'model_id' got {model_id!r}, which is not in the model registry; "
+            f"model id {model_id!r} is not in the model registry; "
             f"available: {', '.join(sorted(models))} (python -m tasks.hub list)"
         )
     return models[model_id]

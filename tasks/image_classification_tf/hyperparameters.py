@@ -245,7 +245,7 @@ class TransferHyperparameters:
         try:
             defaults = get_model(model_id).defaults
         except UnknownModelError as e:
-            raise UnknownModelError(f"{source}: {e}") from None
+            raise UnknownModelError(f"{source}: hyperparameter 'model_id': {e}") from None
         return cls(**parse_hyperparameters({**defaults, **raw}, TABLE, source=source))
 
     @property

@@ -118,6 +118,11 @@ def pretrained_module(
     if not ours:
         return unpack(archive, work / "hub", f"channel 'model': {archive}"), str(archive), None
     previous = extract_artifact(archive, work / "previous")
+    if not (previous.root / BACKBONE).is_dir():
+        raise InputError(
+            f"channel 'model': {archive} is a pre-trained classifier packaged as is; fine-tune "
+            "from its model_id instead (incremental training needs a model trained here)"
+        )
     previous.manifest.check_compatible(
         algorithm=ALGORITHM, architecture=hp.architecture(), source=str(archive)
     )

@@ -1,7 +1,7 @@
 """Tiny TF Hub modules the tests build themselves (nothing is downloaded): a feature vector
 (optionally pre-trained on a class-folder dataset) and a classifier, saved as TF2 SavedModels
-the way hub modules are. `python hub_modules.py OUT [--tar]` writes a feature vector module
-(for tests that run outside the trainer environment)."""
+the way hub modules are. `python hub_modules.py OUT.tar.gz` writes a feature vector module as
+tfhub.dev serves it (for tests that run outside the trainer environment)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,9 @@ def into_cache(folder: Path, cache: Path, handle: str) -> Path:
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    module = save_feature_vector(out.with_suffix("") if "--tar" in sys.argv else out)
-    if "--tar" in sys.argv:
-        tar_module(module, out)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(sys.argv[1])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tar_module(save_feature_vector(Path(tmp) / "module"), target)

@@ -1,0 +1,174 @@
+"""
+### image_classification_tf
+
+Fine-tunes a pre-trained TF Hub model (`model_id`, from the registry: `python -m tasks.hub list`)
+on a class-folder dataset: `dataset` (every image decodes, no stray files or empty classes, at
+least 2 classes; the report kept as `data/class_folders.json`; a copy of the training and
+validation images under the run, validation a stratified split unless given) -> `stage_model`
+(the pre-trained model from the offline mirror or hub cache) -> `train` -> `evaluate`
+(accuracy, top-5, per-class metrics, confusion matrix; the champion re-scored on the same data)
+-> `gate` -> `promote` -> `batch_transform` (JSON Lines probabilities).
+
+Everything a run writes goes under `<output_uri>/run=<logical date>/` (`run=<run id>` without
+one). `runner=local` runs the GPU steps in `.venv-trainer` on this machine; `runner=kubernetes`
+as pods of the trainer image.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset, Param
+
+from operators.data_prep import ClassFolderDatasetOperator
+from operators.paths import data_root
+from operators.pipeline import (
+    CHAMPION,
+    RUN,
+    container_step,
+    form_hyperparameters,
+    hyperparameter_param,
+    lifecycle_params,
+    lifecycle_steps,
+    or_run_file,
+    pipeline_dag,
+    transform_model,
+    xcom,
+)
+from operators.pretrained import StagePretrainedModelOperator
+from tasks.algorithms import get_algorithm
+from tasks.contract import MODEL_ARCHIVE, Step
+
+SPEC = get_algorithm("image-classification-tf")
+DATA_ROOT = data_root()
+FORM_HYPERPARAMETERS = (
+    "model_id",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "optimizer",
+    "train_only_top_layer",
+)
+MODEL = f"{RUN}/train/{MODEL_ARCHIVE}"
+MODELS = f"file://{DATA_ROOT}/models"
+MODEL_ASSET = Asset(name="image_classification_tf_model")
+DATASET_ASSET = Asset(name="image_classification_tf_dataset")
+
+with pipeline_dag(
+    dag_id="image_classification_tf",
+    spec=SPEC,
+    dataset=DATASET_ASSET,
+    description="TF Hub transfer learning: class folders -> fine-tune -> evaluate -> transform",
+    doc_md=__doc__,
+    params={
+        "dataset_uri": Param(
+            f"file://{DATA_ROOT}/datasets/shapes",
+            type="string",
+            minLength=1,
+            title="Dataset",
+            description="Class folders: <dataset_uri>/<class name>/<image>.jpg|.jpeg|.png "
+            "(file:// or s3://); class index = sorted folder name.",
+        ),
+        "output_uri": Param(
+            f"file://{DATA_ROOT}/runs/image_classification_tf",
+            type="string",
+            minLength=1,
+            title="Output location",
+            description="Where runs write; each run under run=<logical date>/ (or run=<run id>).",
+        ),
+        "validation_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Validation dataset",
+            description="Separate validation class folders (same class names). Empty: a "
+            "stratified split of the dataset.",
+        ),
+        "validation_split_ratio": Param(
+            0.2,
+            type="number",
+            exclusiveMinimum=0,
+            exclusiveMaximum=1,
+            title="Validation fraction",
+            description="Fraction of each class held out for validation when no validation "
+            "dataset is given.",
+        ),
+        "transform_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Images to predict",
+            description="Images for batch transform (a folder, file:// or s3://). "
+            "Empty: the whole dataset.",
+        ),
+        "initial_model_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Start from model",
+            description="A model.tar.gz of this pipeline to continue from (incremental "
+            "training; same model_id and classes). Empty: fine-tune model_id.",
+        ),
+        **lifecycle_params(SPEC, MODELS),
+        **{name: hyperparameter_param(SPEC, name) for name in FORM_HYPERPARAMETERS},
+        "hyperparameters": Param(
+            {},
+            type="object",
+            title="Other hyperparameters",
+            description="Any other hyperparameter of the algorithm (dropout_rate, "
+            "label_smoothing, augmentation, early_stopping, ...), as strings. num_classes is "
+            "derived from the data.",
+        ),
+    },
+) as dag:
+    dataset = ClassFolderDatasetOperator(
+        task_id="dataset",
+        dataset_uri="{{ params.dataset_uri }}",
+        validation_uri="{{ params.validation_uri or '' }}",
+        validation_split_ratio="{{ params.validation_split_ratio }}",
+        output_uri=f"{RUN}/data",
+    )
+    stage_model = StagePretrainedModelOperator(
+        task_id="stage_model", model_id="{{ params.model_id }}", output_uri=f"{RUN}/pretrained"
+    )
+    train = container_step(
+        task_id="train",
+        step=Step.TRAIN,
+        spec=SPEC,
+        channels={
+            "training": xcom("dataset", "training_uri"),
+            "validation": xcom("dataset", "validation_uri"),
+            "model": "{{ params.initial_model_uri or "
+            "ti.xcom_pull(task_ids='stage_model')['model_uri'] }}",
+        },
+        output="train",
+        hyperparameters={
+            "num_classes": xcom("dataset", "num_classes"),
+            **form_hyperparameters(FORM_HYPERPARAMETERS),
+        },
+        extra_hyperparameters="{{ params.hyperparameters | tojson }}",
+    )
+    evaluate = container_step(
+        task_id="evaluate",
+        step=Step.EVALUATE,
+        spec=SPEC,
+        channels={
+            "model": MODEL,
+            "validation": or_run_file("params.eval_uri", "data/validation"),
+            "champion": "{{ " + CHAMPION + " }}",
+        },
+        output="evaluate",
+    )
+    gate, promote = lifecycle_steps(
+        spec=SPEC,
+        model=MODEL,
+        data_uris=[f"{RUN}/data/class_folders.json"],
+        outlets=[MODEL_ASSET],
+    )
+    batch_transform = container_step(
+        task_id="batch_transform",
+        step=Step.TRANSFORM,
+        spec=SPEC,
+        channels={
+            "model": transform_model(f"train/{MODEL_ARCHIVE}"),
+            "data": "{{ params.transform_uri or params.dataset_uri }}",
+        },
+        output="batch_transform",
+        trigger_rule="none_failed",
+    )
+    [dataset, stage_model] >> train >> evaluate >> gate >> promote >> batch_transform

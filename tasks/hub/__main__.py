@@ -1,0 +1,56 @@
+"""`python -m tasks.hub list | mirror | package`: the pre-trained models of image-classification-tf.
+
+  list      every model id of the registry: input size, whether it is available offline here
+            (TFHUB_CACHE_DIR or VISION_PIPELINES_TFHUB_MIRROR), name
+  mirror    copy a downloaded hub model (SavedModel folder or .tar.gz) into the mirror
+  package   a pre-trained classifier as a model.tar.gz for evaluate and batch transform, as is
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tasks.contract import run_job
+from tasks.hub.mirror import MIRROR_ENV, describe_registry, mirror
+from tasks.hub.registry import KINDS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.hub",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the registry's model ids")
+    copy = commands.add_parser("mirror", help="copy a downloaded model into the mirror")
+    copy.add_argument("model_id")
+    copy.add_argument("source", type=Path, help="SavedModel folder or .tar.gz (a download)")
+    copy.add_argument("--kind", choices=KINDS, default="feature_vector")
+    copy.add_argument("--to", help=f"mirror prefix (default ${MIRROR_ENV})")
+    package = commands.add_parser("package", help="a pre-trained classifier, as is")
+    package.add_argument("model_id")
+    package.add_argument("--labels", type=Path, required=True, help="one label per line")
+    package.add_argument("--output", type=Path, required=True, help="model.tar.gz to write")
+    package.add_argument("--model", type=Path, help="the classifier's SavedModel (or .tar.gz)")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        return run_job(lambda: print(describe_registry(), end=""), None)
+    if args.command == "mirror":
+        return run_job(
+            lambda: print(mirror(args.model_id, args.source, kind=args.kind, to=args.to)), None
+        )
+
+    def run_package() -> None:
+        from tasks.image_classification_tf.as_is import package_classifier
+
+        classes = package_classifier(args.model_id, args.labels, args.output, model=args.model)
+        print(f"wrote {args.output} ({args.model_id} as is, {classes} classes)")
+
+    return run_job(run_package, None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
