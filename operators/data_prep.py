@@ -22,10 +22,12 @@ from operators.storage import (
 from tasks.data.class_folders import (
     ClassFolderError,
     ClassFolders,
-    image_problems as class_folder_image_problems,
     list_local,
     scan,
     stratified_split,
+)
+from tasks.data.class_folders import (
+    image_problems as class_folder_image_problems,
 )
 from tasks.data.label_map import read_label_map, remap_folder
 from tasks.data.lst import (

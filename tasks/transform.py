@@ -3,9 +3,9 @@
 Every .jpg/.jpeg/.png under DIR, recursively, in sorted order, one JSON line each, as the model's
 algorithm predicts it; image-classification: {"source-ref": "<path relative to DIR>",
 "prediction": [p0, p1, ...]} (per-class sigmoid probabilities for a multi-label model); with
-`--accept 'application/json;verbose'` also "probabilities", "labels" and "predicted_label". The input
-may also be a `.lst` or an augmented manifest: then their images, in their order, named as they
-name them.
+`--accept 'application/json;verbose'` also "probabilities", "labels" and "predicted_label". The
+input may also be a `.lst` or an augmented manifest: then their images, in their order, named as
+they name them.
 """
 
 from __future__ import annotations

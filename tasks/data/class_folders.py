@@ -66,8 +66,11 @@ def scan(
         folder, sep, _ = rel.partition("/")
         if not sep:
             problems.append(
-                Problem(0, f"stray file {source}/{rel}: images go in a class folder, "
-                        f"{source}/<class>/{rel}")
+                Problem(
+                    0,
+                    f"stray file {source}/{rel}: images go in a class folder, "
+                    f"{source}/<class>/{rel}",
+                )
             )
         elif os.path.splitext(rel)[1].lower() not in wanted:
             problems.append(

@@ -1,9 +1,9 @@
 """`python -m tasks.hub list | mirror | package`: the pre-trained models of image-classification-tf.
 
-  list      every model id of the registry: input size, whether it is available offline here
-            (TFHUB_CACHE_DIR or VISION_PIPELINES_TFHUB_MIRROR), name
-  mirror    copy a downloaded hub model (SavedModel folder or .tar.gz) into the mirror
-  package   a pre-trained classifier as a model.tar.gz for evaluate and batch transform, as is
+list      every model id of the registry: input size, whether it is available offline here
+          (TFHUB_CACHE_DIR or VISION_PIPELINES_TFHUB_MIRROR), name
+mirror    copy a downloaded hub model (SavedModel folder or .tar.gz) into the mirror
+package   a pre-trained classifier as a model.tar.gz for evaluate and batch transform, as is
 """
 
 from __future__ import annotations

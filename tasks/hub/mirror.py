@@ -65,8 +65,7 @@ def available(kind: Kind = "feature_vector") -> list[str]:
         fs, path = fsspec.core.url_to_fs(prefix)
         if fs.exists(path):
             found |= {
-                p.rstrip("/").rsplit("/", 2)[-2]
-                for p in fs.glob(f"{path}/*/{kind}.tar.gz")
+                p.rstrip("/").rsplit("/", 2)[-2] for p in fs.glob(f"{path}/*/{kind}.tar.gz")
             } & set(registry())
     return sorted(found)
 
@@ -82,7 +81,9 @@ def locate(model_id: str, kind: Kind = "feature_vector") -> str:
     if prefix and _exists(uri := mirror_uri(model_id, kind, prefix)):
         return uri
     looked = [
-        f"{CACHE_ENV}={os.environ[CACHE_ENV]}" if os.environ.get(CACHE_ENV) else f"{CACHE_ENV} unset",
+        f"{CACHE_ENV}={os.environ[CACHE_ENV]}"
+        if os.environ.get(CACHE_ENV)
+        else f"{CACHE_ENV} unset",
         f"{MIRROR_ENV}={prefix}" if prefix else f"{MIRROR_ENV} unset",
     ]
     there = available(kind)
@@ -138,7 +139,9 @@ def pack(folder: Path, tar_path: Path) -> None:
                 tar.add(path, arcname=path.relative_to(folder).as_posix())
 
 
-def mirror(model_id: str, source: Path, *, kind: Kind = "feature_vector", to: str | None = None) -> str:
+def mirror(
+    model_id: str, source: Path, *, kind: Kind = "feature_vector", to: str | None = None
+) -> str:
     """Copy a downloaded hub model (a SavedModel folder or its `.tar.gz`) into the mirror as
     `<model_id>/<kind>.tar.gz`; return its URI."""
     get_model(model_id)

@@ -97,10 +97,16 @@ TABLE = (
     ),
     Param("beta_1", number(0, 1), UNIT, "0.9", description="Adam's first-moment decay."),
     Param("beta_2", number(0, 1), UNIT, "0.999", description="Adam's second-moment decay."),
-    Param("epsilon", number(0, 1), UNIT, "1e-7", description="Epsilon of adam, rmsprop, "
-          "adadelta and adagrad."),
-    Param("momentum", number(0, 1), UNIT, "0.9", description="Momentum of sgd, nesterov and "
-          "rmsprop."),
+    Param(
+        "epsilon",
+        number(0, 1),
+        UNIT,
+        "1e-7",
+        description="Epsilon of adam, rmsprop, adadelta and adagrad.",
+    ),
+    Param(
+        "momentum", number(0, 1), UNIT, "0.9", description="Momentum of sgd, nesterov and rmsprop."
+    ),
     Param("rho", number(0, 1), UNIT, "0.95", description="Decay of adadelta and rmsprop."),
     Param(
         "initial_accumulator_value",

@@ -168,3 +168,62 @@ def test_s3_datasets_are_listed_without_downloads_and_packed_from_their_split(
     images_fetched = sorted(p.split("datasets/split/")[1] for p in fetched if "datasets/" in p)
     assert images_fetched == sorted(e.path for e in validation)
     assert len(images_fetched) < len(everything.entries)
+
+
+def _fake_hub_module(folder: Path) -> Path:
+    """The files of a SavedModel (the mirror moves files; it never loads them)."""
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"graph")
+    (folder / "variables" / "variables.index").write_bytes(b"index")
+    return folder
+
+
+def test_an_s3_mirror_serves_hub_models_to_the_dag_and_the_trainer(s3, tmp_path, monkeypatch):
+    from operators.pretrained import StagePretrainedModelOperator
+    from tasks.hub.mirror import MIRROR_ENV, fetch, locate, mirror
+    from tasks.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
+
+    prefix = f"s3://{BUCKET}/tfhub"
+    monkeypatch.setenv(MIRROR_ENV, prefix)
+    monkeypatch.delenv("TFHUB_CACHE_DIR", raising=False)
+    uri = mirror(DEFAULT_MODEL_ID, _fake_hub_module(tmp_path / "download"))
+    assert uri == f"{prefix}/{DEFAULT_MODEL_ID}/feature_vector.tar.gz"
+    assert locate(DEFAULT_MODEL_ID) == uri
+    folder = fetch(DEFAULT_MODEL_ID, "feature_vector", tmp_path / "fetched")
+    assert (folder / "saved_model.pb").read_bytes() == b"graph"
+    assert (folder / "variables" / "variables.index").read_bytes() == b"index"
+
+    staged = StagePretrainedModelOperator(
+        task_id="stage_model", model_id=DEFAULT_MODEL_ID, output_uri=f"s3://{BUCKET}/runs/r/pre"
+    ).execute({})
+    assert staged["model_uri"] == uri and staged["input_size"] == 224  # used where it is
+
+    other = "tensorflow-ic-efficientnet-b0-classification-1"
+    with pytest.raises(Exception, match=f"available: {DEFAULT_MODEL_ID};"):
+        locate(other)
+
+
+def test_a_class_folder_dataset_in_s3_is_checked_split_and_copied(s3, tmp_path):
+    from operators.data_prep import ClassFolderDatasetOperator
+
+    images = make_shapes_dataset(tmp_path / "shapes", per_class=5, size=16)
+    upload_tree(s3, images, "datasets/folders")
+    result = ClassFolderDatasetOperator(
+        task_id="dataset",
+        dataset_uri=f"s3://{BUCKET}/datasets/folders",
+        output_uri=f"s3://{BUCKET}/runs/r/data",
+        validation_split_ratio=0.2,
+    ).execute({})
+    assert result["classes"] == ["circle", "cross", "square", "triangle"]
+    assert (result["train_samples"], result["validation_samples"]) == (16, 4)
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r/data/validation/")["Contents"]
+    assert sorted(o["Key"].split("/")[-2] for o in listed) == [
+        "circle",
+        "cross",
+        "square",
+        "triangle",
+    ]
+    report = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="runs/r/data/class_folders.json")["Body"].read()
+    )
+    assert report["images"] == 20 and report["problems"] == []

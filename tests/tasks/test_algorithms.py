@@ -18,7 +18,7 @@ SPECS = list(ALGORITHMS.values())
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
-def test_defaults_parse_and_the_smallest_network_builds(spec):
+def test_defaults_parse_and_the_smallest_network_builds(spec, hub_cache):
     required = {p.name for p in spec.hyperparameters if p.required}
     assert required <= set(spec.smallest), "the smallest recipe gives every required value"
     hp = spec.entry_point("parse")(spec.smallest)

@@ -16,15 +16,16 @@ import tensorflow as tf
 import tf_keras
 from PIL import Image
 
-FEATURES = 16
+FEATURES = 32
 
 
 def feature_extractor(size: int | None = None) -> tf_keras.Model:
-    """Two conv blocks and global pooling: [batch, h, w, 3] in [0, 1] -> [batch, FEATURES]."""
+    """Three conv blocks and global pooling: [batch, h, w, 3] in [0, 1] -> [batch, FEATURES]."""
     inputs = tf_keras.Input((size, size, 3))
-    x = tf_keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    x = tf_keras.layers.MaxPooling2D()(x)
-    x = tf_keras.layers.Conv2D(FEATURES, 3, padding="same", activation="relu")(x)
+    x = inputs
+    for filters in (16, 32, FEATURES):
+        x = tf_keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = tf_keras.layers.MaxPooling2D()(x)
     x = tf_keras.layers.BatchNormalization()(x)
     return tf_keras.Model(inputs, tf_keras.layers.GlobalAveragePooling2D()(x))
 
