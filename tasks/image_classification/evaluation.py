@@ -1,5 +1,6 @@
-"""Evaluation of an image classifier: accuracy and loss, per-class precision, recall and F1
-(multi-label: average precision and mAP), and a confusion-matrix PNG (single-label)."""
+"""Evaluation of an image classifier: accuracy (top-5 too, beyond 5 classes) and loss, per-class
+precision, recall and F1 (multi-label: average precision and mAP), and a confusion-matrix PNG
+(single-label)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from tasks.image_classification.channels import (
     from_recordio,
 )
 from tasks.inference import LoadedModel, find_images, predict_images
+
+TOP_K = 5
 
 
 def class_folders(root: Path, class_names: list[str]) -> LabelledImages:
@@ -104,8 +107,13 @@ def single_label_metrics(probabilities: np.ndarray, y: np.ndarray, names: list[s
     matrix = np.zeros((n, n), dtype=np.int64)
     np.add.at(matrix, (y, predicted), 1)
     picked = probabilities[np.arange(len(y)), y]
+    top_k = {}
+    if n > TOP_K:  # how often the true class is among the TOP_K most probable
+        ranked = np.argsort(-probabilities, axis=1)[:, :TOP_K]
+        top_k[f"top_{TOP_K}_accuracy"] = float((ranked == y[:, None]).any(axis=1).mean())
     return {
         "accuracy": float((predicted == y).mean()),
+        **top_k,
         "loss": float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()),
         "per_class": _per_class(np.diag(matrix).astype(float), matrix.sum(0), matrix.sum(1), names),
         "confusion_matrix": matrix.tolist(),

@@ -47,6 +47,26 @@ def test_image_classification_task_graph(dagbag):
     assert dag.get_task("promote").outlets and not dag.get_task("train").outlets
 
 
+def test_image_classification_tf_task_graph_and_form(dagbag):
+    from tasks.hub.registry import registry
+
+    dag = dagbag.dags["image_classification_tf"]
+    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+    assert edges == {
+        "dataset": ["train"],
+        "stage_model": ["train"],
+        "train": ["evaluate"],
+        "evaluate": ["gate"],
+        "gate": ["promote"],
+        "promote": ["batch_transform"],
+        "batch_transform": [],
+    }
+    model_id = dag.params.get_param("model_id").schema
+    assert model_id["enum"] == sorted(registry())
+    assert dag.params["train_only_top_layer"] in (True, False)
+    assert dag.get_task("train").algorithm == "image-classification-tf"
+
+
 def test_the_rollback_dag_restores_a_champion(dagbag):
     dag = dagbag.dags["image_classification_rollback"]
     assert [t.task_id for t in dag.tasks] == ["rollback"]
