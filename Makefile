@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest
+.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -117,4 +117,7 @@ bench-manifest: setup
 bench-train: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_train.py
 
-bench: bench-data bench-train bench-manifest
+bench-transfer: setup
+	$(VENV)/bin/python scripts/bench_transfer.py
+
+bench: bench-data bench-train bench-manifest bench-transfer

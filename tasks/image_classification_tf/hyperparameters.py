@@ -39,26 +39,15 @@ UNIT = "a number in [0, 1]"
 
 
 class ModelId:
-    """A model id of the registry; an unknown one is refused with the list of known ids."""
+    """A model id of the registry (read when used: a deployment may add its own); an unknown
+    one is refused with the list of known ids."""
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(sorted(registry()))
 
     def __call__(self, text: str) -> str:
         return get_model(text).model_id
-
-    @property
-    def schema(self) -> dict[str, Any]:
-        return {"type": "string", "enum": sorted(registry())}
-
-
-class TopLayer:
-    """reinitialize_top_layer: Auto, True or False (any case)."""
-
-    values = ("Auto", "True", "False")
-
-    def __call__(self, text: str) -> str:
-        for v in self.values:
-            if text.lower() == v.lower():
-                return v
-        raise ValueError
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -133,7 +122,7 @@ TABLE = (
     ),
     Param(
         "reinitialize_top_layer",
-        TopLayer(),
+        choice("Auto", "True", "False", case_sensitive=False),
         "Auto, True or False",
         "Auto",
         description="Auto: a fresh top layer when fine-tuning, kept on incremental training.",

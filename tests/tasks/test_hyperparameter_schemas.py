@@ -7,6 +7,7 @@ import pytest
 
 from tasks.algorithms import ALGORITHMS
 from tasks.hyperparameters import Boolean, Choice, Integer, IntegerChoice, Number, Pattern
+from tasks.image_classification_tf.hyperparameters import ModelId
 
 PARAMS = [(spec.id, p) for spec in ALGORITHMS.values() for p in spec.hyperparameters]
 
@@ -32,6 +33,8 @@ def _samples(parse):
         return [(v, str(v)) for v in parse.values] + [(7, "7")]
     if isinstance(parse, Boolean):
         return [(True, "True"), (False, "False")]
+    if isinstance(parse, ModelId):
+        return [(v, v) for v in parse.values[:3]] + [("nope", "nope")]
     if isinstance(parse, Pattern):
         return [("1,2,3", "1,2,3"), ("3,abc,32", "3,abc,32"), ("10,20", "10,20")]
     raise AssertionError(f"no samples for {parse!r}")

@@ -1,0 +1,143 @@
+"""`make bench-transfer`: fine-tuning images/s of image-classification-tf against a plain
+tf-keras + hub.KerasLayer script written the way the reference's training script is (same
+module, data, batch size, epochs), side by side in one run; the table goes to docs/benchmarks.md.
+
+The module is MobileNet V2 1.00 224's architecture (tf_keras.applications, random weights: the
+same computation as the hub model, nothing downloaded). Both sides are timed as whole processes
+(import, loading, data, training, validation); ours also writes its model.tar.gz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmark_report import ROOT, timed, write_section
+
+TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
+MODEL_ID = "tensorflow-ic-imagenet-mobilenet-v2-100-224-classification-4"
+
+MAKE_MODULE = """
+import sys, tensorflow as tf, tf_keras
+net = tf_keras.applications.MobileNetV2(
+    input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=None)
+tf.saved_model.save(net, sys.argv[1])
+"""
+
+# As the reference's script and TF Hub's tutorial do it: image_dataset_from_directory, rescaling,
+# hub.KerasLayer -> Dropout -> Dense, model.fit with validation.
+REFERENCE = """
+import sys, tensorflow as tf, tensorflow_hub as hub, tf_keras
+data, module, batch, epochs, top_only = sys.argv[1:6]
+batch, epochs, top_only = int(batch), int(epochs), top_only == "True"
+split = dict(validation_split=0.2, seed=100, image_size=(224, 224), batch_size=batch,
+             label_mode="categorical")
+train = tf_keras.utils.image_dataset_from_directory(data, subset="training", **split)
+val = tf_keras.utils.image_dataset_from_directory(data, subset="validation", **split)
+classes = len(train.class_names)
+rescale = tf_keras.layers.Rescaling(1 / 255)
+train = train.map(lambda x, y: (rescale(x), y)).prefetch(tf.data.AUTOTUNE)
+val = val.map(lambda x, y: (rescale(x), y)).prefetch(tf.data.AUTOTUNE)
+model = tf_keras.Sequential([
+    tf_keras.Input((224, 224, 3)),
+    hub.KerasLayer(module, trainable=not top_only),
+    tf_keras.layers.Dropout(0.2),
+    tf_keras.layers.Dense(classes, kernel_regularizer=tf_keras.regularizers.l2(1e-4)),
+])
+model.compile(optimizer=tf_keras.optimizers.Adam(0.001),
+              loss=tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+              metrics=["accuracy"])
+model.fit(train, validation_data=val, epochs=epochs, verbose=0)
+"""
+
+
+def ml_root(root: Path, data: Path, module: Path, hp: dict) -> Path:
+    (root / "input" / "data" / "model").mkdir(parents=True)
+    (root / "input" / "data" / "training").symlink_to(data, target_is_directory=True)
+    (root / "input" / "data" / "model" / "module").symlink_to(module, target_is_directory=True)
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hp))
+    return root
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from tasks.data.synthetic import make_shapes_dataset
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
+        tmp = Path(tmp)
+        data = make_shapes_dataset(tmp / "data", per_class=args.per_class, size=128)
+        module = tmp / "module"
+        timed([TRAINER_PYTHON, "-c", MAKE_MODULE, module])
+        images = 4 * args.per_class
+        trained = (images - round(images * 0.2)) * args.epochs
+        for top_only in ("True", "False"):
+            reference = timed(
+                [
+                    TRAINER_PYTHON,
+                    "-c",
+                    REFERENCE,
+                    data,
+                    module,
+                    args.batch_size,
+                    args.epochs,
+                    top_only,
+                ]
+            )
+            hp = {
+                "model_id": MODEL_ID,
+                "epochs": str(args.epochs),
+                "batch_size": str(args.batch_size),
+                "train_only_top_layer": top_only,
+            }
+            root = ml_root(tmp / f"ml-{top_only}", data, module, hp)
+            ours = timed(
+                [
+                    TRAINER_PYTHON,
+                    "-m",
+                    "tasks.train",
+                    "--algorithm",
+                    "image-classification-tf",
+                    "--ml-root",
+                    root,
+                ]
+            )
+            row = (
+                f"| MobileNet V2 224, train_only_top_layer={top_only}, {images} images, "
+                f"batch {args.batch_size}, {args.epochs} epochs "
+                f"| {trained / reference[0]:.1f} img/s ({reference[0]:.0f} s) "
+                f"| {trained / ours[0]:.1f} img/s ({ours[0]:.0f} s) "
+                f"| **{reference[0] / ours[0]:.2f}x** |"
+            )
+            print(row, flush=True)
+            rows.append(row)
+    write_section(
+        args.output,
+        "Transfer learning (`make bench-transfer`)",
+        "Command: `make bench-transfer` (`.venv/bin/python scripts/bench_transfer.py`), on the "
+        f"build machine ({os.cpu_count()} cores, CPU). Reference: a plain tf-keras script as "
+        "the reference's training script and TF Hub's tutorial write it "
+        "(`image_dataset_from_directory`, `Rescaling`, `hub.KerasLayer` -> Dropout -> Dense, "
+        "`fit` with validation); ours: `python -m tasks.train --algorithm "
+        "image-classification-tf` (parallel decode, cache, prefetch; a frozen backbone runs "
+        "once per image). Same module (MobileNet V2's architecture), data, batch, epochs; "
+        "images/s = training images x epochs / whole-process wall time.",
+        "| benchmark | reference script | ours | speed-up |",
+        rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
