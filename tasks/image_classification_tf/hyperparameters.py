@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tasks.hub.registry import HubModel, UnknownModelError, get_model, registry
@@ -248,7 +248,7 @@ class TransferHyperparameters:
         return get_model(self.model_id)
 
     def with_classes(self, num_classes: int) -> TransferHyperparameters:
-        return type(self)(**{**self.__dict__, "num_classes": num_classes})
+        return replace(self, num_classes=num_classes)
 
     def architecture(self) -> dict[str, object]:
         """The values that define the network (must match for incremental training)."""
