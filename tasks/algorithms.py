@@ -18,6 +18,7 @@ from tasks.errors import InputError
 from tasks.hyperparameters import Param
 from tasks.image_classification import hyperparameters as image_classification_hp
 from tasks.image_classification_tf import hyperparameters as transfer_hp
+from tasks.semantic_segmentation import hyperparameters as segmentation_hp
 
 
 class UnknownAlgorithmError(InputError):
@@ -207,6 +208,51 @@ _ALGORITHMS = (
             "batch_size": "4",
         },
         laptop={"epochs": "5", "batch_size": "16", "train_only_top_layer": "True"},
+    ),
+    AlgorithmSpec(
+        id=segmentation_hp.ALGORITHM,
+        package="tasks.semantic_segmentation",
+        channels={
+            Step.TRAIN: Channels(
+                required=("train", "validation", "train_annotation", "validation_annotation"),
+                optional=("label_map", "model"),
+            ),
+            Step.EVALUATE: Channels(required=("model", "validation"), optional=("champion",)),
+            Step.TRANSFORM: Channels(required=("model", "data")),
+        },
+        hyperparameters=segmentation_hp.TABLE,
+        architecture=segmentation_hp.ARCHITECTURE_KEYS,
+        primary_metric="mIoU",
+        higher_is_better=True,
+        per_class_metric="iou",
+        environment=TRAINER,
+        entry_points={
+            "train": "training:train",
+            "evaluate": "evaluation:evaluate",
+            "predict": "prediction:predict",
+            "load_predictor": "serving:load_predictor",
+            "build_model": "network:build_model",
+            "parse": "hyperparameters:SegmentationHyperparameters.from_strings",
+        },
+        smallest={
+            "backbone": "resnet-50",
+            "use_pretrained_model": "False",
+            "num_classes": "3",
+            "num_training_samples": "4",
+            "base_size": "32",
+            "crop_size": "24",
+            "epochs": "1",
+            "mini_batch_size": "2",
+            "validation_mini_batch_size": "2",
+        },
+        laptop={
+            "use_pretrained_model": "False",
+            "base_size": "64",
+            "crop_size": "64",
+            "epochs": "5",
+            "mini_batch_size": "8",
+            "optimizer": "adam",
+        },
     ),
 )
 

@@ -12,17 +12,17 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 import numpy as np  # noqa: E402
 
 
-def learning_curves(epochs: Sequence[dict], path: Path) -> None:
-    """Loss and accuracy per epoch, train and validation, side by side."""
+def learning_curves(epochs: Sequence[dict], path: Path, metric: str = "accuracy") -> None:
+    """Loss and `metric` per epoch, train and validation, side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = [e["epoch"] for e in epochs]
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+    for ax, name in zip(axes, ("loss", metric), strict=True):
         for split in ("train", "validation"):
-            key = f"{split}_{metric}"
+            key = f"{split}_{name}"
             if any(key in e for e in epochs):
                 ax.plot(x, [e.get(key, np.nan) for e in epochs], marker="o", label=split)
         ax.set_xlabel("epoch")
-        ax.set_title(metric)
+        ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -46,6 +46,24 @@ class LabelMap:
         lut[IGNORE] = IGNORE
         return lut
 
+    def encoding(self) -> np.ndarray:
+        """The inverse, a 256-entry lookup: class index -> encoded value (255 where none)."""
+        values = np.full(256, IGNORE, dtype=np.uint8)
+        if self.mapping is None:
+            classes = np.arange(256 // self.scale)
+            values[classes] = classes * self.scale
+        else:
+            for cls, value in self.mapping:
+                values[cls] = value
+        values[IGNORE] = IGNORE
+        return values
+
+    def to_json(self) -> dict:
+        """The label map as its file holds it."""
+        if self.mapping is None:
+            return {"scale": str(self.scale)}
+        return {"map": {str(cls): value for cls, value in self.mapping}}
+
 
 def parse_label_map(text: str, *, source: str) -> LabelMap:
     try:

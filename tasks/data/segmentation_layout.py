@@ -1,90 +1,189 @@
-"""Check a segmentation dataset's layout (formats.md) in one pass, reporting every problem."""
+"""Check a segmentation dataset (formats.md) in one pass, reporting every problem.
+
+A dataset is image/annotation pairs, from the four-folder layout or an augmented manifest. Each
+pair must decode, have the same width and height on both sides, and a single-channel 8-bit PNG
+annotation (mode P or L); given the classes, every annotation value (after the label map) must be
+a class index or 255 (ignore).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from tasks.data.label_map import IGNORE, UNCOVERED
 from tasks.data.lst import IMAGE_EXTENSIONS
 from tasks.errors import InputError
 from tasks.problems import Problem, describe
+from tasks.staging import read_file
 
 SPLITS = ("train", "validation")
 LABEL_MAP_FILES = ("train_label_map.json", "validation_label_map.json")
+ANNOTATION_MODES = ("P", "L")
 
 
 class LayoutError(InputError):
     """A segmentation dataset that does not follow the layout; every problem is listed."""
 
 
-def _size_and_mode(path: Path) -> tuple[tuple[int, int], str] | str:
+@dataclass(frozen=True)
+class Pair:
+    """One image and its annotation: readable locations and the names messages use."""
+
+    image: str
+    annotation: str
+    image_name: str
+    annotation_name: str
+
+
+def pair_folders(images_dir: Path, annotation_dir: Path) -> tuple[list[Pair], list[str]]:
+    """Images and annotations matched by stem, and a problem per orphan or non-PNG annotation."""
+    split, ann_split = images_dir.name, annotation_dir.name
+    missing = [
+        f"folder {d.name}/ is missing" for d in (images_dir, annotation_dir) if not d.is_dir()
+    ]
+    if missing:
+        return [], missing
+    images = {
+        p.stem: p
+        for p in images_dir.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    }
+    annotations = {p.stem: p for p in annotation_dir.iterdir() if p.is_file()}
+    problems = [
+        f"{split}/{images[s].name} has no annotation {ann_split}/{s}.png"
+        for s in sorted(images.keys() - annotations.keys())
+    ]
+    problems += [
+        f"{ann_split}/{annotations[s].name} has no image in {split}/"
+        for s in sorted(annotations.keys() - images.keys())
+    ]
+    pairs = []
+    for stem in sorted(images.keys() & annotations.keys()):
+        ann = annotations[stem]
+        if ann.suffix.lower() != ".png":
+            problems.append(f"{ann_split}/{ann.name}: annotations must be PNG")
+            continue
+        pairs.append(
+            Pair(
+                str(images[stem]),
+                str(ann),
+                f"{split}/{images[stem].name}",
+                f"{ann_split}/{ann.name}",
+            )
+        )
+    if not images and not annotations:
+        problems.append(f"{split}/ and {ann_split}/ are empty")
+    return pairs, problems
+
+
+def _open(path: str, name: str) -> Image.Image | str:
     try:
-        with Image.open(path) as img:
-            return img.size, img.mode
+        img = Image.open(io.BytesIO(read_file(path)))
+        img.size  # noqa: B018 - the header is parsed now
+        return img
     except (OSError, UnidentifiedImageError) as e:
-        return f"cannot read {path.name}: {e}"
+        return f"cannot read {name}: {e}"
 
 
-def check_segmentation_layout(root: str | Path) -> dict[str, int]:
-    """Pairs per split when the layout is right; otherwise LayoutError with every problem."""
+def _values_problem(img: Image.Image, lut: np.ndarray, num_classes: int) -> str | None:
+    classes = lut[np.asarray(img)]
+    bad = (classes == UNCOVERED) | ((classes >= num_classes) & (classes != IGNORE))
+    if not bad.any():
+        return None
+    values = sorted(int(v) for v in np.unique(np.asarray(img)[bad]))
+    return (
+        f"pixel values {values[:10]} are neither a class (0..{num_classes - 1}"
+        f"{'' if (lut == np.arange(256)).all() else ' after the label map'}) "
+        "nor 255 (ignore)"
+    )
+
+
+def check_pair(
+    pair: Pair, *, lut: np.ndarray | None = None, num_classes: int | None = None
+) -> tuple[list[str], tuple[int, int] | None]:
+    """Problems of one pair, and its (width, height) when it can be read."""
+    image, annotation = (
+        _open(pair.image, pair.image_name),
+        _open(pair.annotation, pair.annotation_name),
+    )
+    problems = [info for info in (image, annotation) if isinstance(info, str)]
+    if problems:
+        return problems, None
+    if annotation.mode not in ANNOTATION_MODES:
+        problems.append(
+            f"{pair.annotation_name}: mode {annotation.mode}; annotations must be single-channel "
+            "8-bit PNGs (mode P or L)"
+        )
+    if annotation.size != image.size:
+        problems.append(
+            f"{pair.annotation_name} is {annotation.size[0]}x{annotation.size[1]}, its image "
+            f"{PurePosixPath(pair.image_name).name} is {image.size[0]}x{image.size[1]}"
+        )
+    if not problems and num_classes is not None:
+        try:
+            found = _values_problem(
+                annotation, lut if lut is not None else _identity(), num_classes
+            )
+        except OSError as e:
+            found = f"cannot decode: {e}"
+        if found:
+            problems.append(f"{pair.annotation_name}: {found}")
+    return problems, image.size
+
+
+def _identity() -> np.ndarray:
+    return np.arange(256, dtype=np.int16)
+
+
+def check_pairs(
+    pairs: Sequence[Pair],
+    *,
+    lut: np.ndarray | None = None,
+    num_classes: int | None = None,
+    workers: int = 8,
+) -> tuple[list[str], list[tuple[int, int]]]:
+    """Every problem of `pairs` (in order) and the (width, height) of each image."""
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda p: check_pair(p, lut=lut, num_classes=num_classes), pairs))
+    problems = [p for found, _ in results for p in found]
+    return problems, [size or (0, 0) for _, size in results]
+
+
+def raise_problems(source: str, problems: list[str]) -> None:
+    if problems:
+        raise LayoutError(describe(source, [Problem(0, p) for p in problems]))
+
+
+def check_segmentation_layout(
+    root: str | Path, *, num_classes: int | None = None, label_maps: dict | None = None
+) -> dict[str, int]:
+    """Pairs per split when the layout is right; otherwise LayoutError with every problem.
+    With `num_classes`, annotation values are checked too (through `label_maps`, split -> 256
+    entry lookup table, where a split has one)."""
     root = Path(root)
     problems: list[str] = []
     pairs: dict[str, int] = {}
     for split in SPLITS:
-        images_dir, ann_dir = root / split, root / f"{split}_annotation"
-        missing = [d.name for d in (images_dir, ann_dir) if not d.is_dir()]
-        if missing:
-            problems += [f"folder {name}/ is missing" for name in missing]
-            continue
-        images = {
-            p.stem: p
-            for p in images_dir.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        }
-        annotations = {p.stem: p for p in ann_dir.iterdir() if p.is_file()}
-        problems += [
-            f"{split}/{images[s].name} has no annotation {split}_annotation/{s}.png"
-            for s in sorted(images.keys() - annotations.keys())
-        ]
-        problems += [
-            f"{split}_annotation/{annotations[s].name} has no image in {split}/"
-            for s in sorted(annotations.keys() - images.keys())
-        ]
-        for stem in sorted(images.keys() & annotations.keys()):
-            ann = annotations[stem]
-            if ann.suffix.lower() != ".png":
-                problems.append(f"{split}_annotation/{ann.name}: annotations must be PNG")
-                continue
-            image_info, ann_info = _size_and_mode(images[stem]), _size_and_mode(ann)
-            for info in (image_info, ann_info):
-                if isinstance(info, str):
-                    problems.append(f"{split}: {info}")
-            if isinstance(image_info, str) or isinstance(ann_info, str):
-                continue
-            if ann_info[1] not in ("P", "L"):
-                problems.append(
-                    f"{split}_annotation/{ann.name}: mode {ann_info[1]}; annotations "
-                    "must be single-channel 8-bit PNGs (mode P or L)"
-                )
-            if ann_info[0] != image_info[0]:
-                problems.append(
-                    f"{split}_annotation/{ann.name} is {ann_info[0][0]}x"
-                    f"{ann_info[0][1]}, its image {images[stem].name} is "
-                    f"{image_info[0][0]}x{image_info[0][1]}"
-                )
-        pairs[split] = len(images.keys() & annotations.keys())
-        if not images and not annotations:
-            problems.append(f"{split}/ and {split}_annotation/ are empty")
-    label_maps = root / "label_map"
-    if label_maps.is_dir():
+        found, orphans = pair_folders(root / split, root / f"{split}_annotation")
+        problems += orphans
+        bad, _ = check_pairs(found, lut=(label_maps or {}).get(split), num_classes=num_classes)
+        problems += bad
+        pairs[split] = len(found)
+    label_map_dir = root / "label_map"
+    if label_map_dir.is_dir():
         problems += [
             f"label_map/{p.name}: expected only {' and '.join(LABEL_MAP_FILES)}"
-            for p in sorted(label_maps.iterdir())
+            for p in sorted(label_map_dir.iterdir())
             if p.name not in LABEL_MAP_FILES
         ]
-    if problems:
-        raise LayoutError(describe(str(root), [Problem(0, p) for p in problems]))
+    raise_problems(str(root), problems)
     return pairs
 
 

@@ -164,6 +164,61 @@ def make_multilabel_dataset(
     return manifest
 
 
+def draw_scene(
+    size: tuple[int, int], classes: int, rng: np.random.Generator, *, shapes: int = 3
+) -> tuple[Image.Image, np.ndarray]:
+    """An RGB scene of `size` (width, height) holding 1..`shapes` filled shapes and its class
+    indices: 0 background, k for SHAPES[k - 1], 255 (ignore) on a one-pixel outline of each
+    shape, as VOC annotations have it."""
+    width, height = size
+    img = Image.fromarray(
+        np.clip(
+            rng.integers(0, 100, size=3) + rng.normal(0, 12, size=(height, width, 3)), 0, 255
+        ).astype(np.uint8),
+        "RGB",
+    )
+    mask = Image.new("L", size, 0)
+    draw, draw_mask = ImageDraw.Draw(img), ImageDraw.Draw(mask)
+    for _ in range(int(rng.integers(1, shapes + 1))):
+        cls = int(rng.integers(1, classes))
+        r = min(size) * rng.uniform(0.15, 0.3)
+        cx, cy = rng.uniform(r, width - r), rng.uniform(r, height - r)
+        angle = rng.uniform(0, 2 * math.pi)
+        kind = SHAPES[(cls - 1) % len(SHAPES)]
+        fill = tuple(int(v) for v in rng.integers(140, 256, size=3))
+        _draw(draw, kind, cx, cy, r, angle, fill, outline=False)
+        _draw(draw_mask, kind, cx, cy, r, angle, cls, outline=False)
+        _draw(draw_mask, kind, cx, cy, r, angle, 255, outline=True)
+    return img, np.asarray(mask)
+
+
+def make_scenes_dataset(
+    root: Path,
+    *,
+    train: int,
+    validation: int,
+    classes: int = 3,
+    size: tuple[int, int] = (64, 48),
+    seed: int = 0,
+    palette: bool = True,
+) -> Path:
+    """The four-folder segmentation layout of drawn scenes (draw_scene): JPEG images and PNG
+    annotations (palette PNGs, or greyscale); `classes` counts the background. Return `root`."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("validation", validation)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / f"{split}_annotation").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img, mask = draw_scene(size, classes, rng)
+            img.save(root / split / f"{split}_{i:04d}.jpg", quality=95)
+            ann = Image.fromarray(mask, "L")
+            if palette:
+                ann = ann.convert("P")
+                ann.putpalette([v for c in range(256) for v in (c * 37 % 256, c * 91 % 256, c)])
+            ann.save(root / f"{split}_annotation" / f"{split}_{i:04d}.png")
+    return root
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate a class-folder dataset of drawn shapes.")
     parser.add_argument("root", type=Path, help="output folder (one subfolder per class)")

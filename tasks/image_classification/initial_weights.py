@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -63,30 +64,55 @@ def load_weights_exactly(model: keras.Model, path: Path, *, what: str) -> None:
         raise InputError(f"{what} ({e})") from e
 
 
-def pretrained_model(hp: ImageClassificationHyperparameters) -> keras.Model:
-    """The ResNet with ImageNet weights everywhere but a freshly initialized top layer `fc`."""
-    if hp.num_layers not in IMAGENET_DEPTHS:
+def imagenet_resnet(
+    num_layers: int, image_shape: tuple[int, int, int] = (3, 224, 224)
+) -> keras.Model:
+    """ResNet v1 `num_layers` with its ImageNet weights ($VISION_PIPELINES_IMAGENET_WEIGHTS):
+    the source of every pre-trained network (layers are taken from it by name)."""
+    if num_layers not in IMAGENET_DEPTHS:
         raise InputError(
             "use_pretrained_model=1 needs an ImageNet depth "
-            f"({', '.join(map(str, IMAGENET_DEPTHS))}), got num_layers={hp.num_layers}"
+            f"({', '.join(map(str, IMAGENET_DEPTHS))}), got num_layers={num_layers}"
         )
-    uri = imagenet_weights_file(hp.num_layers)
-    source = build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=IMAGENET_CLASSES)
+    uri = imagenet_weights_file(num_layers)
+    source = build_resnet(num_layers, image_shape=image_shape, num_classes=IMAGENET_CLASSES)
     with tempfile.TemporaryDirectory() as tmp:
         path = _local(uri, Path(tmp))
         load_weights_exactly(
-            source, path, what=f"{uri}: not ImageNet weights of resnet{hp.num_layers}_v1"
+            source, path, what=f"{uri}: not ImageNet weights of resnet{num_layers}_v1"
         )
+    return source
+
+
+def copy_layers(source: keras.Model, target: keras.Model, names: list[str]) -> None:
+    """The weights of the layers `names` of `source` into the same-named layers of `target`."""
+    for name in names:
+        target.get_layer(name).set_weights(source.get_layer(name).get_weights())
+
+
+def pretrained_model(hp: ImageClassificationHyperparameters) -> keras.Model:
+    """The ResNet with ImageNet weights everywhere but a freshly initialized top layer `fc`."""
+    source = imagenet_resnet(hp.num_layers, hp.image_shape)
     model = build_resnet(hp.num_layers, image_shape=hp.image_shape, num_classes=hp.num_classes)
-    for layer in model.layers:
-        if layer.name != "fc" and layer.weights:
-            layer.set_weights(source.get_layer(layer.name).get_weights())
+    copy_layers(
+        source,
+        model,
+        [layer.name for layer in model.layers if layer.name != "fc" and layer.weights],
+    )
     return model
 
 
-def previous_model(model_dir: Path, hp: ImageClassificationHyperparameters) -> keras.Model:
-    """The declared network of `hp`, with the weights of the `model` channel's model.tar.gz
-    (its manifest must declare the same architecture, and its weights must fill every layer).
+def restore_model(
+    model_dir: Path,
+    *,
+    algorithm: str,
+    architecture: dict,
+    build: Callable[[], keras.Model],
+    network: str,
+    multi_label: bool | None = None,
+) -> keras.Model:
+    """`build()`'s network with the weights of the `model` channel's model.tar.gz (its manifest
+    must declare the same algorithm and `architecture`, and its weights must fill every layer).
 
     Only weights are read: the archive's own model config (its layers, any code in it) is not
     what trains, so a manifest cannot pass another network off as this one."""
@@ -94,15 +120,24 @@ def previous_model(model_dir: Path, hp: ImageClassificationHyperparameters) -> k
     with tempfile.TemporaryDirectory() as tmp:
         extracted = extract_artifact(tar, Path(tmp))
         extracted.manifest.check_compatible(
-            algorithm=ALGORITHM,
-            architecture=hp.architecture(),
-            source=str(tar),
-            multi_label=bool(hp.multi_label),
+            algorithm=algorithm, architecture=architecture, source=str(tar), multi_label=multi_label
         )
-        model = build_model(hp)
+        model = build()
         load_weights_exactly(
             model,
             extracted.keras_path,
-            what=f"{tar}: its weights are not those of the resnet{hp.num_layers} it declares",
+            what=f"{tar}: its weights are not those of the {network} it declares",
         )
         return model
+
+
+def previous_model(model_dir: Path, hp: ImageClassificationHyperparameters) -> keras.Model:
+    """The declared ResNet of `hp` with the weights of the `model` channel (restore_model)."""
+    return restore_model(
+        model_dir,
+        algorithm=ALGORITHM,
+        architecture=hp.architecture(),
+        build=lambda: build_model(hp),
+        network=f"resnet{hp.num_layers}",
+        multi_label=bool(hp.multi_label),
+    )

@@ -35,15 +35,17 @@ def write_outputs(
     manifest: ModelManifest,
     metrics: dict,
     save: Callable[[Path], dict[str, Path]],
+    *,
+    curve_metric: str = "accuracy",
 ) -> None:
     """model.tar.gz of what `save(work_folder)` writes (it returns archive name -> path), then
-    metrics.json and the learning curves."""
+    metrics.json and the learning curves (loss and `curve_metric`)."""
     ml.output_dir.mkdir(parents=True, exist_ok=True)
     ml.model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ml.model_dir.parent) as tmp:
         write_artifact(ml.model_archive, manifest, save(Path(tmp)))
     atomic_write_text(ml.metrics_path, json.dumps(metrics, indent=2) + "\n")
-    plots.learning_curves(metrics["epochs"], ml.output_dir / LEARNING_CURVES)
+    plots.learning_curves(metrics["epochs"], ml.output_dir / LEARNING_CURVES, curve_metric)
 
 
 def write_keras_outputs(
@@ -52,6 +54,8 @@ def write_keras_outputs(
     manifest: ModelManifest,
     metrics: dict,
     export: Callable[[keras.Model, Path], None],
+    *,
+    curve_metric: str = "accuracy",
 ) -> None:
     """Save the Keras model and its serving SavedModel (made by `export(model, folder)`) in
     model.tar.gz, then metrics.json and the learning curves."""
@@ -61,4 +65,4 @@ def write_keras_outputs(
         export(model, work / SAVED_MODEL)
         return {SAVED_MODEL: work / SAVED_MODEL, KERAS_MODEL: work / KERAS_MODEL}
 
-    write_outputs(ml, manifest, metrics, save)
+    write_outputs(ml, manifest, metrics, save, curve_metric=curve_metric)

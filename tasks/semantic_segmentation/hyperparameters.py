@@ -1,0 +1,253 @@
+"""semantic-segmentation hyperparameters: names, ranges and defaults of the reference algorithm."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tasks.hyperparameters import (
+    HyperparameterError,
+    Param,
+    boolean,
+    choice,
+    int_list,
+    integer,
+    number,
+    parse_hyperparameters,
+    to_strings,
+)
+from tasks.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIDE
+
+ALGORITHM = "semantic-segmentation"
+ARCHITECTURE_KEYS = ("backbone", "algorithm", "crop_size", "num_classes")
+BACKBONES = {"resnet-50": 50, "resnet-101": 101}
+HEADS = ("fcn", "psp", "deeplab")
+OPTIMIZERS = ("sgd", "adam", "adagrad", "nag", "rmsprop")
+SCHEDULERS = ("poly", "cosine", "step")
+UNIT = "a number in [0, 1]"
+SIDE = f"an integer from 17 to {MAX_IMAGE_SIDE}"
+
+
+TABLE = (
+    Param(
+        "backbone",
+        choice(*BACKBONES),
+        "one of " + ", ".join(BACKBONES),
+        "resnet-50",
+        description="Encoder: dilated ResNet (output stride 8).",
+    ),
+    Param(
+        "use_pretrained_model",
+        boolean,
+        "True or False",
+        "True",
+        description="Start the encoder from ImageNet weights (decoders always start fresh).",
+    ),
+    Param(
+        "algorithm",
+        choice(*HEADS),
+        "one of " + ", ".join(HEADS),
+        "fcn",
+        description="Decoder head: fcn, psp (pyramid pooling) or deeplab (DeepLabV3, ASPP).",
+    ),
+    Param(
+        "num_classes",
+        integer(2, 254),
+        "an integer from 2 to 254",
+        required=True,
+        description="Classes (annotation value 255 is ignored).",
+    ),
+    Param(
+        "num_training_samples",
+        integer(1),
+        "a positive integer",
+        required=True,
+        description="Images in the training set; drives the learning-rate schedule.",
+    ),
+    Param(
+        "base_size",
+        integer(17, MAX_IMAGE_SIDE),
+        SIDE,
+        "520",
+        description="The long side is rescaled to base_size x U(0.5, 2.0) before cropping.",
+    ),
+    Param(
+        "crop_size",
+        integer(17, MAX_IMAGE_SIDE),
+        SIDE + " (rounded up to a multiple of 8)",
+        "480",
+        description="Side of the random square training crop.",
+    ),
+    Param("epochs", integer(1), "a positive integer", "30", description="Training epochs."),
+    Param(
+        "learning_rate",
+        number(0, 1, low_open=True),
+        "a number in (0, 1]",
+        "0.001",
+        description="Initial learning rate.",
+    ),
+    Param(
+        "lr_scheduler",
+        choice(*SCHEDULERS),
+        "one of " + ", ".join(SCHEDULERS),
+        "poly",
+        description="poly (power 0.9), cosine, or step (lr_scheduler_step).",
+    ),
+    Param(
+        "lr_scheduler_factor",
+        number(0, 1, low_open=True),
+        "a number in (0, 1]",
+        "0.1",
+        description="step: the learning rate is multiplied by this at each step.",
+    ),
+    Param(
+        "lr_scheduler_step",
+        int_list,
+        'comma-separated increasing epochs, e.g. "10,20"',
+        description="step: the epochs at which the learning rate drops.",
+    ),
+    Param(
+        "optimizer",
+        choice(*OPTIMIZERS),
+        "one of " + ", ".join(OPTIMIZERS),
+        "sgd",
+        description="nag: SGD with Nesterov momentum.",
+    ),
+    Param(
+        "momentum",
+        number(0, 1, low_open=True),
+        "a number in (0, 1]",
+        "0.9",
+        description="Momentum of sgd and nag.",
+    ),
+    Param(
+        "weight_decay",
+        number(0, 1, low_open=True),
+        "a number in (0, 1)",
+        "0.0001",
+        description="Weight decay of sgd and nag.",
+    ),
+    Param("gamma1", number(0, 1), UNIT, "0.9", description="rmsprop: squared-gradient decay."),
+    Param("gamma2", number(0, 1), UNIT, "0.9", description="rmsprop: momentum."),
+    Param(
+        "mini_batch_size",
+        integer(1, MAX_BATCH_SIZE),
+        f"an integer from 1 to {MAX_BATCH_SIZE}",
+        "4",
+        description="Global training batch size (split across GPUs).",
+    ),
+    Param(
+        "validation_mini_batch_size",
+        integer(1, MAX_BATCH_SIZE),
+        f"an integer from 1 to {MAX_BATCH_SIZE}",
+        "4",
+        description="Validation batch size (whole images, padded to the batch's largest).",
+    ),
+    Param(
+        "syncbn",
+        boolean,
+        "True or False",
+        "False",
+        description="Batch-norm statistics across GPUs.",
+    ),
+    Param(
+        "early_stopping",
+        boolean,
+        "True or False",
+        "False",
+        description="Stop when validation mIoU stops improving.",
+    ),
+    Param(
+        "early_stopping_min_epochs",
+        integer(1),
+        "a positive integer",
+        "5",
+        description="Never stop before this many epochs.",
+    ),
+    Param(
+        "early_stopping_patience",
+        integer(1),
+        "a positive integer",
+        "4",
+        description="Epochs without improvement before stopping.",
+    ),
+    Param(
+        "early_stopping_tolerance",
+        number(0, 1),
+        UNIT,
+        "0.0",
+        description="A relative mIoU improvement below this counts as none.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class SegmentationHyperparameters:
+    """Validated hyperparameters; build with `from_strings`."""
+
+    backbone: str
+    use_pretrained_model: bool
+    algorithm: str
+    num_classes: int
+    num_training_samples: int
+    base_size: int
+    crop_size: int
+    epochs: int
+    learning_rate: float
+    lr_scheduler: str
+    lr_scheduler_factor: float
+    lr_scheduler_step: tuple[int, ...] | None
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    gamma1: float
+    gamma2: float
+    mini_batch_size: int
+    validation_mini_batch_size: int
+    syncbn: bool
+    early_stopping: bool
+    early_stopping_min_epochs: int
+    early_stopping_patience: int
+    early_stopping_tolerance: float
+
+    def __post_init__(self) -> None:
+        # As the reference: the crop side is rounded up to the encoder's stride.
+        object.__setattr__(self, "crop_size", -(-self.crop_size // 8) * 8)
+        if self.weight_decay >= 1:
+            raise HyperparameterError(
+                f"hyperparameter 'weight_decay' got {self.weight_decay}; allowed: a number in "
+                "(0, 1)"
+            )
+        if self.crop_size > MAX_IMAGE_SIDE:
+            raise HyperparameterError(
+                f"hyperparameter 'crop_size' got {self.crop_size} (rounded up to a multiple of "
+                f"8); allowed: {SIDE}"
+            )
+        steps = self.lr_scheduler_step
+        if steps and list(steps) != sorted(set(steps)):
+            raise HyperparameterError(
+                f"hyperparameter 'lr_scheduler_step' got {','.join(map(str, steps))}; allowed: "
+                "strictly increasing epochs"
+            )
+        if self.lr_scheduler == "step" and not steps:
+            raise HyperparameterError(
+                "hyperparameter 'lr_scheduler_step' is required when lr_scheduler=step "
+                '(comma-separated epochs, e.g. "10,20")'
+            )
+
+    @classmethod
+    def from_strings(
+        cls, raw: Mapping[str, str], *, source: str = "hyperparameters"
+    ) -> SegmentationHyperparameters:
+        return cls(**parse_hyperparameters(raw, TABLE, source=source))
+
+    @property
+    def depth(self) -> int:
+        return BACKBONES[self.backbone]
+
+    def architecture(self) -> dict[str, object]:
+        """The values that define the network (must match for incremental training)."""
+        return {k: getattr(self, k) for k in ARCHITECTURE_KEYS}
+
+    def to_strings(self) -> dict[str, str]:
+        return to_strings(self)
