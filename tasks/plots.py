@@ -76,3 +76,27 @@ def per_class_comparison(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def segmentation_overlays(
+    rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], num_classes: int, path: Path
+) -> None:
+    """One row per (name, image, truth, prediction): the image, then truth and prediction
+    over it (255, ignore, left clear)."""
+    if not rows:
+        return
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
+    colors = plt.get_cmap("tab20", max(num_classes, 2))
+    for (name, image, truth, predicted), ax in zip(rows, axes, strict=True):
+        ax[0].imshow(image)
+        ax[0].set_title(name[-40:], fontsize=8)
+        for a, mask, title in ((ax[1], truth, "truth"), (ax[2], predicted, "prediction")):
+            a.imshow(image)
+            shown = np.ma.masked_where(mask >= num_classes, mask)
+            a.imshow(shown, cmap=colors, vmin=0, vmax=max(num_classes - 1, 1), alpha=0.55)
+            a.set_title(title, fontsize=8)
+        for a in ax:
+            a.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -3,7 +3,10 @@
 Every .jpg/.jpeg/.png under DIR, recursively, in sorted order, one JSON line each, as the model's
 algorithm predicts it; image-classification: {"source-ref": "<path relative to DIR>",
 "prediction": [p0, p1, ...]} (per-class sigmoid probabilities for a multi-label model); with
-`--accept 'application/json;verbose'` also "probabilities", "labels" and "predicted_label". The
+`--accept 'application/json;verbose'` also "probabilities", "labels" and "predicted_label".
+semantic-segmentation: {"source-ref": ..., "mask": "<OUT stem>_masks/<name>.png" (palette PNG
+of class indices at the image's size, relative to OUT's folder), "class_fractions": {...}}, with
+`--probabilities` also "probabilities" (a float16 HxWxC .npy). The
 input may also be a `.lst` or an augmented manifest: then their images, in their order, named as
 they name them.
 """
@@ -11,6 +14,7 @@ they name them.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -56,15 +60,32 @@ def transform(
     accept: str = ACCEPT[0],
     *,
     algorithm: str | None = None,
+    probabilities: bool = False,
+    encode_labels: bool = False,
 ) -> int:
     """Write the predictions file atomically; return the number of images (`algorithm`, when
-    given, is the one the model must be of)."""
+    given, is the one the model must be of). `probabilities` and `encode_labels` are options
+    of semantic-segmentation models (see tasks.semantic_segmentation.prediction)."""
     names, paths = inputs(Path(input_path))
     images = ((name, read_file(p)) for name, p in zip(names, paths, strict=True))
     output = Path(output)
+    options = {"probabilities": probabilities, "encode_labels": encode_labels}
     with LoadedModel(model_path, algorithm=algorithm) as model, atomic_path(output) as tmp:
-        rows = model.spec.entry_point("predict")(
-            model, images, total=len(names), output=output, verbose=accept.endswith(";verbose")
+        predict = model.spec.entry_point("predict")
+        accepted = inspect.signature(predict).parameters
+        for option, value in options.items():
+            if value and option not in accepted:
+                raise InputError(
+                    f"--{option.replace('_', '-')} is an option of semantic-segmentation "
+                    f"models; {model_path} is a {model.spec.id} model"
+                )
+        rows = predict(
+            model,
+            images,
+            total=len(names),
+            output=output,
+            verbose=accept.endswith(";verbose"),
+            **{k: v for k, v in options.items() if v},
         )
         with open(tmp, "w", encoding="utf-8") as f:
             if accept == "application/json":
@@ -88,11 +109,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, required=True, help="predictions file")
     parser.add_argument("--accept", choices=ACCEPT, default=ACCEPT[0])
+    parser.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="segmentation: also per-pixel class probabilities, float16 HxWxC .npy per image",
+    )
+    parser.add_argument(
+        "--encode-labels",
+        action="store_true",
+        help="segmentation: mask values through the training label map, not class indices",
+    )
     parser.add_argument("--failure-file", type=Path, help="where to write the failure reason")
     add_foreign_model_option(parser)
     args = parser.parse_args(argv)
     return run_job(
-        lambda: transform(args.model, args.input, args.output, args.accept), args.failure_file
+        lambda: transform(
+            args.model,
+            args.input,
+            args.output,
+            args.accept,
+            probabilities=args.probabilities,
+            encode_labels=args.encode_labels,
+        ),
+        args.failure_file,
     )
 
 

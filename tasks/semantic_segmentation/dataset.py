@@ -126,9 +126,9 @@ def load_split(
     label_map: LabelMap,
     attribute_names: list[str] | None = None,
 ) -> tuple[Split, list[str]]:
-    """The pairs of `images` (a folder, or a folder holding one manifest) and `annotations`,
+    """The pairs of `images` (a folder, a manifest, or a folder holding one) and `annotations`,
     checked; problems are returned, not raised, so that both splits report at once."""
-    manifest = _manifest_in(images)
+    manifest = images if images.is_file() else _manifest_in(images)
     if manifest is not None:
         pairs, problems = manifest_pairs(manifest, attribute_names), []
     else:
