@@ -47,6 +47,7 @@ from tasks.data.manifest import (
 )
 from tasks.data.manifest_validation import validate_manifest
 from tasks.data.pack import PackOptions, pack_lst
+from tasks.data.segmentation_layout import SPLITS, LayoutError, check_segmentation_layout
 from tasks.problems import describe
 
 
@@ -432,4 +433,66 @@ class ClassFolderDatasetOperator(RunStepOperator):
             "validation_uri": f"{self.out}/validation",
             "train_samples": len(train.images),
             "validation_samples": len(validation.images),
+        }
+
+
+LAYOUT_REPORT = "layout.json"
+
+
+class SegmentationLayoutOperator(RunStepOperator):
+    """Checks a segmentation dataset's layout (`train/`, `train_annotation/`, `validation/`,
+    `validation_annotation/`, optional `label_map/`): orphans on both sides, unreadable files,
+    size mismatches, annotations that are not single-channel 8-bit PNGs, every problem in one
+    message. The report is kept as `layout.json` under `output_uri` even when it fails.
+
+    Returns the pairs per split and each split's label map: `label_map_uri` for both, else the
+    dataset's own `label_map/<split>_label_map.json`, else none (the identity).
+
+    :param dataset_uri: the dataset root (templated).
+    :param output_uri: the run's data folder, cleared first (templated).
+    :param label_map_uri: one label map JSON for both splits; empty: the dataset's (templated).
+    """
+
+    uri_fields = ("dataset_uri", "label_map_uri", "output_uri")
+    template_fields: Sequence[str] = ("dataset_uri", "label_map_uri", "output_uri")
+
+    def __init__(
+        self, *, dataset_uri: str, output_uri: str, label_map_uri: str = "", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset_uri, self.output_uri = dataset_uri, output_uri
+        self.label_map_uri = label_map_uri
+
+    @pipeline_step
+    def execute(self, context: Any) -> dict[str, Any]:
+        out, dataset = self.output_uri.rstrip("/"), self.dataset_uri.rstrip("/")
+        remove_prefix(out)  # a rerun's data holds this run's only
+        error: LayoutError | None = None
+        with local_copy(dataset) as root:
+            try:
+                pairs = check_segmentation_layout(root)
+            except LayoutError as e:
+                error, pairs = e, {}
+            label_maps = {
+                split: self.label_map_uri
+                or (
+                    f"{dataset}/label_map/{split}_label_map.json"
+                    if (root / "label_map" / f"{split}_label_map.json").is_file()
+                    else ""
+                )
+                for split in SPLITS
+            }
+        report = {
+            "dataset": dataset,
+            "pairs": pairs,
+            "label_maps": label_maps,
+            "problems": str(error).splitlines()[1:] if error else [],
+        }
+        write_text(f"{out}/{LAYOUT_REPORT}", json.dumps(report, indent=2) + "\n")
+        if error:
+            raise error
+        self.log.info("%s: pairs %s, label maps %s", dataset, pairs, label_maps)
+        return {
+            **pairs,
+            **{f"{split}_label_map": uri for split, uri in label_maps.items()},
         }

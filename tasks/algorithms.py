@@ -217,7 +217,9 @@ _ALGORITHMS = (
                 required=("train", "validation", "train_annotation", "validation_annotation"),
                 optional=("label_map", "model"),
             ),
-            Step.EVALUATE: Channels(required=("model", "validation"), optional=("champion",)),
+            Step.EVALUATE: Channels(
+                required=("model", "validation"), optional=("validation_annotation", "champion")
+            ),
             Step.TRANSFORM: Channels(required=("model", "data")),
         },
         hyperparameters=segmentation_hp.TABLE,
