@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer
+.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -81,8 +81,9 @@ format: $(VENV)/.installed
 AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests/tasks/test_recordio_cli.py \
 	tests/tasks/test_im2rec.py tests/tasks/test_atomic.py tests/tasks/test_artifact.py \
 	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/test_lint_scope.py tests/test_locks.py \
-	tests/test_end_to_end.py tests/test_end_to_end_tf.py
+	tests/test_end_to_end.py tests/test_end_to_end_tf.py tests/test_end_to_end_segmentation.py
 TRAINER_TESTS := tests/tasks/image_classification tests/tasks/image_classification_tf \
+	tests/tasks/semantic_segmentation \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py
 
 test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser
@@ -120,4 +121,7 @@ bench-train: setup $(MXNET_VENV)/.installed
 bench-transfer: setup
 	$(VENV)/bin/python scripts/bench_transfer.py
 
-bench: bench-data bench-train bench-manifest bench-transfer
+bench-segmentation: setup $(MXNET_VENV)/.installed
+	$(VENV)/bin/python scripts/bench_segmentation.py
+
+bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation

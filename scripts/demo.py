@@ -16,6 +16,7 @@ from tasks.contract import EVALUATION, LEARNING_CURVES, METRICS, MODEL_ARCHIVE, 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 DATASET = DATA / "datasets" / "shapes"
+SCENES = DATA / "datasets" / "scenes"
 RUNS = DATA / "runs" / "image_classification"
 CONF = {
     "dataset_uri": f"file://{DATASET}",
@@ -37,6 +38,10 @@ def main() -> int:
         subprocess.run(
             [python, "-m", "tasks.data.synthetic", DATASET, "--per-class", "250"], check=True
         )
+    if not SCENES.is_dir():  # the semantic_segmentation form's default dataset
+        from tasks.data.synthetic import make_scenes_dataset
+
+        make_scenes_dataset(SCENES, train=200, validation=40, classes=3, size=(64, 48))
     log_path = DATA / "demo.log"
     print(f"running the image_classification DAG (full log: {log_path}) ...", flush=True)
     command = [

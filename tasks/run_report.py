@@ -105,7 +105,8 @@ def _summary(root: Path, folder: Path) -> RunSummary:
         folder=folder,
         training=_json(folder / "train" / METRICS),
         evaluation=_json(folder / "evaluate" / EVALUATION),
-        pictures=sorted(p.relative_to(root).as_posix() for p in folder.rglob("*.png")),
+        # The steps' own pictures, not data (annotations) or batch transform's masks below them.
+        pictures=sorted(p.relative_to(root).as_posix() for p in folder.glob("*/*.png")),
         record=_json(folder / RUN_RECORD),
         failures=_failures(folder),
         gate=_json(folder / "gate" / GATE),
@@ -151,8 +152,9 @@ def _headline(run: RunSummary, state: str | None) -> str:
         first = run.failures[0]
         return f"failed in {first.step}: {first.reason}"
     if run.evaluation is not None:
-        if "mAP" in run.evaluation:
-            return f"mAP {_number(run.evaluation['mAP']):.4f}"
+        for metric in ("mAP", "mIoU"):
+            if metric in run.evaluation:
+                return f"{metric} {_number(run.evaluation[metric]):.4f}"
         return f"accuracy {_number(run.evaluation.get('accuracy')):.4f}"
     if state:
         return state
@@ -259,6 +261,16 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
                 k: f"{v:.4f}" for k, v in sorted(values.items()) if isinstance(v, int | float)
             }
             parts.append(f"<h2>{title}</h2>" + _table(numbers, cls))
+    per_class = (run.evaluation or {}).get("per_class")
+    if isinstance(per_class, dict) and per_class:
+        rows = {
+            str(name): ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+            )
+            for name, values in per_class.items()
+            if isinstance(values, dict)
+        }
+        parts.append("<h2>Per class (evaluation)</h2>" + _table(rows, "per-class"))
     if run.gate:
         parts.append(_render_gate(run.gate))
     parts += [f"<h3>{html.escape(p)}</h3><img src='../../files/{_href(p)}'>" for p in run.pictures]

@@ -67,6 +67,32 @@ def test_image_classification_tf_task_graph_and_form(dagbag):
     assert dag.get_task("train").algorithm == "image-classification-tf"
 
 
+def test_semantic_segmentation_task_graph_and_form(dagbag):
+    dag = dagbag.dags["semantic_segmentation"]
+    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+    assert edges == {
+        "layout": ["remap_train", "remap_validation"],
+        "remap_train": ["train"],
+        "remap_validation": ["train"],
+        "train": ["evaluate"],
+        "evaluate": ["gate"],
+        "gate": ["promote"],
+        "promote": ["batch_transform"],
+        "batch_transform": [],
+    }
+    assert dag.params.get_param("algorithm").schema["enum"] == ["fcn", "psp", "deeplab"]
+    assert dag.params.get_param("backbone").schema["enum"] == ["resnet-50", "resnet-101"]
+    assert dag.params["num_classes"] == 3
+    assert dag.get_task("train").algorithm == "semantic-segmentation"
+    assert set(dag.get_task("train").channels) == {
+        "train",
+        "validation",
+        "train_annotation",
+        "validation_annotation",
+        "model",
+    }
+
+
 def test_the_rollback_dag_restores_a_champion(dagbag):
     dag = dagbag.dags["image_classification_rollback"]
     assert [t.task_id for t in dag.tasks] == ["rollback"]

@@ -1,0 +1,65 @@
+"""Shared fixtures of the semantic-segmentation tests: generated scenes and one trained model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.contract import MLRoot
+from tasks.data.synthetic import make_scenes_dataset
+
+ROOT = Path(__file__).resolve().parents[3]
+ALGORITHM = "semantic-segmentation"
+SMALL = {
+    "backbone": "resnet-50",
+    "algorithm": "fcn",
+    "use_pretrained_model": "False",
+    "num_classes": "3",
+    "num_training_samples": "6",
+    "base_size": "32",
+    "crop_size": "24",
+    "epochs": "1",
+    "mini_batch_size": "3",
+    "validation_mini_batch_size": "2",
+    "optimizer": "adam",
+}
+
+
+def make_ml_root(root: Path, data: Path | None, hyperparameters: dict, **configs) -> MLRoot:
+    """An ml-root whose input/data is a copy (or link) of the four-folder `data`."""
+    ml = MLRoot(root)
+    ml.config_dir.mkdir(parents=True, exist_ok=True)
+    ml.hyperparameters_path.write_text(json.dumps(hyperparameters))
+    ml.input_data_config_path.write_text(json.dumps(configs))
+    if data is not None:
+        (root / "input" / "data").parent.mkdir(parents=True, exist_ok=True)
+        (root / "input" / "data").symlink_to(data, target_is_directory=True)
+    return ml
+
+
+def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory) -> Path:
+    """6 training and 3 validation scenes of 40x30, palette annotations with 255 outlines."""
+    return make_scenes_dataset(
+        tmp_path_factory.mktemp("scenes") / "data", train=6, validation=3, size=(40, 30)
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, scenes) -> MLRoot:
+    """One training run through the command line (the done-when command)."""
+    ml = make_ml_root(tmp_path_factory.mktemp("trained") / "ml", scenes, {**SMALL, "epochs": "2"})
+    run = run_cli("tasks.train", "--algorithm", ALGORITHM, "--ml-root", ml.root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "epoch 2/2" in run.stdout
+    return ml
