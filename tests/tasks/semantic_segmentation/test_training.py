@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from tasks.contract import EXIT_BAD_INPUT
-from tasks.data.synthetic import make_scenes_dataset
 from tasks.train import main as train_main
 from tests.tasks.semantic_segmentation.conftest import (
     ALGORITHM,
@@ -106,44 +105,24 @@ def test_evaluate_scores_iou_and_draws_overlays(trained, scenes, tmp_path):
         assert (tmp_path / png).stat().st_size > 0
 
 
-def test_encode_labels_writes_masks_through_the_training_label_map(tmp_path):
-    data = make_scenes_dataset(tmp_path / "data", train=4, validation=2, size=(32, 24), seed=3)
+def encode(data: Path, label_map: dict) -> None:
+    """Rewrite every annotation of `data` in the encoding of `label_map` (255 stays)."""
+    values = np.full(256, 255, dtype=np.uint8)
+    for cls, value in label_map["map"].items():
+        values[int(cls)] = value
     for png in data.glob("*_annotation/*.png"):
-        values = np.asarray(Image.open(png))
-        encoded = np.where(values == 255, 255, values * 40 + 5).astype(np.uint8)
-        Image.fromarray(encoded, "L").save(png)
-    (data / "label_map").mkdir()
-    label_map = {"map": {"0": 5, "1": 45, "2": 85}}
-    for split in ("train", "validation"):
-        (data / "label_map" / f"{split}_label_map.json").write_text(json.dumps(label_map))
-    ml = make_ml_root(tmp_path / "ml", data, {**SMALL, "num_training_samples": "4"})
-    assert train(ml) == 0, failure(ml)
-    out = tmp_path / "masks.jsonl"
-    run = run_cli(
-        "tasks.transform",
-        "--model",
-        ml.model_archive,
-        "--input",
-        data / "validation",
-        "--output",
-        out,
-        "--encode-labels",
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    for row in map(json.loads, out.read_text().splitlines()):
-        assert set(np.unique(np.asarray(Image.open(tmp_path / row["mask"])))) <= {5, 45, 85}
-    evaluation = tmp_path / "evaluation.json"  # annotations decoded with the dataset's map
-    run = run_cli(
-        "tasks.evaluate", "--model", ml.model_archive, "--input", data, "--output", evaluation
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert json.loads(evaluation.read_text())["samples"] == 2
+        Image.fromarray(values[np.asarray(Image.open(png))], "L").save(png)
 
 
-def test_trains_from_augmented_manifests(tmp_path, scenes):
-    data = tmp_path / "data"
+def as_manifests(data: Path) -> None:
+    """Move each split into `<split>/images`, `<split>/labels` and a manifest naming both."""
     for split in ("train", "validation"):
-        (data / split).mkdir(parents=True)
+        images, labels = data / f"{split}-images", data / f"{split}-labels"
+        (data / split).rename(images)
+        (data / f"{split}_annotation").rename(labels)
+        (data / split).mkdir()
+        images.rename(data / split / "images")
+        labels.rename(data / split / "labels")
         lines = [
             json.dumps(
                 {
@@ -152,34 +131,64 @@ def test_trains_from_augmented_manifests(tmp_path, scenes):
                     "city-ref-metadata": {"ignored": True},
                 }
             )
-            for p in sorted((scenes / split).glob("*.jpg"))
+            for p in sorted((data / split / "images").glob("*.jpg"))
         ]
-        shutil.copytree(scenes / split, data / split / "images")
-        shutil.copytree(scenes / f"{split}_annotation", data / split / "labels")
         (data / split / f"{split}.manifest").write_text("\n".join(lines) + "\n")
+
+
+def test_incremental_training_from_manifests_with_a_label_map(trained, scenes, tmp_path):
+    """One run covers the other ways in: augmented manifests, a {"map"} label map per split
+    and the previous model in the model channel; its masks can be written in that encoding."""
+    data = tmp_path / "data"
+    shutil.copytree(scenes, data)
+    label_map = {"map": {"0": 5, "1": 45, "2": 85}}
+    encode(data, label_map)
+    as_manifests(data)
+    (data / "label_map").mkdir()
+    for split in ("train", "validation"):
+        (data / "label_map" / f"{split}_label_map.json").write_text(json.dumps(label_map))
+    (data / "model").mkdir()
+    shutil.copy(trained.model_archive, data / "model" / "model.tar.gz")
     ml = make_ml_root(
-        tmp_path / "ml",
-        data,
-        SMALL,
-        train={"AttributeNames": ["source-ref", "city-ref"]},
+        tmp_path / "ml", data, SMALL, train={"AttributeNames": ["source-ref", "city-ref"]}
     )
     assert train(ml) == 0, failure(ml)
     metrics = json.loads(ml.metrics_path.read_text())
     assert metrics["train_samples"] == 6 and metrics["validation_samples"] == 3
 
+    out = tmp_path / "masks.jsonl"
+    images = data / "validation" / "images"
+    run = run_cli(
+        "tasks.transform",
+        "--model",
+        ml.model_archive,
+        "--input",
+        images,
+        "--output",
+        out,
+        "--encode-labels",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for row in map(json.loads, out.read_text().splitlines()):
+        assert set(np.unique(np.asarray(Image.open(tmp_path / row["mask"])))) <= {5, 45, 85}
+    evaluation = tmp_path / "evaluation.json"  # the manifest's annotations, the model's map
+    manifest = data / "validation" / "validation.manifest"
+    run = run_cli(
+        "tasks.evaluate", "--model", ml.model_archive, "--input", manifest, "--output", evaluation
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(evaluation.read_text())["samples"] == 3
 
-def test_incremental_training_needs_the_same_network(trained, tmp_path, scenes):
-    model = tmp_path / "model"
-    model.mkdir()
-    shutil.copy(trained.model_archive, model / "model.tar.gz")
-    ml = make_ml_root(tmp_path / "ml", None, SMALL)
-    data = ml.root / "input" / "data"
+
+def test_incremental_training_refuses_another_network(trained, scenes, tmp_path):
+    data = tmp_path / "data"
     shutil.copytree(scenes, data)
-    shutil.copytree(model, data / "model")
-    assert train(ml) == 0, failure(ml)
-    ml.hyperparameters_path.write_text(json.dumps({**SMALL, "crop_size": "32"}))
+    (data / "model").mkdir()
+    shutil.copy(trained.model_archive, data / "model" / "model.tar.gz")
+    ml = make_ml_root(tmp_path / "ml", data, {**SMALL, "crop_size": "32", "algorithm": "psp"})
     assert train(ml) == EXIT_BAD_INPUT
     assert "crop_size=24 in the model, 32 now" in failure(ml)
+    assert "algorithm='fcn' in the model, 'psp' now" in failure(ml)
 
 
 def broken(tmp_path: Path, scenes: Path) -> Path:
