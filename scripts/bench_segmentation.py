@@ -37,12 +37,12 @@ GLUON = """
 import sys, time
 import mxnet as mx
 from mxnet import autograd, gluon
-from gluoncv.model_zoo import get_model
+from gluoncv.model_zoo import get_deeplab, get_fcn, get_psp
 from gluoncv.loss import MixSoftmaxCrossEntropyLoss
 head, batch, size, steps = sys.argv[1], *map(int, sys.argv[2:5])
-name = {"fcn": "fcn", "psp": "psp", "deeplab": "deeplab"}[head]
-net = get_model(f"{name}_resnet50_voc", pretrained=False, pretrained_base=False, aux=True,
-                crop_size=size, base_size=size)
+build = {"fcn": get_fcn, "psp": get_psp, "deeplab": get_deeplab}[head]
+net = build(dataset="pascal_voc", backbone="resnet50", pretrained=False, pretrained_base=False,
+            aux=True, crop_size=size, base_size=size)
 net.initialize(mx.init.Xavier())
 net.hybridize(static_alloc=True, static_shape=True)
 trainer = gluon.Trainer(net.collect_params(), "sgd",
@@ -92,8 +92,9 @@ def main() -> int:
         "Command: `make bench-segmentation` (`.venv/bin/python scripts/bench_segmentation.py "
         f"--steps {args.steps} --sizes {args.sizes}`): training steps on random images after 2 "
         f"warm-up steps, {args.steps} timed, on the build machine ({os.cpu_count()} cores, no "
-        "GPU), 21 classes, auxiliary head on. GluonCV 0.10.5 `<head>_resnet50_voc` "
-        "(MXNet 1.9.1, hybridized) vs our Keras 3 networks on TensorFlow 2.21.",
+        "GPU), 21 classes, auxiliary head on. GluonCV 0.10.5 "
+        "`get_fcn|get_psp|get_deeplab(backbone='resnet50')` (MXNet 1.9.1, hybridized) "
+        "vs our Keras 3 networks on TensorFlow 2.21.",
         "| model | GluonCV (MXNet) | ours (Keras 3, TensorFlow) | speed-up |",
         rows,
     )

@@ -51,6 +51,29 @@ RESNETS: dict[int, ResNetSpec] = {
 }
 
 
+@keras.saving.register_keras_serializable("vision_pipelines")
+class AtrousConv2D(layers.Conv2D):
+    """A dilated Conv2D that runs as TensorFlow's own dilated Conv2D op. Keras' TensorFlow
+    backend dilates through tf.nn.convolution, i.e. space-to-batch, which on CPU made a 3x3
+    rate-36 convolution's training step ~100x slower (7.4 s against 0.07 s, 8x8x2048 input);
+    other backends and strided convolutions keep Keras' own op."""
+
+    def convolution_op(self, inputs, kernel):
+        if keras.backend.backend() != "tensorflow" or tuple(self.strides) != (1, 1):
+            return super().convolution_op(inputs, kernel)
+        import tensorflow as tf
+
+        return tf.nn.conv2d(
+            inputs, kernel, strides=1, padding=self.padding.upper(), dilations=self.dilation_rate
+        )
+
+
+def conv2d(filters: int, kernel: int, *, dilation: int = 1, **kwargs) -> layers.Conv2D:
+    """Conv2D, or AtrousConv2D when dilated."""
+    kind = AtrousConv2D if dilation > 1 else layers.Conv2D
+    return kind(filters, kernel, dilation_rate=dilation, **kwargs)
+
+
 def _bn(name: str) -> layers.BatchNormalization:
     return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
@@ -62,12 +85,12 @@ def _conv(x, filters: int, kernel: int, stride: int, name: str, dilation: int = 
     if stride > 1 and kernel > 1:
         x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
         padding = "valid"
-    return layers.Conv2D(
+    return conv2d(
         filters,
         kernel,
         strides=stride,
         padding=padding,
-        dilation_rate=dilation,
+        dilation=dilation,
         use_bias=False,
         kernel_initializer="he_normal",
         name=name,

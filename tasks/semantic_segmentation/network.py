@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from tasks.image_classification.resnet import BN_EPSILON, BN_MOMENTUM, resnet_stages
+from tasks.image_classification.resnet import BN_EPSILON, BN_MOMENTUM, conv2d, resnet_stages
 
 AUX_WEIGHT = 0.2
 PSP_BINS = (1, 2, 3, 6)
@@ -33,7 +33,8 @@ class ResizeLike(layers.Layer):
             # when the graph runs (any input size) cannot answer.
             import tensorflow as tf
 
-            return tf.image.resize(x, (shape[1], shape[2]), method="bilinear")
+            resized = tf.image.resize(x, (shape[1], shape[2]), method="bilinear")
+            return tf.cast(resized, x.dtype)  # float32 out whatever came in (mixed precision)
         return ops.image.resize(x, (shape[1], shape[2]), interpolation="bilinear")
 
     def compute_output_shape(self, input_shapes):
@@ -75,11 +76,11 @@ class AdaptiveAveragePooling2D(layers.Layer):
 
 
 def _conv_bn_relu(x, filters: int, kernel: int, name: str, dilation: int = 1):
-    x = layers.Conv2D(
+    x = conv2d(
         filters,
         kernel,
         padding="same",
-        dilation_rate=dilation,
+        dilation=dilation,
         use_bias=False,
         kernel_initializer="he_normal",
         name=f"{name}_conv",

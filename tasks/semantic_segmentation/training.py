@@ -28,7 +28,7 @@ from tasks.semantic_segmentation.serving import export_saved_model
 from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
 from tasks.training.checkpoints import Checkpoints
 from tasks.training.outputs import frameworks, now, write_keras_outputs
-from tasks.training.strategy import distribution_strategy, has_gpu
+from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
 
 log = logging.getLogger("vision_pipelines")
 PER_CLASS_LOG = "per_class_iou.jsonl"
@@ -154,6 +154,7 @@ def train(ml: MLRoot) -> dict:
     )
     steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
     miou = ConfusionMetric(hp.num_classes, "mIoU")
+    set_precision("float16")  # mixed precision where there is a GPU (with XLA, below)
     with distribution_strategy().scope():
         model = initial_model(ml, hp)
         if hp.syncbn:
