@@ -148,9 +148,15 @@ def build_network(head: str, depth: int, num_classes: int, *, channels: int = 3)
     return keras.Model(inputs, outputs, name=f"{head}_resnet{depth}")
 
 
-def build_model(hp) -> keras.Model:
-    """The training network of validated semantic-segmentation hyperparameters."""
+def build_training_network(hp) -> keras.Model:
+    """The training network (main and auxiliary logits) of validated hyperparameters."""
     return build_network(hp.algorithm, hp.depth, hp.num_classes)
+
+
+def build_model(hp) -> keras.Model:
+    """The network that segments (main logits only, `num_classes` channels) of validated
+    hyperparameters: the registry's `build_model`."""
+    return inference_network(build_training_network(hp))
 
 
 def inference_network(model: keras.Model) -> keras.Model:

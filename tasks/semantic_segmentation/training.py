@@ -19,7 +19,7 @@ from tasks.semantic_segmentation.hyperparameters import ALGORITHM, SegmentationH
 from tasks.semantic_segmentation.metrics import ConfusionMetric
 from tasks.semantic_segmentation.network import (
     SegmentationLoss,
-    build_model,
+    build_training_network,
     encoder_layers,
     use_synchronized_batch_norm,
 )
@@ -103,10 +103,10 @@ def initial_model(ml: MLRoot, hp: SegmentationHyperparameters) -> keras.Model:
             ml.channel("model"),
             algorithm=ALGORITHM,
             architecture=hp.architecture(),
-            build=lambda: build_model(hp),
+            build=lambda: build_training_network(hp),
             network=f"{hp.algorithm} {hp.backbone}",
         )
-    model = build_model(hp)
+    model = build_training_network(hp)
     if hp.use_pretrained_model:
         log.info("ImageNet weights for the %s encoder; the decoders start fresh", hp.backbone)
         copy_layers(imagenet_resnet(hp.depth), model, [x.name for x in encoder_layers(model)])
