@@ -63,7 +63,9 @@ def run_step(step: Step | str, algorithm: str, ml: MLRoot) -> Any:
     spec = get_algorithm(algorithm)
     spec.check_channels(step, [c for c in spec.channels[step].allowed if ml.channel(c).exists()])
     if step is Step.TRAIN:
-        return spec.entry_point("train")(ml)
+        from tasks.train import run
+
+        return run(spec.id, ml)
     model = find_model_archive(ml.channel("model"))
     if step is Step.EVALUATE:
         from tasks.evaluate import evaluate, evaluate_champion

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from tasks.algorithms import ALGORITHMS, get_algorithm
 from tasks.contract import DEFAULT_ML_ROOT, MLRoot, Step, attempt, write_summary
+from tasks.errors import InputError
+
+SEED_ENV = "VISION_PIPELINES_SEED"
 
 
 def run(algorithm: str, ml: MLRoot) -> dict:
-    """Train with the algorithm's trainer (imported only now: it pulls in TensorFlow)."""
-    return get_algorithm(algorithm).entry_point("train")(ml)
+    """Train with the algorithm's trainer (imported only now: it pulls in TensorFlow); with
+    $VISION_PIPELINES_SEED set, every random number of the run (initial weights, shuffling,
+    augmentation) comes from that seed, so a rerun repeats it."""
+    train = get_algorithm(algorithm).entry_point("train")
+    seed = os.environ.get(SEED_ENV, "").strip()
+    if seed:
+        if not seed.isdigit():
+            raise InputError(f"setting {SEED_ENV}={seed!r}: allowed: a whole number")
+        import keras
+
+        keras.utils.set_random_seed(int(seed))
+    return train(ml)
 
 
 def summarize(ml: MLRoot, step: Step | str, algorithm: str, outcome) -> None:
