@@ -293,3 +293,10 @@ def test_a_bad_label_map_is_named(tmp_path, scenes):
     ml = make_ml_root(tmp_path / "ml", data, SMALL)
     assert train(ml) == EXIT_BAD_INPUT
     assert "train_label_map.json: scale must be a positive integer, got 'zero'" in failure(ml)
+
+
+def test_a_bad_seed_setting_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISION_PIPELINES_SEED", "abc")
+    ml = make_ml_root(tmp_path / "ml", None, SMALL)
+    assert train(ml) == EXIT_BAD_INPUT
+    assert failure(ml) == "setting VISION_PIPELINES_SEED='abc': allowed: a whole number"
