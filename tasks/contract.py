@@ -133,6 +133,17 @@ def read_input_data_config(ml_root: MLRoot) -> dict[str, dict]:
     return _read_json_object(ml_root.input_data_config_path)
 
 
+def class_names(ml_root: MLRoot, num_classes: int) -> list[str]:
+    """Class names from a `classes.json` list in the train channel, else the indices as text."""
+    path = ml_root.channel("train") / "classes.json"
+    if path.is_file():
+        names = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(names, list) and len(names) == num_classes:
+            return [str(n) for n in names]
+        log.warning("%s does not list %d class names; using indices", path, num_classes)
+    return [str(i) for i in range(num_classes)]
+
+
 def find_model_archive(folder: Path, channel: str = "model") -> Path:
     """The one model.tar.gz a `model` channel holds (a folder, or a link to the file's folder)."""
     if not folder.exists():

@@ -35,6 +35,13 @@ MAX_IMAGE_BYTES = _setting("VISION_PIPELINES_MAX_IMAGE_BYTES", 50 * 2**20)
 """Encoded bytes of one image sent for prediction."""
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+CACHE_BYTES_ENV = "VISION_PIPELINES_CACHE_BYTES"
+
+
+def fits_in_cache(nbytes: int) -> bool:
+    """Whether decoded training data of `nbytes` may stay in memory across epochs
+    ($VISION_PIPELINES_CACHE_BYTES, default 2 GiB; read when asked)."""
+    return nbytes <= _setting(CACHE_BYTES_ENV, 2 * 2**30)
 
 
 def check_encoded_image(name: str, blob: bytes) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from tasks.data.label_map import IGNORE, UNCOVERED
+from tasks.data.label_map import IGNORE, UNCOVERED, LabelMap
 from tasks.data.lst import IMAGE_EXTENSIONS
 from tasks.errors import InputError
 from tasks.problems import Problem, describe
@@ -129,17 +129,13 @@ def check_pair(
     if not problems and num_classes is not None:
         try:
             found = _values_problem(
-                annotation, lut if lut is not None else _identity(), num_classes
+                annotation, lut if lut is not None else LabelMap().table(), num_classes
             )
         except OSError as e:
             found = f"cannot decode: {e}"
         if found:
             problems.append(f"{pair.annotation_name}: {found}")
     return problems, image.size
-
-
-def _identity() -> np.ndarray:
-    return np.arange(256, dtype=np.int16)
 
 
 def check_pairs(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -10,7 +9,7 @@ import time
 import keras
 
 from tasks.artifact import ModelManifest
-from tasks.contract import MLRoot, read_hyperparameters, read_input_data_config
+from tasks.contract import MLRoot, class_names, read_hyperparameters, read_input_data_config
 from tasks.data.manifest import label_format_of
 from tasks.image_classification.channels import LabelledImages, load_channel
 from tasks.image_classification.data import evaluation_dataset, training_dataset
@@ -180,7 +179,7 @@ def train(ml: MLRoot) -> dict:
         architecture=hp.architecture(),
         multi_label=multi_label,
         hyperparameters=hp.to_strings(),
-        class_names=_class_names(ml, hp.num_classes),
+        class_names=class_names(ml, hp.num_classes),
         input={
             "image_shape": list(hp.image_shape),
             "layout": "CHW",
@@ -205,14 +204,3 @@ def train(ml: MLRoot) -> dict:
         ),
     )
     return result
-
-
-def _class_names(ml: MLRoot, num_classes: int) -> list[str]:
-    """Class names from a `classes.json` list in the train channel, else the indices as text."""
-    path = ml.channel("train") / "classes.json"
-    if path.is_file():
-        names = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(names, list) and len(names) == num_classes:
-            return [str(n) for n in names]
-        log.warning("%s does not list %d class names; using indices", path, num_classes)
-    return [str(i) for i in range(num_classes)]

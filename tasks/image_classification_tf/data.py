@@ -3,7 +3,6 @@ interpolation, pixels in [0, 1] (TF Hub's image convention), cached in memory wh
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import tensorflow as tf
@@ -11,9 +10,8 @@ import tf_keras
 
 from tasks.data.class_folders import ClassFolders
 from tasks.image_classification_tf.hyperparameters import TransferHyperparameters
+from tasks.limits import fits_in_cache
 
-CACHE_BYTES_ENV = "VISION_PIPELINES_CACHE_BYTES"
-DEFAULT_CACHE_BYTES = 2 * 2**30
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -22,11 +20,6 @@ def pixels(blob: tf.Tensor, size: tuple[int, int], method: str) -> tf.Tensor:
     image = tf.io.decode_image(blob, channels=3, expand_animations=False)
     image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, size, method=method)
     return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [*size, 3])
-
-
-def cache_fits(count: int, size: tuple[int, int]) -> bool:
-    budget = int(os.environ.get(CACHE_BYTES_ENV, DEFAULT_CACHE_BYTES))
-    return count * size[0] * size[1] * 3 * 4 <= budget
 
 
 def image_dataset(
@@ -43,7 +36,7 @@ def image_dataset(
         ),
         num_parallel_calls=AUTOTUNE,
     )
-    return ds.cache() if cache_fits(len(paths), size) else ds
+    return ds.cache() if fits_in_cache(len(paths) * size[0] * size[1] * 3 * 4) else ds
 
 
 def augmentation(hp: TransferHyperparameters) -> tf_keras.Sequential | None:

@@ -110,11 +110,8 @@ def label_map_of(folder: Path | None, split: str) -> LabelMap:
             f"{folder}: {others[0]} is not a label map file; allowed: "
             + " and ".join(LABEL_MAP_FILES)
         )
-    return read_label_map(
-        folder / f"{split}_label_map.json"
-        if (folder / f"{split}_label_map.json").exists()
-        else None
-    )
+    path = folder / f"{split}_label_map.json"
+    return read_label_map(path if path.exists() else None)
 
 
 def load_split(

@@ -4,16 +4,13 @@ on whole images at the working size that inference uses (long side = base_size).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
+from tasks.limits import fits_in_cache
 from tasks.semantic_segmentation.dataset import Split
 from tasks.semantic_segmentation.scores import IGNORE
 
-CACHE_BYTES_ENV = "VISION_PIPELINES_CACHE_BYTES"
-DEFAULT_CACHE_BYTES = 2 * 2**30
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -48,8 +45,7 @@ def decoded(split: Split) -> tf.Tensor:
             tf.ensure_shape(mask, [None, None]),
         )
     )
-    budget = int(os.environ.get(CACHE_BYTES_ENV, DEFAULT_CACHE_BYTES))
-    return ds.cache() if sum(w * h * 4 for w, h in split.sizes) <= budget else ds
+    return ds.cache() if fits_in_cache(sum(w * h * 4 for w, h in split.sizes)) else ds
 
 
 def _blur(image: tf.Tensor) -> tf.Tensor:

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from tasks.artifact import ModelManifest
-from tasks.contract import MLRoot, read_hyperparameters, read_input_data_config
+from tasks.contract import MLRoot, class_names, read_hyperparameters, read_input_data_config
 from tasks.image_classification.initial_weights import copy_layers, imagenet_resnet, restore_model
 from tasks.image_classification.resnet import RGB_MEAN, RGB_STD
 from tasks.semantic_segmentation.dataset import Split, load_splits
@@ -111,17 +111,6 @@ def initial_model(ml: MLRoot, hp: SegmentationHyperparameters) -> keras.Model:
         log.info("ImageNet weights for the %s encoder; the decoders start fresh", hp.backbone)
         copy_layers(imagenet_resnet(hp.depth), model, [x.name for x in encoder_layers(model)])
     return model
-
-
-def class_names(ml: MLRoot, num_classes: int) -> list[str]:
-    """Names from a `classes.json` list in the train channel, else the indices as text."""
-    path = ml.channel("train") / "classes.json"
-    if path.is_file():
-        names = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(names, list) and len(names) == num_classes:
-            return [str(n) for n in names]
-        log.warning("%s does not list %d class names; using indices", path, num_classes)
-    return [str(i) for i in range(num_classes)]
 
 
 def _warn_sample_count(hp: SegmentationHyperparameters, train: Split) -> None:

@@ -50,10 +50,10 @@ def user(browser, airflow, shots):
     return browser
 
 
-def _open_trigger_form(browser, airflow):
+def _open_trigger_form(browser, airflow, dag_id=DAG):
     """The DAG page's Trigger button opens the form; returns the dialog's Trigger button."""
     By = _by()
-    browser.get(f"{airflow.url}/dags/{DAG}")
+    browser.get(f"{airflow.url}/dags/{dag_id}")
     opener = _wait(
         browser, lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")
     )
@@ -175,3 +175,12 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     browser.save_screenshot(str(shots / "6-pipeline-page.png"))
     assert verdict in row.text
     assert (row.get_attribute("class") == "champion") is gate["promote"]
+
+
+def test_the_segmentation_form_can_be_triggered_with_its_defaults(user, airflow, shots):
+    By, browser = _by(), user
+    trigger = _open_trigger_form(browser, airflow, "semantic_segmentation")
+    browser.save_screenshot(str(shots / "7-segmentation-form.png"))
+    form = browser.find_element(By.TAG_NAME, "body").text
+    assert "Label map" in form and "num_classes" in form
+    assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
