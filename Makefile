@@ -85,10 +85,13 @@ AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests
 TRAINER_TESTS := tests/tasks/image_classification tests/tasks/image_classification_tf \
 	tests/tasks/semantic_segmentation \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py
+# Most tests wait on one core (a trainer process, TensorFlow's graph building): pytest-xdist runs
+# one test file per core, up to 4 (each worker holds TensorFlow, about 1-2 GiB).
+PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser
-	$(VENV)/bin/pytest -q $(AIRFLOW_TESTS)
-	$(TRAINER_VENV)/bin/pytest -q $(TRAINER_TESTS)
+	$(VENV)/bin/$(PYTEST) $(AIRFLOW_TESTS)
+	$(TRAINER_VENV)/bin/$(PYTEST) $(TRAINER_TESTS)
 	$(VENV)/bin/pytest -q tests/browser
 
 # The browser test drives Debian's chromium through chromedriver; installed when missing.

@@ -17,15 +17,18 @@ SEED_ENV = "VISION_PIPELINES_SEED"
 def run(algorithm: str, ml: MLRoot) -> dict:
     """Train with the algorithm's trainer (imported only now: it pulls in TensorFlow); with
     $VISION_PIPELINES_SEED set, every random number of the run (initial weights, shuffling,
-    augmentation) comes from that seed, so a rerun repeats it."""
+    augmentation) comes from that seed and TensorFlow's ops run deterministically, so a rerun on
+    the same hardware repeats it exactly."""
     train = get_algorithm(algorithm).entry_point("train")
     seed = os.environ.get(SEED_ENV, "").strip()
     if seed:
         if not seed.isdigit():
             raise InputError(f"setting {SEED_ENV}={seed!r}: allowed: a whole number")
         import keras
+        import tensorflow as tf
 
         keras.utils.set_random_seed(int(seed))
+        tf.config.experimental.enable_op_determinism()
     return train(ml)
 
 

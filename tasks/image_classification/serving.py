@@ -33,8 +33,8 @@ def export_saved_model(
         logits = tf.cast(model(pixels, training=False), tf.float32)
         return {OUTPUT_KEY: squash(logits)}
 
+    # The endpoint tracks the variables it uses; track() would store each of them twice.
     archive = keras.export.ExportArchive()
-    archive.track(model)
     archive.add_endpoint(
         name="serving_default",
         fn=serve,

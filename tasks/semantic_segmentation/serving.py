@@ -30,8 +30,8 @@ def export_saved_model(model: keras.Model, path: Path, *, base_size: int) -> Non
         logits = tf.cast(network(pixels[None], training=False), tf.float32)[0]
         return {LOGITS_KEY: logits, SIZE_KEY: size}
 
+    # The endpoint tracks the variables it uses; track() would store each of them twice.
     archive = keras.export.ExportArchive()
-    archive.track(network)
     archive.add_endpoint(
         name="serving_default",
         fn=serve,

@@ -61,7 +61,9 @@ def write_keras_outputs(
     model.tar.gz, then metrics.json and the learning curves."""
 
     def save(work: Path) -> dict[str, Path]:
-        model.save(work / KERAS_MODEL)
+        # Incremental training reads only the weights (restore_model): the same layers in an
+        # uncompiled model leave the optimizer's slots (twice the weights for adam) out.
+        keras.Model(model.inputs, model.outputs, name=model.name).save(work / KERAS_MODEL)
         export(model, work / SAVED_MODEL)
         return {SAVED_MODEL: work / SAVED_MODEL, KERAS_MODEL: work / KERAS_MODEL}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +42,14 @@ def make_ml_root(root: Path, data: Path | None, hyperparameters: dict, **configs
     return ml
 
 
-def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
+def run_cli(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m module args` in a process of its own, with `env` added to this one's."""
     return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
 
 
