@@ -2,8 +2,9 @@
 
 Whoever can trigger a DAG chooses its dataset, output and model URIs; the workers and pods hold
 the storage rights. So every URI is checked, on the Airflow side before a step starts and in the
-step itself, by this one function: a scheme we support, no Airflow connection id borrowed through
-`s3://<conn_id>@bucket`, and, where the deployment lists them, under an allowed prefix.
+step itself, by this one function: an absolute path or a scheme we support, no Airflow
+connection id borrowed through `s3://<conn_id>@bucket`, and, where the deployment lists them,
+under an allowed prefix.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def check_uri(uri: str, what: str) -> str:
     """`uri` if runs may use it; else one sentence naming `what` (e.g. "dataset_uri"), the URI
     and what is allowed."""
     scheme, sep, rest = uri.partition("://")
+    local_path = uri if not sep else rest if scheme == "file" else "/"
+    if not local_path.startswith("/"):
+        # The Airflow side and the step would resolve it from different folders.
+        raise InputError(
+            f"{what} {uri!r} is a relative path; write an absolute one (/srv/ml/... or "
+            "file:///srv/ml/...) or s3://bucket/..."
+        )
     if sep and scheme not in SCHEMES:
         raise InputError(
             f"{what} {uri!r}: scheme {scheme}:// is not supported; use "

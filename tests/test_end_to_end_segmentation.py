@@ -4,9 +4,6 @@ files, a tiny from-scratch FCN on generated scenes with a label map."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,37 +11,21 @@ import pytest
 from PIL import Image
 
 from tasks.data.synthetic import make_scenes_dataset
+from tests.dag_runs import airflow_home
+from tests.dag_runs import dags_test as run_dag
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
-AIRFLOW = Path(sys.executable).parent / "airflow"
 LOGICAL_DATE = "2026-03-01T00:00:00+00:00"
 RUN = "run=20260301T000000"
 
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PYTHONPATH": str(ROOT),
-        "VISION_PIPELINES_WORK_DIR": str(home / "work"),
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    return env
+    return airflow_home(tmp_path_factory.mktemp("airflow"))
 
 
 def dags_test(env, conf):
-    return subprocess.run(
-        [AIRFLOW, "dags", "test", "semantic_segmentation", LOGICAL_DATE, "-c", json.dumps(conf)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    return run_dag(env, "semantic_segmentation", LOGICAL_DATE, conf)
 
 
 def conf(dataset, output, **overrides):

@@ -7,17 +7,15 @@ import json
 import math
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tasks.data.synthetic import make_shapes_dataset
 from tasks.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
+from tests.dag_runs import ROOT, airflow_home
+from tests.dag_runs import dags_test as run_dag
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
-AIRFLOW = Path(sys.executable).parent / "airflow"
 TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 HUB_MODULES = ROOT / "tests" / "tasks" / "image_classification_tf" / "hub_modules.py"
 LOGICAL_DATE = "2026-02-01T00:00:00+00:00"
@@ -25,7 +23,6 @@ LOGICAL_DATE = "2026-02-01T00:00:00+00:00"
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow")
     mirror = tmp_path_factory.mktemp("mirror")
     subprocess.run(
         [TRAINER_PYTHON, HUB_MODULES, mirror / DEFAULT_MODEL_ID / "feature_vector.tar.gz"],
@@ -33,28 +30,16 @@ def airflow_env(tmp_path_factory):
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PYTHONPATH": str(ROOT),
-        "VISION_PIPELINES_WORK_DIR": str(home / "work"),
-        "VISION_PIPELINES_TFHUB_MIRROR": f"file://{mirror}",
-        "TFHUB_CACHE_DIR": str(home / "no-cache"),
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    return env
+    home = tmp_path_factory.mktemp("airflow")
+    return airflow_home(
+        home,
+        VISION_PIPELINES_TFHUB_MIRROR=f"file://{mirror}",
+        TFHUB_CACHE_DIR=str(home / "no-cache"),
+    )
 
 
 def dags_test(env, conf):
-    return subprocess.run(
-        [AIRFLOW, "dags", "test", "image_classification_tf", LOGICAL_DATE, "-c", json.dumps(conf)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    return run_dag(env, "image_classification_tf", LOGICAL_DATE, conf)
 
 
 def conf(dataset, output, **overrides):

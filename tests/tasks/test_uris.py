@@ -41,3 +41,16 @@ def test_the_deployments_prefixes_confine_uris(monkeypatch):
     ):
         with pytest.raises(InputError, match="outside the locations this deployment allows"):
             check_uri(uri, "dataset_uri")
+
+
+def test_relative_paths_are_refused(monkeypatch, tmp_path):
+    """Attack: a relative path was checked against the allow-list from the Airflow worker's
+    folder but read from the step's own (a pod's, another worker's), outside the check."""
+    allowed = tmp_path / "srv" / "ml"
+    (allowed / "datasets").mkdir(parents=True)
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{allowed}")
+    monkeypatch.chdir(allowed)
+    for uri in ("datasets/cats", "file://datasets/cats", "./datasets", "file://"):
+        with pytest.raises(InputError, match="is a relative path; write an absolute one"):
+            check_uri(uri, "dataset_uri")
+    assert check_uri(f"{allowed}/datasets/cats", "dataset_uri")

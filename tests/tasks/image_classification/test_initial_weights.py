@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +13,7 @@ from tasks.image_classification.hyperparameters import ImageClassificationHyperp
 from tasks.image_classification.initial_weights import WEIGHTS_ENV, pretrained_model
 from tasks.image_classification.resnet import build_resnet
 from tasks.train import main as train_main
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.tasks.interrupted import kill_after_epochs
 
 
 def hyperparameters(**values) -> ImageClassificationHyperparameters:
@@ -87,32 +80,7 @@ def test_incremental_training_continues_and_refuses_a_different_network(
 @pytest.mark.integration
 def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path, shapes, make_ml_root, tiny):
     ml = make_ml_root(tmp_path / "ml", shapes, {**tiny, "epochs": "30"})
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tasks.train",
-            "--algorithm",
-            "image-classification",
-            "--ml-root",
-            str(ml.root),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    metadata = ml.checkpoints_dir / "backup" / "training_metadata.json"
-    deadline = time.monotonic() + 300
-    # Wait for the condition itself (two finished epochs on disk), not for a fixed time.
-    while time.monotonic() < deadline and job.poll() is None:
-        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", -1) >= 1:
-            break
-        time.sleep(0.2)
-    assert job.poll() is None, "training ended before it could be interrupted"
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    reached = json.loads(metadata.read_text())["epoch"] + 1
+    reached = kill_after_epochs(ml, "image-classification")
     ml.hyperparameters_path.write_text(
         json.dumps({**json.loads(ml.hyperparameters_path.read_text()), "epochs": str(reached + 2)})
     )
@@ -120,7 +88,7 @@ def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path, shapes, make_ml
     metrics = json.loads(ml.metrics_path.read_text())
     assert metrics["resumed_after_epoch"] >= reached
     assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, reached + 3))
-    assert not metadata.exists(), "a finished job removes its backup"
+    assert not (ml.checkpoints_dir / "backup").exists(), "a finished job removes its backup"
 
 
 def test_weights_of_another_network_are_refused(tmp_path, monkeypatch):

@@ -1,0 +1,77 @@
+"""Running a DAG end to end with `airflow dags test` in an Airflow home of its own (SQLite,
+local runner, files), as the end-to-end tests do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW = Path(sys.executable).parent / "airflow"
+QUERY_ASSET_EVENTS = """
+import json
+from sqlalchemy import select
+from airflow.models.asset import AssetEvent, AssetModel
+from airflow.utils.session import create_session
+with create_session() as session:
+    query = (select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+             .where(AssetModel.name == "image_classification_model")
+             .order_by(AssetEvent.id.desc()))
+    event = session.scalars(query).first()
+    print(json.dumps(event.extra))
+"""
+
+
+def airflow_home(home: Path, **settings: str) -> dict[str, str]:
+    """The environment of a migrated Airflow home at `home` that runs our DAGs, plus `settings`."""
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(ROOT),
+        "VISION_PIPELINES_WORK_DIR": str(home / "work"),
+        **settings,
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+    return env
+
+
+def dags_test(env: dict, dag_id: str, logical_date: str, conf: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [AIRFLOW, "dags", "test", dag_id, logical_date, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def image_classification_conf(dataset, output, **overrides) -> dict:
+    """A run of image_classification small enough for a test: ResNet-20 on 16x16 images."""
+    return {
+        "dataset_uri": f"file://{dataset}",
+        "output_uri": f"file://{output}",
+        "models_uri": f"file://{output}-models",
+        "num_layers": 20,
+        "image_shape": "3,16,16",
+        "epochs": 1,
+        "mini_batch_size": 8,
+        "validation_split": 0.25,
+        **overrides,
+    }
+
+
+def last_model_event(env: dict) -> dict:
+    """The extra of the newest image_classification_model asset event."""
+    out = subprocess.run(
+        [sys.executable, "-c", QUERY_ASSET_EVENTS],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.splitlines()[-1])
