@@ -174,6 +174,44 @@ class Param:
         return self.parse(text)
 
 
+UNIT = "a number in [0, 1]"
+
+
+def early_stopping_params(metric: str, *, min_epochs: str, patience: str) -> tuple[Param, ...]:
+    """early_stopping and its _min_epochs, _patience and _tolerance, as the managed service names
+    them, stopping when validation `metric` stops improving."""
+    return (
+        Param(
+            "early_stopping",
+            boolean,
+            "True or False",
+            "False",
+            description=f"Stop when validation {metric} stops improving.",
+        ),
+        Param(
+            "early_stopping_min_epochs",
+            integer(1),
+            "a positive integer",
+            min_epochs,
+            description="Never stop before this many epochs.",
+        ),
+        Param(
+            "early_stopping_patience",
+            integer(1),
+            "a positive integer",
+            patience,
+            description="Epochs without improvement before stopping.",
+        ),
+        Param(
+            "early_stopping_tolerance",
+            number(0, 1),
+            UNIT,
+            "0.0",
+            description=f"A relative {metric} improvement below this counts as none.",
+        ),
+    )
+
+
 def parse_hyperparameters(
     raw: Mapping[str, str], table: Sequence[Param], *, source: str = "hyperparameters"
 ) -> dict[str, Any]:

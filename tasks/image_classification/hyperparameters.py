@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tasks.hyperparameters import (
+    UNIT,
     HyperparameterError,
     Param,
     Pattern,
-    boolean,
     choice,
+    early_stopping_params,
     int_list,
     integer,
     integer_choice,
@@ -39,7 +40,6 @@ _SIDE = r"\s*([89]|[1-9]\d+)\s*"
 image_shape = Pattern(_image_shape, rf"^\s*[13]\s*,{_SIDE},{_SIDE}$")
 """ "channels,height,width" with 1 or 3 channels and sides of 8 to MAX_IMAGE_SIDE pixels."""
 
-UNIT = "a number in [0, 1]"
 
 TABLE = (
     Param(
@@ -138,34 +138,7 @@ TABLE = (
         "1",
         description="Epochs between checkpoints (at most epochs).",
     ),
-    Param(
-        "early_stopping",
-        boolean,
-        "True or False",
-        "False",
-        description="Stop when validation accuracy stops improving.",
-    ),
-    Param(
-        "early_stopping_min_epochs",
-        integer(1),
-        "a positive integer",
-        "10",
-        description="Never stop early before this epoch.",
-    ),
-    Param(
-        "early_stopping_patience",
-        integer(1),
-        "a positive integer",
-        "5",
-        description="Epochs without improvement before stopping.",
-    ),
-    Param(
-        "early_stopping_tolerance",
-        number(0, 1),
-        UNIT,
-        "0.0",
-        description="Relative improvement of validation accuracy below this counts as none.",
-    ),
+    *early_stopping_params("accuracy", min_epochs="10", patience="5"),
     Param(
         "multi_label",
         integer(0, 1),

@@ -9,6 +9,7 @@ from typing import Any
 
 from tasks.hub.registry import HubModel, UnknownModelError, get_model, registry
 from tasks.hyperparameters import (
+    UNIT,
     HyperparameterError,
     Param,
     boolean,
@@ -35,7 +36,6 @@ INTERPOLATIONS = (
     "gaussian",
     "mitchellcubic",
 )
-UNIT = "a number in [0, 1]"
 
 
 class ModelId:

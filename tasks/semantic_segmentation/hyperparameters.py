@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tasks.hyperparameters import (
+    UNIT,
     HyperparameterError,
     Param,
     boolean,
     choice,
+    early_stopping_params,
     int_list,
     integer,
     number,
@@ -24,7 +26,6 @@ BACKBONES = {"resnet-50": 50, "resnet-101": 101}
 HEADS = ("fcn", "psp", "deeplab")
 OPTIMIZERS = ("sgd", "adam", "adagrad", "nag", "rmsprop")
 SCHEDULERS = ("poly", "cosine", "step")
-UNIT = "a number in [0, 1]"
 SIDE = f"an integer from 17 to {MAX_IMAGE_SIDE}"
 
 
@@ -150,34 +151,7 @@ TABLE = (
         "False",
         description="Batch-norm statistics across GPUs.",
     ),
-    Param(
-        "early_stopping",
-        boolean,
-        "True or False",
-        "False",
-        description="Stop when validation mIoU stops improving.",
-    ),
-    Param(
-        "early_stopping_min_epochs",
-        integer(1),
-        "a positive integer",
-        "5",
-        description="Never stop before this many epochs.",
-    ),
-    Param(
-        "early_stopping_patience",
-        integer(1),
-        "a positive integer",
-        "4",
-        description="Epochs without improvement before stopping.",
-    ),
-    Param(
-        "early_stopping_tolerance",
-        number(0, 1),
-        UNIT,
-        "0.0",
-        description="A relative mIoU improvement below this counts as none.",
-    ),
+    *early_stopping_params("mIoU", min_epochs="5", patience="4"),
 )
 
 
