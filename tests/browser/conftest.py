@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.data.synthetic import make_shapes_dataset
+from tasks.data.synthetic import make_scenes_dataset, make_shapes_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = ROOT / ".venv" / "bin" / "airflow"
@@ -84,6 +84,9 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
     home.mkdir()
     # The embedded deployment's default dataset, as `make ui` makes it (small: a CPU test).
     make_shapes_dataset(data_root / "datasets" / "shapes", per_class=20, size=32)
+    make_scenes_dataset(
+        data_root / "datasets" / "scenes", train=16, validation=4, classes=3, size=(64, 48)
+    )
     (home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
     port = _free_port()
     env = {

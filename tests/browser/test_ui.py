@@ -71,8 +71,50 @@ def _open_trigger_form(browser, airflow, dag_id=DAG):
     )
 
 
-def _runs(airflow) -> list[dict]:
-    return airflow.api(f"/api/v2/dags/{DAG}/dagRuns", token=airflow.token())["dag_runs"]
+def _runs(airflow, dag_id=DAG) -> list[dict]:
+    return airflow.api(f"/api/v2/dags/{dag_id}/dagRuns", token=airflow.token())["dag_runs"]
+
+
+def _finished_run(browser, airflow, dag_id=DAG) -> dict:
+    """The run the form's Trigger button started, once it has ended."""
+    _wait(browser, lambda d: _runs(airflow, dag_id))
+    (run,) = _runs(airflow, dag_id)
+    deadline = time.monotonic() + RUN_SECONDS
+    while run["state"] not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(3)
+        (run,) = _runs(airflow, dag_id)
+    assert run["state"] == "success", f"the run ended {run['state']}; see {airflow.log}"
+    return run
+
+
+def _open_report(browser, airflow, run_id, dag_id=DAG, shot=None) -> None:
+    """The evaluate task's Details tab has a "Run report" extra link: follow it to the report."""
+    By = _by()
+    path = f"/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/evaluate/details"
+    browser.get(airflow.url + path)
+    link = _wait(
+        browser,
+        lambda d: next(
+            (a for a in d.find_elements(By.TAG_NAME, "a") if a.text.strip() == "Run report"),
+            None,
+        ),
+        60,
+    )
+    if shot:
+        browser.save_screenshot(str(shot))
+    link.click()
+    _wait(browser, lambda d: "/vision-pipelines/" in d.current_url)
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "p.headline"))
+
+
+def _pictures_load(browser) -> int:
+    """How many pictures the page shows; each one must have loaded."""
+    pictures = browser.find_elements(_by().TAG_NAME, "img")
+    for picture in pictures:
+        assert browser.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth > 0", picture
+        ), picture.get_attribute("src")
+    return len(pictures)
 
 
 def test_anonymous_requests_are_refused(airflow):
@@ -116,30 +158,11 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     browser.save_screenshot(str(shots / "3-trigger-form.png"))
     assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
     trigger.click()
-    _wait(browser, lambda d: _runs(airflow))
-    (run,) = _runs(airflow)
-    deadline = time.monotonic() + RUN_SECONDS
-    while run["state"] not in ("success", "failed") and time.monotonic() < deadline:
-        time.sleep(3)
-        (run,) = _runs(airflow)
-    assert run["state"] == "success", f"the run ended {run['state']}; see {airflow.log}"
+    run = _finished_run(browser, airflow)
     assert run["conf"] in ({}, None) or run["conf"].get("epochs") == 10
 
-    # The evaluate task's Details tab has a "Run report" extra link that opens the report.
     run_id = run["dag_run_id"]
-    browser.get(f"{airflow.url}/dags/{DAG}/runs/{quote(run_id, safe='')}/tasks/evaluate/details")
-    link = _wait(
-        browser,
-        lambda d: next(
-            (a for a in d.find_elements(By.TAG_NAME, "a") if a.text.strip() == "Run report"),
-            None,
-        ),
-        60,
-    )
-    browser.save_screenshot(str(shots / "4-task-extra-links.png"))
-    link.click()
-    _wait(browser, lambda d: "/vision-pipelines/" in d.current_url)
-    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "p.headline"))
+    _open_report(browser, airflow, run_id, shot=shots / "4-task-extra-links.png")
     browser.save_screenshot(str(shots / "5-report.png"))
 
     folder = next((airflow.data_root / "runs" / DAG).glob("run=*"))
@@ -157,12 +180,7 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     assert f"Gate: {verdict}" in page
     reasons = browser.find_element(By.CSS_SELECTOR, "ul.gate-reasons").text.splitlines()
     assert reasons == gate["reasons"]
-    pictures = browser.find_elements(By.TAG_NAME, "img")
-    assert len(pictures) >= 2
-    for picture in pictures:
-        assert browser.execute_script(
-            "return arguments[0].complete && arguments[0].naturalWidth > 0", picture
-        ), picture.get_attribute("src")
+    assert _pictures_load(browser) >= 2
     # ... and links back to the run in Airflow.
     report_url = browser.current_url
     back = browser.find_element(By.CSS_SELECTOR, "a.airflow-run")
@@ -177,10 +195,25 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     assert (row.get_attribute("class") == "champion") is gate["promote"]
 
 
-def test_the_segmentation_form_can_be_triggered_with_its_defaults(user, airflow, shots):
-    By, browser = _by(), user
-    trigger = _open_trigger_form(browser, airflow, "semantic_segmentation")
+def test_segmentation_from_its_form_defaults_to_the_report(user, airflow, shots):
+    """The laptop recipe of the form (FCN, no pre-trained encoder, crop 64) on the embedded
+    deployment's scenes: the run succeeds and its report shows mIoU and the per-class IoU."""
+    By, browser, dag_id = _by(), user, "semantic_segmentation"
+    trigger = _open_trigger_form(browser, airflow, dag_id)
     browser.save_screenshot(str(shots / "7-segmentation-form.png"))
     form = browser.find_element(By.TAG_NAME, "body").text
     assert "Label map" in form and "num_classes" in form
     assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
+    trigger.click()
+    run = _finished_run(browser, airflow, dag_id)
+    _open_report(browser, airflow, run["dag_run_id"], dag_id)
+    browser.save_screenshot(str(shots / "8-segmentation-report.png"))
+    folder = next((airflow.data_root / "runs" / dag_id).glob("run=*"))
+    evaluation = json.loads((folder / "evaluate" / "evaluation.json").read_text())
+    assert browser.find_element(By.CSS_SELECTOR, "p.headline").text == (
+        f"mIoU {evaluation['mIoU']:.4f}"
+    )
+    per_class = browser.find_element(By.CSS_SELECTOR, "table.per-class").text
+    scored = [v["iou"] for v in evaluation["per_class"].values() if v["iou"] is not None]
+    assert scored and all(f"iou {iou:.4f}" in per_class for iou in scored)
+    assert _pictures_load(browser) >= 2  # confusion matrix, overlays, learning curves
