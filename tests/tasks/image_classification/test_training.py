@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from tasks.image_classification.serving import load_predictor
 from tasks.train import main
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def train(ml):
@@ -84,3 +89,24 @@ def test_truncated_recordio_names_the_byte_offset(tmp_path, shapes, make_ml_root
     assert train(ml) == 2
     failure = ml.failure_path.read_text()
     assert "validation.rec: truncated record at byte offset" in failure
+
+
+def test_a_seeded_run_repeats_exactly(tmp_path, shapes, make_ml_root, tiny):
+    """VISION_PIPELINES_SEED: two runs, each in a fresh process, train the same model (every
+    epoch's losses equal to the last bit): seeded initial weights, shuffling and
+    augmentation, and TensorFlow's deterministic ops. (Unseeded, the losses differ.)"""
+    losses = []
+    for name in ("first", "second"):
+        ml = make_ml_root(tmp_path / name, shapes, {**tiny, "augmentation_type": "crop_color"})
+        done = subprocess.run(
+            [sys.executable, "-m", "tasks.train", "--algorithm", "image-classification"]
+            + ["--ml-root", str(ml.root)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "VISION_PIPELINES_SEED": "3"},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        epochs = json.loads(ml.metrics_path.read_text())["epochs"]
+        losses.append([(e["train_loss"], e["validation_loss"]) for e in epochs])
+    assert losses[0] == losses[1]
