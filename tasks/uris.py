@@ -40,9 +40,9 @@ def check_uri(uri: str, what: str) -> str:
     """`uri` if runs may use it; else one sentence naming `what` (e.g. "dataset_uri"), the URI
     and what is allowed."""
     scheme, sep, rest = uri.partition("://")
-    local_path = uri if not sep else rest if scheme == "file" else "/"
-    if not local_path.startswith("/"):
-        # The Airflow side and the step would resolve it from different folders.
+    if (not sep or scheme == "file") and not (rest if sep else uri).startswith("/"):
+        # A relative local path: the Airflow side and the step would resolve it from different
+        # folders.
         raise InputError(
             f"{what} {uri!r} is a relative path; write an absolute one (/srv/ml/... or "
             "file:///srv/ml/...) or s3://bucket/..."

@@ -11,8 +11,9 @@ import pytest
 from tasks.data.lst_validation import validate_lst
 from tasks.data.recordio import RecordIOReader, read_index
 from tasks.data.synthetic import make_multilabel_dataset, make_shapes_dataset
-from tests.dag_runs import airflow_home, image_classification_conf, last_model_event
+from tests.dag_runs import airflow_home, last_model_event
 from tests.dag_runs import dags_test as run_dag
+from tests.dag_runs import image_classification_conf as conf
 
 pytestmark = pytest.mark.integration
 LOGICAL_DATE = "2026-01-01T00:00:00+00:00"
@@ -30,9 +31,6 @@ def dags_test(env, conf, logical_date=LOGICAL_DATE):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), per_class=8, size=16)
-
-
-conf = image_classification_conf
 
 
 def test_pipeline_runs_end_to_end_and_reruns_idempotently(airflow_env, dataset, tmp_path):

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from tasks.data.synthetic import make_shapes_dataset
-from tests.dag_runs import airflow_home, dags_test, image_classification_conf, last_model_event
+from tests.dag_runs import airflow_home, dags_test, last_model_event
+from tests.dag_runs import image_classification_conf as conf
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +22,6 @@ def airflow_env(tmp_path_factory):
 
 def run(env, conf, logical_date):
     return dags_test(env, "image_classification", logical_date, conf)
-
-
-conf = image_classification_conf
 
 
 def test_the_gate_promotes_a_better_challenger_and_keeps_a_better_champion(
