@@ -18,7 +18,8 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation
+.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation \
+	images pin-images
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -80,7 +81,7 @@ format: $(VENV)/.installed
 # trainer tests (TensorFlow) in .venv-trainer.
 AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests/tasks/test_recordio_cli.py \
 	tests/tasks/test_im2rec.py tests/tasks/test_atomic.py tests/tasks/test_artifact.py \
-	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/test_lint_scope.py tests/test_locks.py \
+	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/test_lint_scope.py tests/test_locks.py tests/test_base_images.py \
 	tests/test_end_to_end.py tests/test_end_to_end_gate.py tests/test_end_to_end_tf.py \
 	tests/test_end_to_end_segmentation.py
 TRAINER_TESTS := tests/tasks/image_classification tests/tasks/image_classification_tf \
@@ -108,6 +109,14 @@ browser:
 # Byte-level comparisons with MXNet 1.9.1's im2rec and recordio, in their own environment.
 test-interop: $(MXNET_VENV)/.installed
 	$(MXNET_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/interop
+
+# The Airflow and trainer images, on the digest-pinned bases of docker/base-images.lock (a base
+# pinned by tag only is refused before anything is built); pin-images asks the registries.
+images: $(VENV)/.installed
+	$(VENV)/bin/python scripts/base_images.py build
+
+pin-images: $(VENV)/.installed
+	$(VENV)/bin/python scripts/base_images.py pin
 
 clean:
 	rm -rf $(AIRFLOW_HOME) data/runs data/work data/datasets
