@@ -8,6 +8,7 @@ PYTHON ?= python3.11
 VENV := .venv
 TRAINER_VENV := .venv-trainer
 MXNET_VENV := .venv-mxnet
+GE_VENV := .venv-ge
 PIP_QUIET := -q --disable-pip-version-check
 
 export AIRFLOW_HOME := $(CURDIR)/.airflow
@@ -44,15 +45,20 @@ $(TRAINER_VENV)/.installed: docker/trainer/requirements.txt docker/trainer/requi
 $(MXNET_VENV)/.installed: tests/interop/requirements.txt tests/interop/requirements.lock
 	$(call venv,$(MXNET_VENV),tests/interop/requirements.txt,tests/interop/requirements.lock)
 
+# Only for the manifest benchmark: Great Expectations, the reference it is measured against.
+$(GE_VENV)/.installed: scripts/great_expectations.requirements.txt scripts/great_expectations.lock
+	$(call venv,$(GE_VENV),scripts/great_expectations.requirements.txt,scripts/great_expectations.lock)
+
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1
 
-# Re-resolve both environments' exact versions from their requirement files.
-lock: setup $(MXNET_VENV)/.installed
+# Re-resolve every environment's exact versions from its requirement files.
+lock: setup $(MXNET_VENV)/.installed $(GE_VENV)/.installed
 	$(VENV)/bin/pip freeze --exclude-editable > requirements.lock
 	$(TRAINER_VENV)/bin/pip freeze --exclude-editable > docker/trainer/requirements.lock
 	$(MXNET_VENV)/bin/pip freeze --exclude-editable > tests/interop/requirements.lock
+	$(GE_VENV)/bin/pip freeze --exclude-editable > scripts/great_expectations.lock
 	$(VENV)/bin/python scripts/lock_hashes.py requirements.txt requirements.runtime.lock
 	$(TRAINER_VENV)/bin/python scripts/lock_hashes.py docker/trainer/requirements.txt \
 		docker/trainer/requirements.runtime.lock
@@ -125,7 +131,7 @@ clean:
 bench-data: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_data.py
 
-bench-manifest: setup
+bench-manifest: setup $(GE_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_manifest.py
 
 bench-train: setup $(MXNET_VENV)/.installed

@@ -226,9 +226,9 @@ class RecordIOPackOperator(RunStepOperator):
 
 
 class ManifestValidationOperator(RunStepOperator):
-    """Checks an augmented manifest (parsing, AttributeNames, labels, references) before training,
-    with Great Expectations for the column checks; its validation result is saved beside the
-    outputs even when the manifest fails.
+    """Checks an augmented manifest (parsing, AttributeNames, labels, references, duplicates)
+    before training, in one pass and bounded memory; its validation result (expectation types and
+    counts as Great Expectations names them) is saved beside the outputs even when it fails.
 
     :param manifest_uri: the `.manifest` / `.jsonl` file (templated).
     :param output_uri: folder for `manifest_validation.json` (templated).

@@ -1,6 +1,5 @@
 """`python -m tasks.manifest validate|convert MANIFEST ...`: check an augmented manifest, or turn
-it into `.lst` + `.rec` + `.idx` (images packed as they are). Needs the Airflow environment
-(Great Expectations)."""
+it into `.lst` + `.rec` + `.idx` (images packed as they are)."""
 
 from __future__ import annotations
 
