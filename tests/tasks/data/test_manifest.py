@@ -250,13 +250,15 @@ def test_validation_finds_every_problem_and_duplicate_in_one_pass(tmp_path):
     )
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking process (a pytest worker).
 PEAK_MEMORY = """
-import resource, sys
+import re, sys
 from pathlib import Path
 from tasks.data.manifest_validation import validate_manifest
 records = validate_manifest(Path(sys.argv[1]), attribute_names=["source-ref", "class"],
                             content_type="application/x-recordio", num_classes=10)
-print(records, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+peak_kib = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)
+print(records, int(peak_kib) // 1024)
 """
 
 
