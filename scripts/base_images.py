@@ -23,7 +23,8 @@ from tasks.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "docker" / "base-images.lock"
-DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+SHA256 = r"sha256:[0-9a-f]{64}"
+DIGEST = re.compile(rf"@{SHA256}$")
 ALLOWED = "name:tag@sha256:<64 hex digits>"
 FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", re.IGNORECASE)
 ARG = re.compile(r"^\s*ARG\s+(\w+)(?:=(\S*))?", re.IGNORECASE)
@@ -40,6 +41,10 @@ class Base:
     line: int
 
 
+def dockerfile_of(image: str) -> Path:
+    return ROOT / "docker" / image / "Dockerfile"
+
+
 def read_lock(lock: Path) -> list[Base]:
     """The lock's entries; a malformed line or an image without a Dockerfile is refused."""
     bases = []
@@ -51,7 +56,7 @@ def read_lock(lock: Path) -> list[Base]:
             raise BaseImageError(
                 f"{lock}:{number}: {text.strip()!r} must be two fields, IMAGE REFERENCE"
             )
-        if not (ROOT / "docker" / fields[0] / "Dockerfile").is_file():
+        if not dockerfile_of(fields[0]).is_file():
             raise BaseImageError(
                 f"{lock}:{number}: image {fields[0]!r} has no docker/{fields[0]}/Dockerfile"
             )
@@ -113,23 +118,21 @@ def registry_digest(reference: str) -> str:
         digest = json.loads(answer.stdout)["digest"]
     except (ValueError, KeyError, TypeError):
         digest = None
-    if not isinstance(digest, str) or not DIGEST.search("@" + digest):
+    if not isinstance(digest, str) or not re.fullmatch(SHA256, digest):
         raise BaseImageError(f"the registry's answer for {name!r} has no sha256 digest")
     return digest
 
 
 def pin(lock: Path) -> list[str]:
     """Write every tag's current digest into `lock` (atomically); the new references."""
-    bases = read_lock(lock)
-    pinned = {
-        base.line: f"{DIGEST.sub('', base.reference)}@{registry_digest(base.reference)}"
-        for base in bases
-    }
     lines = lock.read_text(encoding="utf-8").splitlines()
-    for base in bases:
-        lines[base.line - 1] = f"{base.image} {pinned[base.line]}"
+    pinned = []
+    for base in read_lock(lock):
+        reference = f"{DIGEST.sub('', base.reference)}@{registry_digest(base.reference)}"
+        lines[base.line - 1] = f"{base.image} {reference}"
+        pinned.append(reference)
     atomic_write_text(lock, "\n".join(lines) + "\n")
-    return list(pinned.values())
+    return pinned
 
 
 def build(lock: Path, images: list[str], tag: str) -> None:
@@ -140,7 +143,7 @@ def build(lock: Path, images: list[str], tag: str) -> None:
         raise BaseImageError(f"{lock}: no base listed for {', '.join(sorted(missing))}")
     problems = unpinned(lock, bases)
     for base in bases:
-        problems += dockerfile_problems(ROOT / "docker" / base.image / "Dockerfile")
+        problems += dockerfile_problems(dockerfile_of(base.image))
     if problems:
         raise BaseImageError("\n".join(problems))
     for base in bases:
@@ -150,7 +153,7 @@ def build(lock: Path, images: list[str], tag: str) -> None:
             "--build-arg",
             f"BASE={base.reference}",
             "-f",
-            str(ROOT / "docker" / base.image / "Dockerfile"),
+            str(dockerfile_of(base.image)),
             "-t",
             f"vision-pipelines-{base.image}:{tag}",
             str(ROOT),

@@ -4,19 +4,20 @@ used the usual way (every record in one DataFrame, one validation), same file, s
 Both check the same things (JSON lines, references' form, unique references, class range). Great
 Expectations runs in its own environment (.venv-ge, `scripts/great_expectations.lock`); ours in
 the Airflow environment, which no longer has it. Ours is also run on a tenth of the lines, to show
-that its memory does not grow with the manifest. Peak memory is the whole process's max RSS.
+how little its memory grows with the manifest. Peak memory is the whole process's max RSS.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmark_report import ROOT, timed, write_section
+
+from tasks.data.synthetic import write_reference_manifest
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 GE_PYTHON = ROOT / ".venv-ge" / "bin" / "python"
@@ -55,13 +56,6 @@ assert result.success
 """
 
 
-def write_manifest(path: Path, lines: int) -> None:
-    with open(path, "w") as f:
-        for i in range(lines):
-            ref = f"s3://datasets/flowers/train/{i % 10}/{i:08d}.jpg"
-            f.write(json.dumps({"source-ref": ref, "class": str(i % 10)}) + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,8 +66,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-manifest-") as tmp:
         big, small = Path(tmp) / "big.manifest", Path(tmp) / "small.manifest"
         print(f"writing {args.lines} and {args.lines // 10} manifest lines ...", flush=True)
-        write_manifest(big, args.lines)
-        write_manifest(small, args.lines // 10)
+        write_reference_manifest(big, args.lines)
+        write_reference_manifest(small, args.lines // 10)
         _, ge_import = timed([GE_PYTHON, "-c", GE_IMPORT])
         reference = timed([GE_PYTHON, "-c", ONE_DATAFRAME, big])
         ours = timed([PYTHON, "-c", OURS, big])

@@ -26,33 +26,34 @@ _REF = re.compile(REF_PATTERN)
 
 @dataclass
 class Expectation:
-    """One column expectation over the records: its failures counted, the first lines kept."""
+    """One expectation over the records: its failures counted, the first lines kept."""
 
     type: str
     kwargs: dict
-    unexpected: Callable[[ManifestRecord], str | None]
-    """The reason a record fails it, or None."""
-    element_count: int = 0
+    unexpected: Callable[[ManifestRecord], str | None] | None = None
+    """For a column expectation, the reason a record fails it, or None."""
     unexpected_count: int = 0
     lines: list[int] = field(default_factory=list)
 
-    def check(self, record: ManifestRecord, log: ProblemLog) -> None:
-        self.element_count += 1
-        why = self.unexpected(record)
-        if why is None:
-            return
+    def fail(self, line: int, why: str, log: ProblemLog) -> None:
         self.unexpected_count += 1
         if len(self.lines) < MAX_SHOWN:
-            self.lines.append(record.line)
-        log.add(Problem(record.line, why))
+            self.lines.append(line)
+        log.add(Problem(line, why))
 
-    def result(self) -> dict:
+    def check(self, record: ManifestRecord, log: ProblemLog) -> None:
+        why = self.unexpected(record)
+        if why is not None:
+            self.fail(record.line, why, log)
+
+    def result(self, element_count: int) -> dict:
+        """The outcome as Great Expectations' SUMMARY result names it (lines as the index)."""
         return {
             "expectation_type": self.type,
             "kwargs": self.kwargs,
             "success": self.unexpected_count == 0,
             "result": {
-                "element_count": self.element_count,
+                "element_count": element_count,
                 "unexpected_count": self.unexpected_count,
                 "partial_unexpected_index_list": self.lines,
             },
@@ -99,8 +100,10 @@ def expectations(num_classes: int | None, multi_label: bool) -> list[Expectation
     return found
 
 
-def _duplicates(manifest: Path, digests: array, lines: array, log: ProblemLog, **options) -> int:
-    """Report every line whose reference appears more than once; return how many lines."""
+def _duplicates(
+    manifest: Path, digests: array, lines: array, unique: Expectation, log: ProblemLog, **options
+) -> None:
+    """Fail `unique` for every line whose reference appears more than once."""
     import numpy as np
 
     keys = np.frombuffer(digests, dtype=np.uint64)
@@ -112,19 +115,16 @@ def _duplicates(manifest: Path, digests: array, lines: array, log: ProblemLog, *
     repeated[:-1] |= same
     candidates = set(np.frombuffer(lines, dtype=np.uint32)[order[repeated]].tolist())
     if not candidates:
-        return 0
+        return
     # Equal digests are confirmed on the references themselves (a second pass, only these lines).
     refs: dict[str, list[int]] = {}
     for item in iter_manifest(manifest, **options):
         if isinstance(item, ManifestRecord) and item.line in candidates:
             refs.setdefault(item.ref, []).append(item.line)
-    count = 0
     for ref, where in refs.items():
         if len(where) > 1:
-            count += len(where)
             for line in where:
-                log.add(Problem(line, f"reference {ref!r} appears more than once"))
-    return count
+                unique.fail(line, f"reference {ref!r} appears more than once", log)
 
 
 def validate_manifest(
@@ -146,11 +146,10 @@ def validate_manifest(
     )
     log = ProblemLog()
     checks = expectations(num_classes, options["multi_label"])
+    unique = Expectation("expect_column_values_to_be_unique", {"column": "ref"})
     digests, lines = array("Q"), array("I")
-    parse_problems = 0
     for item in iter_manifest(manifest, **options):
         if isinstance(item, Problem):
-            parse_problems += 1
             log.add(item)
             continue
         for check in checks:
@@ -158,21 +157,16 @@ def validate_manifest(
         # The process's own str hash: equal digests are confirmed on the references.
         digests.append(hash(item.ref) & 0xFFFF_FFFF_FFFF_FFFF)
         lines.append(item.line)
-    duplicates = _duplicates(manifest, digests, lines, log, **options)
+    _duplicates(manifest, digests, lines, unique, log, **options)
     if result_path is not None:
-        unique = {
-            "expectation_type": "expect_column_values_to_be_unique",
-            "kwargs": {"column": "ref"},
-            "success": duplicates == 0,
-            "result": {"element_count": len(lines), "unexpected_count": duplicates},
-        }
+        expected = [*checks, unique]
         document = {
             "success": log.count == 0,
             "records": len(lines),
-            "unparsed_lines": parse_problems,
-            "duplicate_reference_lines": duplicates,
+            "unparsed_lines": log.count - sum(e.unexpected_count for e in expected),
+            "duplicate_reference_lines": unique.unexpected_count,
             "problems": log.count,
-            "results": [check.result() for check in checks] + [unique],
+            "results": [e.result(len(lines)) for e in expected],
         }
         atomic_write_text(result_path, json.dumps(document, indent=1) + "\n")
     if log.count:

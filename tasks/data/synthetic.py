@@ -164,6 +164,15 @@ def make_multilabel_dataset(
     return manifest
 
 
+def write_reference_manifest(path: Path, lines: int, classes: int = 10) -> None:
+    """A single-label manifest of `lines` distinct s3:// references (no images behind them),
+    for measuring manifest validation."""
+    with open(path, "w") as f:
+        for i in range(lines):
+            ref = f"s3://datasets/flowers/train/{i % classes}/{i:08d}.jpg"
+            f.write(json.dumps({"source-ref": ref, "class": str(i % classes)}) + "\n")
+
+
 def draw_scene(
     size: tuple[int, int], classes: int, rng: np.random.Generator, *, shapes: int = 3
 ) -> tuple[Image.Image, np.ndarray]:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from tasks.data.manifest import ManifestError, label_format_of, read_manifest, to_lst_entries
 from tasks.data.manifest_validation import validate_manifest
+from tasks.data.synthetic import write_reference_manifest
 from tasks.manifest import main as manifest_cli
 
 
@@ -268,10 +269,7 @@ def test_validation_memory_stays_small_as_the_manifest_grows(tmp_path):
     peaks = {}
     for lines in (20_000, 200_000):
         manifest = tmp_path / f"{lines}.manifest"
-        with open(manifest, "w") as f:
-            for i in range(lines):
-                ref = f"s3://datasets/flowers/train/{i % 10}/{i:08d}.jpg"
-                f.write(json.dumps({"source-ref": ref, "class": str(i % 10)}) + "\n")
+        write_reference_manifest(manifest, lines)
         done = subprocess.run(
             [sys.executable, "-c", PEAK_MEMORY, str(manifest)],
             capture_output=True,
