@@ -34,6 +34,7 @@ from tasks.contract import (
     SUMMARY,
     Step,
 )
+from tasks.signing import KEY_ENV as MODEL_KEY_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POD_ML_ROOT = "/opt/ml"
@@ -90,6 +91,9 @@ class KubernetesSettings:
     """{"requests": {"cpu", "memory"}, "limits": {...}} of every step pod."""
     automount_token: bool = False
     """Mount the service account's API token (the steps do not call the Kubernetes API)."""
+    model_key_secret: str = "vision-pipelines-model-key"
+    """The Secret whose `key` entry signs and checks model archives in the pods (every pod must
+    share one key: a pod's own generated key would die with it)."""
 
     def __post_init__(self) -> None:
         if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
@@ -120,6 +124,9 @@ class KubernetesSettings:
             ),
             resources=_json_env("VISION_PIPELINES_K8S_RESOURCES", DEFAULT_RESOURCES),
             automount_token=os.environ.get("VISION_PIPELINES_K8S_AUTOMOUNT_TOKEN", "") == "true",
+            model_key_secret=os.environ.get(
+                "VISION_PIPELINES_K8S_MODEL_KEY_SECRET", "vision-pipelines-model-key"
+            ),
         )
 
 
@@ -204,6 +211,7 @@ def container_task(
             "object storage URIs (s3://...) for the dataset and output, or runner=local"
         )
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
 
     settings = kubernetes or KubernetesSettings.from_env()
@@ -251,6 +259,7 @@ def container_task(
             "vision-pipelines/step": step.step,
         },
         env_vars={**STEP_ENVIRONMENT, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"},
+        secrets=[Secret("env", MODEL_KEY_ENV, settings.model_key_secret, "key")],
         get_logs=True,
         on_finish_action="delete_pod",
         deferrable=deferrable,

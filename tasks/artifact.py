@@ -17,6 +17,7 @@ from typing import Any
 
 from tasks.atomic import atomic_path
 from tasks.errors import InputError
+from tasks.signing import KEY_ENV, model_key
 
 MAX_MEMBERS_ENV = "VISION_PIPELINES_MODEL_MAX_MEMBERS"
 MAX_BYTES_ENV = "VISION_PIPELINES_MODEL_MAX_BYTES"
@@ -24,8 +25,7 @@ DEFAULT_MAX_MEMBERS = 10_000
 DEFAULT_MAX_BYTES = 16 * 2**30
 MANIFEST = "manifest.json"
 CHECKSUMS = "checksums.json"
-"""SHA-256 of every other member, HMAC-signed with the deployment's key when it has one."""
-KEY_ENV = "VISION_PIPELINES_MODEL_KEY"
+"""SHA-256 of every other member, HMAC-signed with the deployment's key (tasks.signing)."""
 ALLOW_FOREIGN_ENV = "VISION_PIPELINES_ALLOW_FOREIGN_MODELS"
 SAVED_MODEL = "saved_model"
 KERAS_MODEL = "model.keras"
@@ -131,12 +131,9 @@ def _digests(root: Path) -> dict[str, str]:
     return found
 
 
-def _signature(files: Mapping[str, str]) -> str | None:
-    key = os.environ.get(KEY_ENV)
-    if not key:
-        return None
+def _signature(files: Mapping[str, str]) -> str:
     message = json.dumps(dict(files), sort_keys=True).encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(model_key(), message, hashlib.sha256).hexdigest()
 
 
 def write_artifact(tar_path: Path, manifest: ModelManifest, members: Mapping[str, Path]) -> None:
@@ -201,9 +198,10 @@ def _check_provenance(root: Path, source: Path) -> None:
         raise ArtifactError(
             f"{source}: its files do not match its {CHECKSUMS} (changed after training); " + hint
         )
-    expected = _signature(files)
-    if expected and not hmac.compare_digest(str(recorded.get("hmac_sha256")), expected):
-        raise ArtifactError(f"{source}: not signed with this deployment's key ({KEY_ENV}); " + hint)
+    if not hmac.compare_digest(str(recorded.get("hmac_sha256")), _signature(files)):
+        raise ArtifactError(
+            f"{source}: not signed with this deployment's key ({KEY_ENV} or its key file); " + hint
+        )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 list      every model id of the registry: input size, whether it is available offline here
           (TFHUB_CACHE_DIR or VISION_PIPELINES_TFHUB_MIRROR), name
 mirror    copy a downloaded hub model (SavedModel folder or .tar.gz) into the mirror
+digest    the SHA-256 to pin a module with (registry "sha256", VISION_PIPELINES_TRUSTED_MODULES)
 package   a pre-trained classifier as a model.tar.gz for evaluate and batch transform, as is
 """
 
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from tasks.contract import run_job
-from tasks.hub.mirror import MIRROR_ENV, describe_registry, mirror
+from tasks.hub.mirror import MIRROR_ENV, describe_registry, digest_of, mirror
 from tasks.hub.registry import KINDS
 
 
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     copy.add_argument("source", type=Path, help="SavedModel folder or .tar.gz (a download)")
     copy.add_argument("--kind", choices=KINDS, default="feature_vector")
     copy.add_argument("--to", help=f"mirror prefix (default ${MIRROR_ENV})")
+    pin = commands.add_parser("digest", help="the SHA-256 that pins a module")
+    pin.add_argument("source", type=Path, help="SavedModel folder or .tar.gz")
     package = commands.add_parser("package", help="a pre-trained classifier, as is")
     package.add_argument("model_id")
     package.add_argument("--labels", type=Path, required=True, help="one label per line")
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_job(
             lambda: print(mirror(args.model_id, args.source, kind=args.kind, to=args.to)), None
         )
+    if args.command == "digest":
+        return run_job(lambda: print(digest_of(args.source)), None)
 
     def run_package() -> None:
         from tasks.image_classification_tf.as_is import package_classifier

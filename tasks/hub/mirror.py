@@ -14,6 +14,7 @@ import io
 import os
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import fsspec
@@ -21,6 +22,7 @@ import fsspec
 from tasks.artifact import safe_extract
 from tasks.errors import InputError
 from tasks.hub.registry import KINDS, Kind, get_model, registry
+from tasks.hub.trust import TrustedModule, from_registry, from_user, module_digest
 from tasks.staging import upload
 
 CACHE_ENV = "TFHUB_CACHE_DIR"
@@ -113,14 +115,12 @@ def unpack(tar_path: Path, dest: Path, source: str | None = None) -> Path:
     return find_saved_model(dest, source or str(tar_path))
 
 
-def fetch(model_id: str, kind: Kind, dest: Path) -> Path:
-    """A local SavedModel folder of `kind` of `model_id`: the cache's, or unpacked from the
-    mirror into `dest`."""
+def _fetch_folder(model_id: str, kind: Kind, dest: Path) -> tuple[Path, str]:
     found = locate(model_id, kind)
     if "://" not in found or found.startswith("file://"):
         path = Path(found.removeprefix("file://"))
         if path.is_dir():
-            return path
+            return path, found
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / f"{kind}.tar.gz"
     with fsspec.open(found, "rb") as src, open(archive, "wb") as out:
@@ -128,7 +128,28 @@ def fetch(model_id: str, kind: Kind, dest: Path) -> Path:
             out.write(chunk)
     folder = unpack(archive, dest / kind, found)
     archive.unlink()
-    return folder
+    return folder, found
+
+
+def fetch_module(model_id: str, kind: Kind, dest: Path) -> TrustedModule:
+    """`kind` of `model_id` from the cache, or unpacked from the mirror into `dest`; checked
+    against the registry's pin."""
+    folder, found = _fetch_folder(model_id, kind, dest)
+    return from_registry(folder, model_id, kind, found)
+
+
+def fetch(model_id: str, kind: Kind, dest: Path) -> Path:
+    """A local SavedModel folder of `kind` of `model_id` (see fetch_module)."""
+    return fetch_module(model_id, kind, dest).folder
+
+
+def stage_user_module(
+    path: Path, work: Path, source: str, *, trust: Callable[[Path, str], TrustedModule] = from_user
+) -> TrustedModule:
+    """A hub module given as a SavedModel folder or a .tar.gz of one, unpacked into `work` when
+    packed; `trust` decides (a run's module: refused unless the deployment pinned it)."""
+    folder = find_saved_model(path, source) if path.is_dir() else unpack(path, work, source)
+    return trust(folder, source)
 
 
 def pack(folder: Path, tar_path: Path) -> None:
@@ -160,6 +181,16 @@ def mirror(
         pack(folder, archive)
         upload(archive, uri)
     return uri
+
+
+def digest_of(source: Path) -> str:
+    """The pinning digest of a SavedModel folder or a .tar.gz of one (tasks.hub.trust)."""
+    if source.is_dir():
+        return module_digest(find_saved_model(source, str(source)))
+    if not source.is_file():
+        raise InputError(f"{source}: no such file or folder")
+    with tempfile.TemporaryDirectory() as tmp:
+        return module_digest(unpack(source, Path(tmp)))
 
 
 def describe_registry() -> str:

@@ -36,6 +36,8 @@ class HubModel:
     classification: str
     input_size: int
     defaults: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
+    """The pinned digest (tasks.hub.trust.module_digest) of each kind's SavedModel, if pinned."""
 
     def handle(self, kind: Kind) -> str:
         return self.feature_vector if kind == "feature_vector" else self.classification
@@ -52,13 +54,15 @@ def _read(path: Path) -> list[HubModel]:
                 classification=str(m.get("classification", "")),
                 input_size=int(m["input_size"]),
                 defaults={str(k): str(v) for k, v in m.get("defaults", {}).items()},
+                sha256={str(k): str(v).lower() for k, v in m.get("sha256", {}).items()},
             )
             for m in data["models"]
         ]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(
             f"{path}: not a model registry ({type(e).__name__}: {e}); expected "
-            '{"models": [{"model_id", "feature_vector", "input_size", ...}]}'
+            '{"models": [{"model_id", "feature_vector", "input_size", "sha256": {kind: hex},'
+            " ...}]}"
         ) from e
 
 

@@ -7,6 +7,8 @@ model normalizes them itself, so serving only decodes and resizes.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 from dataclasses import dataclass
 
 import keras
@@ -51,15 +53,45 @@ RESNETS: dict[int, ResNetSpec] = {
 }
 
 
+def _dilated_conv_gradient_runs() -> bool:
+    import tensorflow as tf
+
+    x, k = tf.ones([1, 5, 5, 1]), tf.ones([3, 3, 1, 1])
+    try:
+        with tf.GradientTape() as tape:
+            tape.watch(k)
+            y = tf.nn.conv2d(x, k, strides=1, padding="SAME", dilations=2)
+        tape.gradient(y, k)
+    except tf.errors.InvalidArgumentError:
+        return False
+    return True
+
+
+@functools.cache
+def native_dilated_conv_trains() -> bool:
+    """Whether TensorFlow's own dilated Conv2D has a gradient on this machine's devices (its
+    CPU kernel has one only with oneDNN, which needs AVX-512): a tiny probe, once, in a thread
+    of its own, which runs eagerly even when asked while a graph is traced (init_scope would
+    pause the gradient tape)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(_dilated_conv_gradient_runs).result()
+
+
 @keras.saving.register_keras_serializable("vision_pipelines")
 class AtrousConv2D(layers.Conv2D):
     """A dilated Conv2D that runs as TensorFlow's own dilated Conv2D op. Keras' TensorFlow
     backend dilates through tf.nn.convolution, i.e. space-to-batch, which on CPU made a 3x3
     rate-36 convolution's training step ~100x slower (7.4 s against 0.07 s, 8x8x2048 input);
-    other backends and strided convolutions keep Keras' own op."""
+    other backends, strided convolutions and CPUs whose TensorFlow cannot train a dilated
+    Conv2D (without oneDNN: "Current CPU implementations do not yet support dilation rates
+    larger than 1" in Conv2DBackpropFilter) keep Keras' own op."""
 
     def convolution_op(self, inputs, kernel):
-        if keras.backend.backend() != "tensorflow" or tuple(self.strides) != (1, 1):
+        if (
+            keras.backend.backend() != "tensorflow"
+            or tuple(self.strides) != (1, 1)
+            or not native_dilated_conv_trains()
+        ):
             return super().convolution_op(inputs, kernel)
         import tensorflow as tf
 

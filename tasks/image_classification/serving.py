@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tasks.image_classification.data import preprocess
+from tasks.saved_model_ops import load_saved_model
 
 OUTPUT_KEY = "probabilities"
 
@@ -45,7 +46,7 @@ def export_saved_model(
 
 def load_predictor(saved_model_dir: Path):
     """A callable: list of encoded images -> numpy probabilities [batch, classes]."""
-    loaded = tf.saved_model.load(str(saved_model_dir))
+    loaded = load_saved_model(saved_model_dir)
     signature = loaded.signatures["serving_default"]
 
     def predict(images: list[bytes]):

@@ -12,8 +12,9 @@ import tf_keras
 
 from tasks.artifact import SAVED_MODEL, ModelManifest, write_artifact
 from tasks.errors import InputError
-from tasks.hub.mirror import fetch, find_saved_model, unpack
+from tasks.hub.mirror import fetch_module, stage_user_module
 from tasks.hub.registry import get_model
+from tasks.hub.trust import from_command_line
 from tasks.image_classification_tf.hyperparameters import ALGORITHM
 from tasks.image_classification_tf.network import declared_input_size, load_module
 from tasks.image_classification_tf.serving import export_saved_model
@@ -41,12 +42,10 @@ def package_classifier(
     with TemporaryDirectory() as tmp:
         work = Path(tmp)
         if model is None:
-            folder = fetch(model_id, "classification", work / "hub")
-        elif model.is_dir():
-            folder = find_saved_model(model, str(model))
+            trusted = fetch_module(model_id, "classification", work / "hub")
         else:
-            folder = unpack(model, work / "hub")
-        module = load_module(folder, str(model or model_id))
+            trusted = stage_user_module(model, work / "hub", str(model), trust=from_command_line)
+        module = load_module(trusted)
         size = declared_input_size(module, entry.input_size)
         inputs = tf_keras.Input((*size, 3))
         logits = hub.KerasLayer(module, trainable=False)(inputs)

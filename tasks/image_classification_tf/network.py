@@ -15,8 +15,10 @@ import tensorflow_hub as hub
 import tf_keras
 
 from tasks.errors import InputError
-from tasks.hub.mirror import fetch
+from tasks.hub.mirror import fetch_module
+from tasks.hub.trust import TrustedModule, recheck
 from tasks.image_classification_tf.hyperparameters import TransferHyperparameters
+from tasks.saved_model_ops import check_saved_model
 
 HEAD_WEIGHTS = "head.npz"
 
@@ -34,10 +36,14 @@ class Network:
     input_size: tuple[int, int]
 
 
-def load_module(folder: Path, source: str) -> Any:
-    """Load a TF2 SavedModel hub module; anything else is refused by name."""
+def load_module(trusted: TrustedModule) -> Any:
+    """Load a TF2 SavedModel hub module the deployment trusts, unchanged since it was checked
+    and free of denied ops; anything else is refused by name."""
+    source = trusted.source
+    recheck(trusted)
+    check_saved_model(trusted.folder, source)
     try:
-        module = hub.load(str(folder))
+        module = hub.load(str(trusted.folder))
     except Exception as e:  # noqa: BLE001 - any loading failure means "not a usable module"
         raise InputError(
             f"{source}: cannot be loaded as a TF2 SavedModel hub module ({type(e).__name__}: "
@@ -59,14 +65,12 @@ def declared_input_size(module: Any, default: int) -> tuple[int, int]:
     return default, default
 
 
-def build_network(
-    hp: TransferHyperparameters, folder: Path, *, source: str | None = None
-) -> Network:
-    """The network on the hub module in `folder`; the top layer randomly initialized."""
+def build_network(hp: TransferHyperparameters, trusted: TrustedModule) -> Network:
+    """The network on the hub module `trusted`; the top layer randomly initialized."""
     if hp.num_classes is None:
         raise ValueError("num_classes is known from the data before the network is built")
-    source = source or str(folder)
-    module = load_module(folder, source)
+    source = trusted.source
+    module = load_module(trusted)
     size = declared_input_size(module, hp.model.input_size)
     backbone = hub.KerasLayer(module, trainable=not hp.train_only_top_layer, name="pretrained")
     probe = backbone(tf.zeros([1, *size, 3]))
@@ -95,7 +99,7 @@ def build_network(
 def build_model(hp: TransferHyperparameters) -> Any:
     """The network of `hp.model_id`, its module from the hub cache or the mirror."""
     with tempfile.TemporaryDirectory() as tmp:
-        return build_network(hp, fetch(hp.model_id, "feature_vector", Path(tmp))).model
+        return build_network(hp, fetch_module(hp.model_id, "feature_vector", Path(tmp))).model
 
 
 def save_parts(network: Network, backbone_dir: Path, head_path: Path) -> None:

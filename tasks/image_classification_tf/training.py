@@ -26,7 +26,8 @@ from tasks.data.class_folders import (
     stratified_split,
 )
 from tasks.errors import InputError
-from tasks.hub.mirror import fetch, find_saved_model, unpack
+from tasks.hub.mirror import fetch_module, stage_user_module
+from tasks.hub.trust import TrustedModule, from_signed_archive
 from tasks.image_classification_tf.data import augmentation, batches, image_dataset
 from tasks.image_classification_tf.hyperparameters import ALGORITHM, TransferHyperparameters
 from tasks.image_classification_tf.network import (
@@ -95,15 +96,15 @@ def load_data(ml: MLRoot, hp: TransferHyperparameters) -> Data:
 
 def pretrained_module(
     ml: MLRoot, hp: TransferHyperparameters, work: Path
-) -> tuple[Path, str, ExtractedModel | None]:
-    """(SavedModel folder to start from, where it came from, our previous model when the model
-    channel holds one of this pipeline's model.tar.gz: incremental training)."""
+) -> tuple[TrustedModule, ExtractedModel | None]:
+    """(the trusted module to start from, our previous model when the model channel holds one
+    of this pipeline's model.tar.gz: incremental training)."""
     channel = ml.channel("model")
     if not channel.exists():
-        return fetch(hp.model_id, "feature_vector", work / "hub"), hp.model_id, None
+        return fetch_module(hp.model_id, "feature_vector", work / "hub"), None
     archives = sorted(channel.rglob("*.tar.gz"))
     if not archives:
-        return find_saved_model(channel, "channel 'model'"), str(channel), None
+        return stage_user_module(channel, work / "hub", str(channel)), None
     if len(archives) > 1:
         raise InputError(
             f"channel 'model': expected one hub model (a SavedModel folder or .tar.gz) or one "
@@ -116,7 +117,7 @@ def pretrained_module(
     except (tarfile.TarError, OSError, EOFError) as e:
         raise InputError(f"channel 'model': {archive} is not a readable .tar.gz ({e})") from e
     if not ours:
-        return unpack(archive, work / "hub", f"channel 'model': {archive}"), str(archive), None
+        return stage_user_module(archive, work / "hub", str(archive)), None
     previous = extract_artifact(archive, work / "previous")
     if not (previous.root / BACKBONE).is_dir():
         raise InputError(
@@ -126,7 +127,7 @@ def pretrained_module(
     previous.manifest.check_compatible(
         algorithm=ALGORITHM, architecture=hp.architecture(), source=str(archive)
     )
-    return previous.root / BACKBONE, str(archive), previous
+    return from_signed_archive(previous.root / BACKBONE, str(archive)), previous
 
 
 def build_optimizer(hp: TransferHyperparameters) -> Any:
@@ -180,14 +181,15 @@ def train(ml: MLRoot) -> dict:
         ", ".join(classes),
     )
     with TemporaryDirectory() as tmp:
-        folder, source, previous = pretrained_module(ml, hp, Path(tmp))
+        module, previous = pretrained_module(ml, hp, Path(tmp))
+        source = module.source
         if previous is not None and previous.manifest.class_names != classes:
             raise InputError(
                 f"{source}: incremental training needs the same classes; the model has "
                 f"{', '.join(previous.manifest.class_names)}, the data {', '.join(classes)}"
             )
         with distribution_strategy().scope():
-            network = build_network(hp, folder, source=source)
+            network = build_network(hp, module)
             if previous is not None and hp.reinitialize_top_layer != "True":
                 log.info("incremental training: the top layer continues from %s", source)
                 load_head(network, previous.root / HEAD_WEIGHTS)

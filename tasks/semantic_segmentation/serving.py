@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.saved_model_ops import load_saved_model
 from tasks.semantic_segmentation.network import inference_network
 from tasks.semantic_segmentation.pipeline import working_size
 
@@ -42,7 +43,7 @@ def export_saved_model(model: keras.Model, path: Path, *, base_size: int) -> Non
 
 def load_predictor(saved_model_dir: Path):
     """A callable: list of encoded images -> [(logits at the working size, (height, width))]."""
-    loaded = tf.saved_model.load(str(saved_model_dir))
+    loaded = load_saved_model(saved_model_dir)
     signature = loaded.signatures["serving_default"]
 
     def predict(images: list[bytes]) -> list[tuple[np.ndarray, tuple[int, int]]]:

@@ -373,6 +373,10 @@ def test_pods_are_what_a_cluster_admin_accepts(monkeypatch):
     assert {mounts["/opt/ml"], mounts["/tmp"]} <= empty_dirs
     env = {e.name: e.value for e in container.env}
     assert env["HOME"] == "/tmp" and env["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    # Every pod signs and checks model archives with the deployment's key, from a Secret.
+    key = {e.name: e.value_from for e in container.env}["VISION_PIPELINES_MODEL_KEY"]
+    assert key.secret_key_ref.name == "vision-pipelines-model-key"
+    assert key.secret_key_ref.key == "key"
 
 
 def test_bad_resource_settings_are_named(monkeypatch):

@@ -204,3 +204,44 @@ def test_the_command_line_flag_allows_a_foreign_model(tmp_path, monkeypatch):
     assert "VISION_PIPELINES_ALLOW_FOREIGN_MODELS" not in os.environ
     parser.parse_args(["--allow-foreign-model"])
     assert os.environ["VISION_PIPELINES_ALLOW_FOREIGN_MODELS"] == "1"
+
+
+def _recomputed(work: Path, hmac_value) -> None:
+    """An attacker's archive: a changed graph and checksums recomputed over it."""
+    import hashlib
+
+    (work / SAVED_MODEL / "saved_model.pb").write_bytes(b"forged graph")
+    checksums = json.loads((work / "checksums.json").read_text())
+    files = checksums["sha256"]
+    files[f"{SAVED_MODEL}/saved_model.pb"] = hashlib.sha256(b"forged graph").hexdigest()
+    (work / "checksums.json").write_text(json.dumps({"sha256": files, "hmac_sha256": hmac_value}))
+
+
+@pytest.mark.parametrize("hmac_value", [None, "0" * 64])
+def test_without_a_configured_key_a_generated_one_signs_so_recomputed_checksums_are_refused(
+    tmp_path, monkeypatch, hmac_value
+):
+    """Hardening item 5: with no key set, checksums were plain SHA-256 that anyone could
+    recompute, and the forged saved_model/ loaded. Now a key is generated on first use."""
+    from tasks.signing import KEY_ENV, KEY_FILE_ENV
+
+    monkeypatch.delenv("VISION_PIPELINES_ALLOW_FOREIGN_MODELS", raising=False)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key_file = tmp_path / "settings" / "model.key"
+    monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
+    tar = _artifact(tmp_path)
+    assert key_file.is_file() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert extract_artifact(tar, tmp_path / "ok").manifest == MANIFEST_VALUES
+    forged = _repacked(tmp_path, tar, lambda w: _recomputed(w, hmac_value))
+    with pytest.raises(ArtifactError, match="not signed with this deployment's key"):
+        extract_artifact(forged, tmp_path / "forged")
+
+
+def test_the_generated_key_is_kept_and_reused(tmp_path, monkeypatch):
+    from tasks.signing import KEY_ENV, KEY_FILE_ENV, model_key
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "model.key"))
+    first = model_key()
+    assert len(first) == 64 and model_key() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["model.key"]

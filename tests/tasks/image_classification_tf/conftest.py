@@ -10,6 +10,18 @@ from tasks.data.synthetic import make_shapes_dataset
 from tests.tasks.image_classification_tf.hub_modules import tar_module
 
 
+@pytest.fixture(scope="session", autouse=True)
+def trusted_test_module(feature_vector) -> str:
+    """The tests' own feature vector module, pinned by the deployment (the subprocesses the tests
+    start inherit the setting)."""
+    from tasks.hub.trust import TRUSTED_ENV, module_digest
+
+    with pytest.MonkeyPatch.context() as patch:
+        digest = module_digest(feature_vector)
+        patch.setenv(TRUSTED_ENV, digest)
+        yield digest
+
+
 @pytest.fixture(scope="session")
 def feature_vector_tar(feature_vector, tmp_path_factory) -> Path:
     return tar_module(feature_vector, tmp_path_factory.mktemp("hub-tar") / "module.tar.gz")

@@ -68,6 +68,27 @@ def save_feature_vector(
     return path
 
 
+class _Payload(tf.Module):
+    """A feature vector whose call also reads a file and writes another: the attack of a
+    SavedModel that is code."""
+
+    def __init__(self, read: str, write: str):
+        super().__init__()
+        self.read, self.write = read, write
+        self.kernel = tf.Variable(tf.ones([3, FEATURES]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def __call__(self, images):
+        tf.io.write_file(self.write, tf.io.read_file(self.read))
+        return tf.matmul(tf.reduce_mean(images, axis=[1, 2]), self.kernel)
+
+
+def save_payload_module(path: Path, *, read: str, write: str) -> Path:
+    """A hub-shaped module that copies `read` to `write` when it is called."""
+    tf.saved_model.save(_Payload(read, write), str(path))
+    return path
+
+
 def save_classifier(path: Path, num_classes: int, *, size: int = 32) -> Path:
     """A classification module (logits, as TF Hub's classifiers return them)."""
     tf_keras.utils.set_random_seed(1)
