@@ -1,339 +1,67 @@
-"""GPU steps (train, evaluate, batch transform): one factory makes the pod or the local runner.
+"""GPU steps (train, evaluate, batch transform): the runner-agnostic step operator and the one
+factory that hands a step to the runner a run chose (operators/runners/).
 
-Both run the same `python -m tasks.job ...` command line with the same ml-root layout; only the
-ml-root's place differs (`/opt/ml` in the pod, a run-scoped folder on local disk).
+Every runner runs the same `python -m tasks.job ...` command line with the same ml-root layout;
+only the ml-root's place differs (`/opt/ml` in a pod, a run-scoped folder on local disk).
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
-import logging
 import os
-import re
-import signal
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from operators.paths import run_key
 from operators.run_record import RunStepOperator, record_run
+from operators.runners import get_runner
+from operators.runners.base import ContainerStep, StepRequest, StepRunner
+from operators.runners.local import PROJECT_ROOT
 from operators.storage import remove_prefix
-from tasks.algorithms import TRAINER, Environment, get_algorithm
+from tasks.algorithms import get_algorithm
 from tasks.contract import (
     EXIT_BAD_INPUT,
-    FAILED_PREFIX,
     MODEL_ARCHIVE,
     STEP_RESULTS,
     SUMMARY,
     Step,
 )
-from tasks.signing import KEY_ENV as MODEL_KEY_ENV
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-POD_ML_ROOT = "/opt/ml"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-STEP_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-"""Every step's environment, local or pod: unbuffered output, TensorFlow's C++ INFO/WARNING
-logs off."""
-# TensorFlow's C++ startup chatter (info/warning lines in absl's format, printed before any
-# log level applies, and the CUDA probe failing on a machine without a GPU): kept at DEBUG, so
-# that a task log starts with the step's own lines.
-NATIVE_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
-    r"|[IW]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]"
-    r"|E\d{4} [\d:.]+\s+\d+ cuda_\w+\.cc:\d+\] failed call to cuInit)"
-)
-
-
-class Runner(StrEnum):
-    LOCAL = "local"
-    KUBERNETES = "kubernetes"
-
-
-def _json_env(name: str, default: Any) -> Any:
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"environment variable {name} must be JSON, got {text!r}") from e
-
-
-DEFAULT_RESOURCES = {
-    "requests": {"cpu": "2", "memory": "8Gi"},
-    "limits": {"cpu": "8", "memory": "32Gi"},
-}
-"""CPU and memory of a step pod unless the deployment says otherwise (GPUs come on top)."""
-POD_USER = 1000
-"""The trainer image's non-root user (docker/trainer/Dockerfile)."""
-# Writable places on a read-only root filesystem: the ml-root and scratch space.
-POD_VOLUMES = {"ml-root": POD_ML_ROOT, "tmp": "/tmp"}
-
-
-@dataclass(frozen=True)
-class KubernetesSettings:
-    """Where and how training pods run; from `VISION_PIPELINES_K8S_*` environment variables."""
-
-    namespace: str = "default"
-    service_account: str | None = None
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerations: Sequence[Mapping[str, Any]] = ()
-    image_pull_policy: str = "IfNotPresent"
-    resources: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: DEFAULT_RESOURCES)
-    """{"requests": {"cpu", "memory"}, "limits": {...}} of every step pod."""
-    automount_token: bool = False
-    """Mount the service account's API token (the steps do not call the Kubernetes API)."""
-    model_key_secret: str = "vision-pipelines-model-key"
-    """The Secret whose `key` entry signs and checks model archives in the pods (every pod must
-    share one key: a pod's own generated key would die with it)."""
-
-    def __post_init__(self) -> None:
-        if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
-            raise ValueError(
-                f"image_pull_policy must be Always, IfNotPresent or Never, got "
-                f"{self.image_pull_policy!r}"
-            )
-        if not isinstance(self.node_selector, Mapping):
-            raise ValueError(f"node_selector must be a JSON object, got {self.node_selector!r}")
-        kinds = set(self.resources) if isinstance(self.resources, Mapping) else {None}
-        if not kinds <= {"requests", "limits"} or not all(
-            isinstance(v, Mapping) for v in self.resources.values()
-        ):
-            raise ValueError(
-                'resources must be a JSON object like {"requests": {"cpu": "2", "memory": '
-                f'"8Gi"}}, "limits": {{...}}}}, got {self.resources!r}'
-            )
-
-    @classmethod
-    def from_env(cls) -> KubernetesSettings:
-        return cls(
-            namespace=os.environ.get("VISION_PIPELINES_K8S_NAMESPACE", "default"),
-            service_account=os.environ.get("VISION_PIPELINES_K8S_SERVICE_ACCOUNT") or None,
-            node_selector=_json_env("VISION_PIPELINES_K8S_NODE_SELECTOR", {}),
-            tolerations=tuple(_json_env("VISION_PIPELINES_K8S_TOLERATIONS", [])),
-            image_pull_policy=os.environ.get(
-                "VISION_PIPELINES_K8S_IMAGE_PULL_POLICY", "IfNotPresent"
-            ),
-            resources=_json_env("VISION_PIPELINES_K8S_RESOURCES", DEFAULT_RESOURCES),
-            automount_token=os.environ.get("VISION_PIPELINES_K8S_AUTOMOUNT_TOKEN", "") == "true",
-            model_key_secret=os.environ.get(
-                "VISION_PIPELINES_K8S_MODEL_KEY_SECRET", "vision-pipelines-model-key"
-            ),
-        )
-
-
-def allowed_images(environment: Environment = TRAINER) -> list[str]:
-    """The images a run may choose (`VISION_PIPELINES_TRAINER_IMAGES`, comma-separated; else
-    `VISION_PIPELINES_TRAINER_IMAGE` or the algorithm's): the first is the default."""
-    listed = os.environ.get("VISION_PIPELINES_TRAINER_IMAGES", "")
-    images = [i.strip() for i in listed.split(",") if i.strip()]
-    return images or [os.environ.get("VISION_PIPELINES_TRAINER_IMAGE") or environment.image]
-
-
-def check_image(image: str, environment: Environment = TRAINER) -> str:
-    """`image` if the deployment allows it; who may trigger a DAG must not pick any image to
-    run under the pods' service account and storage rights."""
-    allowed = allowed_images(environment)
-    if image not in allowed:
-        raise AirflowFailException(
-            f"trainer image {image!r} is not allowed; this deployment allows "
-            f"{', '.join(allowed)} (VISION_PIPELINES_TRAINER_IMAGES)"
-        )
-    return image
-
-
-@dataclass(frozen=True)
-class ContainerStep:
-    """One container-contract step: what runs, on which channels, and where its outputs go."""
-
-    step: str
-    algorithm: str
-    channels: Mapping[str, str]
-    output_uri: str
-    hyperparameters: Mapping[str, str] = field(default_factory=dict)
-
-    def arguments(self, ml_root: str) -> list[str]:
-        """Arguments of `python -m tasks.job`."""
-        args = [self.step, "--algorithm", self.algorithm, "--ml-root", ml_root]
-        for name, uri in self.channels.items():
-            args += ["--channel", f"{name}={uri}"]
-        if self.hyperparameters:
-            args += ["--hyperparameters", json.dumps(dict(self.hyperparameters), sort_keys=True)]
-        return [*args, "--output-uri", self.output_uri]
-
-
-def trainer_python(environment: Environment = TRAINER) -> str:
-    """The interpreter of an algorithm's environment (`VISION_PIPELINES_TRAINER_PYTHON` wins)."""
-    default = PROJECT_ROOT / environment.venv / "bin" / "python"
-    return os.environ.get("VISION_PIPELINES_TRAINER_PYTHON", str(default))
 
 
 def container_task(
     *,
     task_id: str,
     step: ContainerStep,
-    runner: Runner | str = Runner.LOCAL,
+    runner: str = "local",
     image: str | None = None,
     gpus: int = 1,
     local_ml_root: str | None = None,
-    kubernetes: KubernetesSettings | None = None,
     deferrable: bool = False,
-    **kwargs: Any,
 ) -> BaseOperator:
-    """The one place a container step becomes an operator: a pod, or the local runner, in the
+    """The one place a container step becomes an operator: the chosen runner's, in the
     environment the step's algorithm needs (tasks/algorithms.py)."""
-    spec = get_algorithm(step.algorithm)
-    if Runner(runner) is Runner.LOCAL:
-        if local_ml_root is None:
-            raise ValueError("the local runner needs local_ml_root")
-        return LocalStepOperator(
-            task_id=task_id,
-            arguments=step.arguments(local_ml_root),
-            python=trainer_python(spec.environment),
-            **kwargs,
-        )
-    local = [
-        u
-        for u in (*step.channels.values(), step.output_uri)
-        if "://" not in u or u.startswith("file://")
-    ]
-    if local:
-        raise AirflowFailException(
-            f"runner=kubernetes: the pod cannot see local paths ({', '.join(local)}); use "
-            "object storage URIs (s3://...) for the dataset and output, or runner=local"
-        )
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from airflow.providers.cncf.kubernetes.secret import Secret
-    from kubernetes.client import models as k8s
-
-    settings = kubernetes or KubernetesSettings.from_env()
-    gpu = {"nvidia.com/gpu": str(gpus)} if gpus else {}
-    resources = {kind: dict(settings.resources.get(kind, {})) for kind in ("requests", "limits")}
-    return KubernetesPodOperator(
+    request = StepRequest(
         task_id=task_id,
-        name=f"vision-{step.step}",
-        namespace=settings.namespace,
-        image=check_image(image or allowed_images(spec.environment)[0], spec.environment),
-        image_pull_policy=settings.image_pull_policy,
-        # PID 1 in the pod: tasks.job handles SIGTERM itself (the image's tini entrypoint
-        # serves `docker run`).
-        cmds=["python", "-m", "tasks.job"],
-        arguments=step.arguments(POD_ML_ROOT),
-        container_resources=k8s.V1ResourceRequirements(
-            requests={**resources["requests"], **gpu} or None,
-            limits={**resources["limits"], **gpu} or None,
-        ),
-        security_context=k8s.V1PodSecurityContext(
-            run_as_non_root=True,
-            run_as_user=POD_USER,
-            run_as_group=POD_USER,
-            fs_group=POD_USER,
-            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-        ),
-        container_security_context=k8s.V1SecurityContext(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            privileged=False,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]),
-        ),
-        volumes=[
-            k8s.V1Volume(name=name, empty_dir=k8s.V1EmptyDirVolumeSource()) for name in POD_VOLUMES
-        ],
-        volume_mounts=[
-            k8s.V1VolumeMount(name=name, mount_path=path) for name, path in POD_VOLUMES.items()
-        ],
-        automount_service_account_token=settings.automount_token,
-        node_selector=dict(settings.node_selector),
-        tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
-        service_account_name=settings.service_account,
-        labels={
-            "app.kubernetes.io/part-of": "vision-pipelines",
-            "vision-pipelines/step": step.step,
-        },
-        env_vars={**STEP_ENVIRONMENT, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"},
-        secrets=[Secret("env", MODEL_KEY_ENV, settings.model_key_secret, "key")],
-        get_logs=True,
-        on_finish_action="delete_pod",
+        step=step,
+        environment=get_algorithm(step.algorithm).environment,
+        image=image,
+        gpus=gpus,
+        local_ml_root=local_ml_root,
         deferrable=deferrable,
-        **kwargs,
     )
-
-
-def _die_with_parent() -> Callable[[], None]:
-    """For the child before exec: SIGTERM when the task process dies, even by SIGKILL (its own
-    session keeps it from the task's signals otherwise, and a retry would run a second trainer on
-    the same ml-root). prctl is looked up here, in the parent: the child only calls it."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class LocalStepOperator(BaseOperator):
-    """Runs `python -m tasks.job ARGS` in the trainer environment, streaming its output to the log.
-
-    :param arguments: arguments of `tasks.job` (as ContainerStep.arguments makes them).
-    :param python: the interpreter of the algorithm's environment; default `trainer_python()`.
-    """
-
-    def __init__(self, *, arguments: Sequence[str], python: str | None = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.arguments = list(arguments)
-        self.python = python or trainer_python()
-        self._process: subprocess.Popen | None = None
-
-    def execute(self, context: Any) -> int:
-        return self.run()
-
-    def run(self) -> int:
-        """Run the command to completion; raise when it fails."""
-        if not Path(self.python).exists():
-            raise AirflowFailException(
-                f"the trainer environment's Python {self.python} does not exist; run `make setup` "
-                "or set VISION_PIPELINES_TRAINER_PYTHON"
-            )
-        command = [self.python, "-m", "tasks.job", *self.arguments]
-        env = {**STEP_ENVIRONMENT, **os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-        self.log.info("running: %s", subprocess.list2cmdline(command))
-        self._process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),
-        )
-        for line in self._process.stdout or ():
-            # The step's one-sentence failure stands out in the log viewer; the rest is progress.
-            if line.startswith(FAILED_PREFIX):
-                level = logging.ERROR
-            else:
-                level = logging.DEBUG if NATIVE_NOISE.match(line) else logging.INFO
-            self.log.log(level, "%s", line.rstrip())
-        code = self._process.wait()
-        if code != 0:
-            raise AirflowException(f"{command[2]} {self.arguments[0]} exited with code {code}")
-        return code
-
-    def on_kill(self) -> None:
-        if self._process and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
+    return get_runner(str(runner)).build(request)
 
 
 class ContainerStepOperator(RunStepOperator):
     """A container step whose runner, image and GPU count are chosen per run (DAG Params).
 
-    With runner=kubernetes the pod runs deferred (no worker slot is held while it trains): the
-    task resumes in `trigger_reentry`, which rebuilds the pod operator and hands it the event.
+    The runner (operators/runners/) builds the operator that runs the step; one that defers
+    (a pod: no worker slot is held while it trains) is resumed in `execute_complete`, which
+    rebuilds it and hands it the trigger's event.
     A failed step is failed without retry when it reports bad input (exit code 2 in its
     `summary.json`) and retried otherwise (internal error, or a step that never reported).
 
@@ -368,7 +96,7 @@ class ContainerStepOperator(RunStepOperator):
         output_uri: str,
         hyperparameters: Mapping[str, Any] | None = None,
         extra_hyperparameters: Mapping[str, Any] | str | None = None,
-        runner: str = Runner.LOCAL.value,
+        runner: str = "local",
         image: str = "",
         gpus: int | str = 1,
         deferrable: bool = True,
@@ -414,6 +142,13 @@ class ContainerStepOperator(RunStepOperator):
         )
 
     @property
+    def _runner(self) -> StepRunner:
+        try:
+            return get_runner(str(self.runner))
+        except ValueError as e:
+            raise AirflowFailException(str(e)) from e
+
+    @property
     def _output(self) -> str:
         return str(self.output_uri).rstrip("/")
 
@@ -431,17 +166,24 @@ class ContainerStepOperator(RunStepOperator):
         # What an earlier attempt published (model, metrics, failure, summary) must not be
         # taken for this attempt's result, even when this one dies before the step runs.
         remove_prefix(self._output)
+        runner = self._runner
         operator = self._running = self.build(context)
-        # The local runner is called directly: it needs nothing from the task runner. A pod
-        # operator in deferrable mode raises TaskDeferred here; the task resumes below.
-        if isinstance(operator, LocalStepOperator):
-            return self._finish(context, operator.run)
-        return self._finish(context, lambda: operator.execute(context))
+        try:
+            return self._finish(context, lambda: runner.start(operator, context))
+        except TaskDeferred as deferred:
+            # Resume here, whatever the runner's operator calls its own resume method.
+            self.defer(
+                trigger=deferred.trigger,
+                method_name="execute_complete",
+                kwargs=deferred.kwargs,
+                timeout=deferred.timeout,
+            )
 
-    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the pod's trigger fired: logs, clean-up and the step's outputs."""
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the runner's trigger fired: logs, clean-up and the step's outputs."""
+        runner = self._runner
         operator = self._running = self.build(context)
-        return self._finish(context, lambda: operator.trigger_reentry(context, event))
+        return self._finish(context, lambda: runner.resume(operator, context, event))
 
     def _finish(self, context: Any, run: Callable[[], Any]) -> dict[str, Any]:
         try:

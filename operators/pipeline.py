@@ -15,9 +15,11 @@ from typing import Any
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, Param
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from operators.container import ContainerStepOperator, Runner, allowed_images
+from operators.container import ContainerStepOperator
+from operators.images import allowed_images
 from operators.lifecycle import GateOperator, PromoteOperator, champion_model
 from operators.paths import run_uri
+from operators.runners import runners
 from tasks.algorithms import AlgorithmSpec
 
 RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
@@ -33,14 +35,13 @@ def xcom(task_id: str, key: str) -> str:
     return "{{ ti.xcom_pull(task_ids='" + task_id + "')['" + key + "'] }}"
 
 
-def deployment_runner() -> Runner:
+def deployment_runner() -> str:
     """Where this deployment runs container steps by default: `VISION_PIPELINES_RUNNER`."""
-    value = os.environ.get("VISION_PIPELINES_RUNNER") or Runner.LOCAL.value
-    try:
-        return Runner(value)
-    except ValueError:
-        allowed = ", ".join(r.value for r in Runner)
-        raise ValueError(f"VISION_PIPELINES_RUNNER={value!r}: allowed are {allowed}") from None
+    value = os.environ.get("VISION_PIPELINES_RUNNER") or "local"
+    if value not in runners():
+        allowed = ", ".join(runners())
+        raise ValueError(f"VISION_PIPELINES_RUNNER={value!r}: allowed are {allowed}")
+    return value
 
 
 def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Param:
@@ -48,7 +49,7 @@ def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Pa
     default is the laptop recipe's where the deployment runs steps locally, else the table's."""
     p = spec.param(name)
     schema = p.schema
-    recipe = spec.laptop if deployment_runner() is Runner.LOCAL else {}
+    recipe = spec.laptop if deployment_runner() == "local" else {}
     default = p.form_default(recipe.get(name))
     if default is None:
         schema["type"] = [schema["type"], "null"]
@@ -67,12 +68,13 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
     images = allowed_images(spec.environment)
     return {
         "runner": Param(
-            deployment_runner().value,
+            deployment_runner(),
             type="string",
-            enum=[r.value for r in Runner],
+            enum=list(runners()),
             title="Runner",
-            description="Where train, evaluate and batch transform run. local: the trainer "
-            "environment on this machine; kubernetes: one pod per step, from the trainer image.",
+            description="Where train, evaluate and batch transform run. "
+            + "; ".join(f"{name}: {r.description}" for name, r in runners().items())
+            + ".",
         ),
         "trainer_image": Param(
             images[0],

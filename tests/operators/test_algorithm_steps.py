@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from operators.container import ContainerStepOperator, LocalStepOperator
+from operators.container import ContainerStepOperator
+from operators.runners.local import LocalStepOperator
 from tasks.algorithms import ALGORITHMS
 from tasks.contract import Step
 from tasks.job import build_parser

@@ -12,13 +12,11 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from operators.container import (
-    ContainerStep,
-    ContainerStepOperator,
-    KubernetesSettings,
-    LocalStepOperator,
-    container_task,
-)
+from operators.container import ContainerStepOperator, container_task
+from operators.runners.base import ContainerStep, StepRequest
+from operators.runners.kubernetes import KubernetesRunner, KubernetesSettings
+from operators.runners.local import LocalStepOperator
+from tasks.algorithms import TRAINER
 
 STEP = ContainerStep(
     step="train",
@@ -49,13 +47,14 @@ def test_kubernetes_pod_renders_without_a_cluster():
         node_selector={"gpu": "h100"},
         tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
     )
-    op = container_task(
-        task_id="train",
-        step=STEP,
-        runner="kubernetes",
-        image="registry.example/trainer:1.2",
-        gpus=2,
-        kubernetes=settings,
+    op = KubernetesRunner(settings).build(
+        StepRequest(
+            task_id="train",
+            step=STEP,
+            environment=TRAINER,
+            image="registry.example/trainer:1.2",
+            gpus=2,
+        )
     )
     assert isinstance(op, KubernetesPodOperator)
     pod = op.build_pod_request_obj(dry_run=True)
@@ -87,7 +86,7 @@ def test_local_runner_runs_the_same_command():
 
 
 def test_unknown_runner_is_refused():
-    with pytest.raises(ValueError, match="'docker' is not a valid Runner"):
+    with pytest.raises(ValueError, match="unknown runner 'docker'; allowed are local, kubernetes"):
         container_task(task_id="t", step=STEP, runner="docker")
 
 
@@ -208,8 +207,8 @@ class _TaskInstance:
 
 def test_kubernetes_steps_defer_and_resume_through_the_step_operator(tmp_path, monkeypatch):
     """The provider's deferrable path end to end, with the cluster calls replaced: execute
-    defers on the pod trigger, and the resumed task (Airflow calls `trigger_reentry` on *our*
-    operator) collects the step's outputs."""
+    defers on the pod trigger, and the resumed task (Airflow calls our own `execute_complete`,
+    whatever the pod operator names its resume method) collects the step's outputs."""
     from airflow.sdk.exceptions import TaskDeferred
     from kubernetes.client import models as k8s
 
@@ -227,7 +226,7 @@ def test_kubernetes_steps_defer_and_resume_through_the_step_operator(tmp_path, m
     context = {"run_id": "manual__x", "logical_date": None, "ti": ti, "outlet_events": {}}
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
-    assert deferred.value.method_name == "trigger_reentry"
+    assert deferred.value.method_name == "execute_complete"
     assert type(deferred.value.trigger).__name__ == "KubernetesPodTrigger"
     assert ti.pushed["pod_name"] == "vision-evaluate-abc"
     assert not (out / "failure").exists(), "a stale failure must not outlive a new attempt"
@@ -242,7 +241,7 @@ def test_kubernetes_steps_defer_and_resume_through_the_step_operator(tmp_path, m
         json.dumps({"exit_code": 0, "primary_metric": "accuracy", "value": 0.75})
     )
     event = {"status": "success", "name": "vision-evaluate-abc", "namespace": "default"}
-    result = op.resume_execution("trigger_reentry", {"event": event}, context)
+    result = op.resume_execution("execute_complete", {"event": event}, context)
     assert seen == [event]
     assert result["metrics"] == {"accuracy": 0.75, "samples": 4}
     assert result["primary_metric"] == {"accuracy": 0.75}
@@ -274,7 +273,7 @@ def test_failure_class_comes_from_the_step_summary(tmp_path, monkeypatch, summar
     op = _deferrable_step(str(out))
     context = {"run_id": "r", "logical_date": None, "ti": _TaskInstance(), "outlet_events": {}}
     with pytest.raises(error) as raised:
-        op.trigger_reentry(context, {"status": "failed", "name": "p", "namespace": "default"})
+        op.execute_complete(context, {"status": "failed", "name": "p", "namespace": "default"})
     assert type(raised.value) is error
     if summary is None:
         assert "without reporting a result" in str(raised.value)
@@ -300,7 +299,7 @@ def test_no_trainer_outlives_a_sigkilled_task(tmp_path):
         [
             sys.executable,
             "-c",
-            "from operators.container import LocalStepOperator as Op;"
+            "from operators.runners.local import LocalStepOperator as Op;"
             f"Op(task_id='t', arguments=['train'], python={str(fake_python)!r}).run()",
         ],
         cwd=Path(__file__).resolve().parents[2],

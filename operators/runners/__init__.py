@@ -1,0 +1,28 @@
+"""The runners: one module each, collected by name (a new runner is one new module here)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import cache
+
+from operators.runners.base import StepRunner
+
+
+@cache
+def runners() -> dict[str, StepRunner]:
+    """Every runner of this package by name, `local` first (the embedded default)."""
+    found: dict[str, StepRunner] = {}
+    for module in pkgutil.iter_modules(__path__):
+        runner = getattr(importlib.import_module(f"{__name__}.{module.name}"), "RUNNER", None)
+        if runner is not None:
+            found[runner.name] = runner
+    return dict(sorted(found.items(), key=lambda item: item[0] != "local"))
+
+
+def get_runner(name: str) -> StepRunner:
+    """The runner called `name`; an unknown one names the known ones."""
+    known = runners()
+    if name not in known:
+        raise ValueError(f"unknown runner {name!r}; allowed are {', '.join(known)}")
+    return known[name]

@@ -1,0 +1,76 @@
+"""What every runner shares: the step it runs and the interface a runner implements.
+
+A runner turns one container step (`python -m tasks.job STEP ...` with the container contract's
+ml-root) into an Airflow operator and runs it: a local process, a pod, ... Each runner is one
+module of this package defining `RUNNER`; the `runner` Param names it.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from tasks.algorithms import Environment
+
+STEP_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+"""Every step's environment, local or pod: unbuffered output, TensorFlow's C++ INFO/WARNING
+logs off."""
+
+
+@dataclass(frozen=True)
+class ContainerStep:
+    """One container-contract step: what runs, on which channels, and where its outputs go."""
+
+    step: str
+    algorithm: str
+    channels: Mapping[str, str]
+    output_uri: str
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+
+    def arguments(self, ml_root: str) -> list[str]:
+        """Arguments of `python -m tasks.job`."""
+        args = [self.step, "--algorithm", self.algorithm, "--ml-root", ml_root]
+        for name, uri in self.channels.items():
+            args += ["--channel", f"{name}={uri}"]
+        if self.hyperparameters:
+            args += ["--hyperparameters", json.dumps(dict(self.hyperparameters), sort_keys=True)]
+        return [*args, "--output-uri", self.output_uri]
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """Everything a runner needs to build the work of one step."""
+
+    task_id: str
+    step: ContainerStep
+    environment: Environment
+    image: str | None = None
+    """Container image (runners that run images); None: the environment's default."""
+    gpus: int = 1
+    local_ml_root: str | None = None
+    """The run-scoped ml-root on this machine (runners that run here)."""
+    deferrable: bool = False
+
+
+class StepRunner(ABC):
+    """One place a step runs. `build` makes the operator; `start` runs it to completion or
+    defers (raises TaskDeferred); `resume` finishes it after the trigger fired. The step
+    operator reads the outcome from the step's `summary.json` whatever the runner."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    """One sentence for the form: where the steps run."""
+
+    @abstractmethod
+    def build(self, request: StepRequest) -> BaseOperator: ...
+
+    def start(self, operator: BaseOperator, context: Any) -> None:
+        operator.execute(context)
+
+    def resume(self, operator: BaseOperator, context: Any, event: dict[str, Any]) -> None:
+        raise NotImplementedError(f"the {self.name} runner never defers")
