@@ -9,8 +9,8 @@ from typing import Any
 
 from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import remove_prefix, upload
-from tasks.hub.mirror import locate, pack
-from tasks.hub.registry import get_model
+from tasks.algorithms.image_classification_tf.hub.mirror import locate, pack
+from tasks.algorithms.image_classification_tf.hub.registry import get_model
 
 
 class StagePretrainedModelOperator(RunStepOperator):

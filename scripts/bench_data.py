@@ -81,8 +81,8 @@ def pack_both(work: Path, images: Path, flags: list[str], runs: int) -> dict[str
 READ_OURS = """
 import sys, time
 from pathlib import Path
-from tasks.image_classification.channels import from_recordio
-from tasks.image_classification.data import training_dataset
+from tasks.classification.channels import from_recordio
+from tasks.algorithms.image_classification.data import training_dataset
 rec = Path(sys.argv[1]); n = int(sys.argv[2])
 records = from_recordio(rec, rec.with_suffix('.idx'), num_classes=1000, multi_label=False)
 ds = training_dataset(records, image_shape=(3, 224, 224), batch_size=32, augmentation='crop')

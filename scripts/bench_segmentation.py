@@ -18,7 +18,7 @@ from benchmark_report import ROOT, run_rate, write_section
 OURS = """
 import sys, time
 import numpy as np, keras
-from tasks.semantic_segmentation.network import SegmentationLoss, build_network
+from tasks.algorithms.semantic_segmentation.network import SegmentationLoss, build_network
 head, batch, size, steps = sys.argv[1], *map(int, sys.argv[2:5])
 model = build_network(head, 50, 21)
 model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9, weight_decay=1e-4),

@@ -18,7 +18,7 @@ from benchmark_report import ROOT, run_rate, write_section
 OURS = """
 import sys, time
 import numpy as np, keras
-from tasks.image_classification.resnet import build_resnet
+from tasks.backbones.resnet import build_resnet
 depth, batch, size, steps = map(int, sys.argv[1:5])
 model = build_resnet(depth, image_shape=(3, size, size), num_classes=1000)
 model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-4),

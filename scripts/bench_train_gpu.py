@@ -19,7 +19,7 @@ KERAS_JAX = """
 import os, sys, time
 os.environ["KERAS_BACKEND"] = "jax"
 import keras, numpy as np
-from tasks.image_classification.resnet import build_resnet
+from tasks.backbones.resnet import build_resnet
 batch, steps = int(sys.argv[1]), int(sys.argv[2])
 keras.mixed_precision.set_global_policy("mixed_bfloat16")
 model = build_resnet(50, image_shape=(3, 224, 224), num_classes=1000)

@@ -65,7 +65,7 @@ def transform(
 ) -> int:
     """Write the predictions file atomically; return the number of images (`algorithm`, when
     given, is the one the model must be of). `probabilities` and `encode_labels` are options
-    of semantic-segmentation models (see tasks.semantic_segmentation.prediction)."""
+    of semantic-segmentation models (see tasks.algorithms.semantic_segmentation.prediction)."""
     names, paths = inputs(Path(input_path))
     images = ((name, read_file(p)) for name, p in zip(names, paths, strict=True))
     output = Path(output)

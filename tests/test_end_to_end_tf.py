@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
+from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 from tasks.data.synthetic import make_shapes_dataset
-from tasks.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 from tests.dag_runs import ROOT, airflow_home
 from tests.dag_runs import dags_test as run_dag
 

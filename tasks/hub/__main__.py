@@ -13,9 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from tasks.algorithms.image_classification_tf.hub.mirror import (
+    MIRROR_ENV,
+    describe_registry,
+    digest_of,
+    mirror,
+)
+from tasks.algorithms.image_classification_tf.hub.registry import KINDS
 from tasks.contract import run_job
-from tasks.hub.mirror import MIRROR_ENV, describe_registry, digest_of, mirror
-from tasks.hub.registry import KINDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_job(lambda: print(digest_of(args.source)), None)
 
     def run_package() -> None:
-        from tasks.image_classification_tf.as_is import package_classifier
+        from tasks.algorithms.image_classification_tf.as_is import package_classifier
 
         classes = package_classifier(args.model_id, args.labels, args.output, model=args.model)
         print(f"wrote {args.output} ({args.model_id} as is, {classes} classes)")

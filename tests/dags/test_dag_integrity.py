@@ -48,7 +48,7 @@ def test_image_classification_task_graph(dagbag):
 
 
 def test_image_classification_tf_task_graph_and_form(dagbag):
-    from tasks.hub.registry import registry
+    from tasks.algorithms.image_classification_tf.hub.registry import registry
 
     dag = dagbag.dags["image_classification_tf"]
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}

@@ -180,8 +180,13 @@ def _fake_hub_module(folder: Path) -> Path:
 
 def test_an_s3_mirror_serves_hub_models_to_the_dag_and_the_trainer(s3, tmp_path, monkeypatch):
     from operators.pretrained import StagePretrainedModelOperator
-    from tasks.hub.mirror import MIRROR_ENV, fetch, locate, mirror
-    from tasks.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
+    from tasks.algorithms.image_classification_tf.hub.mirror import (
+        MIRROR_ENV,
+        fetch,
+        locate,
+        mirror,
+    )
+    from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 
     prefix = f"s3://{BUCKET}/tfhub"
     monkeypatch.setenv(MIRROR_ENV, prefix)

@@ -12,10 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from tasks.algorithms.image_classification_tf.hub.mirror import (
+    HubModelNotFoundError,
+    fetch,
+    locate,
+    mirror,
+)
+from tasks.algorithms.image_classification_tf.hub.registry import (
+    EXTRA_REGISTRY_ENV,
+    UnknownModelError,
+    get_model,
+    registry,
+)
+from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 from tasks.errors import InputError
-from tasks.hub.mirror import HubModelNotFoundError, fetch, locate, mirror
-from tasks.hub.registry import EXTRA_REGISTRY_ENV, UnknownModelError, get_model, registry
-from tasks.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 

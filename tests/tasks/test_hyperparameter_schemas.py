@@ -6,8 +6,8 @@ import jsonschema
 import pytest
 
 from tasks.algorithms import ALGORITHMS
+from tasks.algorithms.image_classification_tf.hyperparameters import ModelId
 from tasks.hyperparameters import Boolean, Choice, Integer, IntegerChoice, Number, Pattern
-from tasks.image_classification_tf.hyperparameters import ModelId
 
 PARAMS = [(spec.id, p) for spec in ALGORITHMS.values() for p in spec.hyperparameters]
 

@@ -1,0 +1,49 @@
+"""What image-classification is, as plain data for the registry (no TensorFlow)."""
+
+from __future__ import annotations
+
+from tasks.algorithms.image_classification import hyperparameters as hp
+from tasks.algorithms.spec import TRAINER, AlgorithmSpec, Channels
+from tasks.contract import Step
+
+SPEC = AlgorithmSpec(
+    id=hp.ALGORITHM,
+    package=__package__,
+    channels={
+        Step.TRAIN: Channels(
+            required=("train", "validation"),
+            optional=("train_lst", "validation_lst", "model"),
+        ),
+        Step.EVALUATE: Channels(required=("model", "validation"), optional=("champion",)),
+        Step.TRANSFORM: Channels(required=("model", "data")),
+    },
+    hyperparameters=hp.TABLE,
+    architecture=hp.ARCHITECTURE_KEYS,
+    primary_metric="accuracy",
+    higher_is_better=True,
+    per_class_metric="recall",
+    environment=TRAINER,
+    entry_points={
+        "train": "training:train",
+        "evaluate": "tasks.classification.evaluation:evaluate",
+        "predict": "tasks.classification.prediction:predict",
+        "load_predictor": "tasks.classification.serving:load_predictor",
+        "build_model": "network:build_model",
+        "parse": "hyperparameters:ImageClassificationHyperparameters.from_strings",
+    },
+    smallest={
+        "num_classes": "2",
+        "num_training_samples": "8",
+        "num_layers": "20",
+        "image_shape": "3,16,16",
+        "epochs": "1",
+        "mini_batch_size": "4",
+    },
+    laptop={
+        "num_layers": "20",
+        "image_shape": "3,32,32",
+        "epochs": "10",
+        "mini_batch_size": "32",
+        "learning_rate": "0.1",
+    },
+)

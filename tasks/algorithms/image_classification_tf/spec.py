@@ -1,0 +1,38 @@
+"""What image-classification-tf is, as plain data for the registry (no TensorFlow)."""
+
+from __future__ import annotations
+
+from tasks.algorithms.image_classification_tf import hyperparameters as hp
+from tasks.algorithms.spec import TRAINER, AlgorithmSpec, Channels
+from tasks.contract import Step
+
+SPEC = AlgorithmSpec(
+    id=hp.ALGORITHM,
+    package=__package__,
+    channels={
+        Step.TRAIN: Channels(required=("training",), optional=("validation", "model")),
+        Step.EVALUATE: Channels(required=("model", "validation"), optional=("champion",)),
+        Step.TRANSFORM: Channels(required=("model", "data")),
+    },
+    hyperparameters=hp.TABLE,
+    architecture=hp.ARCHITECTURE_KEYS,
+    primary_metric="accuracy",
+    higher_is_better=True,
+    per_class_metric="recall",
+    environment=TRAINER,
+    entry_points={
+        "train": "training:train",
+        "evaluate": "tasks.classification.evaluation:evaluate",
+        "predict": "tasks.classification.prediction:predict",
+        "load_predictor": "tasks.classification.serving:load_predictor",
+        "build_model": "network:build_model",
+        "parse": "hyperparameters:TransferHyperparameters.from_strings",
+    },
+    smallest={
+        "model_id": hp.DEFAULT_MODEL_ID,
+        "num_classes": "2",
+        "epochs": "1",
+        "batch_size": "4",
+    },
+    laptop={"epochs": "5", "batch_size": "16", "train_only_top_layer": "True"},
+)

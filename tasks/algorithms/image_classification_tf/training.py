@@ -1,0 +1,298 @@
+"""Fine-tune a pre-trained TF Hub model on the container contract's class-folder channels."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_hub as hub
+import tf_keras
+
+from tasks.algorithms.image_classification_tf.data import augmentation, batches, image_dataset
+from tasks.algorithms.image_classification_tf.hub.mirror import fetch_module, stage_user_module
+from tasks.algorithms.image_classification_tf.hub.trust import TrustedModule, from_signed_archive
+from tasks.algorithms.image_classification_tf.hyperparameters import (
+    ALGORITHM,
+    TransferHyperparameters,
+)
+from tasks.algorithms.image_classification_tf.network import (
+    HEAD_WEIGHTS,
+    Network,
+    build_network,
+    load_head,
+    save_parts,
+)
+from tasks.algorithms.image_classification_tf.serving import export_saved_model
+from tasks.artifact import MANIFEST, SAVED_MODEL, ExtractedModel, ModelManifest, extract_artifact
+from tasks.contract import MLRoot, read_hyperparameters
+from tasks.data.class_folders import (
+    ClassFolderError,
+    ClassFolders,
+    check_class_folders,
+    stratified_split,
+)
+from tasks.errors import InputError
+from tasks.progress import Progress
+from tasks.training.callbacks import ThroughputLog
+from tasks.training.checkpoints import Checkpoints
+from tasks.training.outputs import frameworks, now, write_outputs
+from tasks.training.strategy import distribution_strategy
+
+log = logging.getLogger("vision_pipelines")
+BACKBONE = "backbone"
+CLASS_INDEX = "class_label_to_prediction_index.json"
+
+
+class ThroughputLogger(ThroughputLog, tf_keras.callbacks.Callback):
+    """ThroughputLog as a Keras 2 callback."""
+
+
+@dataclass(frozen=True)
+class Data:
+    train: ClassFolders
+    train_root: Path
+    validation: ClassFolders
+    validation_root: Path
+
+
+def load_data(ml: MLRoot, hp: TransferHyperparameters) -> Data:
+    """The training class folders (every image checked) and the validation channel's, or a
+    stratified split of training."""
+    training = ml.channel("training")
+    if not training.exists():
+        raise InputError(f"channel 'training': {training} does not exist; it needs class folders")
+    train = check_class_folders(training)
+    validation_root = ml.channel("validation")
+    if not validation_root.exists():
+        train, validation = stratified_split(train, hp.validation_split_ratio)
+        validation_root = training
+    else:
+        checked = check_class_folders(validation_root, min_classes=1)
+        unknown = sorted(set(checked.classes) - set(train.classes))
+        if unknown:
+            raise ClassFolderError(
+                f"{validation_root}: class folder(s) {', '.join(unknown)} are not classes of "
+                f"training ({', '.join(train.classes)})"
+            )
+        index = {name: i for i, name in enumerate(train.classes)}
+        validation = ClassFolders(
+            checked.source,
+            train.classes,
+            [(rel, index[checked.classes[label]]) for rel, label in checked.images],
+        )
+    if hp.num_classes is not None and hp.num_classes != len(train.classes):
+        raise InputError(
+            f"hyperparameter 'num_classes' is {hp.num_classes} but {training} holds "
+            f"{len(train.classes)} class folders ({', '.join(train.classes)})"
+        )
+    return Data(train, training, validation, validation_root)
+
+
+def pretrained_module(
+    ml: MLRoot, hp: TransferHyperparameters, work: Path
+) -> tuple[TrustedModule, ExtractedModel | None]:
+    """(the trusted module to start from, our previous model when the model channel holds one
+    of this pipeline's model.tar.gz: incremental training)."""
+    channel = ml.channel("model")
+    if not channel.exists():
+        return fetch_module(hp.model_id, "feature_vector", work / "hub"), None
+    archives = sorted(channel.rglob("*.tar.gz"))
+    if not archives:
+        return stage_user_module(channel, work / "hub", str(channel)), None
+    if len(archives) > 1:
+        raise InputError(
+            f"channel 'model': expected one hub model (a SavedModel folder or .tar.gz) or one "
+            f"model.tar.gz in {channel}, found {len(archives)} archives"
+        )
+    archive = archives[0]
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            ours = any(name.lstrip("./") == MANIFEST for name in tar.getnames())
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise InputError(f"channel 'model': {archive} is not a readable .tar.gz ({e})") from e
+    if not ours:
+        return stage_user_module(archive, work / "hub", str(archive)), None
+    previous = extract_artifact(archive, work / "previous")
+    if not (previous.root / BACKBONE).is_dir():
+        raise InputError(
+            f"channel 'model': {archive} is a pre-trained classifier packaged as is; fine-tune "
+            "from its model_id instead (incremental training needs a model trained here)"
+        )
+    previous.manifest.check_compatible(
+        algorithm=ALGORITHM, architecture=hp.architecture(), source=str(archive)
+    )
+    return from_signed_archive(previous.root / BACKBONE, str(archive)), previous
+
+
+def build_optimizer(hp: TransferHyperparameters) -> Any:
+    """The reference's six optimizers with their parameters."""
+    o, lr = tf_keras.optimizers, hp.learning_rate
+    if hp.optimizer in ("sgd", "nesterov"):
+        return o.SGD(lr, momentum=hp.momentum, nesterov=hp.optimizer == "nesterov")
+    if hp.optimizer == "rmsprop":
+        return o.RMSprop(lr, rho=hp.rho, momentum=hp.momentum, epsilon=hp.epsilon)
+    if hp.optimizer == "adagrad":
+        return o.Adagrad(
+            lr, initial_accumulator_value=hp.initial_accumulator_value, epsilon=hp.epsilon
+        )
+    if hp.optimizer == "adadelta":
+        return o.Adadelta(lr, rho=hp.rho, epsilon=hp.epsilon)
+    return o.Adam(lr, beta_1=hp.beta_1, beta_2=hp.beta_2, epsilon=hp.epsilon)
+
+
+def _metrics(num_classes: int) -> list:
+    metrics: list = [tf_keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(tf_keras.metrics.TopKCategoricalAccuracy(k=5, name="top_5_accuracy"))
+    return metrics
+
+
+def _features(network: Network, ds: tf.data.Dataset, count: int, batch_size: int, what: str):
+    """(features, one-hot labels) of every image: the frozen backbone run once per image."""
+    progress = Progress(count, desc=f"features of {what}", unit="images")
+    features, labels = [], []
+    for x, y in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+        features.append(network.backbone(x, training=False).numpy())
+        labels.append(y.numpy())
+        progress.update(len(x))
+    progress.close()
+    return tf.data.Dataset.from_tensor_slices((np.concatenate(features), np.concatenate(labels)))
+
+
+def train(ml: MLRoot) -> dict:
+    """Validate everything, fine-tune, write model.tar.gz and metrics.json; return the metrics."""
+    hp = TransferHyperparameters.from_strings(
+        read_hyperparameters(ml), source=str(ml.hyperparameters_path)
+    )
+    data = load_data(ml, hp)
+    classes = data.train.classes
+    hp = hp.with_classes(len(classes))
+    log.info(
+        "training: %d images, validation: %d images, %d classes (%s)",
+        len(data.train.images),
+        len(data.validation.images),
+        len(classes),
+        ", ".join(classes),
+    )
+    with TemporaryDirectory() as tmp:
+        module, previous = pretrained_module(ml, hp, Path(tmp))
+        source = module.source
+        if previous is not None and previous.manifest.class_names != classes:
+            raise InputError(
+                f"{source}: incremental training needs the same classes; the model has "
+                f"{', '.join(previous.manifest.class_names)}, the data {', '.join(classes)}"
+            )
+        with distribution_strategy().scope():
+            network = build_network(hp, module)
+            if previous is not None and hp.reinitialize_top_layer != "True":
+                log.info("incremental training: the top layer continues from %s", source)
+                load_head(network, previous.root / HEAD_WEIGHTS)
+            return _fit_and_save(ml, hp, data, network, source)
+
+
+def _fit_and_save(
+    ml: MLRoot, hp: TransferHyperparameters, data: Data, network: Network, source: str
+) -> dict:
+    size, method = network.input_size, hp.image_resize_interpolation
+    train_ds = image_dataset(data.train, data.train_root, size=size, method=method)
+    val_ds = image_dataset(data.validation, data.validation_root, size=size, method=method)
+    augment = augmentation(hp)
+    frozen_features = hp.train_only_top_layer and augment is None
+    fit_model = network.head if frozen_features else network.model
+    if frozen_features:
+        log.info("frozen pre-trained model, no augmentation: its features computed once")
+        train_ds = _features(network, train_ds, len(data.train.images), hp.batch_size, "training")
+        val_ds = _features(
+            network, val_ds, len(data.validation.images), hp.batch_size, "validation"
+        )
+    fit_model.compile(
+        optimizer=build_optimizer(hp),
+        loss=tf_keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=hp.label_smoothing
+        ),
+        metrics=_metrics(hp.num_classes or 0),
+    )
+    steps = math.ceil(len(data.train.images) / hp.batch_size)
+    checkpoints = Checkpoints(ml.checkpoints_dir)
+    resumed = checkpoints.resume_point(
+        {**hp.architecture(), "source": source, "frozen_features": frozen_features}
+    )
+    callbacks: list = [
+        ThroughputLogger(steps_per_epoch=steps, batch_size=hp.batch_size, epochs=hp.epochs),
+        *checkpoints.callbacks(batches_per_epoch=steps, keras_module=tf_keras),
+    ]
+    if hp.early_stopping:
+        callbacks.append(
+            tf_keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                min_delta=hp.early_stopping_min_delta,
+                patience=hp.early_stopping_patience,
+                verbose=1,
+            )
+        )
+    started = time.monotonic()
+    fit_model.fit(
+        batches(train_ds, hp.batch_size, shuffle=len(data.train.images), augment=augment),
+        validation_data=batches(val_ds, hp.batch_size),
+        epochs=hp.epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    epochs = checkpoints.history()
+    result = {
+        "algorithm": ALGORITHM,
+        "model_id": hp.model_id,
+        "pretrained": source,
+        "final": {k: v for k, v in epochs[-1].items() if k != "epoch"},
+        "epochs": epochs,
+        "training_seconds": round(time.monotonic() - started, 1),
+        "resumed_after_epoch": resumed,
+        "frozen_features": frozen_features,
+        "train_samples": len(data.train.images),
+        "validation_samples": len(data.validation.images),
+    }
+    classes = data.train.classes
+    manifest = ModelManifest(
+        algorithm=ALGORITHM,
+        architecture=hp.architecture(),
+        class_names=classes,
+        hyperparameters=hp.to_strings(),
+        input={
+            "size": list(size),
+            "pixel_range": [0, 1],
+            "interpolation": method,
+            "preprocess": "decode, resize to size (aspect not kept), scale to [0, 1]",
+        },
+        output={"activation": "softmax", "key": "probabilities"},
+        frameworks={
+            **frameworks(),
+            "tf_keras": tf_keras.__version__,
+            "tensorflow_hub": hub.__version__,
+        },
+        metrics=result["final"],
+        created=now(),
+    )
+
+    def save(work: Path) -> dict[str, Path]:
+        export_saved_model(network.model, work / SAVED_MODEL, size=size, method=method)
+        save_parts(network, work / BACKBONE, work / HEAD_WEIGHTS)
+        index = work / CLASS_INDEX
+        index.write_text(json.dumps({name: i for i, name in enumerate(classes)}, indent=2))
+        return {
+            SAVED_MODEL: work / SAVED_MODEL,
+            BACKBONE: work / BACKBONE,
+            HEAD_WEIGHTS: work / HEAD_WEIGHTS,
+            CLASS_INDEX: index,
+        }
+
+    write_outputs(ml, manifest, result, save)
+    return result

@@ -1,0 +1,55 @@
+"""What semantic-segmentation is, as plain data for the registry (no TensorFlow)."""
+
+from __future__ import annotations
+
+from tasks.algorithms.semantic_segmentation import hyperparameters as hp
+from tasks.algorithms.spec import TRAINER, AlgorithmSpec, Channels
+from tasks.contract import Step
+
+SPEC = AlgorithmSpec(
+    id=hp.ALGORITHM,
+    package=__package__,
+    channels={
+        Step.TRAIN: Channels(
+            required=("train", "validation", "train_annotation", "validation_annotation"),
+            optional=("label_map", "model"),
+        ),
+        Step.EVALUATE: Channels(
+            required=("model", "validation"), optional=("validation_annotation", "champion")
+        ),
+        Step.TRANSFORM: Channels(required=("model", "data")),
+    },
+    hyperparameters=hp.TABLE,
+    architecture=hp.ARCHITECTURE_KEYS,
+    primary_metric="mIoU",
+    higher_is_better=True,
+    per_class_metric="iou",
+    environment=TRAINER,
+    entry_points={
+        "train": "training:train",
+        "evaluate": "evaluation:evaluate",
+        "predict": "prediction:predict",
+        "load_predictor": "serving:load_predictor",
+        "build_model": "network:build_model",
+        "parse": "hyperparameters:SegmentationHyperparameters.from_strings",
+    },
+    smallest={
+        "backbone": "resnet-50",
+        "use_pretrained_model": "False",
+        "num_classes": "3",
+        "num_training_samples": "4",
+        "base_size": "32",
+        "crop_size": "24",
+        "epochs": "1",
+        "mini_batch_size": "2",
+        "validation_mini_batch_size": "2",
+    },
+    laptop={
+        "use_pretrained_model": "False",
+        "base_size": "64",
+        "crop_size": "64",
+        "epochs": "5",
+        "mini_batch_size": "8",
+        "optimizer": "adam",
+    },
+)
