@@ -16,28 +16,13 @@ own outputs. `runner=local` runs the GPU steps in
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, Param, TaskGroup
+from airflow.sdk import Param, TaskGroup
 
+from operators.dag_builder import Tail, pipeline
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
-from operators.lifecycle import RollbackOperator
 from operators.paths import data_root
-from operators.pipeline import (
-    CHAMPION,
-    RUN,
-    START_DATE,
-    container_step,
-    form_hyperparameters,
-    hyperparameter_param,
-    lifecycle_params,
-    lifecycle_steps,
-    models_uri_param,
-    or_run_file,
-    pipeline_dag,
-    transform_model,
-    xcom,
-)
+from operators.pipeline import RUN, or_run_file, xcom
 from tasks.algorithms import get_algorithm
-from tasks.contract import MODEL_ARCHIVE, Step
 from tasks.data.pack import PackOptions
 
 SPEC = get_algorithm("image-classification")
@@ -50,22 +35,18 @@ FORM_HYPERPARAMETERS = (
     "learning_rate",
     "optimizer",
 )
-MODEL = f"{RUN}/train/{MODEL_ARCHIVE}"
 SINGLE_LABEL = "single-label"
-MODELS = f"file://{DATA_ROOT}/models"
-# Updated when a model is promoted (or rolled back to): its event's extra is the champion entry
-# (model_uri, metrics, run_id, data_date, data_fingerprint).
-MODEL_ASSET = Asset(name="image_classification_model")
-# Updated by whatever lands new training data (docs/examples/dataset_producer.py); with
-# VISION_PIPELINES_IMAGE_CLASSIFICATION_ON_DATASET_CHANGE=true each update starts a retraining.
-DATASET_ASSET = Asset(name="image_classification_dataset")
+# The pipeline's assets (image_classification_model, image_classification_dataset): the model's
+# is updated when a model is promoted or rolled back to (its extra is the champion entry); with
+# VISION_PIPELINES_IMAGE_CLASSIFICATION_ON_DATASET_CHANGE=true each update of the dataset's
+# (docs/examples/dataset_producer.py) starts a retraining.
 
-with pipeline_dag(
+with pipeline(
     dag_id="image_classification",
     spec=SPEC,
-    dataset=DATASET_ASSET,
     description="ResNet image classification: .lst -> RecordIO -> train -> evaluate -> transform",
     doc_md=__doc__,
+    form=FORM_HYPERPARAMETERS,
     params={
         "dataset_uri": Param(
             f"file://{DATA_ROOT}/datasets/shapes",
@@ -74,21 +55,6 @@ with pipeline_dag(
             title="Dataset",
             description="Class-folder images (<dataset_uri>/<class name>/<image>.jpg|.png), or "
             "an augmented manifest (.manifest/.jsonl with source-ref and class; file:// or s3://).",
-        ),
-        "output_uri": Param(
-            f"file://{DATA_ROOT}/runs/image_classification",
-            type="string",
-            minLength=1,
-            title="Output location",
-            description="Where runs write; each run under run=<logical date>/ (or run=<run id>).",
-        ),
-        # Optional values are nullable: the form sends an empty field as null.
-        "transform_uri": Param(
-            None,
-            type=["null", "string"],
-            title="Images to predict",
-            description="Images for batch transform (a folder, file:// or s3://). "
-            "Empty: the whole dataset.",
         ),
         "initial_model_uri": Param(
             None,
@@ -116,8 +82,6 @@ with pipeline_dag(
             title="Validation fraction",
             description="Fraction of the images held out for validation (im2rec 1 - train_ratio).",
         ),
-        **lifecycle_params(SPEC, MODELS),
-        **{name: hyperparameter_param(SPEC, name) for name in FORM_HYPERPARAMETERS},
         "hyperparameters": Param(
             {},
             type="object",
@@ -127,7 +91,7 @@ with pipeline_dag(
             "derived from the data.",
         ),
     },
-) as dag:
+) as image_classification:
     make_lst = LstGenerationOperator(
         task_id="make_lst",
         images_uri="{{ params.dataset_uri }}",
@@ -148,79 +112,22 @@ with pipeline_dag(
                 # All labels of a multi-label list; one-label lists pack as before.
                 options=PackOptions(pack_label=True),
             )
-    train = container_step(
-        task_id="train",
-        step=Step.TRAIN,
-        spec=SPEC,
-        channels={
-            "train": f"{RUN}/recordio/train",
-            "validation": f"{RUN}/recordio/validation",
-            "model": "{{ params.initial_model_uri or '' }}",
-        },
-        output="train",
-        hyperparameters={
-            **{k: xcom("make_lst", k) for k in ("num_classes", "num_training_samples")},
-            "multi_label": xcom("make_lst", "multi_label"),
-            **form_hyperparameters(FORM_HYPERPARAMETERS),
-        },
-        extra_hyperparameters="{{ params.hyperparameters | tojson }}",
-    )
-    evaluate = container_step(
-        task_id="evaluate",
-        step=Step.EVALUATE,
-        spec=SPEC,
-        channels={
-            "model": MODEL,
-            "validation": or_run_file("params.eval_uri", "recordio/validation"),
-            "champion": "{{ " + CHAMPION + " }}",
-        },
-        output="evaluate",
-    )
-    gate, promote = lifecycle_steps(
-        spec=SPEC,
-        model=MODEL,
-        data_uris=[
-            f"{RUN}/lists/{name}" for name in ("train.lst", "validation.lst", "classes.json")
-        ],
-        outlets=[MODEL_ASSET],
-    )
-    batch_transform = container_step(
-        task_id="batch_transform",
-        step=Step.TRANSFORM,
-        spec=SPEC,
-        channels={
-            "model": transform_model(f"train/{MODEL_ARCHIVE}"),
-            "data": "{{ params.transform_uri or params.dataset_uri }}",
-        },
-        output="batch_transform",
-        trigger_rule="none_failed",  # also when promote was skipped (the champion stayed)
-    )
-    make_lst >> pack_recordio >> train >> evaluate >> gate >> promote >> batch_transform
-
-with DAG(
-    dag_id="image_classification_rollback",
-    description="Make an earlier champion of image_classification the champion again",
-    doc_md="Rollback: the champion pointer of `image_classification` goes back to the model of "
-    "`to_run_id` (empty: the previous champion). Same as `python -m tasks.lifecycle rollback`.",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    tags=["vision-pipelines", SPEC.id],
-    params={
-        "models_uri": models_uri_param(MODELS),
-        "to_run_id": Param(
-            None,
-            type=["null", "string"],
-            title="Run to restore",
-            description="The run id of the champion to restore; empty: the previous champion.",
+    image_classification.tail(
+        after=[make_lst >> pack_recordio],
+        tail=Tail(
+            train_channels={
+                "train": f"{RUN}/recordio/train",
+                "validation": f"{RUN}/recordio/validation",
+            },
+            train_hyperparameters={
+                **{k: xcom("make_lst", k) for k in ("num_classes", "num_training_samples")},
+                "multi_label": xcom("make_lst", "multi_label"),
+            },
+            evaluation_channels={
+                "validation": or_run_file("params.eval_uri", "recordio/validation"),
+            },
+            data_uris=[
+                f"{RUN}/lists/{name}" for name in ("train.lst", "validation.lst", "classes.json")
+            ],
         ),
-    },
-):
-    RollbackOperator(
-        task_id="rollback",
-        models_uri="{{ params.models_uri }}",
-        pipeline="image_classification",
-        to_run_id="{{ params.to_run_id or '' }}",
-        outlets=[MODEL_ASSET],
     )

@@ -16,26 +16,14 @@ as pods of the trainer image.
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, Param
+from airflow.sdk import Param
 
+from operators.dag_builder import Tail, pipeline
 from operators.data_prep import ClassFolderDatasetOperator
 from operators.paths import data_root
-from operators.pipeline import (
-    CHAMPION,
-    RUN,
-    container_step,
-    form_hyperparameters,
-    hyperparameter_param,
-    lifecycle_params,
-    lifecycle_steps,
-    or_run_file,
-    pipeline_dag,
-    transform_model,
-    xcom,
-)
+from operators.pipeline import RUN, or_run_file, xcom
 from operators.pretrained import StagePretrainedModelOperator
 from tasks.algorithms import get_algorithm
-from tasks.contract import MODEL_ARCHIVE, Step
 
 SPEC = get_algorithm("image-classification-tf")
 DATA_ROOT = data_root()
@@ -47,17 +35,13 @@ FORM_HYPERPARAMETERS = (
     "optimizer",
     "train_only_top_layer",
 )
-MODEL = f"{RUN}/train/{MODEL_ARCHIVE}"
-MODELS = f"file://{DATA_ROOT}/models"
-MODEL_ASSET = Asset(name="image_classification_tf_model")
-DATASET_ASSET = Asset(name="image_classification_tf_dataset")
 
-with pipeline_dag(
+with pipeline(
     dag_id="image_classification_tf",
     spec=SPEC,
-    dataset=DATASET_ASSET,
     description="TF Hub transfer learning: class folders -> fine-tune -> evaluate -> transform",
     doc_md=__doc__,
+    form=FORM_HYPERPARAMETERS,
     params={
         "dataset_uri": Param(
             f"file://{DATA_ROOT}/datasets/shapes",
@@ -66,13 +50,6 @@ with pipeline_dag(
             title="Dataset",
             description="Class folders: <dataset_uri>/<class name>/<image>.jpg|.jpeg|.png "
             "(file:// or s3://); class index = sorted folder name.",
-        ),
-        "output_uri": Param(
-            f"file://{DATA_ROOT}/runs/image_classification_tf",
-            type="string",
-            minLength=1,
-            title="Output location",
-            description="Where runs write; each run under run=<logical date>/ (or run=<run id>).",
         ),
         "validation_uri": Param(
             None,
@@ -104,8 +81,6 @@ with pipeline_dag(
             description="A model.tar.gz of this pipeline to continue from (incremental "
             "training; same model_id and classes). Empty: fine-tune model_id.",
         ),
-        **lifecycle_params(SPEC, MODELS),
-        **{name: hyperparameter_param(SPEC, name) for name in FORM_HYPERPARAMETERS},
         "hyperparameters": Param(
             {},
             type="object",
@@ -115,7 +90,7 @@ with pipeline_dag(
             "derived from the data.",
         ),
     },
-) as dag:
+) as image_classification_tf:
     dataset = ClassFolderDatasetOperator(
         task_id="dataset",
         dataset_uri="{{ params.dataset_uri }}",
@@ -126,49 +101,17 @@ with pipeline_dag(
     stage_model = StagePretrainedModelOperator(
         task_id="stage_model", model_id="{{ params.model_id }}", output_uri=f"{RUN}/pretrained"
     )
-    train = container_step(
-        task_id="train",
-        step=Step.TRAIN,
-        spec=SPEC,
-        channels={
-            "training": xcom("dataset", "training_uri"),
-            "validation": xcom("dataset", "validation_uri"),
-            "model": "{{ params.initial_model_uri or "
-            "ti.xcom_pull(task_ids='stage_model')['model_uri'] }}",
-        },
-        output="train",
-        hyperparameters={
-            "num_classes": xcom("dataset", "num_classes"),
-            **form_hyperparameters(FORM_HYPERPARAMETERS),
-        },
-        extra_hyperparameters="{{ params.hyperparameters | tojson }}",
+    image_classification_tf.tail(
+        after=[dataset, stage_model],
+        tail=Tail(
+            train_channels={
+                "training": xcom("dataset", "training_uri"),
+                "validation": xcom("dataset", "validation_uri"),
+                "model": "{{ params.initial_model_uri or "
+                "ti.xcom_pull(task_ids='stage_model')['model_uri'] }}",
+            },
+            train_hyperparameters={"num_classes": xcom("dataset", "num_classes")},
+            evaluation_channels={"validation": or_run_file("params.eval_uri", "data/validation")},
+            data_uris=[f"{RUN}/data/class_folders.json"],
+        ),
     )
-    evaluate = container_step(
-        task_id="evaluate",
-        step=Step.EVALUATE,
-        spec=SPEC,
-        channels={
-            "model": MODEL,
-            "validation": or_run_file("params.eval_uri", "data/validation"),
-            "champion": "{{ " + CHAMPION + " }}",
-        },
-        output="evaluate",
-    )
-    gate, promote = lifecycle_steps(
-        spec=SPEC,
-        model=MODEL,
-        data_uris=[f"{RUN}/data/class_folders.json"],
-        outlets=[MODEL_ASSET],
-    )
-    batch_transform = container_step(
-        task_id="batch_transform",
-        step=Step.TRANSFORM,
-        spec=SPEC,
-        channels={
-            "model": transform_model(f"train/{MODEL_ARCHIVE}"),
-            "data": "{{ params.transform_uri or params.dataset_uri }}",
-        },
-        output="batch_transform",
-        trigger_rule="none_failed",
-    )
-    [dataset, stage_model] >> train >> evaluate >> gate >> promote >> batch_transform

@@ -16,25 +16,13 @@ as pods of the trainer image.
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, Param
+from airflow.sdk import Param
 
+from operators.dag_builder import Tail, pipeline
 from operators.data_prep import LabelMapRemapOperator, SegmentationLayoutOperator
 from operators.paths import data_root
-from operators.pipeline import (
-    CHAMPION,
-    RUN,
-    RUN_EXPRESSION,
-    container_step,
-    form_hyperparameters,
-    hyperparameter_param,
-    lifecycle_params,
-    lifecycle_steps,
-    pipeline_dag,
-    transform_model,
-    xcom,
-)
+from operators.pipeline import RUN, hyperparameter_param, run_file_unless, xcom
 from tasks.algorithms import get_algorithm
-from tasks.contract import MODEL_ARCHIVE, Step
 
 SPEC = get_algorithm("semantic-segmentation")
 DATA_ROOT = data_root()
@@ -50,11 +38,17 @@ FORM_HYPERPARAMETERS = (
     "optimizer",
     "learning_rate",
 )
-MODEL = f"{RUN}/train/{MODEL_ARCHIVE}"
-MODELS = f"file://{DATA_ROOT}/models"
-MODEL_ASSET = Asset(name="semantic_segmentation_model")
-DATASET_ASSET = Asset(name="semantic_segmentation_dataset")
 DATASET = "params.dataset_uri.rstrip('/')"
+
+
+def dataset_file(path: str) -> str:
+    """Template: `<dataset_uri>/<path>`."""
+    return "{{ " + DATASET + f" }}}}/{path}"
+
+
+def dataset_file_unless_eval_uri(path: str) -> str:
+    """Template: the form's fixed evaluation set, else `<dataset_uri>/<path>`."""
+    return "{{ params.eval_uri or (" + DATASET + f" ~ '/{path}') }}}}"
 
 
 def annotations(split: str) -> str:
@@ -62,12 +56,12 @@ def annotations(split: str) -> str:
     return f"{RUN}/data/{split}_annotation"
 
 
-with pipeline_dag(
+with pipeline(
     dag_id="semantic_segmentation",
     spec=SPEC,
-    dataset=DATASET_ASSET,
     description="Semantic segmentation: layout check -> label map -> train -> evaluate -> masks",
     doc_md=__doc__,
+    form=FORM_HYPERPARAMETERS,
     params={
         "dataset_uri": Param(
             f"file://{DATA_ROOT}/datasets/scenes",
@@ -76,13 +70,6 @@ with pipeline_dag(
             title="Dataset",
             description="Root of train/, train_annotation/, validation/, "
             "validation_annotation/ and optional label_map/ (file:// or s3://).",
-        ),
-        "output_uri": Param(
-            f"file://{DATA_ROOT}/runs/semantic_segmentation",
-            type="string",
-            minLength=1,
-            title="Output location",
-            description="Where runs write; each run under run=<logical date>/ (or run=<run id>).",
         ),
         "label_map_uri": Param(
             None,
@@ -105,8 +92,6 @@ with pipeline_dag(
             description="A model.tar.gz of this pipeline to continue from (incremental "
             "training; same backbone, algorithm, crop_size and num_classes).",
         ),
-        **lifecycle_params(SPEC, MODELS),
-        **{name: hyperparameter_param(SPEC, name) for name in FORM_HYPERPARAMETERS},
         # Required by the algorithm; the default is the demo dataset's (background + 2 shapes).
         "num_classes": hyperparameter_param(
             SPEC,
@@ -123,7 +108,7 @@ with pipeline_dag(
             "is counted from the data.",
         ),
     },
-) as dag:
+) as semantic_segmentation:
     layout = SegmentationLayoutOperator(
         task_id="layout",
         dataset_uri="{{ params.dataset_uri }}",
@@ -133,57 +118,29 @@ with pipeline_dag(
     remaps = [
         LabelMapRemapOperator(
             task_id=f"remap_{split}",
-            annotations_uri="{{ " + DATASET + f" }}}}/{split}_annotation",
+            annotations_uri=dataset_file(f"{split}_annotation"),
             label_map_uri=xcom("layout", f"{split}_label_map"),
             output_uri=annotations(split),
             num_classes="{{ params.num_classes }}",
         )
         for split in ("train", "validation")
     ]
-    train = container_step(
-        task_id="train",
-        step=Step.TRAIN,
-        spec=SPEC,
-        channels={
-            "train": "{{ " + DATASET + " }}/train",
-            "validation": "{{ " + DATASET + " }}/validation",
-            "train_annotation": annotations("train"),
-            "validation_annotation": annotations("validation"),
-            "model": "{{ params.initial_model_uri or '' }}",
-        },
-        output="train",
-        hyperparameters={
-            "num_training_samples": xcom("layout", "train"),
-            **form_hyperparameters(FORM_HYPERPARAMETERS),
-        },
-        extra_hyperparameters="{{ params.hyperparameters | tojson }}",
+    layout >> remaps
+    semantic_segmentation.tail(
+        after=remaps,
+        tail=Tail(
+            train_channels={
+                "train": dataset_file("train"),
+                "validation": dataset_file("validation"),
+                "train_annotation": annotations("train"),
+                "validation_annotation": annotations("validation"),
+            },
+            train_hyperparameters={"num_training_samples": xcom("layout", "train")},
+            evaluation_channels={
+                "validation": dataset_file_unless_eval_uri("validation"),
+                "validation_annotation": run_file_unless("eval_uri", "data/validation_annotation"),
+            },
+            data_uris=[f"{RUN}/data/layout.json"],
+            transform_data="{{ params.transform_uri or (" + DATASET + " ~ '/validation') }}",
+        ),
     )
-    evaluate = container_step(
-        task_id="evaluate",
-        step=Step.EVALUATE,
-        spec=SPEC,
-        channels={
-            "model": MODEL,
-            "validation": "{{ params.eval_uri or (" + DATASET + " ~ '/validation') }}",
-            "validation_annotation": "{{ '' if params.eval_uri else ("
-            + RUN_EXPRESSION
-            + " ~ '/data/validation_annotation') }}",
-            "champion": "{{ " + CHAMPION + " }}",
-        },
-        output="evaluate",
-    )
-    gate, promote = lifecycle_steps(
-        spec=SPEC, model=MODEL, data_uris=[f"{RUN}/data/layout.json"], outlets=[MODEL_ASSET]
-    )
-    batch_transform = container_step(
-        task_id="batch_transform",
-        step=Step.TRANSFORM,
-        spec=SPEC,
-        channels={
-            "model": transform_model(f"train/{MODEL_ARCHIVE}"),
-            "data": "{{ params.transform_uri or (" + DATASET + " ~ '/validation') }}",
-        },
-        output="batch_transform",
-        trigger_rule="none_failed",
-    )
-    layout >> remaps >> train >> evaluate >> gate >> promote >> batch_transform

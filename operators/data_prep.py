@@ -19,6 +19,7 @@ from operators.storage import (
     upload,
     write_text,
 )
+from tasks.contract import MANIFEST_VALIDATION
 from tasks.data.class_folders import (
     ClassFolderError,
     ClassFolders,
@@ -95,7 +96,7 @@ class LstGenerationOperator(RunStepOperator):
             f"; label-format={self.label_format}" if self.label_format else ""
         )
         with local_copy(self.images_uri) as manifest, tempfile.TemporaryDirectory() as tmp:
-            result = Path(tmp) / "manifest_validation.json"
+            result = Path(tmp) / MANIFEST_VALIDATION
             try:
                 validate_manifest(
                     manifest,
@@ -106,7 +107,7 @@ class LstGenerationOperator(RunStepOperator):
                 )
             finally:
                 if result.exists():
-                    upload(result, f"{out}/manifest_validation.json")
+                    upload(result, f"{out}/{MANIFEST_VALIDATION}")
             records = check_manifest(
                 manifest,
                 **parse_options(
@@ -265,7 +266,7 @@ class ManifestValidationOperator(RunStepOperator):
     @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
         with local_copy(self.manifest_uri) as manifest, tempfile.TemporaryDirectory() as tmp:
-            result = Path(tmp) / "manifest_validation.json"
+            result = Path(tmp) / MANIFEST_VALIDATION
             try:
                 records = validate_manifest(
                     manifest,
@@ -277,11 +278,11 @@ class ManifestValidationOperator(RunStepOperator):
                 )
             finally:
                 if result.exists():
-                    upload(result, f"{self.output_uri.rstrip('/')}/manifest_validation.json")
+                    upload(result, f"{self.output_uri.rstrip('/')}/{MANIFEST_VALIDATION}")
         self.log.info("%s: %d records pass every check", self.manifest_uri, records)
         return {
             "records": records,
-            "validation": f"{self.output_uri}/manifest_validation.json",
+            "validation": f"{self.output_uri}/{MANIFEST_VALIDATION}",
         }
 
 

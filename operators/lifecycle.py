@@ -13,7 +13,7 @@ from operators.paths import run_key
 from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import read_text, write_text
 from tasks.algorithms import get_algorithm
-from tasks.contract import CHAMPION_EVALUATION, COMPARISON, EVALUATION
+from tasks.contract import CHAMPION_EVALUATION, COMPARISON, EVALUATION, GATE
 from tasks.lifecycle.champion import (
     champion_model,
     data_fingerprint,
@@ -22,8 +22,6 @@ from tasks.lifecycle.champion import (
     rollback,
 )
 from tasks.lifecycle.gate import Decision, GateRules, decide
-
-GATE = "gate.json"
 
 __all__ = ["GateOperator", "PromoteOperator", "RollbackOperator", "champion_model"]
 

@@ -21,6 +21,7 @@ from operators.lifecycle import GateOperator, PromoteOperator, champion_model
 from operators.paths import run_uri
 from operators.runners import runners
 from tasks.algorithms import AlgorithmSpec
+from tasks.contract import GATE_FOLDER, STEP_FOLDERS, Step
 
 RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
 RUN = "{{ " + RUN_EXPRESSION + " }}"
@@ -251,17 +252,17 @@ def lifecycle_steps(
     gate = GateOperator(
         task_id="gate",
         algorithm=spec.id,
-        evaluation_uri=f"{RUN}/evaluate",
+        evaluation_uri=f"{RUN}/{STEP_FOLDERS[Step.EVALUATE]}",
         models_uri="{{ params.models_uri }}",
         pipeline="{{ dag.dag_id }}",
-        output_uri=f"{RUN}/gate",
+        output_uri=f"{RUN}/{GATE_FOLDER}",
         min_improvement="{{ params.min_improvement }}",
         max_class_drop="{{ params.max_class_drop }}",
         floor="{{ params.min_primary_metric }}",
     )
     promote = PromoteOperator(
         task_id="promote",
-        gate_uri=f"{RUN}/gate",
+        gate_uri=f"{RUN}/{GATE_FOLDER}",
         model_uri=model,
         models_uri="{{ params.models_uri }}",
         pipeline="{{ dag.dag_id }}",
@@ -272,6 +273,16 @@ def lifecycle_steps(
     )
     gate >> promote
     return gate, promote
+
+
+def champion_template() -> str:
+    """Template: the pipeline's champion model URI ("" before the first promotion)."""
+    return "{{ " + CHAMPION + " }}"
+
+
+def run_file_unless(param: str, path: str) -> str:
+    """Template: "" when the form's `param` is set, else `<run prefix>/<path>`."""
+    return f"{{{{ '' if params.{param} else ({RUN_EXPRESSION} ~ '/{path}') }}}}"
 
 
 def or_run_file(expression: str, path: str) -> str:

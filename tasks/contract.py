@@ -46,6 +46,13 @@ class Step(StrEnum):
 
 STEP_RESULTS = {Step.TRAIN: METRICS, Step.EVALUATE: EVALUATION, Step.TRANSFORM: PREDICTIONS}
 """The main output file of each step."""
+STEP_FOLDERS = {Step.TRAIN: "train", Step.EVALUATE: "evaluate", Step.TRANSFORM: "batch_transform"}
+"""The folder under a run where each step's task writes."""
+GATE_FOLDER = "gate"
+GATE = "gate.json"
+"""The gate's verdict, under <run>/gate/."""
+MANIFEST_VALIDATION = "manifest_validation.json"
+"""Manifest validation's result (GE's vocabulary), beside the lists it checked."""
 
 
 @dataclass(frozen=True)

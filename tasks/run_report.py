@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tasks.contract import EVALUATION, METRICS, SUMMARY
+from tasks.contract import EVALUATION, GATE, GATE_FOLDER, METRICS, SUMMARY
 from tasks.errors import InputError
 
 SERVED = (".png", ".json", ".jsonl")
@@ -18,7 +18,6 @@ RUN_RECORD = "run.json"
 """`<run prefix>/run.json`: the Airflow run that wrote the folder (dag_id, run_id,
 logical_date, params)."""
 RUN_FOLDER_PREFIX = "run="
-GATE = "gate.json"
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def _summary(root: Path, folder: Path) -> RunSummary:
         pictures=sorted(p.relative_to(root).as_posix() for p in folder.glob("*/*.png")),
         record=_json(folder / RUN_RECORD),
         failures=_failures(folder),
-        gate=_json(folder / "gate" / GATE),
+        gate=_json(folder / GATE_FOLDER / GATE),
     )
 
 
