@@ -89,7 +89,7 @@ AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests
 	tests/tasks/test_im2rec.py tests/tasks/test_atomic.py tests/tasks/test_artifact.py \
 	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_algorithm_packages.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/test_lint_scope.py tests/test_locks.py tests/test_base_images.py \
 	tests/test_end_to_end.py tests/test_end_to_end_gate.py tests/test_end_to_end_tf.py \
-	tests/test_end_to_end_segmentation.py
+	tests/test_end_to_end_segmentation.py tests/test_plugin_algorithm.py
 TRAINER_TESTS := tests/tasks/algorithms/image_classification tests/tasks/algorithms/image_classification_tf \
 	tests/tasks/algorithms/semantic_segmentation \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py

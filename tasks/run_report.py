@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tasks.contract import EVALUATION, GATE, GATE_FOLDER, METRICS, SUMMARY
+from tasks.contract import (
+    EVALUATION,
+    GATE,
+    GATE_FOLDER,
+    METRICS,
+    STEP_FOLDERS,
+    SUMMARY,
+    Step,
+)
 from tasks.errors import InputError
 
 SERVED = (".png", ".json", ".jsonl")
@@ -40,6 +48,8 @@ class RunSummary:
     failures: list[StepFailure] = field(default_factory=list)
     gate: dict | None = None
     """gate/gate.json: the champion/challenger decision and its reasons."""
+    evaluation_summary: dict | None = None
+    """evaluate/summary.json: the algorithm's primary metric and its value."""
 
     @property
     def dag_id(self) -> str | None:
@@ -102,13 +112,14 @@ def _summary(root: Path, folder: Path) -> RunSummary:
         pipeline=folder.parent.name,
         run=folder.name,
         folder=folder,
-        training=_json(folder / "train" / METRICS),
-        evaluation=_json(folder / "evaluate" / EVALUATION),
+        training=_json(folder / STEP_FOLDERS[Step.TRAIN] / METRICS),
+        evaluation=_json(folder / STEP_FOLDERS[Step.EVALUATE] / EVALUATION),
         # The steps' own pictures, not data (annotations) or batch transform's masks below them.
         pictures=sorted(p.relative_to(root).as_posix() for p in folder.glob("*/*.png")),
         record=_json(folder / RUN_RECORD),
         failures=_failures(folder),
         gate=_json(folder / GATE_FOLDER / GATE),
+        evaluation_summary=_json(folder / STEP_FOLDERS[Step.EVALUATE] / SUMMARY),
     )
 
 
@@ -150,11 +161,9 @@ def _headline(run: RunSummary, state: str | None) -> str:
     if run.failures:
         first = run.failures[0]
         return f"failed in {first.step}: {first.reason}"
-    if run.evaluation is not None:
-        for metric in ("mAP", "mIoU"):
-            if metric in run.evaluation:
-                return f"{metric} {_number(run.evaluation[metric]):.4f}"
-        return f"accuracy {_number(run.evaluation.get('accuracy')):.4f}"
+    metric = _text(run.evaluation_summary, "primary_metric")
+    if metric and run.evaluation_summary.get("value") is not None:
+        return f"{metric} {_number(run.evaluation_summary['value']):.4f}"
     if state:
         return state
     return "trained" if run.training is not None else "no results yet"

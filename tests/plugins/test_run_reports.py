@@ -18,6 +18,9 @@ def client(tmp_path, monkeypatch):
         json.dumps({"final": {"validation_accuracy": 0.975, "train_loss": 0.1}})
     )
     (run / "evaluate" / "evaluation.json").write_text(json.dumps({"accuracy": 0.96}))
+    (run / "evaluate" / "summary.json").write_text(
+        json.dumps({"status": "succeeded", "primary_metric": "accuracy", "value": 0.96})
+    )
     Image.new("RGB", (4, 4)).save(run / "train" / "learning_curves.png")
     (tmp_path / "secret.json").write_text("{}")
     from plugins.vision_pipelines import can_read_runs, reports
@@ -118,12 +121,26 @@ def test_one_malformed_run_does_not_break_the_index(client, tmp_path):
         run = tmp_path / "runs" / "image_classification" / f"run={name}"
         (run / "evaluate").mkdir(parents=True)
         (run / "evaluate" / "evaluation.json").write_text(text)
+        (run / "evaluate" / "summary.json").write_text(text)
         (run / "train").mkdir()
         (run / "train" / "metrics.json").write_text('{"final": [1]}')
         assert client.get(f"/image_classification/run={name}/").status_code == 200
     response = client.get("/")
     assert response.status_code == 200
     assert "run=20260101T000000" in response.text and "accuracy 0.9600" in response.text
+
+
+def test_the_headline_is_the_algorithms_primary_metric_from_its_summary(client, tmp_path):
+    """Reports take the headline from evaluate/summary.json, whatever the algorithm: no list of
+    metric names in the report code."""
+    run = tmp_path / "runs" / "detector" / "run=1"
+    (run / "evaluate").mkdir(parents=True)
+    (run / "evaluate" / "evaluation.json").write_text('{"mAP": 0.5, "accuracy": 0.1}')
+    (run / "evaluate" / "summary.json").write_text(
+        '{"status": "succeeded", "primary_metric": "box_f1", "value": 0.625}'
+    )
+    assert "box_f1 0.6250" in client.get("/detector/run=1/").text
+    assert "box_f1 0.6250" in client.get("/").text
 
 
 def _record(run, **values):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import keras
 
@@ -16,15 +15,18 @@ from tasks.algorithms.image_classification.hyperparameters import (
 from tasks.algorithms.image_classification.initial_weights import pretrained_model, previous_model
 from tasks.algorithms.image_classification.network import build_model
 from tasks.algorithms.image_classification.serving import export_saved_model
-from tasks.artifact import ModelManifest
 from tasks.backbones.resnet import RGB_MEAN, RGB_STD
 from tasks.classification.channels import LabelledImages, load_channel
 from tasks.contract import MLRoot, class_names, read_hyperparameters, read_input_data_config
 from tasks.data.manifest import label_format_of
-from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
-from tasks.training.checkpoints import Checkpoints
-from tasks.training.outputs import frameworks, now, write_keras_outputs
-from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
+from tasks.training.skeleton import (
+    Compiled,
+    TrainingPlan,
+    early_stopping_of,
+    fit,
+    manifest_of,
+    save,
+)
 
 log = logging.getLogger("vision_pipelines")
 
@@ -119,64 +121,11 @@ def train(ml: MLRoot) -> dict:
         hp.num_classes,
         " (multi-label)" if multi_label else "",
     )
-    set_precision(hp.precision_dtype)
-    steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
-    with distribution_strategy(multi_worker=hp.kv_store == "dist_sync").scope():
-        model = _initial_model(ml, hp)
-        loss, metrics = _loss_and_metrics(hp, multi_label)
-        model.compile(
-            optimizer=build_optimizer(hp, steps_per_epoch),
-            loss=loss,
-            metrics=metrics,
-            jit_compile=has_gpu(),
-        )
-    batches = math.ceil(len(train_set) / hp.mini_batch_size)
-    checkpoints = Checkpoints(ml.checkpoints_dir)
-    resumed = checkpoints.resume_point(hp.architecture())
-    callbacks: list[keras.callbacks.Callback] = [
-        ThroughputLogger(steps_per_epoch=batches, batch_size=hp.mini_batch_size, epochs=hp.epochs),
-        *checkpoints.callbacks(batches_per_epoch=batches, every_epochs=hp.checkpoint_frequency),
-    ]
-    if hp.early_stopping:
-        callbacks.append(
-            RelativeEarlyStopping(
-                monitor="val_accuracy",
-                min_epochs=hp.early_stopping_min_epochs,
-                patience=hp.early_stopping_patience,
-                tolerance=hp.early_stopping_tolerance,
-            )
-        )
-    started = time.monotonic()
-    model.fit(
-        training_dataset(
-            train_set,
-            image_shape=hp.image_shape,
-            batch_size=hp.mini_batch_size,
-            augmentation=hp.augmentation_type,
-            resize=hp.resize,
-        ),
-        validation_data=evaluation_dataset(
-            val_set, image_shape=hp.image_shape, batch_size=hp.mini_batch_size, resize=hp.resize
-        ),
-        epochs=hp.epochs,
-        callbacks=callbacks,
-        verbose=0,
-        shuffle=False,  # the tf.data pipeline shuffles
-    )
-    epochs = checkpoints.history()
-    result = {
-        "algorithm": ALGORITHM,
-        "multi_label": multi_label,
-        "final": {k: v for k, v in epochs[-1].items() if k != "epoch"},
-        "epochs": epochs,
-        "training_seconds": round(time.monotonic() - started, 1),
-        "resumed_after_epoch": resumed,
-        "train_samples": len(train_set),
-        "validation_samples": len(val_set),
-    }
+    trained = fit(ml, _plan(ml, hp, train_set, val_set, multi_label))
     activation = "sigmoid" if multi_label else "softmax"
-    manifest = ModelManifest(
-        algorithm=ALGORITHM,
+    manifest = manifest_of(
+        ALGORITHM,
+        trained=trained,
         architecture=hp.architecture(),
         multi_label=multi_label,
         hyperparameters=hp.to_strings(),
@@ -191,17 +140,56 @@ def train(ml: MLRoot) -> dict:
             "preprocess": "shorter side to resize (if set), scale to cover, centre crop",
         },
         output={"activation": activation, "key": "probabilities"},
-        frameworks=frameworks(),
-        metrics=result["final"],
-        created=now(),
     )
-    write_keras_outputs(
+    return save(
         ml,
-        model,
+        trained,
         manifest,
-        result,
+        {
+            "multi_label": multi_label,
+            "train_samples": len(train_set),
+            "validation_samples": len(val_set),
+        },
         lambda m, path: export_saved_model(
             m, path, image_shape=hp.image_shape, resize=hp.resize, activation=activation
         ),
     )
-    return result
+
+
+def _plan(
+    ml: MLRoot,
+    hp: ImageClassificationHyperparameters,
+    train_set: LabelledImages,
+    val_set: LabelledImages,
+    multi_label: bool,
+) -> TrainingPlan:
+    steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
+
+    def compiled() -> Compiled:
+        loss, metrics = _loss_and_metrics(hp, multi_label)
+        return Compiled(build_optimizer(hp, steps_per_epoch), loss, metrics)
+
+    return TrainingPlan(
+        algorithm=ALGORITHM,
+        architecture=hp.architecture(),
+        build_model=lambda: _initial_model(ml, hp),
+        compile=compiled,
+        train_data=training_dataset(
+            train_set,
+            image_shape=hp.image_shape,
+            batch_size=hp.mini_batch_size,
+            augmentation=hp.augmentation_type,
+            resize=hp.resize,
+        ),
+        validation_data=evaluation_dataset(
+            val_set, image_shape=hp.image_shape, batch_size=hp.mini_batch_size, resize=hp.resize
+        ),
+        batches_per_epoch=math.ceil(len(train_set) / hp.mini_batch_size),
+        batch_size=hp.mini_batch_size,
+        epochs=hp.epochs,
+        monitor="accuracy",
+        early_stopping=early_stopping_of(hp),
+        precision=hp.precision_dtype,
+        multi_worker=hp.kv_store == "dist_sync",
+        checkpoint_every=hp.checkpoint_frequency,
+    )

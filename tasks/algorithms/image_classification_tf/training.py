@@ -191,7 +191,7 @@ def train(ml: MLRoot) -> dict:
                 f"{source}: incremental training needs the same classes; the model has "
                 f"{', '.join(previous.manifest.class_names)}, the data {', '.join(classes)}"
             )
-        with distribution_strategy().scope():
+        with distribution_strategy(multi_worker=True).scope():
             network = build_network(hp, module)
             if previous is not None and hp.reinitialize_top_layer != "True":
                 log.info("incremental training: the top layer continues from %s", source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -24,14 +24,17 @@ from tasks.algorithms.semantic_segmentation.network import (
 )
 from tasks.algorithms.semantic_segmentation.pipeline import training_dataset, validation_dataset
 from tasks.algorithms.semantic_segmentation.serving import export_saved_model
-from tasks.artifact import ModelManifest
 from tasks.backbones.resnet import RGB_MEAN, RGB_STD
 from tasks.backbones.weights import copy_layers, imagenet_resnet, restore_model
 from tasks.contract import MLRoot, class_names, read_hyperparameters, read_input_data_config
-from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
-from tasks.training.checkpoints import Checkpoints
-from tasks.training.outputs import frameworks, now, write_keras_outputs
-from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
+from tasks.training.skeleton import (
+    Compiled,
+    TrainingPlan,
+    early_stopping_of,
+    fit,
+    manifest_of,
+    save,
+)
 
 log = logging.getLogger("vision_pipelines")
 PER_CLASS_LOG = "per_class_iou.jsonl"
@@ -144,72 +147,16 @@ def train(ml: MLRoot) -> dict:
         hp.algorithm,
         hp.backbone,
     )
-    steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
-    miou = ConfusionMetric(hp.num_classes, "mIoU")
-    set_precision("float16")  # mixed precision where there is a GPU (with XLA, below)
-    with distribution_strategy().scope():
-        model = initial_model(ml, hp)
-        if hp.syncbn:
-            use_synchronized_batch_norm(model)
-        model.compile(
-            optimizer=build_optimizer(hp, steps_per_epoch),
-            loss=SegmentationLoss(hp.num_classes),
-            metrics=[miou, ConfusionMetric(hp.num_classes, "pixel_accuracy")],
-            jit_compile=has_gpu(),
-        )
-    batches = math.ceil(len(train_split) / hp.mini_batch_size)
-    checkpoints = Checkpoints(ml.checkpoints_dir)
-    resumed = checkpoints.resume_point(hp.architecture())
     per_class_path = ml.checkpoints_dir / PER_CLASS_LOG
-    if not resumed:
-        per_class_path.unlink(missing_ok=True)
-    callbacks: list[keras.callbacks.Callback] = [
-        ThroughputLogger(steps_per_epoch=batches, batch_size=hp.mini_batch_size, epochs=hp.epochs),
-        PerClassIoU(miou, names, per_class_path),
-        *checkpoints.callbacks(batches_per_epoch=batches),
-    ]
-    if hp.early_stopping:
-        callbacks.append(
-            RelativeEarlyStopping(
-                monitor="val_mIoU",
-                min_epochs=hp.early_stopping_min_epochs,
-                patience=hp.early_stopping_patience,
-                tolerance=hp.early_stopping_tolerance,
-            )
-        )
-    started = time.monotonic()
-    model.fit(
-        training_dataset(
-            train_split,
-            base_size=hp.base_size,
-            crop_size=hp.crop_size,
-            batch_size=hp.mini_batch_size,
-        ),
-        validation_data=validation_dataset(
-            val_split, base_size=hp.base_size, batch_size=hp.validation_mini_batch_size
-        ),
-        epochs=hp.epochs,
-        callbacks=callbacks,
-        verbose=0,
-        shuffle=False,  # the tf.data pipeline shuffles
-    )
+    trained = fit(ml, _plan(ml, hp, train_split, val_split, names, per_class_path))
     per_class = per_class_history(per_class_path)
-    epochs = [
+    trained.epochs = [
         {**row, "validation_per_class_iou": per_class.get(row["epoch"], {})}
-        for row in checkpoints.history()
+        for row in trained.epochs
     ]
-    final = {k: v for k, v in epochs[-1].items() if isinstance(v, int | float) and k != "epoch"}
-    result = {
-        "algorithm": ALGORITHM,
-        "final": final,
-        "epochs": epochs,
-        "training_seconds": round(time.monotonic() - started, 1),
-        "resumed_after_epoch": resumed,
-        "train_samples": len(train_split),
-        "validation_samples": len(val_split),
-    }
-    manifest = ModelManifest(
-        algorithm=ALGORITHM,
+    manifest = manifest_of(
+        ALGORITHM,
+        trained=trained,
         architecture=hp.architecture(),
         hyperparameters=hp.to_strings(),
         class_names=names,
@@ -226,16 +173,60 @@ def train(ml: MLRoot) -> dict:
             "size": "int32 [height, width] of the input",
             "ignore_label": 255,
         },
-        frameworks=frameworks(),
-        metrics=final,
-        created=now(),
     )
-    write_keras_outputs(
+    return save(
         ml,
-        model,
+        trained,
         manifest,
-        result,
+        {"train_samples": len(train_split), "validation_samples": len(val_split)},
         lambda m, path: export_saved_model(m, path, base_size=hp.base_size),
         curve_metric="mIoU",
     )
-    return result
+
+
+def _plan(
+    ml: MLRoot,
+    hp: SegmentationHyperparameters,
+    train_split: Split,
+    val_split: Split,
+    names: list[str],
+    per_class_path: Path,
+) -> TrainingPlan:
+    steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
+    miou = ConfusionMetric(hp.num_classes, "mIoU")
+
+    def build() -> keras.Model:
+        model = initial_model(ml, hp)
+        if hp.syncbn:
+            use_synchronized_batch_norm(model)
+        return model
+
+    return TrainingPlan(
+        algorithm=ALGORITHM,
+        architecture=hp.architecture(),
+        build_model=build,
+        compile=lambda: Compiled(
+            build_optimizer(hp, steps_per_epoch),
+            SegmentationLoss(hp.num_classes),
+            [miou, ConfusionMetric(hp.num_classes, "pixel_accuracy")],
+        ),
+        train_data=training_dataset(
+            train_split,
+            base_size=hp.base_size,
+            crop_size=hp.crop_size,
+            batch_size=hp.mini_batch_size,
+        ),
+        validation_data=validation_dataset(
+            val_split, base_size=hp.base_size, batch_size=hp.validation_mini_batch_size
+        ),
+        batches_per_epoch=math.ceil(len(train_split) / hp.mini_batch_size),
+        batch_size=hp.mini_batch_size,
+        epochs=hp.epochs,
+        monitor="mIoU",
+        early_stopping=early_stopping_of(hp),
+        # No precision_dtype in the reference's table: mixed precision wherever there is a GPU.
+        precision="float16",
+        multi_worker=True,
+        callbacks=[PerClassIoU(miou, names, per_class_path)],
+        fresh_start=lambda: per_class_path.unlink(missing_ok=True),
+    )

@@ -16,7 +16,7 @@ from tasks.classification.serving import load_predictor
 from tasks.train import main
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def train(ml):

@@ -21,7 +21,7 @@ from tests.tasks.algorithms.image_classification_tf.hub_modules import (
     tar_module,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 HP = {"model_id": DEFAULT_MODEL_ID, "epochs": "1", "batch_size": "8"}
 
 

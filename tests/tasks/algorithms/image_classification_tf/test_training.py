@@ -21,7 +21,7 @@ from tasks.train import main as train_main
 from tests.tasks.algorithms.image_classification_tf.conftest import make_ml_root
 from tests.tasks.algorithms.image_classification_tf.hub_modules import save_classifier
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 ALGORITHM = "image-classification-tf"
 SMALL = {"model_id": DEFAULT_MODEL_ID, "epochs": "1", "batch_size": "8"}
 

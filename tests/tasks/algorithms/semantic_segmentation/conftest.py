@@ -13,7 +13,7 @@ import pytest
 from tasks.contract import MLRoot
 from tasks.data.synthetic import make_scenes_dataset
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 ALGORITHM = "semantic-segmentation"
 SMALL = {
     "backbone": "resnet-50",

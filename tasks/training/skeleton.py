@@ -1,0 +1,195 @@
+"""The one training skeleton every Keras 3 algorithm plugs into: strategy, precision, callbacks
+(progress, relative early stopping, checkpoints and resume), fitting, and the outputs (model.tar.gz
+with its manifest, metrics.json, learning curves). An algorithm supplies a `TrainingPlan`: its
+data, network, loss, metrics and how to serve the result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tasks.artifact import ModelManifest
+from tasks.contract import MLRoot
+from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
+from tasks.training.checkpoints import Checkpoints
+from tasks.training.outputs import frameworks, now, write_keras_outputs
+from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
+
+log = logging.getLogger("vision_pipelines")
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """The reference's relative early stopping (early_stopping_* hyperparameters)."""
+
+    min_epochs: int
+    patience: int
+    tolerance: float
+
+
+def early_stopping_of(hp: Any) -> EarlyStopping | None:
+    """The early_stopping_* hyperparameters (tasks.hyperparameters.early_stopping_params)."""
+    if not hp.early_stopping:
+        return None
+    return EarlyStopping(
+        hp.early_stopping_min_epochs, hp.early_stopping_patience, hp.early_stopping_tolerance
+    )
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What the network is compiled with (built inside the distribution strategy's scope)."""
+
+    optimizer: Any
+    loss: Any
+    metrics: Sequence[Any]
+
+
+@dataclass
+class TrainingPlan:
+    """What an algorithm hands the skeleton."""
+
+    algorithm: str
+    architecture: Mapping[str, Any]
+    """The network-defining hyperparameters: a checkpoint of another network is not resumed."""
+    build_model: Callable[[], keras.Model]
+    """The network to train (initial weights included), called in the strategy's scope."""
+    compile: Callable[[], Compiled]
+    """Optimizer, loss and metrics, called in the strategy's scope after build_model."""
+    train_data: tf.data.Dataset
+    validation_data: tf.data.Dataset
+    batches_per_epoch: int
+    batch_size: int
+    epochs: int
+    monitor: str = "accuracy"
+    """The validation metric early stopping watches (higher is better)."""
+    early_stopping: EarlyStopping | None = None
+    precision: str = "float32"
+    """float16: mixed precision where there is a GPU."""
+    multi_worker: bool = False
+    """Several workers when TF_CONFIG is set (kv_store=dist_sync)."""
+    checkpoint_every: int = 1
+    callbacks: Sequence[keras.callbacks.Callback] = field(default_factory=list)
+    """The algorithm's own callbacks (per-class metrics, ...)."""
+    fresh_start: Callable[[], None] = lambda: None
+    """Called when nothing is resumed (to drop what an earlier attempt logged)."""
+
+
+@dataclass
+class Trained:
+    model: keras.Model
+    epochs: list[dict]
+    """Per-epoch metrics (checkpoints.history, across restarts)."""
+    seconds: float
+    resumed_after_epoch: int
+
+    @property
+    def final(self) -> dict:
+        """The last epoch's numbers."""
+        return {
+            k: v for k, v in self.epochs[-1].items() if isinstance(v, int | float) and k != "epoch"
+        }
+
+
+def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
+    """Build, compile and fit the plan's network, resuming an interrupted attempt."""
+    set_precision(plan.precision)
+    with distribution_strategy(multi_worker=plan.multi_worker).scope():
+        model = plan.build_model()
+        compiled = plan.compile()
+        model.compile(
+            optimizer=compiled.optimizer,
+            loss=compiled.loss,
+            metrics=list(compiled.metrics),
+            jit_compile=has_gpu(),
+        )
+    checkpoints = Checkpoints(ml.checkpoints_dir)
+    resumed = checkpoints.resume_point(plan.architecture)
+    if not resumed:
+        plan.fresh_start()
+    callbacks: list[keras.callbacks.Callback] = [
+        ThroughputLogger(
+            steps_per_epoch=plan.batches_per_epoch, batch_size=plan.batch_size, epochs=plan.epochs
+        ),
+        *plan.callbacks,
+        *checkpoints.callbacks(
+            batches_per_epoch=plan.batches_per_epoch, every_epochs=plan.checkpoint_every
+        ),
+    ]
+    if plan.early_stopping is not None:
+        stop = plan.early_stopping
+        callbacks.append(
+            RelativeEarlyStopping(
+                monitor=f"val_{plan.monitor}",
+                min_epochs=stop.min_epochs,
+                patience=stop.patience,
+                tolerance=stop.tolerance,
+            )
+        )
+    started = time.monotonic()
+    model.fit(
+        plan.train_data,
+        validation_data=plan.validation_data,
+        epochs=plan.epochs,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,  # the tf.data pipeline shuffles
+    )
+    return Trained(model, checkpoints.history(), round(time.monotonic() - started, 1), resumed)
+
+
+def save(
+    ml: MLRoot,
+    trained: Trained,
+    manifest: ModelManifest,
+    result: dict,
+    export: Callable[[keras.Model, Path], None],
+    *,
+    curve_metric: str = "accuracy",
+) -> dict:
+    """model.tar.gz (the Keras model and the serving SavedModel `export` writes), metrics.json
+    (`result` with the epochs, timing and resume point) and the learning curves; returns the
+    metrics."""
+    metrics = {
+        "algorithm": manifest.algorithm,
+        **result,
+        "final": trained.final,
+        "epochs": trained.epochs,
+        "training_seconds": trained.seconds,
+        "resumed_after_epoch": trained.resumed_after_epoch,
+    }
+    write_keras_outputs(ml, trained.model, manifest, metrics, export, curve_metric=curve_metric)
+    return metrics
+
+
+def manifest_of(
+    algorithm: str,
+    *,
+    trained: Trained,
+    architecture: Mapping[str, Any],
+    hyperparameters: Mapping[str, str],
+    class_names: list[str],
+    input: Mapping[str, Any],
+    output: Mapping[str, Any],
+    multi_label: bool = False,
+) -> ModelManifest:
+    """The model's manifest, with this environment's frameworks and the final metrics."""
+    return ModelManifest(
+        algorithm=algorithm,
+        architecture=dict(architecture),
+        multi_label=multi_label,
+        hyperparameters=dict(hyperparameters),
+        class_names=class_names,
+        input=dict(input),
+        output=dict(output),
+        frameworks=frameworks(),
+        metrics=trained.final,
+        created=now(),
+    )
