@@ -202,18 +202,7 @@ def train(ml: MLRoot) -> dict:
 def _fit_and_save(
     ml: MLRoot, hp: TransferHyperparameters, data: Data, network: Network, source: str
 ) -> dict:
-    size, method = network.input_size, hp.image_resize_interpolation
-    train_ds = image_dataset(data.train, data.train_root, size=size, method=method)
-    val_ds = image_dataset(data.validation, data.validation_root, size=size, method=method)
-    augment = augmentation(hp)
-    frozen_features = hp.train_only_top_layer and augment is None
-    fit_model = network.head if frozen_features else network.model
-    if frozen_features:
-        log.info("frozen pre-trained model, no augmentation: its features computed once")
-        train_ds = _features(network, train_ds, len(data.train.images), hp.batch_size, "training")
-        val_ds = _features(
-            network, val_ds, len(data.validation.images), hp.batch_size, "validation"
-        )
+    fit_model, train_ds, val_ds, augment, frozen = _fit_inputs(hp, data, network)
     fit_model.compile(
         optimizer=build_optimizer(hp),
         loss=tf_keras.losses.CategoricalCrossentropy(
@@ -224,8 +213,53 @@ def _fit_and_save(
     steps = math.ceil(len(data.train.images) / hp.batch_size)
     checkpoints = Checkpoints(ml.checkpoints_dir)
     resumed = checkpoints.resume_point(
-        {**hp.architecture(), "source": source, "frozen_features": frozen_features}
+        {**hp.architecture(), "source": source, "frozen_features": frozen}
     )
+    started = time.monotonic()
+    fit_model.fit(
+        batches(train_ds, hp.batch_size, shuffle=len(data.train.images), augment=augment),
+        validation_data=batches(val_ds, hp.batch_size),
+        epochs=hp.epochs,
+        callbacks=_callbacks(hp, checkpoints, steps),
+        verbose=0,
+    )
+    epochs = checkpoints.history()
+    result = {
+        "algorithm": ALGORITHM,
+        "model_id": hp.model_id,
+        "pretrained": source,
+        "final": {k: v for k, v in epochs[-1].items() if k != "epoch"},
+        "epochs": epochs,
+        "training_seconds": round(time.monotonic() - started, 1),
+        "resumed_after_epoch": resumed,
+        "frozen_features": frozen,
+        "train_samples": len(data.train.images),
+        "validation_samples": len(data.validation.images),
+    }
+    _save(ml, hp, data.train.classes, network, result)
+    return result
+
+
+def _fit_inputs(hp: TransferHyperparameters, data: Data, network: Network) -> tuple:
+    """(the model to fit, training and validation data, augmentation, frozen features?): with a
+    frozen backbone and no augmentation only the head trains, on features computed once."""
+    size, method = network.input_size, hp.image_resize_interpolation
+    train_ds = image_dataset(data.train, data.train_root, size=size, method=method)
+    val_ds = image_dataset(data.validation, data.validation_root, size=size, method=method)
+    augment = augmentation(hp)
+    frozen = hp.train_only_top_layer and augment is None
+    if not frozen:
+        return network.model, train_ds, val_ds, augment, False
+    log.info("frozen pre-trained model, no augmentation: its features computed once")
+    train_ds = _features(network, train_ds, len(data.train.images), hp.batch_size, "training")
+    val_ds = _features(network, val_ds, len(data.validation.images), hp.batch_size, "validation")
+    return network.head, train_ds, val_ds, augment, True
+
+
+def _callbacks(hp: TransferHyperparameters, checkpoints: Checkpoints, steps: int) -> list:
+    """Progress and checkpoints; early stopping on the validation loss with the reference's
+    early_stopping_min_delta and _patience (this algorithm's own semantics, not the relative
+    early stopping of the MXNet algorithms)."""
     callbacks: list = [
         ThroughputLogger(steps_per_epoch=steps, batch_size=hp.batch_size, epochs=hp.epochs),
         *checkpoints.callbacks(batches_per_epoch=steps, keras_module=tf_keras),
@@ -239,28 +273,13 @@ def _fit_and_save(
                 verbose=1,
             )
         )
-    started = time.monotonic()
-    fit_model.fit(
-        batches(train_ds, hp.batch_size, shuffle=len(data.train.images), augment=augment),
-        validation_data=batches(val_ds, hp.batch_size),
-        epochs=hp.epochs,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    epochs = checkpoints.history()
-    result = {
-        "algorithm": ALGORITHM,
-        "model_id": hp.model_id,
-        "pretrained": source,
-        "final": {k: v for k, v in epochs[-1].items() if k != "epoch"},
-        "epochs": epochs,
-        "training_seconds": round(time.monotonic() - started, 1),
-        "resumed_after_epoch": resumed,
-        "frozen_features": frozen_features,
-        "train_samples": len(data.train.images),
-        "validation_samples": len(data.validation.images),
-    }
-    classes = data.train.classes
+    return callbacks
+
+
+def _save(
+    ml: MLRoot, hp: TransferHyperparameters, classes: list[str], network: Network, result: dict
+) -> None:
+    size, method = network.input_size, hp.image_resize_interpolation
     manifest = ModelManifest(
         algorithm=ALGORITHM,
         architecture=hp.architecture(),
@@ -295,4 +314,3 @@ def _fit_and_save(
         }
 
     write_outputs(ml, manifest, result, save)
-    return result
