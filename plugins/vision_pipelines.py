@@ -8,8 +8,8 @@ get 401, others without the right 403.
 from __future__ import annotations
 
 import logging
+import mimetypes
 from collections.abc import Iterable
-from pathlib import Path
 from urllib.parse import quote
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -17,7 +17,8 @@ from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from upath import UPath
 
 from operators.links import RunOutputsLink, RunReportLink
 from operators.paths import data_root
@@ -30,6 +31,7 @@ from tasks.run_report import (
     render_index,
     render_run,
     report_file,
+    runs_roots,
 )
 
 can_read_runs = requires_access_dag("GET", DagAccessEntity.RUN)
@@ -38,8 +40,9 @@ reports = FastAPI(
 )
 
 
-def runs_root() -> Path:
-    return data_root() / "runs"
+def runs_root() -> list[UPath]:
+    """The local runs folder and the deployment's object-storage run prefixes."""
+    return runs_roots(data_root() / "runs")
 
 
 def run_states(runs: Iterable[RunSummary]) -> dict[tuple[str, str], str]:
@@ -94,11 +97,15 @@ def index() -> str:
 
 
 @reports.get("/files/{relative:path}")
-def file(relative: str) -> FileResponse:
+def file(relative: str) -> Response:
     try:
-        return FileResponse(report_file(runs_root(), relative))
+        path = report_file(runs_root(), relative)
     except InputError as e:
         raise HTTPException(status_code=404, detail=str(e)) from e
+    if path.protocol in ("", "file", "local"):
+        return FileResponse(path.path)
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Response(content=path.read_bytes(), media_type=media_type)
 
 
 @reports.get("/{pipeline}/{run}/", response_class=HTMLResponse)

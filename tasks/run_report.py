@@ -1,14 +1,21 @@
 """Run reports: what each pipeline run produced (metrics, evaluation, pictures), which Airflow
-run it was (run id, parameters, state) and why it failed, as HTML pages."""
+run it was (run id, parameters, state) and why it failed, as HTML pages.
+
+Runs are read through the storage layer (universal_pathlib, what Airflow's ObjectStoragePath is
+made of): the local runs folder and the object-storage prefixes the deployment lists in
+`VISION_PIPELINES_REPORT_URIS` (each holding `<pipeline>/run=<key>/` folders)."""
 
 from __future__ import annotations
 
 import html
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote
+
+from upath import UPath
 
 from tasks.contract import (
     EVALUATION,
@@ -38,7 +45,7 @@ class StepFailure:
 class RunSummary:
     pipeline: str
     run: str
-    folder: Path
+    folder: UPath
     training: dict | None
     evaluation: dict | None
     pictures: list[str]
@@ -75,12 +82,12 @@ def report_path(prefix: str) -> str:
     return f"{quote(pipeline, safe='')}/{quote(run, safe='=')}"
 
 
-def _json(path: Path) -> dict | None:
+def _json(path: UPath) -> dict | None:
     """The JSON object in `path`; None when it is missing or is not one (each run's files are
     judged on their own: one bad file does not break the pages)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
         return None
     return value if isinstance(value, dict) else None
 
@@ -96,18 +103,22 @@ def _href(path: str) -> str:
     return html.escape("/".join(quote(part, safe="=") for part in path.split("/")))
 
 
-def _failures(folder: Path) -> list[StepFailure]:
+def _failures(folder: UPath) -> list[StepFailure]:
     """Every step of the run whose summary.json says it failed, with its reason."""
     found = []
-    for path in sorted(folder.rglob(SUMMARY)):
+    for path in sorted(folder.rglob(SUMMARY), key=lambda p: p.as_posix()):
         summary = _json(path)
         if summary and summary.get("status") == "failed":
-            step = _text(summary, "step") or path.parent.relative_to(folder).as_posix()
+            step = _text(summary, "step") or _relative(path.parent, folder)
             found.append(StepFailure(step, _text(summary, "reason") or "no reason reported"))
     return found
 
 
-def _summary(root: Path, folder: Path) -> RunSummary:
+def _relative(path: UPath, root: UPath) -> str:
+    return path.as_posix().removeprefix(root.as_posix().rstrip("/") + "/")
+
+
+def _summary(root: UPath, folder: UPath) -> RunSummary:
     return RunSummary(
         pipeline=folder.parent.name,
         run=folder.name,
@@ -115,7 +126,7 @@ def _summary(root: Path, folder: Path) -> RunSummary:
         training=_json(folder / STEP_FOLDERS[Step.TRAIN] / METRICS),
         evaluation=_json(folder / STEP_FOLDERS[Step.EVALUATE] / EVALUATION),
         # The steps' own pictures, not data (annotations) or batch transform's masks below them.
-        pictures=sorted(p.relative_to(root).as_posix() for p in folder.glob("*/*.png")),
+        pictures=sorted(_relative(p, root) for p in folder.glob("*/*.png")),
         record=_json(folder / RUN_RECORD),
         failures=_failures(folder),
         gate=_json(folder / GATE_FOLDER / GATE),
@@ -123,34 +134,76 @@ def _summary(root: Path, folder: Path) -> RunSummary:
     )
 
 
-def find_runs(root: Path) -> list[RunSummary]:
-    """Every `<root>/<pipeline>/run=<key>/`, newest first."""
-    folders = sorted(
-        root.glob(f"*/{RUN_FOLDER_PREFIX}*"), key=lambda p: p.stat().st_mtime, reverse=True
-    )
-    return [_summary(root, folder) for folder in folders if folder.is_dir()]
+REPORT_URIS_ENV = "VISION_PIPELINES_REPORT_URIS"
 
 
-def find_run(root: Path, pipeline: str, run: str) -> RunSummary | None:
-    """The run folder `<root>/<pipeline>/<run>`; None when there is none (or the names try
-    to leave the root)."""
+def runs_roots(local: Path) -> list[UPath]:
+    """Where runs are looked for: the local runs folder, then the deployment's object-storage
+    prefixes (`VISION_PIPELINES_REPORT_URIS`, comma-separated)."""
+    listed = [u.strip().rstrip("/") for u in os.environ.get(REPORT_URIS_ENV, "").split(",")]
+    return [UPath(local), *(UPath(u) for u in listed if u)]
+
+
+def _modified(folder: UPath) -> float:
+    """When the run was written (object storage has no folder times: its run.json's)."""
+    for path in (folder, folder / RUN_RECORD):
+        try:
+            if modified := path.stat().st_mtime:
+                return float(modified)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return 0.0
+
+
+def find_runs(roots: Iterable[UPath]) -> list[RunSummary]:
+    """Every `<root>/<pipeline>/run=<key>/` of every root, newest first."""
+    found = [
+        (root, folder)
+        for root in roots
+        if root.is_dir()
+        for folder in root.glob(f"*/{RUN_FOLDER_PREFIX}*")
+        if folder.is_dir()
+    ]
+    found.sort(key=lambda pair: _modified(pair[1]), reverse=True)
+    return [_summary(root, folder) for root, folder in found]
+
+
+def find_run(roots: Iterable[UPath], pipeline: str, run: str) -> RunSummary | None:
+    """The run folder `<root>/<pipeline>/<run>` of the first root that has it; None when none
+    does (or the names try to leave the roots)."""
     if (
         not run.startswith(RUN_FOLDER_PREFIX)
         or "/" in pipeline + run
         or pipeline in ("", ".", "..")
     ):
         return None
-    folder = root / pipeline / run
-    return _summary(root, folder) if folder.is_dir() else None
+    for root in roots:
+        folder = root / pipeline / run
+        if folder.is_dir():
+            return _summary(root, folder)
+    return None
 
 
-def report_file(root: Path, relative: str) -> Path:
-    """A file under `root` that reports may show; anything else (or outside) is refused
-    (the message does not repeat the request)."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()) or path.suffix not in SERVED or not path.is_file():
+def report_file(roots: Iterable[UPath], relative: str) -> UPath:
+    """A file under one of `roots` that reports may show; anything else (or outside) is
+    refused with one sentence that does not repeat the request."""
+    parts = PurePosixPath(relative).parts
+    if (
+        not parts
+        or ".." in parts
+        or relative.startswith("/")
+        or Path(relative).suffix not in SERVED
+    ):
         raise InputError("not a report file")
-    return path
+    for root in roots:
+        if root.protocol in ("", "file", "local"):
+            local = Path(root.path)
+            path = (local / relative).resolve()
+            if path.is_relative_to(local.resolve()) and path.is_file():
+                return UPath(path)
+        elif (path := root.joinpath(*parts)).is_file():
+            return path
+    raise InputError("not a report file")
 
 
 def _number(value: object) -> float:

@@ -11,6 +11,8 @@ from tasks.data.lst import list_class_folders, split_entries
 from tasks.data.pack import pack_lst
 from tasks.data.synthetic import make_shapes_dataset
 
+pytest_plugins = ["tests.s3"]
+
 
 def _make_ml_root(root: Path, images: Path, hyperparameters: dict[str, str]) -> MLRoot:
     """A container-contract ml-root with train/validation RecordIO channels from `images`."""

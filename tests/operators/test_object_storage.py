@@ -3,67 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import boto3
 import pytest
 
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
 from tasks.data.recordio import RecordIOReader
 from tasks.data.synthetic import make_shapes_dataset
 from tasks.staging import stage_in, upload_folder
+from tests.s3 import BUCKET
 
 pytestmark = pytest.mark.integration
-BUCKET = "vision"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on a free port, with Airflow's aws_default and boto's env pointing at it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait for the port to accept connections
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }.items():
-            mp.setenv(key, value)
-        mp.setenv(
-            "AIRFLOW_CONN_AWS_DEFAULT",
-            json.dumps(
-                {
-                    "conn_type": "aws",
-                    "login": "testing",
-                    "password": "testing",
-                    "extra": {"region_name": "us-east-1", "endpoint_url": endpoint},
-                }
-            ),
-        )
-        client = boto3.client("s3", endpoint_url=endpoint)
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def upload_tree(client, root: Path, prefix: str) -> None:

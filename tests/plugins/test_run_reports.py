@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import html
+import io
 import json
 
 import pytest
@@ -180,13 +181,14 @@ def test_error_pages_do_not_repeat_the_request(client):
 
 
 def test_run_names_cannot_leave_the_runs_root(tmp_path):
-    from tasks.run_report import find_run
+    from tasks.run_report import find_run, runs_roots
 
     (tmp_path / "runs" / "p" / "run=1").mkdir(parents=True)
     (tmp_path / "run=x").mkdir()
-    assert find_run(tmp_path / "runs", "p", "run=1") is not None
-    assert find_run(tmp_path / "runs", "..", "run=x") is None
-    assert find_run(tmp_path / "runs", "p", "1") is None
+    roots = runs_roots(tmp_path / "runs")
+    assert find_run(roots, "p", "run=1") is not None
+    assert find_run(roots, "..", "run=x") is None
+    assert find_run(roots, "p", "1") is None
 
 
 def test_gate_decisions_and_the_current_champion_are_shown(client, tmp_path):
@@ -250,3 +252,37 @@ def test_file_serving_refuses_encoded_traversal_and_symlinks_out(client, tmp_pat
         assert response.status_code == 404, path
     ok = client.get("/files/image_classification/run=20260101T000000/evaluate/evaluation.json")
     assert ok.status_code == 200 and ok.json() == {"accuracy": 0.96}
+
+
+@pytest.mark.integration
+def test_runs_written_to_s3_are_listed_open_and_serve_their_pictures(s3, client, monkeypatch):
+    """Audit: reports listed only runs under the local data root; a run written to s3:// had no
+    report and its "Run report" link was a 404. Now the deployment's object-storage prefixes are
+    read through the storage layer."""
+    from operators.links import report_url
+    from tests.s3 import BUCKET
+
+    prefix = "runs/semantic_segmentation/run=20260202T000000"
+    png = io.BytesIO()
+    Image.new("RGB", (3, 3), "red").save(png, format="PNG")
+    for key, body in (
+        ("run.json", json.dumps({"dag_id": "semantic_segmentation", "run_id": "s3run"})),
+        ("evaluate/evaluation.json", json.dumps({"mIoU": 0.5})),
+        ("evaluate/summary.json", json.dumps({"primary_metric": "mIoU", "value": 0.5})),
+        ("evaluate/confusion_matrix.png", png.getvalue()),
+    ):
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{key}", Body=body)
+    link = report_url(f"s3://{BUCKET}/{prefix}/evaluate").removeprefix("/vision-pipelines")
+    assert client.get(link).status_code == 404  # not a prefix the deployment listed
+    monkeypatch.setenv("VISION_PIPELINES_REPORT_URIS", f"s3://{BUCKET}/runs")
+    index = client.get("/").text
+    assert "run=20260202T000000" in index and "mIoU 0.5000" in index
+    assert "run=20260101T000000" in index  # the local runs are still there
+    page = client.get(link)
+    assert page.status_code == 200 and "mIoU 0.5000" in page.text
+    picture = "semantic_segmentation/run=20260202T000000/evaluate/confusion_matrix.png"
+    assert picture in page.text
+    served = client.get(f"/files/{picture}")
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.content == png.getvalue()
+    assert client.get("/files/semantic_segmentation/../../x.json").status_code == 404
