@@ -1,4 +1,4 @@
-"""Hyperparameters arrive as strings; each algorithm declares its table of `Param`s once.
+"""Hyperparameters arrive as strings; each algorithm declares its table of `Hyperparameter`s once.
 
 A parser both reads the string and says what it accepts as a JSON schema, so that the Airflow
 trigger form (dags/) offers the same choices and ranges as the trainer enforces.
@@ -150,7 +150,7 @@ int_list = Pattern(_int_list, r"^\s*\d+(\s*,\s*\d+)*\s*$")
 
 
 @dataclass(frozen=True)
-class Param:
+class Hyperparameter:
     """One hyperparameter: how to parse its string, what is allowed (in words), its default."""
 
     name: str
@@ -177,32 +177,34 @@ class Param:
 UNIT = "a number in [0, 1]"
 
 
-def early_stopping_params(metric: str, *, min_epochs: str, patience: str) -> tuple[Param, ...]:
+def early_stopping_params(
+    metric: str, *, min_epochs: str, patience: str
+) -> tuple[Hyperparameter, ...]:
     """early_stopping and its _min_epochs, _patience and _tolerance, as the managed service names
     them, stopping when validation `metric` stops improving."""
     return (
-        Param(
+        Hyperparameter(
             "early_stopping",
             boolean,
             "True or False",
             "False",
             description=f"Stop when validation {metric} stops improving.",
         ),
-        Param(
+        Hyperparameter(
             "early_stopping_min_epochs",
             integer(1),
             "a positive integer",
             min_epochs,
             description="Never stop before this many epochs.",
         ),
-        Param(
+        Hyperparameter(
             "early_stopping_patience",
             integer(1),
             "a positive integer",
             patience,
             description="Epochs without improvement before stopping.",
         ),
-        Param(
+        Hyperparameter(
             "early_stopping_tolerance",
             number(0, 1),
             UNIT,
@@ -213,7 +215,7 @@ def early_stopping_params(metric: str, *, min_epochs: str, patience: str) -> tup
 
 
 def parse_hyperparameters(
-    raw: Mapping[str, str], table: Sequence[Param], *, source: str = "hyperparameters"
+    raw: Mapping[str, str], table: Sequence[Hyperparameter], *, source: str = "hyperparameters"
 ) -> dict[str, Any]:
     """Parse every value of `raw` by `table`; the first problem raises one clear sentence."""
     by_name = {p.name: p for p in table}

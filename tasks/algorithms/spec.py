@@ -10,7 +10,7 @@ from typing import Any
 
 from tasks.contract import Step
 from tasks.errors import InputError
-from tasks.hyperparameters import Param
+from tasks.hyperparameters import Hyperparameter
 
 
 class UnknownAlgorithmError(InputError):
@@ -56,7 +56,7 @@ class AlgorithmSpec:
     package: str
     """The package under tasks/ that implements it."""
     channels: Mapping[Step, Channels]
-    hyperparameters: Sequence[Param]
+    hyperparameters: Sequence[Hyperparameter]
     architecture: tuple[str, ...]
     """Hyperparameters that define the network: they must match for incremental training."""
     primary_metric: str
@@ -120,7 +120,7 @@ class AlgorithmSpec:
                 f"allowed: {', '.join(channels.allowed)}"
             )
 
-    def param(self, name: str) -> Param:
+    def param(self, name: str) -> Hyperparameter:
         for p in self.hyperparameters:
             if p.name == name:
                 return p

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from tasks.algorithms.spec import TRAINER, AlgorithmSpec, Channels
 from tasks.contract import Step
-from tasks.hyperparameters import Param, integer, number
+from tasks.hyperparameters import Hyperparameter, integer, number
 
 ALGORITHM = "tiny-classifier"
 TABLE = (
-    Param("num_classes", integer(2), "an integer of at least 2", required=True),
-    Param("image_size", integer(8, 64), "an integer from 8 to 64", "16"),
-    Param("epochs", integer(1, 100), "an integer from 1 to 100", "3"),
-    Param("batch_size", integer(1, 256), "an integer from 1 to 256", "8"),
-    Param("learning_rate", number(0, 1, low_open=True), "a number in (0, 1]", "0.01"),
+    Hyperparameter("num_classes", integer(2), "an integer of at least 2", required=True),
+    Hyperparameter("image_size", integer(8, 64), "an integer from 8 to 64", "16"),
+    Hyperparameter("epochs", integer(1, 100), "an integer from 1 to 100", "3"),
+    Hyperparameter("batch_size", integer(1, 256), "an integer from 1 to 256", "8"),
+    Hyperparameter("learning_rate", number(0, 1, low_open=True), "a number in (0, 1]", "0.01"),
 )
 
 SPEC = AlgorithmSpec(

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from tasks.backbones.resnet_depths import CIFAR_DEPTHS, IMAGENET_DEPTHS
 from tasks.hyperparameters import (
     UNIT,
+    Hyperparameter,
     HyperparameterError,
-    Param,
     Pattern,
     choice,
     early_stopping_params,
@@ -42,96 +42,104 @@ image_shape = Pattern(_image_shape, rf"^\s*[13]\s*,{_SIDE},{_SIDE}$")
 
 
 TABLE = (
-    Param(
+    Hyperparameter(
         "num_classes",
         integer(1),
         "a positive integer",
         required=True,
         description="Number of output classes.",
     ),
-    Param(
+    Hyperparameter(
         "num_training_samples",
         integer(1),
         "a positive integer",
         required=True,
         description="Images in the training set; drives the learning-rate schedule.",
     ),
-    Param(
+    Hyperparameter(
         "use_pretrained_model",
         integer(0, 1),
         "0 or 1",
         "0",
         description="1: start from ImageNet weights; only the top layer starts fresh.",
     ),
-    Param(
+    Hyperparameter(
         "num_layers",
         integer_choice(*DEPTHS),
         "one of " + ", ".join(str(d) for d in DEPTHS),
         "152",
         description="ResNet depth; 20-110 are the small-image (CIFAR) networks.",
     ),
-    Param(
+    Hyperparameter(
         "image_shape",
         image_shape,
         f'"channels,height,width", 1 or 3 channels, sides 8 to {MAX_IMAGE_SIDE}, e.g. "3,224,224"',
         "3,224,224",
         description="channels,height,width of the network input (1 or 3 channels).",
     ),
-    Param(
+    Hyperparameter(
         "resize",
         integer(1),
         "a positive integer (shorter side in pixels)",
         description="Resize the shorter side to this many pixels first (image input only).",
     ),
-    Param("epochs", integer(1), "a positive integer", "30", description="Training epochs."),
-    Param("learning_rate", number(0, 1), UNIT, "0.1", description="Initial learning rate."),
-    Param(
+    Hyperparameter(
+        "epochs", integer(1), "a positive integer", "30", description="Training epochs."
+    ),
+    Hyperparameter(
+        "learning_rate", number(0, 1), UNIT, "0.1", description="Initial learning rate."
+    ),
+    Hyperparameter(
         "lr_scheduler_factor",
         number(0, 1),
         UNIT,
         "0.1",
         description="The learning rate is multiplied by this at each lr_scheduler_step.",
     ),
-    Param(
+    Hyperparameter(
         "lr_scheduler_step",
         int_list,
         'comma-separated positive epochs, e.g. "10,20"',
         description="Epochs at which the learning rate drops, e.g. 10,20.",
     ),
-    Param(
+    Hyperparameter(
         "optimizer",
         choice(*OPTIMIZERS),
         "one of " + ", ".join(OPTIMIZERS),
         "sgd",
         description="Optimizer (nag: SGD with Nesterov momentum).",
     ),
-    Param("momentum", number(0, 1), UNIT, "0", description="Momentum of sgd and nag."),
-    Param("weight_decay", number(0, 1), UNIT, "0.0001", description="Weight decay of sgd and nag."),
-    Param("beta_1", number(0, 1), UNIT, "0.9", description="Adam's first-moment decay."),
-    Param("beta_2", number(0, 1), UNIT, "0.999", description="Adam's second-moment decay."),
-    Param("eps", number(0, 1), UNIT, "1e-8", description="Epsilon of adam and rmsprop."),
-    Param("gamma", number(0, 1), UNIT, "0.9", description="Decay factor of rmsprop."),
-    Param(
+    Hyperparameter("momentum", number(0, 1), UNIT, "0", description="Momentum of sgd and nag."),
+    Hyperparameter(
+        "weight_decay", number(0, 1), UNIT, "0.0001", description="Weight decay of sgd and nag."
+    ),
+    Hyperparameter("beta_1", number(0, 1), UNIT, "0.9", description="Adam's first-moment decay."),
+    Hyperparameter(
+        "beta_2", number(0, 1), UNIT, "0.999", description="Adam's second-moment decay."
+    ),
+    Hyperparameter("eps", number(0, 1), UNIT, "1e-8", description="Epsilon of adam and rmsprop."),
+    Hyperparameter("gamma", number(0, 1), UNIT, "0.9", description="Decay factor of rmsprop."),
+    Hyperparameter(
         "mini_batch_size",
         integer(1, MAX_BATCH_SIZE),
         f"an integer from 1 to {MAX_BATCH_SIZE}",
         "32",
         description="Global batch size (split across GPUs).",
     ),
-    Param(
+    Hyperparameter(
         "augmentation_type",
         choice(*AUGMENTATIONS),
         "one of " + ", ".join(AUGMENTATIONS),
         description="crop, crop_color (+ hue/saturation/lightness) or crop_color_transform "
         "(+ rotation, shear, aspect ratio).",
     ),
-    Param(
+    Hyperparameter(
         "top_k",
         integer(2),
         "an integer greater than 1",
         description="Also report top-k accuracy.",
     ),
-    Param(
+    Hyperparameter(
         "checkpoint_frequency",
         integer(1),
         "a positive integer (epochs)",
@@ -139,21 +147,21 @@ TABLE = (
         description="Epochs between checkpoints (at most epochs).",
     ),
     *early_stopping_params("accuracy", min_epochs="10", patience="5"),
-    Param(
+    Hyperparameter(
         "multi_label",
         integer(0, 1),
         "0 or 1",
         "0",
         description="1: several labels per image (set by multi-label manifests).",
     ),
-    Param(
+    Hyperparameter(
         "precision_dtype",
         choice("float32", "float16"),
         "float32 or float16",
         "float32",
         description="float16: mixed precision on GPUs.",
     ),
-    Param(
+    Hyperparameter(
         "kv_store",
         choice("dist_sync", "dist_async"),
         "dist_sync or dist_async",

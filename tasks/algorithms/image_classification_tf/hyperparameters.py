@@ -15,8 +15,8 @@ from tasks.algorithms.image_classification_tf.hub.registry import (
 )
 from tasks.hyperparameters import (
     UNIT,
+    Hyperparameter,
     HyperparameterError,
-    Param,
     boolean,
     choice,
     integer,
@@ -60,135 +60,139 @@ class ModelId:
 
 
 TABLE = (
-    Param(
+    Hyperparameter(
         "model_id",
         ModelId(),
         "a model id of the registry (python -m tasks.hub list)",
         DEFAULT_MODEL_ID,
         description="The pre-trained TF Hub model to fine-tune.",
     ),
-    Param(
+    Hyperparameter(
         "num_classes",
         integer(2),
         "an integer of at least 2",
         description="Classes; derived from the class folders (given, it must match them).",
     ),
-    Param("epochs", integer(1), "a positive integer", "3", description="Training epochs."),
-    Param(
+    Hyperparameter("epochs", integer(1), "a positive integer", "3", description="Training epochs."),
+    Hyperparameter(
         "batch_size",
         integer(1, MAX_BATCH_SIZE),
         f"an integer from 1 to {MAX_BATCH_SIZE}",
         "32",
         description="Global batch size (split across GPUs).",
     ),
-    Param("learning_rate", number(0, 1), UNIT, "0.001", description="Learning rate."),
-    Param(
+    Hyperparameter("learning_rate", number(0, 1), UNIT, "0.001", description="Learning rate."),
+    Hyperparameter(
         "optimizer",
         choice(*OPTIMIZERS),
         "one of " + ", ".join(OPTIMIZERS),
         "adam",
         description="Optimizer (nesterov: SGD with Nesterov momentum).",
     ),
-    Param("beta_1", number(0, 1), UNIT, "0.9", description="Adam's first-moment decay."),
-    Param("beta_2", number(0, 1), UNIT, "0.999", description="Adam's second-moment decay."),
-    Param(
+    Hyperparameter("beta_1", number(0, 1), UNIT, "0.9", description="Adam's first-moment decay."),
+    Hyperparameter(
+        "beta_2", number(0, 1), UNIT, "0.999", description="Adam's second-moment decay."
+    ),
+    Hyperparameter(
         "epsilon",
         number(0, 1),
         UNIT,
         "1e-7",
         description="Epsilon of adam, rmsprop, adadelta and adagrad.",
     ),
-    Param(
+    Hyperparameter(
         "momentum", number(0, 1), UNIT, "0.9", description="Momentum of sgd, nesterov and rmsprop."
     ),
-    Param("rho", number(0, 1), UNIT, "0.95", description="Decay of adadelta and rmsprop."),
-    Param(
+    Hyperparameter("rho", number(0, 1), UNIT, "0.95", description="Decay of adadelta and rmsprop."),
+    Hyperparameter(
         "initial_accumulator_value",
         number(0, 1),
         UNIT,
         "0.0001",
         description="Starting accumulator of adagrad.",
     ),
-    Param("dropout_rate", number(0, 1), UNIT, "0.2", description="Dropout before the top layer."),
-    Param(
+    Hyperparameter(
+        "dropout_rate", number(0, 1), UNIT, "0.2", description="Dropout before the top layer."
+    ),
+    Hyperparameter(
         "regularizers_l2",
         number(0, 1),
         UNIT,
         "0.0001",
         description="L2 regularization of the top layer's weights.",
     ),
-    Param("label_smoothing", number(0, 1), UNIT, "0.1", description="Label smoothing."),
-    Param(
+    Hyperparameter("label_smoothing", number(0, 1), UNIT, "0.1", description="Label smoothing."),
+    Hyperparameter(
         "train_only_top_layer",
         boolean,
         "True or False",
         "False",
         description="True: the pre-trained model stays frozen; only the top layer learns.",
     ),
-    Param(
+    Hyperparameter(
         "reinitialize_top_layer",
         choice("Auto", "True", "False", case_sensitive=False),
         "Auto, True or False",
         "Auto",
         description="Auto: a fresh top layer when fine-tuning, kept on incremental training.",
     ),
-    Param(
+    Hyperparameter(
         "augmentation",
         boolean,
         "True or False",
         "False",
         description="Random flip, rotation and zoom of training images.",
     ),
-    Param(
+    Hyperparameter(
         "augmentation_random_flip",
         choice(*FLIPS),
         "one of " + ", ".join(FLIPS),
         "horizontal_and_vertical",
         description="Flip mode of the augmentation (as Keras' RandomFlip; None: no flip).",
     ),
-    Param(
+    Hyperparameter(
         "augmentation_random_rotation",
         number(-1, 1),
         "a number in [-1, 1] (fraction of 2 pi)",
         "0.2",
         description="Rotation range of the augmentation, a fraction of a full turn.",
     ),
-    Param(
+    Hyperparameter(
         "augmentation_random_zoom",
         number(-1, 1),
         "a number in [-1, 1]",
         "0.1",
         description="Zoom range of the augmentation.",
     ),
-    Param(
+    Hyperparameter(
         "image_resize_interpolation",
         choice(*INTERPOLATIONS),
         "one of " + ", ".join(INTERPOLATIONS),
         "bilinear",
         description="How images are resized to the model's input size.",
     ),
-    Param(
+    Hyperparameter(
         "early_stopping",
         boolean,
         "True or False",
         "False",
         description="Stop when the validation loss stops improving.",
     ),
-    Param(
+    Hyperparameter(
         "early_stopping_min_delta",
         number(0, 1),
         UNIT,
         "0.0",
         description="A smaller change of the validation loss counts as no improvement.",
     ),
-    Param(
+    Hyperparameter(
         "early_stopping_patience",
         integer(1),
         "a positive integer",
         "5",
         description="Epochs without improvement before stopping.",
     ),
-    Param(
+    Hyperparameter(
         "validation_split_ratio",
         number(0, 1, low_open=True),
         "a number in (0, 1)",

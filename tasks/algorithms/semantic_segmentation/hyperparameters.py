@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from tasks.hyperparameters import (
     UNIT,
+    Hyperparameter,
     HyperparameterError,
-    Param,
     boolean,
     choice,
     early_stopping_params,
@@ -30,121 +30,125 @@ SIDE = f"an integer from 17 to {MAX_IMAGE_SIDE}"
 
 
 TABLE = (
-    Param(
+    Hyperparameter(
         "backbone",
         choice(*BACKBONES),
         "one of " + ", ".join(BACKBONES),
         "resnet-50",
         description="Encoder: dilated ResNet (output stride 8).",
     ),
-    Param(
+    Hyperparameter(
         "use_pretrained_model",
         boolean,
         "True or False",
         "True",
         description="Start the encoder from ImageNet weights (decoders always start fresh).",
     ),
-    Param(
+    Hyperparameter(
         "algorithm",
         choice(*HEADS),
         "one of " + ", ".join(HEADS),
         "fcn",
         description="Decoder head: fcn, psp (pyramid pooling) or deeplab (DeepLabV3, ASPP).",
     ),
-    Param(
+    Hyperparameter(
         "num_classes",
         integer(2, 254),
         "an integer from 2 to 254",
         required=True,
         description="Classes (annotation value 255 is ignored).",
     ),
-    Param(
+    Hyperparameter(
         "num_training_samples",
         integer(1),
         "a positive integer",
         required=True,
         description="Images in the training set; drives the learning-rate schedule.",
     ),
-    Param(
+    Hyperparameter(
         "base_size",
         integer(17, MAX_IMAGE_SIDE),
         SIDE,
         "520",
         description="The long side is rescaled to base_size x U(0.5, 2.0) before cropping.",
     ),
-    Param(
+    Hyperparameter(
         "crop_size",
         integer(17, MAX_IMAGE_SIDE),
         SIDE + " (rounded up to a multiple of 8)",
         "480",
         description="Side of the random square training crop.",
     ),
-    Param("epochs", integer(1), "a positive integer", "30", description="Training epochs."),
-    Param(
+    Hyperparameter(
+        "epochs", integer(1), "a positive integer", "30", description="Training epochs."
+    ),
+    Hyperparameter(
         "learning_rate",
         number(0, 1, low_open=True),
         "a number in (0, 1]",
         "0.001",
         description="Initial learning rate.",
     ),
-    Param(
+    Hyperparameter(
         "lr_scheduler",
         choice(*SCHEDULERS),
         "one of " + ", ".join(SCHEDULERS),
         "poly",
         description="poly (power 0.9), cosine, or step (lr_scheduler_step).",
     ),
-    Param(
+    Hyperparameter(
         "lr_scheduler_factor",
         number(0, 1, low_open=True),
         "a number in (0, 1]",
         "0.1",
         description="step: the learning rate is multiplied by this at each step.",
     ),
-    Param(
+    Hyperparameter(
         "lr_scheduler_step",
         int_list,
         'comma-separated increasing epochs, e.g. "10,20"',
         description="step: the epochs at which the learning rate drops.",
     ),
-    Param(
+    Hyperparameter(
         "optimizer",
         choice(*OPTIMIZERS),
         "one of " + ", ".join(OPTIMIZERS),
         "sgd",
         description="nag: SGD with Nesterov momentum.",
     ),
-    Param(
+    Hyperparameter(
         "momentum",
         number(0, 1, low_open=True),
         "a number in (0, 1]",
         "0.9",
         description="Momentum of sgd and nag.",
     ),
-    Param(
+    Hyperparameter(
         "weight_decay",
         number(0, 1, low_open=True),
         "a number in (0, 1)",
         "0.0001",
         description="Weight decay of sgd and nag.",
     ),
-    Param("gamma1", number(0, 1), UNIT, "0.9", description="rmsprop: squared-gradient decay."),
-    Param("gamma2", number(0, 1), UNIT, "0.9", description="rmsprop: momentum."),
-    Param(
+    Hyperparameter(
+        "gamma1", number(0, 1), UNIT, "0.9", description="rmsprop: squared-gradient decay."
+    ),
+    Hyperparameter("gamma2", number(0, 1), UNIT, "0.9", description="rmsprop: momentum."),
+    Hyperparameter(
         "mini_batch_size",
         integer(1, MAX_BATCH_SIZE),
         f"an integer from 1 to {MAX_BATCH_SIZE}",
         "4",
         description="Global training batch size (split across GPUs).",
     ),
-    Param(
+    Hyperparameter(
         "validation_mini_batch_size",
         integer(1, MAX_BATCH_SIZE),
         f"an integer from 1 to {MAX_BATCH_SIZE}",
         "4",
         description="Validation batch size (whole images, padded to the batch's largest).",
     ),
-    Param(
+    Hyperparameter(
         "syncbn",
         boolean,
         "True or False",
