@@ -35,6 +35,52 @@ class ArtifactError(InputError):
     """A model.tar.gz that is missing, unreadable or not one of ours."""
 
 
+MAX_HEADER_BYTES = 64 * 1024
+"""The largest GNU long-name/long-link or pax extended header read (PATH_MAX is 4096): tarfile
+reads such a header whole, before any member check."""
+MAX_NAME_CHARS = 4096
+
+
+class _OversizedHeader(ArtifactError):
+    """Raised inside tarfile's header parsing (which knows no file name)."""
+
+
+def _shown(name: str) -> str:
+    """A member name as messages quote it: at most 100 characters."""
+    return repr(name if len(name) <= 100 else name[:100] + "...")
+
+
+class _CappedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses an oversized extended header before tarfile reads it."""
+
+    def _check_header(self) -> None:
+        if self.size > MAX_HEADER_BYTES:
+            raise _OversizedHeader(
+                f"an extended tar header (long name or pax) declares {self.size} bytes; at most "
+                f"{MAX_HEADER_BYTES} are read"
+            )
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_header()
+        return super()._proc_gnulong(tarfile)
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_header()
+        return super()._proc_pax(tarfile)
+
+
+def archive_names(tar_path: Path, source: str) -> list[str]:
+    """The member names of a .tar(.gz) we are given, its extended headers capped; `source`
+    names it in a refusal."""
+    try:
+        with tarfile.open(tar_path, "r:*", tarinfo=_CappedTarInfo) as tar:
+            return tar.getnames()
+    except _OversizedHeader as e:
+        raise ArtifactError(f"{source}: {e}") from None
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ArtifactError(f"{source} is not a readable .tar.gz ({str(e)[:300]})") from e
+
+
 def _plain(value: Any) -> Any:
     """Tuples as lists, as JSON has them (so that a manifest equals itself after a round trip)."""
     if isinstance(value, tuple | list):
@@ -227,13 +273,20 @@ def _checked_members(tar: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo
     members, total = [], 0
     for member in tar:
         name = PurePosixPath(member.name)
+        if len(member.name) > MAX_NAME_CHARS:
+            raise ArtifactError(
+                f"{source}: member {_shown(member.name)} has a name of {len(member.name)} "
+                f"characters; at most {MAX_NAME_CHARS}"
+            )
         if not (member.isreg() or member.isdir()):
             raise ArtifactError(
-                f"{source}: member {member.name!r} is a link or special file; a model archive "
-                "holds only regular files and folders"
+                f"{source}: member {_shown(member.name)} is a link or special file; a model "
+                "archive holds only regular files and folders"
             )
         if name.is_absolute() or ".." in name.parts:
-            raise ArtifactError(f"{source}: member {member.name!r} points outside the archive")
+            raise ArtifactError(
+                f"{source}: member {_shown(member.name)} points outside the archive"
+            )
         members.append(member)
         total += member.size
         if len(members) > max_members or total > max_bytes:
@@ -250,10 +303,13 @@ def safe_extract(tar_path: Path, dest: Path) -> None:
     if not tar_path.is_file():
         raise ArtifactError(f"{tar_path}: model file not found")
     try:
-        with tarfile.open(tar_path, "r:*") as tar:
+        with tarfile.open(tar_path, "r:*", tarinfo=_CappedTarInfo) as tar:
             tar.extractall(dest, members=_checked_members(tar, tar_path), filter="data")
+    except _OversizedHeader as e:
+        raise ArtifactError(f"{tar_path}: {e}") from None
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise ArtifactError(f"{tar_path}: not a readable .tar.gz ({e})") from e
+        reason = str(e)[:300]
+        raise ArtifactError(f"{tar_path}: not a readable .tar.gz ({reason})") from e
 
 
 def extract_artifact(tar_path: Path, dest: Path) -> ExtractedModel:

@@ -245,3 +245,37 @@ def test_the_generated_key_is_kept_and_reused(tmp_path, monkeypatch):
     first = model_key()
     assert len(first) == 64 and model_key() == first
     assert [p.name for p in tmp_path.iterdir()] == ["model.key"]
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE])
+def test_an_oversized_extended_header_is_refused_before_tarfile_reads_it(tmp_path, kind):
+    """Hardening item 3: a small model.tar.gz whose GNU long-name (or pax) header declared
+    hundreds of MiB was read whole by tarfile before our caps applied (4.2 GB for 512 MiB), and
+    the refusal quoted the whole name. Now the header's size is checked first."""
+    declared = 16 * 2**20
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = kind, declared
+    payload = b"a" * declared if kind == tarfile.GNUTYPE_LONGNAME else b"9 a=b\n" * (declared // 6)
+    raw = io.BytesIO()
+    raw.write(header.tobuf(format=tarfile.GNU_FORMAT))
+    raw.write(payload[:declared].ljust(declared, b"\n"))
+    raw.write(b"\0" * (512 - declared % 512 if declared % 512 else 0))
+    raw.write(tarfile.TarInfo("weights.bin").tobuf(format=tarfile.GNU_FORMAT) + b"\0" * 1024)
+    tar = tmp_path / "model.tar.gz"
+    import gzip
+
+    tar.write_bytes(gzip.compress(raw.getvalue(), compresslevel=9))
+    assert tar.stat().st_size < 200_000
+    with pytest.raises(ArtifactError) as refused:
+        extract_artifact(tar, tmp_path / "dest")
+    message = str(refused.value)
+    assert f"declares {declared} bytes; at most 65536 are read" in message
+    assert len(message) < 400 and str(tar) in message
+
+
+def test_refusals_quote_at_most_a_short_member_name(tmp_path):
+    long_name = "x" * 5000
+    tar = _tar_with(tmp_path, lambda t: _member(t, long_name, b"w"))
+    with pytest.raises(ArtifactError, match="has a name of 5000 characters; at most 4096") as e:
+        extract_artifact(tar, tmp_path / "dest")
+    assert len(str(e.value)) < 400

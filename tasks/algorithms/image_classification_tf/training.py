@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,14 @@ from tasks.algorithms.image_classification_tf.network import (
     save_parts,
 )
 from tasks.algorithms.image_classification_tf.serving import export_saved_model
-from tasks.artifact import MANIFEST, SAVED_MODEL, ExtractedModel, ModelManifest, extract_artifact
+from tasks.artifact import (
+    MANIFEST,
+    SAVED_MODEL,
+    ExtractedModel,
+    ModelManifest,
+    archive_names,
+    extract_artifact,
+)
 from tasks.contract import MLRoot, read_hyperparameters
 from tasks.data.class_folders import (
     ClassFolderError,
@@ -114,11 +120,8 @@ def pretrained_module(
             f"model.tar.gz in {channel}, found {len(archives)} archives"
         )
     archive = archives[0]
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            ours = any(name.lstrip("./") == MANIFEST for name in tar.getnames())
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise InputError(f"channel 'model': {archive} is not a readable .tar.gz ({e})") from e
+    names = archive_names(archive, f"channel 'model': {archive}")
+    ours = any(name.lstrip("./") == MANIFEST for name in names)
     if not ours:
         return stage_user_module(archive, work / "hub", str(archive)), None
     previous = extract_artifact(archive, work / "previous")
