@@ -9,14 +9,17 @@ Labels: a class index ("0"), or for multi-label a multi-hot vector ("[1, 0, 1]")
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from tasks.data.lst import LstEntry
 from tasks.errors import InputError
+from tasks.limits import MAX_CLASSES, MAX_MANIFEST_LINE_BYTES
 from tasks.problems import Problem, describe
 from tasks.uris import check_uri
 
@@ -83,15 +86,28 @@ def _parse_label(
     if not multi_label:
         if isinstance(value, bool | list):
             raise ValueError("expected one class index")
-        number = float(value)
-        if number != int(number) or number < 0:
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or number != int(number) or number < 0:
             raise ValueError("a class index must be a whole number from 0")
+        if number >= MAX_CLASSES:
+            raise ValueError(
+                f"a class index must be below {MAX_CLASSES} (VISION_PIPELINES_MAX_CLASSES)"
+            )
         return (number,)
+    if isinstance(value, list) and len(value) > MAX_CLASSES:
+        raise ValueError(
+            f"{len(value)} values; at most {MAX_CLASSES} classes (VISION_PIPELINES_MAX_CLASSES)"
+        )
     if not isinstance(value, list) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
     ):
         raise ValueError(f"expected a list of numbers for label-format={label_format}")
     if label_format == "class-id":
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError("class ids must be distinct whole numbers")
         ids = [int(v) for v in value]
         if any(v != i for v, i in zip(value, ids, strict=True)) or len(set(ids)) != len(ids):
             raise ValueError("class ids must be distinct whole numbers")
@@ -106,6 +122,19 @@ def _parse_label(
     if any(v not in (0, 1) for v in value):
         raise ValueError("multi-hot values must be 0 or 1")
     return tuple(float(v) for v in value)
+
+
+def bounded_lines(f: BinaryIO, limit: int | None = None) -> Iterator[bytes | None]:
+    """The lines of `f`, each read with at most `limit` bytes in memory; None in place of a
+    longer one (the rest of it is skipped without being kept)."""
+    limit = limit or MAX_MANIFEST_LINE_BYTES
+    while raw := f.readline(limit + 1):
+        if len(raw) <= limit or raw.endswith(b"\n") and len(raw) == limit + 1:
+            yield raw
+            continue
+        while raw and not raw.endswith(b"\n"):
+            raw = f.readline(limit + 1)
+        yield None
 
 
 def iter_manifest(
@@ -132,7 +161,14 @@ def iter_manifest(
         )
     empty = True
     with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
+        for line_no, raw in enumerate(bounded_lines(f), start=1):
+            if raw is None:
+                yield Problem(
+                    line_no,
+                    f"the line is longer than {MAX_MANIFEST_LINE_BYTES} bytes "
+                    "(VISION_PIPELINES_MAX_MANIFEST_LINE_BYTES); one record is one short line",
+                )
+                continue
             if not raw.strip():
                 continue
             empty = False

@@ -178,3 +178,45 @@ def test_uris_outside_the_allow_list_fail_before_anything_is_written(tmp_path, m
             task_id="make_lst", images_uri="file:///etc", output_uri=f"file://{out}"
         ).execute({"run_id": "r"})
     assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize(
+    "label",
+    ['"20000000"', '"1e10"', "1e400", '"Infinity"', '"NaN"', "[0, 1e400]"],
+)
+def test_a_manifest_class_index_cannot_size_the_workers_memory(tmp_path, label):
+    """Hardening item 2: make_lst built one class name per index up to the largest label (label
+    "20000000" took 1.4 GiB, "1e10" a MemoryError) and 1e400 or "Infinity" raised OverflowError,
+    an internal error that was retried. Now: one sentence naming the line, no retry."""
+    (tmp_path / "a.jpg").write_bytes(b"")
+    manifest = tmp_path / "train.manifest"
+    manifest.write_text(
+        '{"source-ref": "a.jpg", "class": 0}\n' + f'{{"source-ref": "b.jpg", "class": {label}}}\n'
+    )
+    with pytest.raises(AirflowFailException, match=r"line 2: class = .*: ") as refused:
+        LstGenerationOperator(
+            task_id="l", images_uri=f"file://{manifest}", output_uri=f"file://{tmp_path}/out"
+        ).execute({})
+    assert len(str(refused.value)) < 600
+
+
+def test_an_overlong_manifest_line_is_refused_without_being_kept(tmp_path, monkeypatch):
+    """Hardening item 6: one 200 MiB line peaked at 1.4 GiB and was accepted. Now a line over
+    the cap is one problem, read in bounded pieces."""
+    import tasks.data.manifest as manifests
+
+    monkeypatch.setattr(manifests, "MAX_MANIFEST_LINE_BYTES", 1024)
+    manifest = tmp_path / "train.manifest"
+    manifest.write_text(
+        '{"source-ref": "a.jpg", "class": 0}\n'
+        + '{"source-ref": "b.jpg", "class": 1, "note": "'
+        + "x" * 5000
+        + '"}\n'
+        + '{"source-ref": "c.jpg", "class": 1}\n'
+    )
+    with pytest.raises(manifests.ManifestError) as refused:
+        manifests.check_manifest(manifest)
+    assert "line 2: the line is longer than 1024 bytes" in str(refused.value)
+    assert "line 3" not in str(refused.value)
+    lines = list(manifests.bounded_lines(open(manifest, "rb"), 1024))  # noqa: SIM115
+    assert lines[1] is None and lines[2].startswith(b'{"source-ref": "c.jpg"')
