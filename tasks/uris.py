@@ -20,12 +20,13 @@ ALLOWED_PREFIXES = "VISION_PIPELINES_ALLOWED_URIS"
 
 
 def _normalized(uri: str) -> str:
-    """`uri` with a scheme, `.` and `..` resolved, so a prefix check cannot be walked out of."""
+    """`uri` with a scheme, `.` and `..` resolved and, for local paths, symbolic links followed
+    (as a reader would follow them), so a prefix check cannot be walked or linked out of."""
     scheme, sep, rest = uri.partition("://")
     if not sep:
         scheme, rest = "file", os.path.abspath(uri)
     if scheme == "file":
-        return "file://" + posixpath.normpath(rest or "/")
+        return "file://" + os.path.realpath(rest or "/")
     bucket, _, key = rest.partition("/")
     key = posixpath.normpath("/" + key).lstrip("/")
     return f"{scheme}://{bucket}/{key}".rstrip("/")
@@ -51,6 +52,11 @@ def check_uri(uri: str, what: str) -> str:
         raise InputError(
             f"{what} {uri!r}: scheme {scheme}:// is not supported; use "
             + " or ".join(f"{s}://" for s in SCHEMES)
+        )
+    if scheme == "s3" and {".", ".."} & set(rest.partition("/")[2].split("/")):
+        raise InputError(
+            f"{what} {uri!r}: an object key with '.' or '..' segments (object storage takes them "
+            "literally, so the key is not the place it looks like); write the plain key"
         )
     if scheme == "s3" and "@" in rest.partition("/")[0]:
         raise InputError(

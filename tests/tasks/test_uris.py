@@ -54,3 +54,30 @@ def test_relative_paths_are_refused(monkeypatch, tmp_path):
         with pytest.raises(InputError, match="is a relative path; write an absolute one"):
             check_uri(uri, "dataset_uri")
     assert check_uri(f"{allowed}/datasets/cats", "dataset_uri")
+
+
+def test_a_link_inside_an_allowed_prefix_cannot_point_outside(monkeypatch, tmp_path):
+    """Hardening item 7: the allow-list was lexical, so a symlink inside an allowed prefix that
+    points outside passed and was staged. Now links are followed before the check."""
+    allowed, secret = tmp_path / "srv" / "ml", tmp_path / "secret"
+    allowed.mkdir(parents=True)
+    secret.mkdir()
+    (allowed / "datasets").symlink_to(secret, target_is_directory=True)
+    (allowed / "real").mkdir()
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{allowed}")
+    for uri in (f"file://{allowed}/datasets", f"{allowed}/datasets/cats"):
+        with pytest.raises(InputError, match="outside the locations this deployment allows"):
+            check_uri(uri, "dataset_uri")
+    assert check_uri(f"file://{allowed}/real", "dataset_uri")
+    assert check_uri(f"file://{allowed}/not-yet-written", "output_uri")
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://ml-data/runs/../other/k", "s3://ml-data/runs/./x", "s3://ml-data/.."]
+)
+def test_dot_segments_in_object_keys_are_refused(monkeypatch, uri):
+    """Hardening item 7: `s3://bucket/runs/../other/k` passed normalization (inside runs/) while
+    s3fs sent the key literally."""
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", "s3://ml-data/")
+    with pytest.raises(InputError, match="an object key with '.' or '..' segments"):
+        check_uri(uri, "dataset_uri")
