@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from tasks.errors import InputError
+from tasks.limits import MAX_EPOCHS
 
 RESERVED_PREFIXES = ("_", "sagemaker_")
 
@@ -175,6 +176,17 @@ class Hyperparameter:
 
 
 UNIT = "a number in [0, 1]"
+
+
+def epochs_hyperparameter(default: str) -> Hyperparameter:
+    """`epochs`, capped by the deployment (VISION_PIPELINES_MAX_EPOCHS)."""
+    return Hyperparameter(
+        "epochs",
+        integer(1, MAX_EPOCHS),
+        f"an integer from 1 to {MAX_EPOCHS} (VISION_PIPELINES_MAX_EPOCHS)",
+        default,
+        description="Training epochs.",
+    )
 
 
 def early_stopping_params(

@@ -33,6 +33,8 @@ MAX_IMAGE_PIXELS = _setting("VISION_PIPELINES_MAX_IMAGE_PIXELS", 89_478_485)
 """Decoded pixels (width x height) of one input image; default: Pillow's bomb threshold."""
 MAX_IMAGE_BYTES = _setting("VISION_PIPELINES_MAX_IMAGE_BYTES", 50 * 2**20)
 """Encoded bytes of one image sent for prediction."""
+MAX_EPOCHS = _setting("VISION_PIPELINES_MAX_EPOCHS", 10_000)
+"""Most training epochs a run may ask for (a run holds a GPU for as long as it trains)."""
 MAX_CLASSES = _setting("VISION_PIPELINES_MAX_CLASSES", 100_000)
 """Largest number of classes (a class index sizes per-class lists on the Airflow worker)."""
 MAX_MANIFEST_LINE_BYTES = _setting("VISION_PIPELINES_MAX_MANIFEST_LINE_BYTES", 2**20)

@@ -207,7 +207,12 @@ def report_file(roots: Iterable[UPath], relative: str) -> UPath:
 
 
 def _number(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else float("nan")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return float("nan")
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return float("nan")
 
 
 def _headline(run: RunSummary, state: str | None) -> str:
@@ -261,7 +266,7 @@ def _render_gate(gate: Mapping) -> str:
     reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in gate.get("reasons") or [])
 
     def figure(value: object) -> str:
-        return f"{value:.4f}" if isinstance(value, int | float) else "-"
+        return f"{_number(value):.4f}" if isinstance(value, int | float) else "-"
 
     rows = [("<b>" + html.escape(metric) + "</b>", gate.get("champion"), gate.get("challenger"))]
     per_class = gate.get("per_class") if isinstance(gate.get("per_class"), dict) else {}
@@ -319,7 +324,9 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
     ):
         if values:
             numbers = {
-                k: f"{v:.4f}" for k, v in sorted(values.items()) if isinstance(v, int | float)
+                k: f"{_number(v):.4f}"
+                for k, v in sorted(values.items())
+                if isinstance(v, int | float)
             }
             parts.append(f"<h2>{title}</h2>" + _table(numbers, cls))
     per_class = (run.evaluation or {}).get("per_class")

@@ -222,8 +222,15 @@ class RecordIOReader:
 def read_index(idx_path: str | os.PathLike) -> dict[int, int]:
     """Parse an `.idx` (`key\\toffset` per line) into key -> byte offset, in file order."""
     index: dict[int, int] = {}
-    with open(idx_path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with open(idx_path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("ascii")
+            except UnicodeDecodeError:
+                raise RecordIOError(
+                    f"{idx_path}, line {line_no}: not text (byte {raw[:40]!r}...); an .idx holds "
+                    "'<integer key>\\t<byte offset>' lines"
+                ) from None
             if not line.strip():
                 continue
             fields = line.rstrip("\n").split("\t")

@@ -118,7 +118,15 @@ def test_a_folder_name_cannot_become_a_script_link(client, tmp_path):
 
 
 def test_one_malformed_run_does_not_break_the_index(client, tmp_path):
-    for name, text in (("list", "[1, 2]"), ("text", '{"accuracy": "high"}'), ("bad", "{")):
+    huge = (
+        '{"accuracy": ' + "9" * 400 + ', "primary_metric": "accuracy", "value": ' + "9" * 400 + "}"
+    )
+    for name, text in (
+        ("list", "[1, 2]"),
+        ("text", '{"accuracy": "high"}'),
+        ("bad", "{"),
+        ("huge", huge),  # hardening item 8: a 400-digit integer made the index a 500
+    ):
         run = tmp_path / "runs" / "image_classification" / f"run={name}"
         (run / "evaluate").mkdir(parents=True)
         (run / "evaluate" / "evaluation.json").write_text(text)

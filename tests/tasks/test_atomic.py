@@ -26,3 +26,22 @@ def test_temporary_names_differ_between_writers_of_the_same_file():
     names = {temporary_name("model.tar.gz") for _ in range(100)}
     assert len(names) == 100
     assert all(n.startswith(".model.tar.gz.tmp-") for n in names)
+
+
+def test_stale_temporary_files_are_cleaned_on_the_next_write(tmp_path):
+    """Hardening item 8: a SIGKILLed writer left `.name.tmp-*` files for ever. The next write
+    removes those older than a day; a live writer's (fresh) one stays."""
+    import os
+    import time
+
+    from tasks.atomic import STALE_SECONDS, atomic_write_text
+
+    stale = tmp_path / ".metrics.json.tmp-dead0000"
+    live = tmp_path / ".metrics.json.tmp-live0000"
+    stale.write_text("half")
+    live.write_text("being written")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    atomic_write_text(tmp_path / "metrics.json", "{}")
+    assert (tmp_path / "metrics.json").read_text() == "{}"
+    assert not stale.exists() and live.exists()

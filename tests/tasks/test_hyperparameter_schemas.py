@@ -53,3 +53,14 @@ def test_schema_and_parser_agree(algorithm, param):
             parses = False
         assert _valid(schema, value) == parses, (value, text)
     assert param.description, f"{algorithm}: {param.name} has no description"
+
+
+@pytest.mark.parametrize("spec", list(ALGORITHMS.values()), ids=lambda s: s.id)
+def test_epochs_have_the_deployments_cap(spec):
+    """Hardening item 8: `epochs` had no upper bound (a run could hold a GPU for ever)."""
+    from tasks.hyperparameters import HyperparameterError, parse_hyperparameters
+
+    raw = {**spec.smallest, "epochs": "10001"}
+    with pytest.raises(HyperparameterError, match="from 1 to 10000 .VISION_PIPELINES_MAX_EPOCHS"):
+        parse_hyperparameters(raw, spec.hyperparameters)
+    assert spec.param("epochs").schema["maximum"] == 10_000

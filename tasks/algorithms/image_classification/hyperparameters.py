@@ -13,6 +13,7 @@ from tasks.hyperparameters import (
     Pattern,
     choice,
     early_stopping_params,
+    epochs_hyperparameter,
     int_list,
     integer,
     integer_choice,
@@ -83,9 +84,7 @@ TABLE = (
         "a positive integer (shorter side in pixels)",
         description="Resize the shorter side to this many pixels first (image input only).",
     ),
-    Hyperparameter(
-        "epochs", integer(1), "a positive integer", "30", description="Training epochs."
-    ),
+    epochs_hyperparameter("30"),
     Hyperparameter(
         "learning_rate", number(0, 1), UNIT, "0.1", description="Initial learning rate."
     ),

@@ -19,6 +19,7 @@ from tasks.hyperparameters import (
     HyperparameterError,
     boolean,
     choice,
+    epochs_hyperparameter,
     integer,
     number,
     parse_hyperparameters,
@@ -73,7 +74,7 @@ TABLE = (
         "an integer of at least 2",
         description="Classes; derived from the class folders (given, it must match them).",
     ),
-    Hyperparameter("epochs", integer(1), "a positive integer", "3", description="Training epochs."),
+    epochs_hyperparameter("3"),
     Hyperparameter(
         "batch_size",
         integer(1, MAX_BATCH_SIZE),

@@ -12,6 +12,7 @@ from tasks.hyperparameters import (
     boolean,
     choice,
     early_stopping_params,
+    epochs_hyperparameter,
     int_list,
     integer,
     number,
@@ -79,9 +80,7 @@ TABLE = (
         "480",
         description="Side of the random square training crop.",
     ),
-    Hyperparameter(
-        "epochs", integer(1), "a positive integer", "30", description="Training epochs."
-    ),
+    epochs_hyperparameter("30"),
     Hyperparameter(
         "learning_rate",
         number(0, 1, low_open=True),

@@ -105,3 +105,13 @@ def test_malformed_index_line_is_named(tmp_path):
     idx.write_text("0\t0\n1\tnot-a-number\n")
     with pytest.raises(RecordIOError, match="line 2"):
         read_index(idx)
+
+
+def test_a_non_text_idx_is_one_sentence(tmp_path):
+    """Hardening item 8: a non-UTF-8 .idx raised UnicodeDecodeError (retried as internal)."""
+    from tasks.data.recordio import RecordIOError, read_index
+
+    idx = tmp_path / "train.idx"
+    idx.write_bytes(b"0\t0\n\xff\xfe\t12\n")
+    with pytest.raises(RecordIOError, match=r"train.idx, line 2: not text"):
+        read_index(idx)
