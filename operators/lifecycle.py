@@ -171,6 +171,8 @@ class PromoteOperator(RunStepOperator):
             run_id=context["run_id"],
             data_date=logical_date.isoformat() if logical_date else None,
             fingerprint=data_fingerprint(self.data_uris),
+            gated=True,
+            gated_against=gate.get("champion_model_uri"),
         )
         self.log.info("champion of %s is now %s", self.pipeline, entry["model_uri"])
         for outlet in self.outlets:

@@ -1,17 +1,26 @@
 """The champion pointer of a pipeline: `<models_uri>/<pipeline>/champion.json`.
 
-It holds the current champion and every earlier promotion (the history), written in one atomic
-write. A promoted model is copied under `<models_uri>/<pipeline>/models/<run key>/`, so the
-champion does not depend on a run folder that a rerun clears or a retention policy deletes.
-Rollback promotes an earlier entry again (recorded as a promotion of its own).
+It holds the current champion and every earlier promotion (the history). A promoted model is
+copied under `<models_uri>/<pipeline>/models/<run key>/`, so the champion does not depend on a
+run folder that a rerun clears or a retention policy deletes. Rollback promotes an earlier entry
+again (recorded as a promotion of its own).
+
+One writer at a time: every change is a compare-and-swap on what was read (an S3 conditional
+write, If-Match / If-None-Match, on object storage; an exclusive lock file on a file system),
+retried on a conflict, so no promotion or rollback is lost; a promotion whose gate compared
+another champion than the current one fails with one sentence.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,20 +31,23 @@ from tasks.errors import InputError
 from tasks.staging import upload
 
 CHAMPION = "champion.json"
+ATTEMPTS = 5
+_MEMORY_LOCK = threading.Lock()
+
+
+class PointerConflictError(InputError):
+    """The champion changed under a promotion that was gated against another one."""
 
 
 def pointer_uri(models_uri: str, pipeline: str) -> str:
     return f"{models_uri.rstrip('/')}/{pipeline}/{CHAMPION}"
 
 
-def read_pointer(models_uri: str, pipeline: str) -> dict[str, Any]:
-    """{"champion": entry or None, "history": [entries, oldest first]}."""
-    uri = pointer_uri(models_uri, pipeline)
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path):
+def _parse(uri: str, raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
         return {"champion": None, "history": []}
     try:
-        pointer = json.loads(fs.cat_file(path))
+        pointer = json.loads(raw)
         if not isinstance(pointer, dict) or not isinstance(pointer.get("history"), list):
             raise ValueError("expected an object with a 'history' list")
     except ValueError as e:
@@ -43,17 +55,105 @@ def read_pointer(models_uri: str, pipeline: str) -> dict[str, Any]:
     return pointer
 
 
+def _read_raw(fs: Any, path: str) -> tuple[bytes | None, str | None]:
+    """(content, version): the object's ETag on object storage, a digest of the content on a
+    file system; (None, None) when there is no pointer yet."""
+    if not fs.exists(path):
+        return None, None
+    if _is_object_store(fs):
+        etag = fs.info(path).get("ETag")
+        return fs.cat_file(path), etag
+    raw = fs.cat_file(path)
+    return raw, hashlib.sha256(raw).hexdigest()
+
+
+def _is_object_store(fs: Any) -> bool:
+    return "s3" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def read_pointer(models_uri: str, pipeline: str) -> dict[str, Any]:
+    """{"champion": entry or None, "history": [entries, oldest first]}."""
+    uri = pointer_uri(models_uri, pipeline)
+    fs, path = fsspec.core.url_to_fs(uri)
+    return _parse(uri, _read_raw(fs, path)[0])
+
+
+@contextmanager
+def _exclusive(fs: Any, path: str) -> Iterator[None]:
+    """One writer at a time on a file system (a lock file beside the pointer) or in memory."""
+    if _is_object_store(fs):
+        yield
+        return
+    if "memory" in str(fs.protocol):
+        with _MEMORY_LOCK:
+            yield
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _precondition_failed(error: BaseException | None) -> bool:
+    """Whether s3fs's error is S3's 412 (it wraps botocore's ClientError in an OSError)."""
+    while error is not None:
+        code = getattr(error, "response", {}).get("Error", {}).get("Code")
+        if code in ("PreconditionFailed", "412"):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _swap(fs: Any, path: str, data: bytes, version: str | None) -> bool:
+    """Write `data` if the pointer is still at `version`; False when another writer was first."""
+    if _is_object_store(fs):
+        condition = {"IfMatch": version} if version else {"IfNoneMatch": "*"}
+        try:
+            fs.pipe_file(path, data, **condition)
+        except OSError as e:
+            if _precondition_failed(e):
+                return False
+            raise
+        return True
+    with _exclusive(fs, path):
+        if _read_raw(fs, path)[1] != version:
+            return False
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / CHAMPION
+            local.write_bytes(data)
+            upload(local, fs.unstrip_protocol(path))
+    return True
+
+
+def _update(
+    models_uri: str,
+    pipeline: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Apply `change` (pointer -> the new entry; it may refuse) and append the entry, as one
+    compare-and-swap, retried while other writers are first."""
+    uri = pointer_uri(models_uri, pipeline)
+    fs, path = fsspec.core.url_to_fs(uri)
+    for _ in range(ATTEMPTS):
+        raw, version = _read_raw(fs, path)
+        pointer = _parse(uri, raw)
+        entry = change(pointer)
+        updated = {"champion": entry, "history": [*pointer["history"], entry]}
+        if _swap(fs, path, (json.dumps(updated, indent=2) + "\n").encode(), version):
+            return entry
+    raise PointerConflictError(
+        f"{uri}: {ATTEMPTS} other writers changed the champion pointer while this one tried; "
+        "try again"
+    )
+
+
 def champion_model(models_uri: str, pipeline: str) -> str:
     """The champion's model URI, or "" when the pipeline has none yet."""
     champion = read_pointer(models_uri, pipeline)["champion"]
     return champion["model_uri"] if champion else ""
-
-
-def _write_pointer(models_uri: str, pipeline: str, pointer: Mapping[str, Any]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / CHAMPION
-        local.write_text(json.dumps(pointer, indent=2) + "\n", encoding="utf-8")
-        upload(local, pointer_uri(models_uri, pipeline))
 
 
 def data_fingerprint(uris: Sequence[str]) -> str:
@@ -76,8 +176,12 @@ def promote(
     run_id: str,
     data_date: str | None,
     fingerprint: str,
+    gated: bool = False,
+    gated_against: str | None = None,
 ) -> dict[str, Any]:
-    """Copy the model under the models prefix and make it the champion; return its entry."""
+    """Copy the model under the models prefix and make it the champion; return its entry.
+    When `gated`, `gated_against` is the champion's model URI the gate compared with (None:
+    there was none), and a champion changed since refuses the promotion."""
     target = f"{models_uri.rstrip('/')}/{pipeline}/models/{run_key}/model.tar.gz"
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "model.tar.gz"
@@ -96,36 +200,45 @@ def promote(
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "action": "promote",
     }
-    pointer = read_pointer(models_uri, pipeline)
-    _write_pointer(
-        models_uri, pipeline, {"champion": entry, "history": [*pointer["history"], entry]}
-    )
-    return entry
+
+    def change(pointer: dict[str, Any]) -> dict[str, Any]:
+        current = (pointer["champion"] or {}).get("model_uri")
+        if gated and current != gated_against:
+            raise PointerConflictError(
+                f"{pointer_uri(models_uri, pipeline)}: the champion changed after the gate "
+                f"compared this run's model with {gated_against or 'no champion'}; it is now "
+                f"{current} (run {(pointer['champion'] or {}).get('run_id')}); run the pipeline "
+                "again to compare with it"
+            )
+        return entry
+
+    return _update(models_uri, pipeline, change)
 
 
 def rollback(models_uri: str, pipeline: str, to_run_id: str | None = None) -> dict[str, Any]:
     """Make an earlier champion the champion again: the one of `to_run_id`, else the one
     before the current; return the new entry."""
-    pointer = read_pointer(models_uri, pipeline)
-    current = pointer["champion"]
-    earlier = [
-        e for e in pointer["history"] if current is None or e["model_uri"] != current["model_uri"]
-    ]
-    if to_run_id is not None:
-        earlier = [e for e in earlier if e["run_id"] == to_run_id]
-    if not earlier:
-        known = ", ".join(dict.fromkeys(e["run_id"] for e in pointer["history"])) or "none"
-        raise InputError(
-            f"{pointer_uri(models_uri, pipeline)}: no earlier champion"
-            + (f" of run {to_run_id!r}" if to_run_id else "")
-            + f" to roll back to; promoted runs: {known}"
-        )
-    entry = {
-        **earlier[-1],
-        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "action": "rollback",
-    }
-    _write_pointer(
-        models_uri, pipeline, {"champion": entry, "history": [*pointer["history"], entry]}
-    )
-    return entry
+
+    def change(pointer: dict[str, Any]) -> dict[str, Any]:
+        current = pointer["champion"]
+        earlier = [
+            e
+            for e in pointer["history"]
+            if current is None or e["model_uri"] != current["model_uri"]
+        ]
+        if to_run_id is not None:
+            earlier = [e for e in earlier if e["run_id"] == to_run_id]
+        if not earlier:
+            known = ", ".join(dict.fromkeys(e["run_id"] for e in pointer["history"])) or "none"
+            raise InputError(
+                f"{pointer_uri(models_uri, pipeline)}: no earlier champion"
+                + (f" of run {to_run_id!r}" if to_run_id else "")
+                + f" to roll back to; promoted runs: {known}"
+            )
+        return {
+            **earlier[-1],
+            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "action": "rollback",
+        }
+
+    return _update(models_uri, pipeline, change)

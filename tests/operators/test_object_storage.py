@@ -182,3 +182,30 @@ def test_a_class_folder_dataset_in_s3_is_checked_split_and_copied(s3, tmp_path):
         s3.get_object(Bucket=BUCKET, Key="runs/r/data/class_folders.json")["Body"].read()
     )
     assert report["images"] == 20 and report["problems"] == []
+
+
+def test_the_champion_pointer_in_s3_is_written_by_conditional_writes(s3, tmp_path):
+    """Hardening item 4 on object storage: a write conditioned on the version read (If-Match,
+    or If-None-Match for the first) fails when another writer was first, and the change is
+    retried on the new version, so none is lost."""
+    import fsspec
+
+    from tasks.lifecycle.champion import _swap, pointer_uri, promote, read_pointer, rollback
+
+    models = f"s3://{BUCKET}/models"
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(b"m")
+    for run in ("r1", "r2"):
+        promote(models, "p", model_uri=f"file://{model}", run_key=run, metrics={}, run_id=run,
+                data_date=None, fingerprint="")  # fmt: skip
+    fs, path = fsspec.core.url_to_fs(pointer_uri(models, "p"))
+    stale = fs.info(path)["ETag"]
+    assert rollback(models, "p", "r1")["run_id"] == "r1"
+    assert not _swap(fs, path, b"{}", stale)  # another writer was first: refused
+    assert not _swap(fs, path, b"{}", None)  # "create" when it exists: refused
+    pointer = read_pointer(models, "p")
+    assert [(e["run_id"], e["action"]) for e in pointer["history"]] == [
+        ("r1", "promote"),
+        ("r2", "promote"),
+        ("r1", "rollback"),
+    ]

@@ -201,3 +201,74 @@ def test_the_data_fingerprint_follows_the_lists(tmp_path):
     assert before == data_fingerprint([f"file://{lst}"])
     lst.write_text("0\t1\ta.jpg\n")
     assert data_fingerprint([f"file://{lst}"]) != before
+
+
+def test_a_rollback_racing_a_promotion_loses_neither(tmp_path, monkeypatch):
+    """Hardening item 4: promote and rollback read champion.json and wrote it back whole; a
+    rollback reported "champion is again r1" while the final champion was r3 and its entry was
+    gone. Now each change is a compare-and-swap: both entries stay, in the order they landed."""
+    import threading
+    import time
+
+    import tasks.lifecycle.champion as champion
+
+    models = f"file://{tmp_path}/models"
+    for run in ("r1", "r2"):
+        _promote(models, _model(tmp_path, run), run, "2026-01-01")
+    real_upload = champion.upload
+
+    def slow_upload(local, uri):  # widen the window between reading and writing the pointer
+        if uri.endswith("champion.json"):
+            time.sleep(0.3)
+        return real_upload(local, uri)
+
+    monkeypatch.setattr(champion, "upload", slow_upload)
+    r3 = _model(tmp_path, "r3")
+    done = {}
+    threads = [
+        threading.Thread(
+            target=lambda: done.update(rollback=rollback(models, "image_classification", "r1"))
+        ),
+        threading.Thread(target=lambda: done.update(promote=_promote(models, r3, "r3", "x"))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pointer = read_pointer(models, "image_classification")
+    actions = [(e["run_id"], e["action"]) for e in pointer["history"]]
+    assert actions[:2] == [("r1", "promote"), ("r2", "promote")]
+    assert sorted(actions[2:]) == [("r1", "rollback"), ("r3", "promote")]
+    assert pointer["champion"] == pointer["history"][-1]
+    assert done["rollback"] in pointer["history"] and done["promote"] in pointer["history"]
+
+
+def _gated(models: str, model: str, run: str, against: str | None) -> dict:
+    return promote(
+        models,
+        "image_classification",
+        model_uri=model,
+        run_key=run,
+        metrics={},
+        run_id=run,
+        data_date=None,
+        fingerprint="",
+        gated=True,
+        gated_against=against,
+    )
+
+
+def test_a_promotion_gated_against_another_champion_is_refused(tmp_path):
+    """Hardening item 4: the gate's verdict was not re-checked at promote time, so two runs that
+    both beat the same champion replaced each other without being compared."""
+    from tasks.lifecycle.champion import PointerConflictError
+
+    models = f"file://{tmp_path}/models"
+    first = _promote(models, _model(tmp_path, "a"), "a", "2026-01-01")
+    # Runs b and c were both gated against champion a; b is promoted first.
+    b = _gated(models, _model(tmp_path, "b"), "b", first["model_uri"])
+    with pytest.raises(PointerConflictError, match="the champion changed after the gate") as e:
+        _gated(models, _model(tmp_path, "c"), "c", first["model_uri"])
+    assert "(run b)" in str(e.value)
+    pointer = read_pointer(models, "image_classification")
+    assert pointer["champion"] == b and [h["run_id"] for h in pointer["history"]] == ["a", "b"]
