@@ -34,11 +34,18 @@ def record_run(context: Any, output_uri: str) -> None:
     if prefix is None or not context.get("run_id"):
         return
     dag, logical_date = context.get("dag"), context.get("logical_date")
+    params = dict(context.get("params") or {})
+    try:  # every location the form chose, before any is written down (the reports read them)
+        for name, value in params.items():
+            if name.endswith("_uri") and isinstance(value, str) and value.strip():
+                check_uri(value, name)
+    except InputError as e:
+        raise AirflowFailException(str(e)) from e
     record = {
         "dag_id": dag.dag_id if dag else None,
         "run_id": context["run_id"],
         "logical_date": logical_date.isoformat() if logical_date else None,
-        "params": dict(context.get("params") or {}),
+        "params": params,
     }
     write_text(f"{prefix}/{RUN_RECORD}", json.dumps(record, indent=2, default=str) + "\n")
 

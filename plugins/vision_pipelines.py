@@ -1,19 +1,21 @@
 """Airflow plugin of vision-pipelines: the operators' extra links and the run-report pages.
 
 The pages are served by the API server under /vision-pipelines/ and, like its REST API, only
-to a logged-in user allowed to read DAG runs (the auth manager decides): anonymous requests
-get 401, others without the right 403.
+to a logged-in user (anonymous requests get 401). Each run is shown only to a user the auth
+manager allows to read that run's DAG's runs: the index lists only those, a run page or file of
+another DAG is a 403. Nothing in the request (no `?dag_id=`) chooses what is authorized.
 """
 
 from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Annotated
 from urllib.parse import quote
 
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException
@@ -33,11 +35,34 @@ from tasks.run_report import (
     report_file,
     runs_roots,
 )
+from tasks.uris import check_uri
 
-can_read_runs = requires_access_dag("GET", DagAccessEntity.RUN)
-reports = FastAPI(
-    title="vision-pipelines run reports", dependencies=[Depends(can_read_runs)], docs_url=None
-)
+CanRead = Callable[[str], bool]
+"""Whether the logged-in user may read the runs of a DAG (by id)."""
+
+
+def run_reader(user: GetUserDep) -> CanRead:
+    """The logged-in user's permission to read each DAG's runs (401 when there is no user)."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    def can_read(dag_id: str) -> bool:
+        return get_auth_manager().is_authorized_dag(
+            method="GET",
+            access_entity=DagAccessEntity.RUN,
+            details=DagDetails(id=dag_id),
+            user=user,
+        )
+
+    return can_read
+
+
+Reader = Annotated[CanRead, Depends(run_reader)]
+reports = FastAPI(title="vision-pipelines run reports", docs_url=None)
+
+
+def _dag_of(run: RunSummary) -> str:
+    """The DAG a run belongs to: its run.json's, else its pipeline folder's name."""
+    return run.dag_id or run.pipeline
 
 
 def runs_root() -> list[UPath]:
@@ -81,7 +106,8 @@ def current_champions(runs: Iterable[RunSummary]) -> set[tuple[str, str]]:
     found = set()
     for dag_id, models_uri in places:
         try:
-            champion = read_pointer(models_uri, dag_id)["champion"]
+            # The run's form chose models_uri: read only where the deployment allows.
+            champion = read_pointer(check_uri(models_uri, "models_uri"), dag_id)["champion"]
         except Exception:  # noqa: BLE001 - one unreadable pointer must not break the page
             logging.getLogger(__name__).warning("champion of %s unreadable", dag_id, exc_info=True)
             continue
@@ -91,17 +117,23 @@ def current_champions(runs: Iterable[RunSummary]) -> set[tuple[str, str]]:
 
 
 @reports.get("/", response_class=HTMLResponse)
-def index() -> str:
-    runs = find_runs(runs_root())
+def index(can_read: Reader) -> str:
+    runs = [r for r in find_runs(runs_root()) if can_read(_dag_of(r))]
     return render_index(runs, run_states(runs), current_champions(runs))
 
 
 @reports.get("/files/{relative:path}")
-def file(relative: str) -> Response:
+def file(relative: str, can_read: Reader) -> Response:
+    pipeline, _, rest = relative.partition("/")
+    run = find_run(runs_root(), pipeline, rest.partition("/")[0])
     try:
+        if run is None:
+            raise InputError("not a report file")
         path = report_file(runs_root(), relative)
     except InputError as e:
         raise HTTPException(status_code=404, detail=str(e)) from e
+    if not can_read(_dag_of(run)):
+        raise HTTPException(status_code=403, detail="not allowed to read this run")
     if path.protocol in ("", "file", "local"):
         return FileResponse(path.path)
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -109,10 +141,12 @@ def file(relative: str) -> Response:
 
 
 @reports.get("/{pipeline}/{run}/", response_class=HTMLResponse)
-def run_page(pipeline: str, run: str) -> str:
+def run_page(pipeline: str, run: str, can_read: Reader) -> str:
     summary = find_run(runs_root(), pipeline, run)
     if summary is None:
         raise HTTPException(status_code=404, detail="no such run")
+    if not can_read(_dag_of(summary)):
+        raise HTTPException(status_code=403, detail="not allowed to read this run")
     state = run_states([summary]).get((summary.dag_id, summary.run_id))
     return render_run(summary, state=state, airflow_url=airflow_run_url(summary))
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from operators.links import browsable_url
 
 
@@ -19,3 +21,26 @@ def test_local_folders_have_no_storage_link_but_a_report_link():
     )
     assert report_url("s3://b/out/p/run=manual__x/evaluate") == "/vision-pipelines/p/run=manual__x/"
     assert report_url("file:///data/elsewhere") == ""
+
+
+def test_a_disallowed_location_in_the_form_is_refused_before_run_json_is_written(
+    tmp_path, monkeypatch
+):
+    """Hardening item 8: run.json (whose models_uri the report pages read on the API server)
+    was written before the form's locations were checked."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from operators.run_record import record_run
+
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}/ok")
+    run = tmp_path / "ok" / "runs" / "p" / "run=1"
+    context = {
+        "run_id": "manual__1",
+        "params": {"output_uri": f"file://{tmp_path}/ok/runs/p", "models_uri": "file:///etc"},
+    }
+    with pytest.raises(AirflowFailException, match="models_uri 'file:///etc' is outside"):
+        record_run(context, f"file://{run}/train")
+    assert not (run / "run.json").exists()
+    context["params"]["models_uri"] = f"file://{tmp_path}/ok/models"
+    record_run(context, f"file://{run}/train")
+    assert (run / "run.json").is_file()

@@ -24,10 +24,10 @@ def client(tmp_path, monkeypatch):
     )
     Image.new("RGB", (4, 4)).save(run / "train" / "learning_curves.png")
     (tmp_path / "secret.json").write_text("{}")
-    from plugins.vision_pipelines import can_read_runs, reports
+    from plugins.vision_pipelines import reports, run_reader
 
-    # A logged-in user allowed to read runs (the anonymous case is tested below).
-    reports.dependency_overrides[can_read_runs] = lambda: None
+    # A logged-in user allowed to read every DAG's runs (the anonymous case is tested below).
+    reports.dependency_overrides[run_reader] = lambda: lambda dag_id: True
     yield TestClient(reports)
     reports.dependency_overrides.clear()
 
@@ -294,3 +294,40 @@ def test_runs_written_to_s3_are_listed_open_and_serve_their_pictures(s3, client,
     assert served.status_code == 200 and served.headers["content-type"] == "image/png"
     assert served.content == png.getvalue()
     assert client.get("/files/semantic_segmentation/../../x.json").status_code == 404
+
+
+def test_each_run_is_shown_only_to_readers_of_its_dag(tmp_path, monkeypatch):
+    """Hardening item 8: authorization followed a `?dag_id=` in the query string, so with a
+    per-DAG auth manager `/vision-pipelines/?dag_id=<a DAG I may read>` showed every DAG's runs.
+    Now each run is authorized by its own DAG, whatever the request says."""
+    import airflow.api_fastapi.app as app
+    import airflow.api_fastapi.core_api.security as security
+    from airflow.api_fastapi.core_api.security import get_user
+
+    from plugins.vision_pipelines import reports
+
+    class OnlyDagA:
+        def is_authorized_dag(self, *, method, access_entity=None, details=None, user=None):
+            return details is not None and details.id == "a"
+
+    monkeypatch.setattr(app, "get_auth_manager", lambda: OnlyDagA())
+    monkeypatch.setattr(security, "get_auth_manager", lambda: OnlyDagA(), raising=False)
+    monkeypatch.setenv("VISION_PIPELINES_DATA_ROOT", str(tmp_path))
+    for dag in ("a", "b"):
+        run = tmp_path / "runs" / dag / "run=1"
+        (run / "evaluate").mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"dag_id": dag, "run_id": f"secret-of-{dag}"}))
+        (run / "evaluate" / "evaluation.json").write_text('{"accuracy": 0.5}')
+    reports.dependency_overrides[get_user] = lambda: object()
+    try:
+        client = TestClient(reports)
+        for query in ("", "?dag_id=a"):
+            index = client.get(f"/{query}")
+            assert index.status_code == 200
+            assert "secret-of-a" in index.text and "secret-of-b" not in index.text
+        assert client.get("/a/run=1/?dag_id=a").status_code == 200
+        assert client.get("/b/run=1/?dag_id=a").status_code == 403
+        assert client.get("/files/b/run=1/evaluate/evaluation.json?dag_id=a").status_code == 403
+        assert client.get("/files/a/run=1/evaluate/evaluation.json").status_code == 200
+    finally:
+        reports.dependency_overrides.clear()
