@@ -56,7 +56,6 @@ class Compiled:
 class TrainingPlan:
     """What an algorithm hands the skeleton."""
 
-    algorithm: str
     architecture: Mapping[str, Any]
     """The network-defining hyperparameters: a checkpoint of another network is not resumed."""
     build_model: Callable[[], keras.Model]

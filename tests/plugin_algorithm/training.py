@@ -77,7 +77,6 @@ def train(ml: MLRoot) -> dict:
     trained = fit(
         ml,
         TrainingPlan(
-            algorithm=ALGORITHM,
             architecture=architecture,
             build_model=lambda: build_model(hp),
             compile=lambda: Compiled(

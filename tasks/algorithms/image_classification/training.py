@@ -170,7 +170,6 @@ def _plan(
         return Compiled(build_optimizer(hp, steps_per_epoch), loss, metrics)
 
     return TrainingPlan(
-        algorithm=ALGORITHM,
         architecture=hp.architecture(),
         build_model=lambda: _initial_model(ml, hp),
         compile=compiled,

@@ -202,7 +202,6 @@ def _plan(
         return model
 
     return TrainingPlan(
-        algorithm=ALGORITHM,
         architecture=hp.architecture(),
         build_model=build,
         compile=lambda: Compiled(
