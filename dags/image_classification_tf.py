@@ -67,13 +67,6 @@ with pipeline(
             description="Fraction of each class held out for validation when no validation "
             "dataset is given.",
         ),
-        "transform_uri": Param(
-            None,
-            type=["null", "string"],
-            title="Images to predict",
-            description="Images for batch transform (a folder, file:// or s3://). "
-            "Empty: the whole dataset.",
-        ),
         "initial_model_uri": Param(
             None,
             type=["null", "string"],

@@ -5,6 +5,7 @@ take it as they are (VISION_PIPELINES_ALGORITHM_PACKAGES=tests.plugin_algorithm)
 from __future__ import annotations
 
 from tasks.algorithms.spec import TRAINER, AlgorithmSpec, Channels
+from tasks.classification.steps import SERVING_CHANNELS, SERVING_ENTRY_POINTS
 from tasks.contract import Step
 from tasks.hyperparameters import Hyperparameter, integer, number
 
@@ -22,8 +23,7 @@ SPEC = AlgorithmSpec(
     package=__package__,
     channels={
         Step.TRAIN: Channels(required=("training", "validation"), optional=("model",)),
-        Step.EVALUATE: Channels(required=("model", "validation"), optional=("champion",)),
-        Step.TRANSFORM: Channels(required=("model", "data")),
+        **SERVING_CHANNELS,
     },
     hyperparameters=TABLE,
     architecture=("num_classes", "image_size"),
@@ -33,9 +33,7 @@ SPEC = AlgorithmSpec(
     environment=TRAINER,
     entry_points={
         "train": "training:train",
-        "evaluate": "tasks.classification.evaluation:evaluate",
-        "predict": "tasks.classification.prediction:predict",
-        "load_predictor": "tasks.classification.serving:load_predictor",
+        **SERVING_ENTRY_POINTS,
         "build_model": "training:build_model",
         "parse": "training:parse",
     },

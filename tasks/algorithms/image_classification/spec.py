@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tasks.algorithms.image_classification import hyperparameters as hp
 from tasks.algorithms.spec import TRAINER, AlgorithmSpec, Channels
+from tasks.classification.steps import SERVING_CHANNELS, SERVING_ENTRY_POINTS
 from tasks.contract import Step
 
 SPEC = AlgorithmSpec(
@@ -14,8 +15,7 @@ SPEC = AlgorithmSpec(
             required=("train", "validation"),
             optional=("train_lst", "validation_lst", "model"),
         ),
-        Step.EVALUATE: Channels(required=("model", "validation"), optional=("champion",)),
-        Step.TRANSFORM: Channels(required=("model", "data")),
+        **SERVING_CHANNELS,
     },
     hyperparameters=hp.TABLE,
     architecture=hp.ARCHITECTURE_KEYS,
@@ -25,9 +25,7 @@ SPEC = AlgorithmSpec(
     environment=TRAINER,
     entry_points={
         "train": "training:train",
-        "evaluate": "tasks.classification.evaluation:evaluate",
-        "predict": "tasks.classification.prediction:predict",
-        "load_predictor": "tasks.classification.serving:load_predictor",
+        **SERVING_ENTRY_POINTS,
         "build_model": "network:build_model",
         "parse": "hyperparameters:ImageClassificationHyperparameters.from_strings",
     },
