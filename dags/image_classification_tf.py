@@ -24,6 +24,7 @@ from operators.paths import data_root
 from operators.pipeline import RUN, or_run_file, xcom
 from operators.pretrained import StagePretrainedModelOperator
 from tasks.algorithms import get_algorithm
+from tasks.algorithms.image_classification_tf.hub.trust import GRANT_HYPERPARAMETER
 
 SPEC = get_algorithm("image-classification-tf")
 DATA_ROOT = data_root()
@@ -103,7 +104,10 @@ with pipeline(
                 "model": "{{ params.initial_model_uri or "
                 "ti.xcom_pull(task_ids='stage_model')['model_uri'] }}",
             },
-            train_hyperparameters={"num_classes": xcom("dataset", "num_classes")},
+            train_hyperparameters={
+                "num_classes": xcom("dataset", "num_classes"),
+                GRANT_HYPERPARAMETER: xcom("stage_model", "grant"),
+            },
             evaluation_channels={"validation": or_run_file("params.eval_uri", "data/validation")},
             data_uris=[f"{RUN}/data/class_folders.json"],
         ),

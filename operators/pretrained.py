@@ -7,10 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import fsspec
+
 from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import remove_prefix, upload
 from tasks.algorithms.image_classification_tf.hub.mirror import locate, pack
 from tasks.algorithms.image_classification_tf.hub.registry import get_model
+from tasks.algorithms.image_classification_tf.hub.trust import file_sha256, staging_grant
 
 
 class StagePretrainedModelOperator(RunStepOperator):
@@ -44,8 +47,12 @@ class StagePretrainedModelOperator(RunStepOperator):
                 pack(Path(found), archive)
                 model_uri = upload(archive, f"{out}/{model.model_id}.tar.gz")
         self.log.info("%s (%s): %s", model.model_id, model.feature_vector, model_uri)
+        with fsspec.open(model_uri, "rb") as f:
+            sha256 = file_sha256(f.read)
         return {
             "model_id": model.model_id,
             "model_uri": model_uri,
             "input_size": model.input_size,
+            # The trainer trusts this archive (and only it) as the deployment's module.
+            "grant": staging_grant(sha256),
         }

@@ -34,6 +34,11 @@ def s3(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.1)
+    # fsspec caches file systems by their arguments: one made for an earlier module's emulator
+    # (another port) must not be reused.
+    from s3fs import S3FileSystem
+
+    S3FileSystem.clear_instance_cache()
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -60,3 +65,4 @@ def s3(tmp_path_factory):
         yield client
     server.terminate()
     server.wait(timeout=10)
+    S3FileSystem.clear_instance_cache()

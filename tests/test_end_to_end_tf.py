@@ -17,7 +17,7 @@ from tests.dag_runs import dags_test as run_dag
 
 pytestmark = pytest.mark.integration
 TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
-HUB_MODULES = ROOT / "tests" / "tasks" / "image_classification_tf" / "hub_modules.py"
+HUB_MODULES = ROOT / "tests" / "tasks" / "algorithms" / "image_classification_tf" / "hub_modules.py"
 LOGICAL_DATE = "2026-02-01T00:00:00+00:00"
 
 

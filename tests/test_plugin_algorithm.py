@@ -58,8 +58,8 @@ def test_a_fourth_algorithm_runs_end_to_end_from_its_own_package(airflow_env, tm
             sys.executable,
             "-c",
             "import sys; from pathlib import Path; from tasks.run_report import find_run, "
-            "render_run; run = find_run(Path(sys.argv[1]), 'tiny_classifier', "
-            "'run=20260301T000000'); print(render_run(run))",
+            "render_run, runs_roots; run = find_run(runs_roots(Path(sys.argv[1])), "
+            "'tiny_classifier', 'run=20260301T000000'); print(render_run(run))",
             str(tmp_path / "runs"),
         ],
         cwd=ROOT,

@@ -18,7 +18,12 @@ import tf_keras
 
 from tasks.algorithms.image_classification_tf.data import augmentation, batches, image_dataset
 from tasks.algorithms.image_classification_tf.hub.mirror import fetch_module, stage_user_module
-from tasks.algorithms.image_classification_tf.hub.trust import TrustedModule, from_signed_archive
+from tasks.algorithms.image_classification_tf.hub.trust import (
+    GRANT_HYPERPARAMETER,
+    TrustedModule,
+    from_signed_archive,
+    trust_for_archive,
+)
 from tasks.algorithms.image_classification_tf.hyperparameters import (
     ALGORITHM,
     TransferHyperparameters,
@@ -104,7 +109,7 @@ def load_data(ml: MLRoot, hp: TransferHyperparameters) -> Data:
 
 
 def pretrained_module(
-    ml: MLRoot, hp: TransferHyperparameters, work: Path
+    ml: MLRoot, hp: TransferHyperparameters, work: Path, grant: str | None = None
 ) -> tuple[TrustedModule, ExtractedModel | None]:
     """(the trusted module to start from, our previous model when the model channel holds one
     of this pipeline's model.tar.gz: incremental training)."""
@@ -123,7 +128,8 @@ def pretrained_module(
     names = archive_names(archive, f"channel 'model': {archive}")
     ours = any(name.lstrip("./") == MANIFEST for name in names)
     if not ours:
-        return stage_user_module(archive, work / "hub", str(archive)), None
+        trust = trust_for_archive(archive, grant, hp.model_id)
+        return stage_user_module(archive, work / "hub", str(archive), trust=trust), None
     previous = extract_artifact(archive, work / "previous")
     if not (previous.root / BACKBONE).is_dir():
         raise InputError(
@@ -173,9 +179,8 @@ def _features(network: Network, ds: tf.data.Dataset, count: int, batch_size: int
 
 def train(ml: MLRoot) -> dict:
     """Validate everything, fine-tune, write model.tar.gz and metrics.json; return the metrics."""
-    hp = TransferHyperparameters.from_strings(
-        read_hyperparameters(ml), source=str(ml.hyperparameters_path)
-    )
+    raw = read_hyperparameters(ml)
+    hp = TransferHyperparameters.from_strings(raw, source=str(ml.hyperparameters_path))
     data = load_data(ml, hp)
     classes = data.train.classes
     hp = hp.with_classes(len(classes))
@@ -187,7 +192,7 @@ def train(ml: MLRoot) -> dict:
         ", ".join(classes),
     )
     with TemporaryDirectory() as tmp:
-        module, previous = pretrained_module(ml, hp, Path(tmp))
+        module, previous = pretrained_module(ml, hp, Path(tmp), raw.get(GRANT_HYPERPARAMETER))
         source = module.source
         if previous is not None and previous.manifest.class_names != classes:
             raise InputError(

@@ -3,21 +3,29 @@ so a module is loaded only when the deployment trusts it.
 
 Trusted are the modules of the deployment's own hub cache and mirror (a run's user chooses
 neither), checked against the registry's SHA-256 pin where the entry has one, and any module whose
-digest the registry pins or `VISION_PIPELINES_TRUSTED_MODULES` names. A module from a run's
-`model` channel that is neither is refused before it is loaded.
+digest the registry pins or `VISION_PIPELINES_TRUSTED_MODULES` names. The pipeline's stage_model
+task hands the trainer the mirror's archive with a grant: the archive's SHA-256, HMAC-signed with
+the deployment's key (a hidden hyperparameter), so the trainer knows it from a user's. A module
+from a run's `model` channel that is none of these is refused before it is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.algorithms.image_classification_tf.hub.registry import EXTRA_REGISTRY_ENV, Kind, registry
 from tasks.errors import InputError
+from tasks.signing import model_key
 
 TRUSTED_ENV = "VISION_PIPELINES_TRUSTED_MODULES"
+GRANT_HYPERPARAMETER = "_vision_pipelines_staged_module"
+"""The stage_model task's grant for the archive it staged (reserved names reach the trainer
+without being hyperparameters of the table)."""
 
 
 class UntrustedModuleError(InputError):
@@ -103,3 +111,35 @@ def recheck(module: TrustedModule) -> None:
         raise UntrustedModuleError(
             f"{module.source}: its files changed after they were checked; not loaded"
         )
+
+
+def file_sha256(read: Callable[[int], bytes]) -> str:
+    """SHA-256 of a stream (`read(n)`), in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    while chunk := read(2**20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _grant_mac(archive_sha256: str) -> str:
+    message = f"staged-module:{archive_sha256}".encode()
+    return hmac.new(model_key(), message, hashlib.sha256).hexdigest()
+
+
+def staging_grant(archive_sha256: str) -> str:
+    """The grant the deployment's stage_model task gives the archive it staged."""
+    return f"{archive_sha256}:{_grant_mac(archive_sha256)}"
+
+
+def trust_for_archive(
+    archive: Path, grant: str | None, model_id: str
+) -> Callable[[Path, str], TrustedModule]:
+    """How to trust the module unpacked from `archive`: as the registry's `model_id` when the
+    deployment granted this very archive (its pin, if any, still applies), else as a user's."""
+    if grant and ":" in grant:
+        granted_sha, mac = grant.split(":", 1)
+        with open(archive, "rb") as f:
+            actual = file_sha256(f.read)
+        if actual == granted_sha and hmac.compare_digest(mac, _grant_mac(actual)):
+            return lambda folder, source: from_registry(folder, model_id, "feature_vector", source)
+    return from_user

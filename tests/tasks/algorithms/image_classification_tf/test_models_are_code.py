@@ -133,3 +133,34 @@ def test_the_registry_pin_admits_a_module_in_the_model_channel(
     done = train(ml, env={EXTRA_REGISTRY_ENV: str(registry), TRUSTED_ENV: ""})
     assert done.returncode == 0, done.stderr[-2000:]
     assert ml.model_archive.is_file()
+
+
+def test_only_the_archive_the_deployment_staged_is_trusted_by_its_grant(
+    payload, feature_vector_tar, shapes32, tmp_path, monkeypatch
+):
+    """The pipeline's stage_model task grants the archive it staged from the mirror (its SHA-256,
+    HMAC-signed with the deployment's key). A grant does not carry over to another archive, and
+    one a user makes without the key is worthless."""
+    from tasks.algorithms.image_classification_tf.hub.trust import (
+        GRANT_HYPERPARAMETER,
+        file_sha256,
+        staging_grant,
+    )
+
+    monkeypatch.setenv(TRUSTED_ENV, "")  # nothing pinned: only the grant can trust a module
+    with open(feature_vector_tar, "rb") as f:
+        granted = staging_grant(file_sha256(f.read))
+    forged = granted.split(":")[0] + ":" + "0" * 64
+    for name, model, grant, code in (
+        ("staged", feature_vector_tar, granted, 0),
+        ("other", payload["tar"], granted, EXIT_BAD_INPUT),
+        ("forged", feature_vector_tar, forged, EXIT_BAD_INPUT),
+    ):
+        ml = make_ml_root(
+            tmp_path / name, shapes32, {**HP, GRANT_HYPERPARAMETER: grant}, model=model
+        )
+        done = train(ml, env={TRUSTED_ENV: ""})
+        assert done.returncode == code, (name, done.stderr[-2000:])
+        if code:
+            assert "does not trust" in ml.failure_path.read_text()
+    assert not payload["stolen"].exists()
