@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import remove_prefix, upload
 from tasks.algorithms.image_classification_tf.hub.mirror import locate, pack
 from tasks.algorithms.image_classification_tf.hub.registry import get_model
-from tasks.algorithms.image_classification_tf.hub.trust import file_sha256, staging_grant
+from tasks.algorithms.image_classification_tf.hub.trust import staging_grant
 
 
 class StagePretrainedModelOperator(RunStepOperator):
@@ -48,7 +49,7 @@ class StagePretrainedModelOperator(RunStepOperator):
                 model_uri = upload(archive, f"{out}/{model.model_id}.tar.gz")
         self.log.info("%s (%s): %s", model.model_id, model.feature_vector, model_uri)
         with fsspec.open(model_uri, "rb") as f:
-            sha256 = file_sha256(f.read)
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
         return {
             "model_id": model.model_id,
             "model_uri": model_uri,

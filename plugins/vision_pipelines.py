@@ -33,6 +33,7 @@ from tasks.run_report import (
     render_index,
     render_run,
     report_file,
+    run_dag,
     runs_roots,
 )
 from tasks.uris import check_uri
@@ -58,11 +59,6 @@ def run_reader(user: GetUserDep) -> CanRead:
 
 Reader = Annotated[CanRead, Depends(run_reader)]
 reports = FastAPI(title="vision-pipelines run reports", docs_url=None)
-
-
-def _dag_of(run: RunSummary) -> str:
-    """The DAG a run belongs to: its run.json's, else its pipeline folder's name."""
-    return run.dag_id or run.pipeline
 
 
 def runs_root() -> list[UPath]:
@@ -118,21 +114,21 @@ def current_champions(runs: Iterable[RunSummary]) -> set[tuple[str, str]]:
 
 @reports.get("/", response_class=HTMLResponse)
 def index(can_read: Reader) -> str:
-    runs = [r for r in find_runs(runs_root()) if can_read(_dag_of(r))]
+    runs = [r for r in find_runs(runs_root()) if can_read(r.owner)]
     return render_index(runs, run_states(runs), current_champions(runs))
 
 
 @reports.get("/files/{relative:path}")
 def file(relative: str, can_read: Reader) -> Response:
     pipeline, _, rest = relative.partition("/")
-    run = find_run(runs_root(), pipeline, rest.partition("/")[0])
+    dag_id = run_dag(runs_root(), pipeline, rest.partition("/")[0])
     try:
-        if run is None:
+        if dag_id is None:
             raise InputError("not a report file")
         path = report_file(runs_root(), relative)
     except InputError as e:
         raise HTTPException(status_code=404, detail=str(e)) from e
-    if not can_read(_dag_of(run)):
+    if not can_read(dag_id):
         raise HTTPException(status_code=403, detail="not allowed to read this run")
     if path.protocol in ("", "file", "local"):
         return FileResponse(path.path)
@@ -145,7 +141,7 @@ def run_page(pipeline: str, run: str, can_read: Reader) -> str:
     summary = find_run(runs_root(), pipeline, run)
     if summary is None:
         raise HTTPException(status_code=404, detail="no such run")
-    if not can_read(_dag_of(summary)):
+    if not can_read(summary.owner):
         raise HTTPException(status_code=403, detail="not allowed to read this run")
     state = run_states([summary]).get((summary.dag_id, summary.run_id))
     return render_run(summary, state=state, airflow_url=airflow_run_url(summary))

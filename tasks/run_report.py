@@ -66,6 +66,16 @@ class RunSummary:
     def run_id(self) -> str | None:
         return _text(self.record, "run_id")
 
+    @property
+    def owner(self) -> str:
+        """The DAG whose readers may see the run (see _owner)."""
+        return _owner(self.record, self.pipeline)
+
+
+def _owner(record: Mapping | None, pipeline: str) -> str:
+    """The DAG that wrote a run: its run.json's, else the pipeline folder's name."""
+    return _text(record, "dag_id") or pipeline
+
 
 def run_prefix(uri: str) -> str | None:
     """The run prefix that `uri` lies in (`.../<pipeline>/run=<key>`), None outside a run."""
@@ -168,8 +178,8 @@ def find_runs(roots: Iterable[UPath]) -> list[RunSummary]:
     return [_summary(root, folder) for root, folder in found]
 
 
-def find_run(roots: Iterable[UPath], pipeline: str, run: str) -> RunSummary | None:
-    """The run folder `<root>/<pipeline>/<run>` of the first root that has it; None when none
+def _run_folder(roots: Iterable[UPath], pipeline: str, run: str) -> tuple[UPath, UPath] | None:
+    """(root, `<root>/<pipeline>/<run>`) of the first root that has the run; None when none
     does (or the names try to leave the roots)."""
     if (
         not run.startswith(RUN_FOLDER_PREFIX)
@@ -180,8 +190,23 @@ def find_run(roots: Iterable[UPath], pipeline: str, run: str) -> RunSummary | No
     for root in roots:
         folder = root / pipeline / run
         if folder.is_dir():
-            return _summary(root, folder)
+            return root, folder
     return None
+
+
+def find_run(roots: Iterable[UPath], pipeline: str, run: str) -> RunSummary | None:
+    """The run `<pipeline>/<run>` of the first root that has it (see _run_folder)."""
+    found = _run_folder(roots, pipeline, run)
+    return _summary(*found) if found else None
+
+
+def run_dag(roots: Iterable[UPath], pipeline: str, run: str) -> str | None:
+    """The DAG that wrote the run (its run.json's, else the pipeline folder's name), reading
+    nothing else: what a report file's authorization needs."""
+    found = _run_folder(roots, pipeline, run)
+    if found is None:
+        return None
+    return _owner(_json(found[1] / RUN_RECORD), pipeline)
 
 
 def report_file(roots: Iterable[UPath], relative: str) -> UPath:

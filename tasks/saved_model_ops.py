@@ -53,7 +53,7 @@ def _is_checkpoint_function(name: str) -> bool:
     return "_traced_save_" in name or "_traced_restore_" in name
 
 
-def _problems(graph, source: str) -> list[str]:
+def _problems(graph) -> list[str]:
     found = []
     checkpoint_functions = {
         f.signature.name for f in graph.library.function
@@ -87,7 +87,7 @@ def check_saved_model(folder: Path, source: str) -> None:
         saved = saved_model_pb2.SavedModel.FromString(path.read_bytes())
     except (OSError, DecodeError) as e:
         raise InputError(f"{source}: {SAVED_MODEL_PB} is not a readable SavedModel ({e})") from e
-    found = sorted({p for meta in saved.meta_graphs for p in _problems(meta.graph_def, source)})
+    found = sorted({p for meta in saved.meta_graphs for p in _problems(meta.graph_def)})
     if found:
         shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
         raise UnsafeModelError(

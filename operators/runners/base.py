@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
 
 from tasks.algorithms import Environment
 
@@ -73,4 +74,5 @@ class StepRunner(ABC):
         operator.execute(context)
 
     def resume(self, operator: BaseOperator, context: Any, event: dict[str, Any]) -> None:
-        raise NotImplementedError(f"the {self.name} runner never defers")
+        """Runners that never defer have nothing to resume (their `start` runs to the end)."""
+        raise AirflowException(f"the {self.name} runner never defers; nothing to resume")

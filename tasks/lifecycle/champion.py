@@ -80,10 +80,8 @@ def read_pointer(models_uri: str, pipeline: str) -> dict[str, Any]:
 
 @contextmanager
 def _exclusive(fs: Any, path: str) -> Iterator[None]:
-    """One writer at a time on a file system (a lock file beside the pointer) or in memory."""
-    if _is_object_store(fs):
-        yield
-        return
+    """One writer at a time on a file system (a lock file beside the pointer) or in memory
+    (object stores take conditional writes instead)."""
     if "memory" in str(fs.protocol):
         with _MEMORY_LOCK:
             yield

@@ -12,7 +12,7 @@ import tf_keras
 
 from tasks.algorithms.image_classification_tf.hub.mirror import fetch_module, stage_user_module
 from tasks.algorithms.image_classification_tf.hub.registry import get_model
-from tasks.algorithms.image_classification_tf.hub.trust import from_command_line
+from tasks.algorithms.image_classification_tf.hub.trust import from_trusted_source
 from tasks.algorithms.image_classification_tf.hyperparameters import ALGORITHM
 from tasks.algorithms.image_classification_tf.network import declared_input_size, load_module
 from tasks.algorithms.image_classification_tf.serving import export_saved_model
@@ -44,7 +44,7 @@ def package_classifier(
         if model is None:
             trusted = fetch_module(model_id, "classification", work / "hub")
         else:
-            trusted = stage_user_module(model, work / "hub", str(model), trust=from_command_line)
+            trusted = stage_user_module(model, work / "hub", str(model), trust=from_trusted_source)
         module = load_module(trusted)
         size = declared_input_size(module, entry.input_size)
         inputs = tf_keras.Input((*size, 3))

@@ -21,7 +21,7 @@ from tasks.algorithms.image_classification_tf.hub.mirror import fetch_module, st
 from tasks.algorithms.image_classification_tf.hub.trust import (
     GRANT_HYPERPARAMETER,
     TrustedModule,
-    from_signed_archive,
+    from_trusted_source,
     trust_for_archive,
 )
 from tasks.algorithms.image_classification_tf.hyperparameters import (
@@ -139,7 +139,7 @@ def pretrained_module(
     previous.manifest.check_compatible(
         algorithm=ALGORITHM, architecture=hp.architecture(), source=str(archive)
     )
-    return from_signed_archive(previous.root / BACKBONE, str(archive)), previous
+    return from_trusted_source(previous.root / BACKBONE, str(archive)), previous
 
 
 def build_optimizer(hp: TransferHyperparameters) -> Any:

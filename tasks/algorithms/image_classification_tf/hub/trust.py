@@ -94,14 +94,10 @@ def from_user(folder: Path, source: str) -> TrustedModule:
     return TrustedModule(folder, digest, source)
 
 
-def from_command_line(folder: Path, source: str) -> TrustedModule:
-    """A module the person at the command line named themselves (`tasks.hub package --model`):
-    theirs to trust; the op deny-list still applies when it is loaded."""
-    return TrustedModule(folder, module_digest(folder), source)
-
-
-def from_signed_archive(folder: Path, source: str) -> TrustedModule:
-    """A module inside a model.tar.gz whose signature extract_artifact checked."""
+def from_trusted_source(folder: Path, source: str) -> TrustedModule:
+    """A module trusted for where it comes from, not for its digest: inside a model.tar.gz whose
+    signature extract_artifact checked, or named by the person at the command line themselves
+    (`tasks.hub package --model`). The op deny-list still applies when it is loaded."""
     return TrustedModule(folder, module_digest(folder), source)
 
 
@@ -111,14 +107,6 @@ def recheck(module: TrustedModule) -> None:
         raise UntrustedModuleError(
             f"{module.source}: its files changed after they were checked; not loaded"
         )
-
-
-def file_sha256(read: Callable[[int], bytes]) -> str:
-    """SHA-256 of a stream (`read(n)`), in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    while chunk := read(2**20):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _grant_mac(archive_sha256: str) -> str:
@@ -139,7 +127,7 @@ def trust_for_archive(
     if grant and ":" in grant:
         granted_sha, mac = grant.split(":", 1)
         with open(archive, "rb") as f:
-            actual = file_sha256(f.read)
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
         if actual == granted_sha and hmac.compare_digest(mac, _grant_mac(actual)):
             return lambda folder, source: from_registry(folder, model_id, "feature_vector", source)
     return from_user

@@ -4,6 +4,7 @@ module was loaded and called: the file was written and the model that came out w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -143,13 +144,12 @@ def test_only_the_archive_the_deployment_staged_is_trusted_by_its_grant(
     one a user makes without the key is worthless."""
     from tasks.algorithms.image_classification_tf.hub.trust import (
         GRANT_HYPERPARAMETER,
-        file_sha256,
         staging_grant,
     )
 
     monkeypatch.setenv(TRUSTED_ENV, "")  # nothing pinned: only the grant can trust a module
     with open(feature_vector_tar, "rb") as f:
-        granted = staging_grant(file_sha256(f.read))
+        granted = staging_grant(hashlib.file_digest(f, "sha256").hexdigest())
     forged = granted.split(":")[0] + ":" + "0" * 64
     for name, model, grant, code in (
         ("staged", feature_vector_tar, granted, 0),
