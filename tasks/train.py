@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from tasks.algorithms import ALGORITHMS, get_algorithm
 from tasks.contract import DEFAULT_ML_ROOT, MLRoot, Step, attempt, write_summary
 from tasks.errors import InputError
+from tasks.training import cluster
 
 SEED_ENV = "VISION_PIPELINES_SEED"
 
@@ -20,6 +23,11 @@ def run(algorithm: str, ml: MLRoot) -> dict:
     augmentation) comes from that seed and TensorFlow's ops run deterministically, so a rerun on
     the same hardware repeats it exactly."""
     train = get_algorithm(algorithm).entry_point("train")
+    workers = cluster.current()
+    if workers.count > 1:
+        from tasks.training.strategy import distribution_strategy
+
+        distribution_strategy(workers)
     seed = os.environ.get(SEED_ENV, "").strip()
     if seed:
         if not seed.isdigit():
@@ -45,15 +53,31 @@ def summarize(ml: MLRoot, step: Step | str, algorithm: str, outcome) -> None:
     )
 
 
+def worker_root(ml: MLRoot, scratch: Path) -> MLRoot:
+    """A worker other than the chief reads the job's inputs and writes under `scratch` (its
+    checkpoints and model are the chief's twins): it leaves nothing under the job's outputs."""
+    (scratch / "input").mkdir(parents=True)
+    (scratch / "input" / "data").symlink_to((ml.root / "input" / "data").resolve())
+    shutil.copytree(ml.config_dir, scratch / "input" / "config", dirs_exist_ok=True)
+    return MLRoot(scratch)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tasks.train", description=__doc__)
     parser.add_argument("--algorithm", required=True, help="one of " + ", ".join(ALGORITHMS))
     parser.add_argument("--ml-root", type=Path, default=Path(DEFAULT_ML_ROOT))
     args = parser.parse_args(argv)
     ml = MLRoot(args.ml_root)
-    ml.failure_path.unlink(missing_ok=True)
-    outcome = attempt(lambda: run(args.algorithm, ml), ml.failure_path)
-    summarize(ml, Step.TRAIN, args.algorithm, outcome)
+    workers = attempt(lambda: cluster.resolve(ml.config_dir), None)
+    if workers.code:
+        return workers.code
+    with tempfile.TemporaryDirectory(prefix="worker-") as scratch:
+        if not workers.result.is_chief:
+            ml = worker_root(ml, Path(scratch))
+        cluster.publish(workers.result, ml.config_dir)
+        ml.failure_path.unlink(missing_ok=True)
+        outcome = attempt(lambda: run(args.algorithm, ml), ml.failure_path)
+        summarize(ml, Step.TRAIN, args.algorithm, outcome)
     return outcome.code
 
 

@@ -7,7 +7,7 @@ a problem names the file and the byte offset or line.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,18 @@ class LabelledImages:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, items: range) -> LabelledImages:
+        """These images only (a training worker's share)."""
+        if items == range(len(self)):
+            return self
+        return replace(
+            self,
+            names=self.names[items.start : items.stop],
+            labels=self.labels[items.start : items.stop],
+            paths=None if self.paths is None else self.paths[items.start : items.stop],
+            offsets=None if self.offsets is None else self.offsets[items.start : items.stop],
+        )
 
     @property
     def multi_label(self) -> bool:

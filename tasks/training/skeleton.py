@@ -5,7 +5,9 @@ data, network, loss, metrics and how to serve the result."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +19,17 @@ import tensorflow as tf
 
 from tasks.artifact import ModelManifest
 from tasks.contract import MLRoot
+from tasks.training import cluster
 from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
 from tasks.training.checkpoints import Checkpoints
 from tasks.training.outputs import frameworks, now, write_keras_outputs
-from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
+from tasks.training.strategy import (
+    averaged,
+    distribution_strategy,
+    from_chief,
+    has_gpu,
+    set_precision,
+)
 
 log = logging.getLogger("vision_pipelines")
 
@@ -62,18 +71,20 @@ class TrainingPlan:
     """The network to train (initial weights included), called in the strategy's scope."""
     compile: Callable[[], Compiled]
     """Optimizer, loss and metrics, called in the strategy's scope after build_model."""
-    train_data: tf.data.Dataset
+    train_data: Callable[[range], tf.data.Dataset]
+    """The training data of these items (indices into the training set), shuffled and batched
+    by `batch_size`: all of them on one machine, each worker's own share on several."""
+    train_samples: int
     validation_data: tf.data.Dataset
-    batches_per_epoch: int
+    """Evaluated whole by every worker (the same numbers on all, for early stopping)."""
     batch_size: int
+    """Per machine (the reference's mini_batch_size): the global batch is batch_size x workers."""
     epochs: int
     monitor: str = "accuracy"
     """The validation metric early stopping watches (higher is better)."""
     early_stopping: EarlyStopping | None = None
     precision: str = "float32"
     """float16: mixed precision where there is a GPU."""
-    multi_worker: bool = False
-    """Several workers when TF_CONFIG is set (kv_store=dist_sync)."""
     checkpoint_every: int = 1
     callbacks: Sequence[keras.callbacks.Callback] = field(default_factory=list)
     """The algorithm's own callbacks (per-class metrics, ...)."""
@@ -97,10 +108,45 @@ class Trained:
         }
 
 
+class _InStep(keras.callbacks.Callback):
+    """Keeps the workers' networks identical: all start from the chief's weights and optimizer
+    state (which the chief may just have restored from its checkpoint; the others keep none),
+    and the state gradients do not reach (batch-norm moving statistics, computed on each
+    worker's own batches) is averaged before each validation and at the end."""
+
+    def __init__(self, strategy: tf.distribute.Strategy):
+        super().__init__()
+        self.strategy = strategy
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._assign([*self.model.weights, *self.model.optimizer.variables], from_chief)
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._assign(self.model.non_trainable_weights, averaged)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._assign(self.model.non_trainable_weights, averaged)
+
+    def _assign(self, variables: list, reduce: Callable) -> None:
+        if not variables:
+            return
+        values = reduce(self.strategy, [tf.convert_to_tensor(v.value) for v in variables])
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+
+
+def steps_per_epoch(samples: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over `samples` items, `batch_size` per worker on each step."""
+    return math.ceil(samples / (batch_size * cluster.current().count))
+
+
 def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
-    """Build, compile and fit the plan's network, resuming an interrupted attempt."""
+    """Build, compile and fit the plan's network, resuming an interrupted attempt; on several
+    workers (TF_CONFIG), synchronously, each on its share of the training data."""
+    workers = cluster.current()
     set_precision(plan.precision)
-    with distribution_strategy(multi_worker=plan.multi_worker).scope():
+    strategy = distribution_strategy(workers)
+    with strategy.scope():
         model = plan.build_model()
         compiled = plan.compile()
         model.compile(
@@ -109,18 +155,44 @@ def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
             metrics=list(compiled.metrics),
             jit_compile=has_gpu(),
         )
+    batches_per_epoch = steps_per_epoch(plan.train_samples, plan.batch_size)
     checkpoints = Checkpoints(ml.checkpoints_dir)
     resumed = checkpoints.resume_point(plan.architecture)
+    part = workers.part(plan.train_samples)
+    train_data, validation_data = plan.train_data(part), plan.validation_data
+    distributed: list[keras.callbacks.Callback] = []
+    if workers.count > 1:
+        log.info(
+            "worker %d of %d: training on items %d..%d, global batch %d",
+            workers.index,
+            workers.count,
+            part.start,
+            part.stop - 1,
+            plan.batch_size * workers.count,
+        )
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+        (resumed_by_chief,) = from_chief(strategy, [tf.constant(resumed, tf.int64)])
+        resumed = int(resumed_by_chief)
+        # Every worker takes the same number of steps (each one is an all-reduce): a share
+        # one item short of the others' wraps around.
+        shard = train_data.repeat()
+        train_data = strategy.distribute_datasets_from_function(lambda _: shard)
+        validation_data = strategy.distribute_datasets_from_function(lambda _: plan.validation_data)
+        distributed.append(_InStep(strategy))
     if not resumed:
         plan.fresh_start()
     callbacks: list[keras.callbacks.Callback] = [
         ThroughputLogger(
-            steps_per_epoch=plan.batches_per_epoch, batch_size=plan.batch_size, epochs=plan.epochs
+            steps_per_epoch=batches_per_epoch,
+            batch_size=plan.batch_size * workers.count,
+            epochs=plan.epochs,
         ),
         *plan.callbacks,
         *checkpoints.callbacks(
-            batches_per_epoch=plan.batches_per_epoch, every_epochs=plan.checkpoint_every
+            batches_per_epoch=batches_per_epoch, every_epochs=plan.checkpoint_every
         ),
+        *distributed,
     ]
     if plan.early_stopping is not None:
         stop = plan.early_stopping
@@ -134,13 +206,19 @@ def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
         )
     started = time.monotonic()
     model.fit(
-        plan.train_data,
-        validation_data=plan.validation_data,
+        train_data,
+        validation_data=validation_data,
         epochs=plan.epochs,
+        initial_epoch=resumed,
+        steps_per_epoch=batches_per_epoch if workers.count > 1 else None,
         callbacks=callbacks,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles
     )
+    if workers.count > 1:
+        # The same fingerprint on every worker shows they ended in step.
+        weights = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights()))
+        log.info("worker %d: weights fingerprint %s", workers.index, weights.hexdigest()[:16])
     return Trained(model, checkpoints.history(), round(time.monotonic() - started, 1), resumed)
 
 

@@ -2,22 +2,83 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 
 import keras
 import tensorflow as tf
 
+from tasks.training.cluster import Workers
+
 log = logging.getLogger("vision_pipelines")
 
 
-def distribution_strategy(*, multi_worker: bool = False) -> tf.distribute.Strategy:
-    """Several workers (`multi_worker` with TF_CONFIG set), all local GPUs, or the default."""
-    if multi_worker and os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """TensorFlow's synchronous all-reduce over workers, with the two reductions Keras 3's
+    fit asks of it made to work (keras-team/keras#20585, tensorflow/tensorflow#72388;
+    docs/spec-notes.md): a nested structure (a data batch, eagerly, to build the model) is
+    reduced leaf by leaf, and a per-replica scalar (a metric) along axis 0 is reduced across
+    replicas only. Gradients are all-reduced by Keras' optimizer, as under MirroredStrategy."""
+
+    def reduce(self, reduce_op, value, axis):
+        def one(leaf):
+            local = self.experimental_local_results(leaf)
+            scalar = all(getattr(t, "shape", None) is not None and t.shape.rank == 0 for t in local)
+            return super(MultiWorkerStrategy, self).reduce(
+                reduce_op, leaf, None if scalar else axis
+            )
+
+        return tf.nest.map_structure(one, value)
+
+
+@functools.cache
+def distribution_strategy(workers: Workers) -> tf.distribute.Strategy:
+    """Several workers (TF_CONFIG), all local GPUs, or the default. The multi-worker one must
+    be made before TensorFlow runs anything (its collectives are set up at start): one per
+    process."""
+    if workers.count > 1:
+        return MultiWorkerStrategy()
     if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def from_chief(strategy: tf.distribute.Strategy, values: list[tf.Tensor]) -> list[tf.Tensor]:
+    """The chief's (first replica's) `values` on every worker."""
+    return _all_reduce(strategy, values, chief_only=True)
+
+
+def averaged(strategy: tf.distribute.Strategy, values: list[tf.Tensor]) -> list[tf.Tensor]:
+    """The mean of `values` over all replicas, on every worker."""
+    return _all_reduce(strategy, values, chief_only=False)
+
+
+def _all_reduce(
+    strategy: tf.distribute.Strategy, values: list[tf.Tensor], *, chief_only: bool
+) -> list[tf.Tensor]:
+    """One all-reduce: the mean of every replica's values, or (`chief_only`) a sum to which
+    only the first replica contributes."""
+
+    @tf.function
+    def reduce(tensors):
+        def replica(tensors):
+            context = tf.distribute.get_replica_context()
+            if chief_only:
+                first = tf.equal(context.replica_id_in_sync_group, 0)
+                tensors = [tf.where(first, t, tf.zeros_like(t)) for t in tensors]
+            else:
+                # ReduceOp.MEAN here fails in TensorFlow 2.21 ("destinations can not be empty").
+                tensors = [t / context.num_replicas_in_sync for t in tensors]
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, tensors)
+
+        return strategy.run(replica, args=(tensors,))
+
+    # One all-reduce needs one dtype: float64 holds float32/16 values and step counts exactly.
+    received = reduce([tf.cast(v, tf.float64) for v in values])
+    return [
+        tf.cast(strategy.experimental_local_results(r)[0], v.dtype)
+        for r, v in zip(received, values, strict=True)
+    ]
 
 
 def has_gpu() -> bool:

@@ -3,7 +3,6 @@ the rest (strategy, callbacks, checkpoints, model.tar.gz, metrics.json)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,12 @@ def _pixels(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
     return tf.image.resize(tf.cast(image, tf.float32), (size, size))
 
 
-def _dataset(folders: ClassFolders, root: Path, size: int, batch: int) -> tf.data.Dataset:
-    paths = [str(root / rel) for rel, _ in folders.images]
-    labels = [label for _, label in folders.images]
+def _dataset(
+    folders: ClassFolders, root: Path, size: int, batch: int, items: range | None = None
+) -> tf.data.Dataset:
+    images = folders.images if items is None else folders.images[items.start : items.stop]
+    paths = [str(root / rel) for rel, _ in images]
+    labels = [label for _, label in images]
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     return ds.map(lambda p, y: (_pixels(tf.io.read_file(p), size), y)).batch(batch)
 
@@ -84,9 +86,11 @@ def train(ml: MLRoot) -> dict:
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             ),
-            train_data=_dataset(training, ml.channel("training"), size, batch).shuffle(64),
+            train_data=lambda items: _dataset(
+                training, ml.channel("training"), size, batch, items
+            ).shuffle(64),
+            train_samples=len(training.images),
             validation_data=_dataset(validation, ml.channel("validation"), size, batch),
-            batches_per_epoch=math.ceil(len(training.images) / batch),
             batch_size=batch,
             epochs=hp["epochs"],
         ),

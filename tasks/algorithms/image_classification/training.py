@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import keras
 
@@ -26,6 +25,7 @@ from tasks.training.skeleton import (
     fit,
     manifest_of,
     save,
+    steps_per_epoch,
 )
 
 log = logging.getLogger("vision_pipelines")
@@ -163,32 +163,31 @@ def _plan(
     val_set: LabelledImages,
     multi_label: bool,
 ) -> TrainingPlan:
-    steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
+    steps = steps_per_epoch(hp.num_training_samples, hp.mini_batch_size)
 
     def compiled() -> Compiled:
         loss, metrics = _loss_and_metrics(hp, multi_label)
-        return Compiled(build_optimizer(hp, steps_per_epoch), loss, metrics)
+        return Compiled(build_optimizer(hp, steps), loss, metrics)
 
     return TrainingPlan(
         architecture=hp.architecture(),
         build_model=lambda: _initial_model(ml, hp),
         compile=compiled,
-        train_data=training_dataset(
-            train_set,
+        train_data=lambda items: training_dataset(
+            train_set.subset(items),
             image_shape=hp.image_shape,
             batch_size=hp.mini_batch_size,
             augmentation=hp.augmentation_type,
             resize=hp.resize,
         ),
+        train_samples=len(train_set),
         validation_data=evaluation_dataset(
             val_set, image_shape=hp.image_shape, batch_size=hp.mini_batch_size, resize=hp.resize
         ),
-        batches_per_epoch=math.ceil(len(train_set) / hp.mini_batch_size),
         batch_size=hp.mini_batch_size,
         epochs=hp.epochs,
         monitor="accuracy",
         early_stopping=early_stopping_of(hp),
         precision=hp.precision_dtype,
-        multi_worker=hp.kv_store == "dist_sync",
         checkpoint_every=hp.checkpoint_frequency,
     )

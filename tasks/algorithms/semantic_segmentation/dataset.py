@@ -37,6 +37,14 @@ class Split:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def subset(self, items: range) -> Split:
+        """These pairs only (a training worker's share)."""
+        return replace(
+            self,
+            pairs=self.pairs[items.start : items.stop],
+            sizes=self.sizes[items.start : items.stop],
+        )
+
     @property
     def lut(self) -> np.ndarray:
         return self.label_map.table()

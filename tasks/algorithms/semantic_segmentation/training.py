@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 import keras
@@ -34,6 +33,7 @@ from tasks.training.skeleton import (
     fit,
     manifest_of,
     save,
+    steps_per_epoch,
 )
 
 log = logging.getLogger("vision_pipelines")
@@ -192,7 +192,7 @@ def _plan(
     names: list[str],
     per_class_path: Path,
 ) -> TrainingPlan:
-    steps_per_epoch = math.ceil(hp.num_training_samples / hp.mini_batch_size)
+    steps = steps_per_epoch(hp.num_training_samples, hp.mini_batch_size)
     miou = ConfusionMetric(hp.num_classes, "mIoU")
 
     def build() -> keras.Model:
@@ -205,12 +205,12 @@ def _plan(
         architecture=hp.architecture(),
         build_model=build,
         compile=lambda: Compiled(
-            build_optimizer(hp, steps_per_epoch),
+            build_optimizer(hp, steps),
             SegmentationLoss(hp.num_classes),
             [miou, ConfusionMetric(hp.num_classes, "pixel_accuracy")],
         ),
-        train_data=training_dataset(
-            train_split,
+        train_data=lambda items: training_dataset(
+            train_split.subset(items),
             base_size=hp.base_size,
             crop_size=hp.crop_size,
             batch_size=hp.mini_batch_size,
@@ -218,14 +218,13 @@ def _plan(
         validation_data=validation_dataset(
             val_split, base_size=hp.base_size, batch_size=hp.validation_mini_batch_size
         ),
-        batches_per_epoch=math.ceil(len(train_split) / hp.mini_batch_size),
+        train_samples=len(train_split),
         batch_size=hp.mini_batch_size,
         epochs=hp.epochs,
         monitor="mIoU",
         early_stopping=early_stopping_of(hp),
         # No precision_dtype in the reference's table: mixed precision wherever there is a GPU.
         precision="float16",
-        multi_worker=True,
         callbacks=[PerClassIoU(miou, names, per_class_path)],
         fresh_start=lambda: per_class_path.unlink(missing_ok=True),
     )
