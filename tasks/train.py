@@ -58,7 +58,12 @@ def worker_root(ml: MLRoot, scratch: Path) -> MLRoot:
     checkpoints and model are the chief's twins): it leaves nothing under the job's outputs."""
     (scratch / "input").mkdir(parents=True)
     (scratch / "input" / "data").symlink_to((ml.root / "input" / "data").resolve())
-    shutil.copytree(ml.config_dir, scratch / "input" / "config", dirs_exist_ok=True)
+    shutil.copytree(
+        ml.config_dir,
+        scratch / "input" / "config",
+        # the chief may be writing its own resourceconfig.json (through a hidden temporary file)
+        ignore=shutil.ignore_patterns(".*", cluster.RESOURCE_CONFIG),
+    )
     return MLRoot(scratch)
 
 

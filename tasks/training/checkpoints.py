@@ -44,7 +44,8 @@ class Checkpoints:
         atomic_write_text(recorded, current)
         metadata = backup / "training_metadata.json"
         if metadata.exists():
-            resumed = int(json.loads(metadata.read_text()).get("epoch", -1)) + 1
+            # Keras 3 records the epochs it completed.
+            resumed = int(json.loads(metadata.read_text()).get("epoch", 0))
         elif backup.is_dir() and any(backup.iterdir()) and self.history_path.exists():
             # Keras 2's backup (a TF checkpoint) does not say its epoch; it saves every epoch.
             resumed = len(self.history())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -24,11 +25,19 @@ class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         def one(leaf):
             local = self.experimental_local_results(leaf)
             scalar = all(getattr(t, "shape", None) is not None and t.shape.rank == 0 for t in local)
-            return super(MultiWorkerStrategy, self).reduce(
+            dtype = getattr(local[0], "dtype", None)
+            if dtype is not None and dtype not in _COLLECTIVE_DTYPES:
+                # A data batch of uint8 pixels or masks: collectives carry no such dtype.
+                leaf = self.run(lambda t: tf.cast(t, tf.float64), args=(leaf,))
+            reduced = super(MultiWorkerStrategy, self).reduce(
                 reduce_op, leaf, None if scalar else axis
             )
+            return reduced if dtype in _COLLECTIVE_DTYPES else tf.cast(reduced, dtype)
 
         return tf.nest.map_structure(one, value)
+
+
+_COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
 
 
 @functools.cache
@@ -56,29 +65,30 @@ def averaged(strategy: tf.distribute.Strategy, values: list[tf.Tensor]) -> list[
 def _all_reduce(
     strategy: tf.distribute.Strategy, values: list[tf.Tensor], *, chief_only: bool
 ) -> list[tf.Tensor]:
-    """One all-reduce: the mean of every replica's values, or (`chief_only`) a sum to which
-    only the first replica contributes."""
-
-    @tf.function
-    def reduce(tensors):
-        def replica(tensors):
-            context = tf.distribute.get_replica_context()
-            if chief_only:
-                first = tf.equal(context.replica_id_in_sync_group, 0)
-                tensors = [tf.where(first, t, tf.zeros_like(t)) for t in tensors]
-            else:
-                # ReduceOp.MEAN here fails in TensorFlow 2.21 ("destinations can not be empty").
-                tensors = [t / context.num_replicas_in_sync for t in tensors]
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, tensors)
-
-        return strategy.run(replica, args=(tensors,))
-
     # One all-reduce needs one dtype: float64 holds float32/16 values and step counts exactly.
-    received = reduce([tf.cast(v, tf.float64) for v in values])
+    received = _reducer(strategy, chief_only)([tf.cast(v, tf.float64) for v in values])
     return [
         tf.cast(strategy.experimental_local_results(r)[0], v.dtype)
         for r, v in zip(received, values, strict=True)
     ]
+
+
+@functools.cache
+def _reducer(strategy: tf.distribute.Strategy, chief_only: bool) -> Callable:
+    """One all-reduce: the mean of every replica's values, or (`chief_only`) a sum to which
+    only the first replica contributes."""
+
+    def replica(tensors):
+        context = tf.distribute.get_replica_context()
+        if chief_only:
+            first = tf.equal(context.replica_id_in_sync_group, 0)
+            tensors = [tf.where(first, t, tf.zeros_like(t)) for t in tensors]
+        else:
+            # ReduceOp.MEAN here fails in TensorFlow 2.21 ("destinations can not be empty").
+            tensors = [t / context.num_replicas_in_sync for t in tensors]
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, tensors)
+
+    return tf.function(lambda tensors: strategy.run(replica, args=(tensors,)))
 
 
 def has_gpu() -> bool:
