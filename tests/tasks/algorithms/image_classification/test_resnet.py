@@ -77,3 +77,29 @@ def test_dilated_encoder_keeps_the_classifier_weights_and_dilates_as_gluoncv():
 def test_an_unsupported_output_stride_is_named():
     with pytest.raises(ValueError, match="output_stride must be one of"):
         build_resnet(20, image_shape=(3, 32, 32), num_classes=2, output_stride=4)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "rates"), [((3, 3), (2, 2)), ((3, 3), (4, 1)), ((5, 3), (3, 6))]
+)
+def test_shifted_taps_equal_a_dilated_convolution_and_its_gradients(kernel, rates):
+    import tensorflow as tf
+
+    from tasks.backbones.resnet import _shifted_taps_conv
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, 9, 7, 3)), tf.float32)
+    k = tf.Variable(rng.normal(size=(*kernel, 3, 4)), dtype=tf.float32)
+    weights = tf.constant(rng.normal(size=(2, 9, 7, 4)), tf.float32)
+    outputs, gradients = [], []
+    for conv in (
+        lambda: tf.nn.convolution(x, k, padding="SAME", dilations=rates),  # Keras' own op
+        lambda: _shifted_taps_conv(x, k, rates),
+    ):
+        with tf.GradientTape() as tape:
+            y = conv()
+            loss = tf.reduce_sum(y * weights)
+        outputs.append(y.numpy())
+        gradients.append(tape.gradient(loss, k).numpy())
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-4, atol=1e-3)
