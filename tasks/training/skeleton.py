@@ -5,7 +5,6 @@ data, network, loss, metrics and how to serve the result."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -23,13 +22,8 @@ from tasks.training import cluster
 from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
 from tasks.training.checkpoints import Checkpoints
 from tasks.training.outputs import frameworks, now, write_keras_outputs
-from tasks.training.strategy import (
-    averaged,
-    distribution_strategy,
-    from_chief,
-    has_gpu,
-    set_precision,
-)
+from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
+from tasks.training.workers import InStep, log_fingerprint, prepare
 
 log = logging.getLogger("vision_pipelines")
 
@@ -108,31 +102,8 @@ class Trained:
         }
 
 
-class _InStep(keras.callbacks.Callback):
-    """Keeps the workers' networks identical: all start from the chief's weights and optimizer
-    state (which the chief may just have restored from its checkpoint; the others keep none),
-    and the state gradients do not reach (batch-norm moving statistics, computed on each
-    worker's own batches) is averaged before each validation and at the end."""
-
-    def __init__(self, strategy: tf.distribute.Strategy):
-        super().__init__()
-        self.strategy = strategy
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self._assign([*self.model.weights, *self.model.optimizer.variables], from_chief)
-
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        self._assign(self.model.non_trainable_weights, averaged)
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self._assign(self.model.non_trainable_weights, averaged)
-
-    def _assign(self, variables: list, reduce: Callable) -> None:
-        if not variables:
-            return
-        values = reduce(self.strategy, [tf.convert_to_tensor(v.value) for v in variables])
-        for variable, value in zip(variables, values, strict=True):
-            variable.assign(value)
+class _InStep(InStep, keras.callbacks.Callback):
+    pass
 
 
 def steps_per_epoch(samples: int, batch_size: int) -> int:
@@ -157,29 +128,19 @@ def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
         )
     batches_per_epoch = steps_per_epoch(plan.train_samples, plan.batch_size)
     checkpoints = Checkpoints(ml.checkpoints_dir)
-    resumed = checkpoints.resume_point(plan.architecture)
     part = workers.part(plan.train_samples)
-    train_data, validation_data = plan.train_data(part), plan.validation_data
-    distributed: list[keras.callbacks.Callback] = []
-    if workers.count > 1:
-        log.info(
-            "worker %d of %d: training on items %d..%d, global batch %d",
-            workers.index,
-            workers.count,
-            part.start,
-            part.stop - 1,
-            plan.batch_size * workers.count,
-        )
-        with strategy.scope():
-            model.optimizer.build(model.trainable_variables)
-        (resumed_by_chief,) = from_chief(strategy, [tf.constant(resumed, tf.int64)])
-        resumed = int(resumed_by_chief)
-        # Every worker takes the same number of steps (each one is an all-reduce): a share
-        # one item short of the others' wraps around.
-        shard = train_data.repeat()
-        train_data = strategy.distribute_datasets_from_function(lambda _: shard)
-        validation_data = strategy.distribute_datasets_from_function(lambda _: plan.validation_data)
-        distributed.append(_InStep(strategy))
+    fitting = prepare(
+        strategy,
+        workers,
+        model,
+        train_data=plan.train_data(part),
+        validation_data=plan.validation_data,
+        resumed=checkpoints.resume_point(plan.architecture),
+        steps=batches_per_epoch,
+        part=part,
+        batch_size=plan.batch_size,
+    )
+    resumed = fitting.initial_epoch
     if not resumed:
         plan.fresh_start()
     callbacks: list[keras.callbacks.Callback] = [
@@ -192,7 +153,7 @@ def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
         *checkpoints.callbacks(
             batches_per_epoch=batches_per_epoch, every_epochs=plan.checkpoint_every
         ),
-        *distributed,
+        *([_InStep(strategy)] if workers.count > 1 else []),
     ]
     if plan.early_stopping is not None:
         stop = plan.early_stopping
@@ -206,19 +167,16 @@ def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
         )
     started = time.monotonic()
     model.fit(
-        train_data,
-        validation_data=validation_data,
+        fitting.train_data,
+        validation_data=fitting.validation_data,
         epochs=plan.epochs,
         initial_epoch=resumed,
-        steps_per_epoch=batches_per_epoch if workers.count > 1 else None,
+        steps_per_epoch=fitting.steps_per_epoch,
         callbacks=callbacks,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles
     )
-    if workers.count > 1:
-        # The same fingerprint on every worker shows they ended in step.
-        weights = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights()))
-        log.info("worker %d: weights fingerprint %s", workers.index, weights.hexdigest()[:16])
+    log_fingerprint(workers, model.get_weights())
     return Trained(model, checkpoints.history(), round(time.monotonic() - started, 1), resumed)
 
 

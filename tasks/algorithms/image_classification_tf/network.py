@@ -65,6 +65,14 @@ def declared_input_size(module: Any, default: int) -> tuple[int, int]:
     return default, default
 
 
+def in_replica(layer: Any, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
+    """`layer(x)` in a replica context: a SavedModel loaded under a distribution strategy (a hub
+    module on several workers) runs only there; the local result."""
+    strategy = tf.distribute.get_strategy()
+    result = strategy.run(lambda t: layer(t, **kwargs), args=(x,))
+    return strategy.experimental_local_results(result)[0]
+
+
 def build_network(hp: TransferHyperparameters, trusted: TrustedModule) -> Network:
     """The network on the hub module `trusted`; the top layer randomly initialized."""
     if hp.num_classes is None:
@@ -73,7 +81,7 @@ def build_network(hp: TransferHyperparameters, trusted: TrustedModule) -> Networ
     module = load_module(trusted)
     size = declared_input_size(module, hp.model.input_size)
     backbone = hub.KerasLayer(module, trainable=not hp.train_only_top_layer, name="pretrained")
-    probe = backbone(tf.zeros([1, *size, 3]))
+    probe = in_replica(backbone, tf.zeros([1, *size, 3]))
     if len(probe.shape) != 2:
         raise InputError(
             f"{source}: outputs shape {list(probe.shape)} for an image; a feature vector "

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -32,6 +32,7 @@ from tasks.algorithms.image_classification_tf.network import (
     HEAD_WEIGHTS,
     Network,
     build_network,
+    in_replica,
     load_head,
     save_parts,
 )
@@ -53,10 +54,12 @@ from tasks.data.class_folders import (
 )
 from tasks.errors import InputError
 from tasks.progress import Progress
+from tasks.training import cluster
 from tasks.training.callbacks import ThroughputLog
 from tasks.training.checkpoints import Checkpoints
 from tasks.training.outputs import frameworks, now, write_outputs
 from tasks.training.strategy import distribution_strategy
+from tasks.training.workers import InStep, log_fingerprint, prepare
 
 log = logging.getLogger("vision_pipelines")
 BACKBONE = "backbone"
@@ -65,6 +68,10 @@ CLASS_INDEX = "class_label_to_prediction_index.json"
 
 class ThroughputLogger(ThroughputLog, tf_keras.callbacks.Callback):
     """ThroughputLog as a Keras 2 callback."""
+
+
+class WorkersInStep(InStep, tf_keras.callbacks.Callback):
+    """InStep as a Keras 2 callback."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +177,7 @@ def _features(network: Network, ds: tf.data.Dataset, count: int, batch_size: int
     progress = Progress(count, desc=f"features of {what}", unit="images")
     features, labels = [], []
     for x, y in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE):
-        features.append(network.backbone(x, training=False).numpy())
+        features.append(in_replica(network.backbone, x, training=False).numpy())
         labels.append(y.numpy())
         progress.update(len(x))
     progress.close()
@@ -199,18 +206,26 @@ def train(ml: MLRoot) -> dict:
                 f"{source}: incremental training needs the same classes; the model has "
                 f"{', '.join(previous.manifest.class_names)}, the data {', '.join(classes)}"
             )
-        with distribution_strategy(multi_worker=True).scope():
+        strategy = distribution_strategy(cluster.current())
+        with strategy.scope():
             network = build_network(hp, module)
             if previous is not None and hp.reinitialize_top_layer != "True":
                 log.info("incremental training: the top layer continues from %s", source)
                 load_head(network, previous.root / HEAD_WEIGHTS)
-            return _fit_and_save(ml, hp, data, network, source)
+            return _fit_and_save(ml, hp, data, network, source, strategy)
 
 
 def _fit_and_save(
-    ml: MLRoot, hp: TransferHyperparameters, data: Data, network: Network, source: str
+    ml: MLRoot,
+    hp: TransferHyperparameters,
+    data: Data,
+    network: Network,
+    source: str,
+    strategy: tf.distribute.Strategy,
 ) -> dict:
-    fit_model, train_ds, val_ds, augment, frozen = _fit_inputs(hp, data, network)
+    workers = cluster.current()
+    part = workers.part(len(data.train.images))
+    fit_model, train_ds, val_ds, augment, frozen = _fit_inputs(hp, data, network, part)
     fit_model.compile(
         optimizer=build_optimizer(hp),
         loss=tf_keras.losses.CategoricalCrossentropy(
@@ -218,19 +233,40 @@ def _fit_and_save(
         ),
         metrics=_metrics(hp.num_classes or 0),
     )
-    steps = math.ceil(len(data.train.images) / hp.batch_size)
+    steps = math.ceil(len(data.train.images) / (hp.batch_size * workers.count))
     checkpoints = Checkpoints(ml.checkpoints_dir)
-    resumed = checkpoints.resume_point(
-        {**hp.architecture(), "source": source, "frozen_features": frozen}
+    fitting = prepare(
+        strategy,
+        workers,
+        fit_model,
+        train_data=batches(train_ds, hp.batch_size, shuffle=len(part), augment=augment),
+        validation_data=batches(val_ds, hp.batch_size),
+        resumed=checkpoints.resume_point(
+            {**hp.architecture(), "source": source, "frozen_features": frozen}
+        ),
+        steps=steps,
+        part=part,
+        batch_size=hp.batch_size,
     )
+    callbacks = _callbacks(hp, checkpoints, steps, workers.count)
+    if workers.count > 1:
+        callbacks.append(WorkersInStep(strategy))
     started = time.monotonic()
     fit_model.fit(
-        batches(train_ds, hp.batch_size, shuffle=len(data.train.images), augment=augment),
-        validation_data=batches(val_ds, hp.batch_size),
+        fitting.train_data,
+        validation_data=fitting.validation_data,
         epochs=hp.epochs,
-        callbacks=_callbacks(hp, checkpoints, steps),
+        initial_epoch=fitting.initial_epoch,
+        steps_per_epoch=fitting.steps_per_epoch,
+        # Keras 2 cannot count a distributed dataset's batches.
+        validation_steps=(
+            math.ceil(len(data.validation.images) / hp.batch_size) if workers.count > 1 else None
+        ),
+        callbacks=callbacks,
         verbose=0,
     )
+    log_fingerprint(workers, fit_model.get_weights())
+    resumed = fitting.initial_epoch
     epochs = checkpoints.history()
     result = {
         "algorithm": ALGORITHM,
@@ -248,28 +284,34 @@ def _fit_and_save(
     return result
 
 
-def _fit_inputs(hp: TransferHyperparameters, data: Data, network: Network) -> tuple:
-    """(the model to fit, training and validation data, augmentation, frozen features?): with a
-    frozen backbone and no augmentation only the head trains, on features computed once."""
+def _fit_inputs(hp: TransferHyperparameters, data: Data, network: Network, part: range) -> tuple:
+    """(the model to fit, training data of the `part` of the images this worker trains on,
+    validation data, augmentation, frozen features?): with a frozen backbone and no
+    augmentation only the head trains, on features computed once."""
     size, method = network.input_size, hp.image_resize_interpolation
-    train_ds = image_dataset(data.train, data.train_root, size=size, method=method)
+    train = replace(data.train, images=data.train.images[part.start : part.stop])
+    train_ds = image_dataset(train, data.train_root, size=size, method=method)
     val_ds = image_dataset(data.validation, data.validation_root, size=size, method=method)
     augment = augmentation(hp)
     frozen = hp.train_only_top_layer and augment is None
     if not frozen:
         return network.model, train_ds, val_ds, augment, False
     log.info("frozen pre-trained model, no augmentation: its features computed once")
-    train_ds = _features(network, train_ds, len(data.train.images), hp.batch_size, "training")
+    train_ds = _features(network, train_ds, len(train.images), hp.batch_size, "training")
     val_ds = _features(network, val_ds, len(data.validation.images), hp.batch_size, "validation")
     return network.head, train_ds, val_ds, augment, True
 
 
-def _callbacks(hp: TransferHyperparameters, checkpoints: Checkpoints, steps: int) -> list:
+def _callbacks(
+    hp: TransferHyperparameters, checkpoints: Checkpoints, steps: int, workers: int
+) -> list:
     """Progress and checkpoints; early stopping on the validation loss with the reference's
     early_stopping_min_delta and _patience (this algorithm's own semantics, not the relative
     early stopping of the MXNet algorithms)."""
     callbacks: list = [
-        ThroughputLogger(steps_per_epoch=steps, batch_size=hp.batch_size, epochs=hp.epochs),
+        ThroughputLogger(
+            steps_per_epoch=steps, batch_size=hp.batch_size * workers, epochs=hp.epochs
+        ),
         *checkpoints.callbacks(batches_per_epoch=steps, keras_module=tf_keras),
     ]
     if hp.early_stopping:
