@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskD
 
 from operators.paths import run_key
 from operators.run_record import RunStepOperator, record_run
-from operators.runners import get_runner
+from operators.runners import get_runner, runners
 from operators.runners.base import ContainerStep, StepRequest, StepRunner
 from operators.runners.local import PROJECT_ROOT
 from operators.storage import remove_prefix
@@ -39,6 +39,7 @@ def container_task(
     runner: str = "local",
     image: str | None = None,
     gpus: int = 1,
+    instance_count: int = 1,
     local_ml_root: str | None = None,
     deferrable: bool = False,
 ) -> BaseOperator:
@@ -50,10 +51,20 @@ def container_task(
         environment=get_algorithm(step.algorithm).environment,
         image=image,
         gpus=gpus,
+        instance_count=instance_count,
         local_ml_root=local_ml_root,
         deferrable=deferrable,
     )
-    return get_runner(str(runner)).build(request)
+    chosen = get_runner(str(runner))
+    if instance_count > 1 and not chosen.several_machines:
+        raise AirflowFailException(
+            f"instance_count={instance_count} with runner={chosen.name}: the {chosen.name} "
+            "runner trains on one machine; set instance_count to 1, or pick a runner that "
+            "trains on several ("
+            + ", ".join(name for name, r in runners().items() if r.several_machines)
+            + ")"
+        )
+    return chosen.build(request)
 
 
 class ContainerStepOperator(RunStepOperator):
@@ -74,6 +85,7 @@ class ContainerStepOperator(RunStepOperator):
     :param runner: `local` or `kubernetes` (templated).
     :param image: trainer image for the kubernetes runner; empty: the algorithm's (templated).
     :param gpus: GPUs per pod (templated).
+    :param instance_count: machines that train together; other steps run on one (templated).
     :param deferrable: run pods deferred (runner=kubernetes).
     """
 
@@ -85,6 +97,7 @@ class ContainerStepOperator(RunStepOperator):
         "runner",
         "image",
         "gpus",
+        "instance_count",
     )
 
     def __init__(
@@ -99,6 +112,7 @@ class ContainerStepOperator(RunStepOperator):
         runner: str = "local",
         image: str = "",
         gpus: int | str = 1,
+        instance_count: int | str = 1,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -111,6 +125,7 @@ class ContainerStepOperator(RunStepOperator):
         self.hyperparameters = hyperparameters or {}
         self.extra_hyperparameters = extra_hyperparameters or {}
         self.runner, self.image, self.gpus = runner, image, gpus
+        self.instance_count = instance_count
         self.deferrable = deferrable
 
     def build(self, context: Any) -> BaseOperator:
@@ -137,6 +152,7 @@ class ContainerStepOperator(RunStepOperator):
             runner=self.runner,
             image=str(self.image).strip() or None,
             gpus=int(self.gpus),
+            instance_count=int(self.instance_count) if self.step is Step.TRAIN else 1,
             local_ml_root=str(work / self.dag_id / key / self.task_id),
             deferrable=self.deferrable,
         )

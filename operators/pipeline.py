@@ -93,6 +93,16 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
             title="GPUs",
             description="GPUs per step pod when runner=kubernetes (0: CPU only; unused locally).",
         ),
+        "instance_count": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="Machines",
+            description="Machines that train together (synchronous data parallelism; "
+            "mini_batch_size is per machine, the global batch mini_batch_size x machines). "
+            "More than 1 needs runner=kubernetes: an Indexed Job of that many pods.",
+        ),
     }
 
 
@@ -180,6 +190,7 @@ def container_step(
         runner="{{ params.runner }}",
         image="{{ params.trainer_image }}",
         gpus="{{ params.gpu_count }}",
+        instance_count="{{ params.instance_count }}",
         **kwargs,
     )
 

@@ -31,6 +31,7 @@ from tasks.contract import (
 )
 from tasks.staging import clear, remove_prefix, stage_in, upload_folder
 from tasks.train import summarize
+from tasks.training import cluster
 from tasks.uris import check_uri
 
 
@@ -138,6 +139,25 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise StepTerminated("stopped by SIGTERM (pod deleted or evicted, or the task killed)")
 
 
+def _run(
+    args: argparse.Namespace, channels: dict[str, str], ml: MLRoot, workers: cluster.Workers
+) -> Any:
+    get_algorithm(args.algorithm).check_channels(args.step, channels, complete=False)
+    prepare(ml, channels, args.hyperparameters, args.input_data_config)
+    cluster.publish(workers, ml.config_dir)
+    return run_step(args.step, args.algorithm, ml)
+
+
+def _worker(
+    args: argparse.Namespace, channels: dict[str, str], ml: MLRoot, workers: cluster.Workers
+) -> int:
+    """A training worker other than the chief: it trains in step with the others, and its
+    outputs (the chief's twins) stay in its pod."""
+    outcome = attempt(lambda: _run(args, channels, ml, workers), ml.failure_path)
+    print(f"worker {workers.index}: exit {outcome.code}; the chief uploads the outputs", flush=True)
+    return outcome.code
+
+
 def main(argv: list[str] | None = None) -> int:
     # As PID 1 in a pod, Python ignores SIGTERM unless it has a handler: it would be killed
     # after the grace period, mid-upload. With one, the step ends as a failure on record.
@@ -149,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     if refused:
         return refused
     ml = MLRoot(args.ml_root)
+    workers = attempt(lambda: cluster.resolve(ml.config_dir), None)
+    if workers.code:
+        return workers.code
+    if not workers.result.is_chief:
+        # Training on several machines: the chief alone publishes the step's outputs.
+        return _worker(args, channels, ml, workers.result)
     # A rerun starts from clean outputs (checkpoints stay, so training resumes).
     for folder in (ml.model_dir, ml.output_dir):
         clear(folder)
@@ -158,12 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     # must not stay beside this one's failure. summary.json, uploaded last, marks it complete.
     remove_prefix(output_uri)
 
-    def job() -> Any:
-        get_algorithm(args.algorithm).check_channels(args.step, channels, complete=False)
-        prepare(ml, channels, args.hyperparameters, args.input_data_config)
-        return run_step(args.step, args.algorithm, ml)
-
-    outcome = attempt(job, ml.failure_path)
+    outcome = attempt(lambda: _run(args, channels, ml, workers.result), ml.failure_path)
     summarize(ml, args.step, args.algorithm, outcome)
     uploaded = upload_folder(ml.model_dir, output_uri) + upload_folder(
         ml.output_dir, output_uri, last=SUMMARY

@@ -53,6 +53,9 @@ class StepRequest:
     image: str | None = None
     """Container image (runners that run images); None: the environment's default."""
     gpus: int = 1
+    """GPUs per machine."""
+    instance_count: int = 1
+    """Machines that train together (the train step; runners that can run several)."""
     local_ml_root: str | None = None
     """The run-scoped ml-root on this machine (runners that run here)."""
     deferrable: bool = False
@@ -66,6 +69,8 @@ class StepRunner(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     """One sentence for the form: where the steps run."""
+    several_machines: ClassVar[bool] = False
+    """Whether it can train on several machines (StepRequest.instance_count > 1)."""
 
     @abstractmethod
     def build(self, request: StepRequest) -> BaseOperator: ...

@@ -92,85 +92,99 @@ class KubernetesSettings:
         )
 
 
+def pod_arguments(request: StepRequest, settings: KubernetesSettings) -> dict[str, Any]:
+    """The hardened pod of one step (KubernetesPodOperator's arguments; a Job's pod template
+    takes the same)."""
+    step, gpus, image = request.step, request.gpus, request.image
+    local = [
+        u
+        for u in (*step.channels.values(), step.output_uri)
+        if "://" not in u or u.startswith("file://")
+    ]
+    if local:
+        raise AirflowFailException(
+            f"runner=kubernetes: the pod cannot see local paths ({', '.join(local)}); use "
+            "object storage URIs (s3://...) for the dataset and output, or runner=local"
+        )
+    from airflow.providers.cncf.kubernetes.secret import Secret
+    from kubernetes.client import models as k8s
+
+    gpu = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    resources = {kind: dict(settings.resources.get(kind, {})) for kind in ("requests", "limits")}
+    return dict(
+        task_id=request.task_id,
+        name=f"vision-{step.step}",
+        namespace=settings.namespace,
+        image=check_image(image or allowed_images(request.environment)[0], request.environment),
+        image_pull_policy=settings.image_pull_policy,
+        # PID 1 in the pod: tasks.job handles SIGTERM itself (the image's tini entrypoint
+        # serves `docker run`).
+        cmds=["python", "-m", "tasks.job"],
+        arguments=step.arguments(POD_ML_ROOT),
+        container_resources=k8s.V1ResourceRequirements(
+            requests={**resources["requests"], **gpu} or None,
+            limits={**resources["limits"], **gpu} or None,
+        ),
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=POD_USER,
+            run_as_group=POD_USER,
+            fs_group=POD_USER,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        container_security_context=k8s.V1SecurityContext(
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            privileged=False,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        ),
+        volumes=[
+            k8s.V1Volume(name=name, empty_dir=k8s.V1EmptyDirVolumeSource()) for name in POD_VOLUMES
+        ],
+        volume_mounts=[
+            k8s.V1VolumeMount(name=name, mount_path=path) for name, path in POD_VOLUMES.items()
+        ],
+        automount_service_account_token=settings.automount_token,
+        node_selector=dict(settings.node_selector),
+        tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
+        service_account_name=settings.service_account,
+        labels={
+            "app.kubernetes.io/part-of": "vision-pipelines",
+            "vision-pipelines/step": step.step,
+        },
+        env_vars={**STEP_ENVIRONMENT, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"},
+        secrets=[Secret("env", MODEL_KEY_ENV, settings.model_key_secret, "key")],
+        get_logs=True,
+        deferrable=request.deferrable,
+    )
+
+
 class KubernetesRunner(StepRunner):
     name = "kubernetes"
-    description = "one pod per step, from the trainer image"
+    description = "one pod per step, from the trainer image (training on several: an Indexed Job)"
+    several_machines = True
 
     def __init__(self, settings: KubernetesSettings | None = None):
         self.settings = settings
 
     def build(self, request: StepRequest) -> BaseOperator:
-        step, gpus, image = request.step, request.gpus, request.image
-        local = [
-            u
-            for u in (*step.channels.values(), step.output_uri)
-            if "://" not in u or u.startswith("file://")
-        ]
-        if local:
-            raise AirflowFailException(
-                f"runner=kubernetes: the pod cannot see local paths ({', '.join(local)}); use "
-                "object storage URIs (s3://...) for the dataset and output, or runner=local"
-            )
-        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-        from airflow.providers.cncf.kubernetes.secret import Secret
-        from kubernetes.client import models as k8s
-
         settings = self.settings or KubernetesSettings.from_env()
-        gpu = {"nvidia.com/gpu": str(gpus)} if gpus else {}
-        resources = {
-            kind: dict(settings.resources.get(kind, {})) for kind in ("requests", "limits")
-        }
-        return KubernetesPodOperator(
-            task_id=request.task_id,
-            name=f"vision-{step.step}",
-            namespace=settings.namespace,
-            image=check_image(image or allowed_images(request.environment)[0], request.environment),
-            image_pull_policy=settings.image_pull_policy,
-            # PID 1 in the pod: tasks.job handles SIGTERM itself (the image's tini entrypoint
-            # serves `docker run`).
-            cmds=["python", "-m", "tasks.job"],
-            arguments=step.arguments(POD_ML_ROOT),
-            container_resources=k8s.V1ResourceRequirements(
-                requests={**resources["requests"], **gpu} or None,
-                limits={**resources["limits"], **gpu} or None,
-            ),
-            security_context=k8s.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=POD_USER,
-                run_as_group=POD_USER,
-                fs_group=POD_USER,
-                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-            ),
-            container_security_context=k8s.V1SecurityContext(
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                privileged=False,
-                capabilities=k8s.V1Capabilities(drop=["ALL"]),
-            ),
-            volumes=[
-                k8s.V1Volume(name=name, empty_dir=k8s.V1EmptyDirVolumeSource())
-                for name in POD_VOLUMES
-            ],
-            volume_mounts=[
-                k8s.V1VolumeMount(name=name, mount_path=path) for name, path in POD_VOLUMES.items()
-            ],
-            automount_service_account_token=settings.automount_token,
-            node_selector=dict(settings.node_selector),
-            tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
-            service_account_name=settings.service_account,
-            labels={
-                "app.kubernetes.io/part-of": "vision-pipelines",
-                "vision-pipelines/step": step.step,
-            },
-            env_vars={**STEP_ENVIRONMENT, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"},
-            secrets=[Secret("env", MODEL_KEY_ENV, settings.model_key_secret, "key")],
-            get_logs=True,
-            on_finish_action="delete_pod",
-            deferrable=request.deferrable,
-        )
+        arguments = pod_arguments(request, settings)
+        if request.instance_count > 1:
+            from operators.runners.kubernetes_job import workers_job
+
+            return workers_job(request, settings, arguments)
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        return KubernetesPodOperator(**arguments, on_finish_action="delete_pod")
 
     def resume(self, operator: BaseOperator, context: Any, event: dict[str, Any]) -> None:
-        operator.trigger_reentry(context, event)
+        from operators.runners.kubernetes_job import WorkersJobOperator
+
+        if isinstance(operator, WorkersJobOperator):
+            operator.execute_complete(context, event)
+        else:
+            operator.trigger_reentry(context, event)
 
 
 RUNNER = KubernetesRunner()

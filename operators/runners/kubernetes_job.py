@@ -1,0 +1,142 @@
+"""Training on several machines with runner=kubernetes: the train step as an Indexed Job
+(completion_mode=Indexed, parallelism = completions = instance_count), its pods the same
+hardened pod as a single step's, plus a headless Service that gives each worker a DNS name
+(`<job>-<index>.<service>`). tasks.train builds TF_CONFIG from the pod's JOB_COMPLETION_INDEX,
+hostname and subdomain (tasks/training/cluster.py). The Job and the Service are deleted when
+the step ends, fails or is killed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
+from airflow.sdk.exceptions import TaskDeferred
+from kubernetes.client import models as k8s
+
+from operators.runners.base import StepRequest
+from operators.runners.kubernetes import KubernetesSettings
+from tasks.training.cluster import DEFAULT_PORT, INSTANCE_COUNT_ENV, SUBDOMAIN_ENV
+
+JOB_DEADLINE_ENV = "VISION_PIPELINES_K8S_JOB_DEADLINE_SECONDS"
+DEFAULT_JOB_DEADLINE = 24 * 3600
+"""A Job whose workers are not all done by then fails (a worker never scheduled, e.g. no GPU
+free, would otherwise keep the others waiting)."""
+WORKERS_LABEL = "vision-pipelines/workers"
+
+
+def headless_service(name: str, namespace: str) -> k8s.V1Service:
+    """DNS names for the workers' pods, resolvable before they are ready (they must find each
+    other to become ready)."""
+    return k8s.V1Service(
+        api_version="v1",
+        kind="Service",
+        metadata=k8s.V1ObjectMeta(
+            name=name, namespace=namespace, labels={"app.kubernetes.io/part-of": "vision-pipelines"}
+        ),
+        spec=k8s.V1ServiceSpec(
+            cluster_ip="None",
+            publish_not_ready_addresses=True,
+            selector={WORKERS_LABEL: name},
+            ports=[k8s.V1ServicePort(name="workers", port=DEFAULT_PORT, target_port=DEFAULT_PORT)],
+        ),
+    )
+
+
+class WorkersJobOperator(KubernetesJobOperator):
+    """KubernetesJobOperator with the workers' Service around the Job."""
+
+    def __init__(self, *, instance_count: int, **kwargs: Any) -> None:
+        super().__init__(
+            completion_mode="Indexed",
+            completions=instance_count,
+            parallelism=instance_count,
+            # A failed worker fails the step; Airflow's retry restarts every worker, which
+            # resume from the chief's last checkpoint.
+            backoff_limit=0,
+            wait_until_job_complete=True,
+            **kwargs,
+        )
+        self.instance_count = instance_count
+
+    def service(self, context: Any) -> k8s.V1Service:
+        return headless_service(self.service_name(context), self.namespace)
+
+    def service_name(self, context: Any) -> str:
+        digest = hashlib.sha256(f"{self.task_id}/{context['run_id']}".encode()).hexdigest()[:10]
+        return f"vision-workers-{digest}"
+
+    def build_job_request_obj(self, context: Any = None) -> k8s.V1Job:
+        job = super().build_job_request_obj(context)
+        name = self.service_name(context)
+        pod = job.spec.template
+        pod.metadata.labels = {**(pod.metadata.labels or {}), WORKERS_LABEL: name}
+        pod.spec.subdomain = name
+        container = pod.spec.containers[0]
+        container.env = [
+            *(container.env or []),
+            k8s.V1EnvVar(name=INSTANCE_COUNT_ENV, value=str(self.instance_count)),
+            k8s.V1EnvVar(name=SUBDOMAIN_ENV, value=name),
+        ]
+        container.ports = [k8s.V1ContainerPort(name="workers", container_port=DEFAULT_PORT)]
+        return job
+
+    def execute(self, context: Any) -> Any:
+        self._delete_service(context)  # a leftover of an attempt that was killed
+        self.hook.core_v1_client.create_namespaced_service(self.namespace, self.service(context))
+        self._context = context
+        try:
+            result = super().execute(context)
+        except TaskDeferred:
+            raise  # execute_complete cleans up
+        except BaseException:
+            self._clean_up(context)
+            raise
+        self._clean_up(context)
+        return result
+
+    def execute_complete(self, context: Any, event: dict, **kwargs: Any) -> Any:
+        try:
+            return super().execute_complete(context, event, **kwargs)
+        finally:
+            self._clean_up(context)
+
+    def on_kill(self) -> None:
+        super().on_kill()
+        context = getattr(self, "_context", None)
+        if context is not None:
+            self._delete_service(context)
+
+    def _clean_up(self, context: Any) -> None:
+        job = getattr(self, "job", None)
+        if job is not None and job.metadata is not None:
+            self.hook.batch_v1_client.delete_namespaced_job(
+                job.metadata.name,
+                job.metadata.namespace or self.namespace,
+                propagation_policy="Foreground",
+            )
+        self._delete_service(context)
+
+    def _delete_service(self, context: Any) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.hook.core_v1_client.delete_namespaced_service(
+                self.service_name(context), self.namespace
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
+def workers_job(
+    request: StepRequest, settings: KubernetesSettings, pod: dict[str, Any]
+) -> WorkersJobOperator:
+    """The Indexed Job of `request.instance_count` workers, each pod as `pod` describes."""
+    deadline = int(os.environ.get(JOB_DEADLINE_ENV, DEFAULT_JOB_DEADLINE))
+    return WorkersJobOperator(
+        instance_count=request.instance_count,
+        active_deadline_seconds=deadline,
+        **pod,
+    )

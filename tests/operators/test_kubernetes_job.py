@@ -1,0 +1,228 @@
+"""runner=kubernetes with instance_count > 1: the train step as an Indexed Job of hardened pods
+and a headless Service, valid Kubernetes objects; their clean-up; the refusal elsewhere."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import kubernetes_validate
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from operators.container import ContainerStepOperator, container_task
+from operators.runners.base import ContainerStep, StepRequest
+from operators.runners.kubernetes import KubernetesRunner, KubernetesSettings
+from operators.runners.kubernetes_job import WORKERS_LABEL, WorkersJobOperator
+from tasks.algorithms import TRAINER
+from tasks.training.cluster import from_indexed_job
+
+STEP = ContainerStep(
+    step="train",
+    algorithm="image-classification",
+    channels={"train": "s3://bucket/run/recordio/train", "validation": "s3://bucket/run/val"},
+    output_uri="s3://bucket/run/train",
+    hyperparameters={"num_classes": "4", "epochs": "3"},
+)
+
+
+class Prepared(str):
+    """What a data-preparation task returned, whatever the template reads of it."""
+
+    def __getattr__(self, name: str) -> Prepared:
+        return Prepared(f"{self}/{name}")
+
+    def __getitem__(self, key) -> Prepared:
+        return Prepared(f"{self}/{key}")
+
+
+TI = SimpleNamespace(
+    dag_id="image_classification",
+    task_id="train",
+    map_index=-1,
+    try_number=1,
+    xcom_push=lambda **_: None,
+    xcom_pull=lambda *_, **__: Prepared("s3://b/out/prepared"),
+)
+CONTEXT = {"run_id": "manual__2026-12-02", "ti": TI, "dag": SimpleNamespace()}
+KUBERNETES_VERSION = "1.33"
+
+
+@pytest.fixture(autouse=True)
+def no_cluster(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    monkeypatch.setenv("VISION_PIPELINES_TRAINER_IMAGES", "registry.example/trainer:1.2")
+
+
+def valid(obj) -> dict:
+    """The object as the API server receives it, checked against Kubernetes' schema (strict:
+    unknown fields are errors too)."""
+    document = ApiClient().sanitize_for_serialization(obj)
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    return document
+
+
+def job_operator(count: int = 2, gpus: int = 2) -> WorkersJobOperator:
+    op = KubernetesRunner(KubernetesSettings(namespace="ml")).build(
+        StepRequest(
+            task_id="train",
+            step=STEP,
+            environment=TRAINER,
+            image="registry.example/trainer:1.2",
+            gpus=gpus,
+            instance_count=count,
+        )
+    )
+    assert isinstance(op, WorkersJobOperator)
+    op.__dict__["hook"] = SimpleNamespace(is_in_cluster=False)
+    return op
+
+
+def test_the_indexed_job_and_its_service_are_valid_hardened_and_find_each_other():
+    op = job_operator(count=3)
+    job = valid(op.build_job_request_obj(CONTEXT))
+    service = valid(op.service(CONTEXT))
+
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["parallelism"] == spec["completions"] == 3
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 24 * 3600
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert container["args"] == STEP.arguments("/opt/ml")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["automountServiceAccountToken"] is False
+
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert pod["subdomain"] == service["metadata"]["name"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"] == {WORKERS_LABEL: labels[WORKERS_LABEL]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["VISION_PIPELINES_INSTANCE_COUNT"] == "3"
+
+    # What tasks.train makes of it in the pod Kubernetes names <job>-1 (JOB_COMPLETION_INDEX=1).
+    name = job["metadata"]["name"]
+    workers = from_indexed_job({**env, "JOB_COMPLETION_INDEX": "1"}, f"{name}-1")
+    assert workers.index == 1
+    assert workers.hosts == tuple(
+        f"{name}-{i}.{service['metadata']['name']}:2222" for i in range(3)
+    )
+
+
+def test_the_single_step_pod_is_valid_too():
+    op = KubernetesRunner(KubernetesSettings(namespace="ml")).build(
+        StepRequest(task_id="train", step=STEP, environment=TRAINER, gpus=1)
+    )
+    assert valid(op.build_pod_request_obj(dry_run=True))["kind"] == "Pod"
+
+
+def test_a_local_runner_refuses_several_machines_with_a_sentence():
+    with pytest.raises(AirflowFailException, match="instance_count=2 with runner=local") as e:
+        container_task(task_id="train", step=STEP, runner="local", instance_count=2)
+    assert "pick a runner that trains on several (kubernetes)" in str(e.value)
+
+
+def test_only_training_runs_on_several_machines():
+    op = ContainerStepOperator(
+        task_id="evaluate",
+        step="evaluate",
+        channels=dict(STEP.channels),
+        output_uri=STEP.output_uri,
+        runner="kubernetes",
+        instance_count="4",
+    )
+    assert type(op.build({**CONTEXT, "logical_date": None})).__name__ == "KubernetesPodOperator"
+
+
+class FakeApi:
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+
+    def create_namespaced_service(self, namespace, body):
+        self.calls.append(("create service", body.metadata.name))
+
+    def delete_namespaced_service(self, name, namespace):
+        self.calls.append(("delete service", name))
+        raise ApiException(status=404)
+
+    def delete_namespaced_job(self, name, namespace, propagation_policy):
+        self.calls.append(("delete job", name))
+
+
+@pytest.mark.parametrize("outcome", ["fails", "succeeds", "defers"])
+def test_the_job_and_service_are_deleted_when_the_step_ends(monkeypatch, outcome):
+    op = job_operator()
+    api = FakeApi()
+    op.__dict__["hook"] = SimpleNamespace(
+        core_v1_client=api, batch_v1_client=api, is_in_cluster=False
+    )
+
+    def run_job(self, context):
+        self.job = self.build_job_request_obj(context)
+        if outcome == "fails":
+            raise RuntimeError("a worker failed")
+        if outcome == "defers":
+            raise TaskDeferred(trigger=None, method_name="execute_complete")
+        return None
+
+    monkeypatch.setattr(WorkersJobOperator.__mro__[1], "execute", run_job)
+    monkeypatch.setattr(WorkersJobOperator.__mro__[1], "execute_complete", lambda *a, **k: None)
+    service = op.service_name(CONTEXT)
+    expected = {"fails": RuntimeError, "defers": TaskDeferred, "succeeds": None}[outcome]
+    if expected:
+        with pytest.raises(expected):
+            op.execute(CONTEXT)
+    else:
+        op.execute(CONTEXT)
+    if outcome == "defers":
+        assert api.calls == [("delete service", service), ("create service", service)]
+        op.execute_complete(CONTEXT, {"status": "success"})
+    job = op.job.metadata.name
+    assert api.calls == [
+        ("delete service", service),  # a leftover of a killed attempt goes first
+        ("create service", service),
+        ("delete job", job),
+        ("delete service", service),
+    ]
+
+
+def test_the_pipeline_with_two_machines_on_kubernetes_renders_the_job_and_service():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_dag_integrity import ROOT
+
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "image_classification.py")).dags[
+        "image_classification"
+    ]
+    task = dag.get_task("train")
+    params = {
+        **{k: dag.params[k] for k in dag.params},
+        "output_uri": "s3://b/out",
+        "dataset_uri": "s3://b/data",
+        "runner": "kubernetes",
+        "instance_count": 2,
+    }
+    env = dag.get_template_env()
+    context = {**CONTEXT, "params": params, "dag": dag, "logical_date": None}
+    context["dag_run"] = SimpleNamespace(logical_date=None)
+    for field in task.template_fields:
+        value = getattr(task, field)
+        if isinstance(value, str):
+            setattr(task, field, env.from_string(value).render(**context))
+        elif isinstance(value, dict):
+            setattr(
+                task,
+                field,
+                {k: env.from_string(str(v)).render(**context) for k, v in value.items()},
+            )
+    op = task.build(context)
+    assert isinstance(op, WorkersJobOperator)
+    op.__dict__["hook"] = SimpleNamespace(is_in_cluster=False)
+    job = valid(op.build_job_request_obj(context))
+    assert job["spec"]["parallelism"] == 2
+    assert valid(op.service(context))["spec"]["clusterIP"] == "None"
