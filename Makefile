@@ -19,7 +19,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation \
+.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
 	images pin-images
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
@@ -134,6 +134,9 @@ bench-data: setup $(MXNET_VENV)/.installed
 bench-manifest: setup $(GE_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_manifest.py
 
+bench-scaling: setup
+	$(TRAINER_VENV)/bin/python scripts/bench_scaling.py
+
 bench-train: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_train.py
 
@@ -143,4 +146,4 @@ bench-transfer: setup
 bench-segmentation: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_segmentation.py
 
-bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation
+bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling

@@ -1,0 +1,102 @@
+"""Scaling of synchronous multi-worker training on this machine (`make bench-scaling`).
+
+ResNet-20 on 32x32 generated images (RecordIO channels), trained by `python -m tasks.train`: one
+worker with one CPU thread against two workers on loopback with one thread each (TF_CONFIG),
+the same per-worker batch. Images/s of the last epoch (after the first, which traces and warms
+up); the ratio is the scaling efficiency of our all-reduce path (2.0 would be perfect). The
+table goes into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.benchmark_report import write_section  # noqa: E402
+from tasks.contract import MLRoot  # noqa: E402
+from tasks.data.lst import list_class_folders, split_entries  # noqa: E402
+from tasks.data.pack import pack_lst  # noqa: E402
+from tasks.data.synthetic import TEN_CLASSES, make_shapes_dataset  # noqa: E402
+from tests.multi_worker import start_workers, wait  # noqa: E402
+
+ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def ml_root(root: Path, images: Path, epochs: int, batch: int) -> MLRoot:
+    listing = list_class_folders(images)
+    split = split_entries(listing.entries, train_ratio=0.9, seed=1)
+    ml = MLRoot(root)
+    for name, entries in (("train", split.train), ("validation", split.validation)):
+        ml.channel(name).mkdir(parents=True)
+        pack_lst(
+            entries, images, ml.channel(name) / f"{name}.rec", ml.channel(name) / f"{name}.idx"
+        )
+    ml.config_dir.mkdir(parents=True)
+    hp = {
+        "num_layers": "20",
+        "image_shape": "3,32,32",
+        "num_classes": str(len(listing.classes)),
+        "num_training_samples": str(len(split.train)),
+        "epochs": str(epochs),
+        "mini_batch_size": str(batch),
+        "learning_rate": "0.05",
+    }
+    ml.hyperparameters_path.write_text(json.dumps(hp))
+    return ml
+
+
+def images_per_second(ml: MLRoot) -> float:
+    return json.loads(ml.metrics_path.read_text())["epochs"][-1]["images_per_second"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        images = make_shapes_dataset(work / "images", per_class=args.per_class, classes=TEN_CLASSES)
+        rates = {}
+        for count in (1, 2):
+            ml = ml_root(work / f"ml-{count}", images, args.epochs, args.batch)
+            # One worker: its TF_CONFIG names one host, i.e. no cluster.
+            workers = start_workers(
+                "image-classification", [ml.root] * count, work / f"logs-{count}", ONE_THREAD
+            )
+            codes = wait(workers, timeout=3600)
+            if codes != [0] * count:
+                print(workers[0].text()[-3000:], file=sys.stderr)
+                return 1
+            rates[count] = images_per_second(ml)
+            print(f"{count} worker(s): {rates[count]:.1f} images/s", flush=True)
+    row = (
+        f"| ResNet-20, 32x32, batch {args.batch} per worker, 1 CPU thread each | "
+        f"{rates[1]:.1f} img/s | {rates[2]:.1f} img/s | **{rates[2] / rates[1]:.2f}x** |"
+    )
+    write_section(
+        args.output,
+        "Multi-worker scaling on CPU (`make bench-scaling`)",
+        "Command: `make bench-scaling` (`.venv-trainer/bin/python scripts/bench_scaling.py`): "
+        f"`python -m tasks.train` on {args.per_class * 10} generated 32x32 images, "
+        f"{args.epochs} epochs, images/s of the last one; 2 workers on loopback (TF_CONFIG, "
+        f"MultiWorkerMirroredStrategy all-reduce) against 1, on the build machine "
+        f"({os.cpu_count()} cores, no GPU). Goal: >= 1.7x.",
+        "| model | 1 worker | 2 workers | scaling |",
+        [row],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
