@@ -18,7 +18,7 @@ def test_two_workers_fine_tune_one_model_and_only_the_chief_writes(
 ):
     hp = {
         "model_id": DEFAULT_MODEL_ID,
-        "epochs": "3",
+        "epochs": "8",
         "batch_size": "8",
         "learning_rate": "0.01",
         "optimizer": "adam",
@@ -34,5 +34,5 @@ def test_two_workers_fine_tune_one_model_and_only_the_chief_writes(
     assert "worker 1 of 2: training on items 10..19, global batch 16" in workers[1].text()
     metrics = json.loads(ml.metrics_path.read_text())
     losses = [e["train_loss"] for e in metrics["epochs"]]
-    assert losses[-1] < losses[0], losses
+    assert sum(losses[-2:]) / 2 < losses[0], losses
     assert sorted(p.name for p in ml.model_dir.iterdir()) == ["model.tar.gz"]

@@ -42,7 +42,7 @@ def test_fcn_resnet50_learns_to_segment_unseen_scenes(tmp_path):
         "num_training_samples": "160",
         "base_size": "48",
         "crop_size": "32",
-        "epochs": "6",
+        "epochs": "8",
         "mini_batch_size": "8",
         "optimizer": "adam",
         "learning_rate": "0.002",
