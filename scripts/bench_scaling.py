@@ -1,8 +1,9 @@
 """Scaling of synchronous multi-worker training on this machine (`make bench-scaling`).
 
 ResNet-20 on 32x32 generated images (RecordIO channels), trained by `python -m tasks.train`: one
-worker with one CPU thread against two workers on loopback with one thread each (TF_CONFIG),
-the same per-worker batch. Images/s of the last epoch (after the first, which traces and warms
+worker on one CPU core against two workers on loopback on one core each (TF_CONFIG; taskset pins
+each worker, its data pipeline included, and TensorFlow runs one thread per op), the same
+per-worker batch. Images/s of the last epoch (after the first, which traces and warms
 up); the ratio is the scaling efficiency of our all-reduce path (2.0 would be perfect). The
 table goes into docs/benchmarks.md.
 """
@@ -72,7 +73,11 @@ def main() -> int:
             ml = ml_root(work / f"ml-{count}", images, args.epochs, args.batch)
             # One worker: its TF_CONFIG names one host, i.e. no cluster.
             workers = start_workers(
-                "image-classification", [ml.root] * count, work / f"logs-{count}", ONE_THREAD
+                "image-classification",
+                [ml.root] * count,
+                work / f"logs-{count}",
+                ONE_THREAD,
+                one_core_each=True,
             )
             codes = wait(workers, timeout=3600)
             if codes != [0] * count:
@@ -81,7 +86,7 @@ def main() -> int:
             rates[count] = images_per_second(ml)
             print(f"{count} worker(s): {rates[count]:.1f} images/s", flush=True)
     row = (
-        f"| ResNet-20, 32x32, batch {args.batch} per worker, 1 CPU thread each | "
+        f"| ResNet-20, 32x32, batch {args.batch} per worker, 1 CPU core each | "
         f"{rates[1]:.1f} img/s | {rates[2]:.1f} img/s | **{rates[2] / rates[1]:.2f}x** |"
     )
     write_section(
@@ -90,7 +95,8 @@ def main() -> int:
         "Command: `make bench-scaling` (`.venv-trainer/bin/python scripts/bench_scaling.py`): "
         f"`python -m tasks.train` on {args.per_class * 10} generated 32x32 images, "
         f"{args.epochs} epochs, images/s of the last one; 2 workers on loopback (TF_CONFIG, "
-        f"MultiWorkerMirroredStrategy all-reduce) against 1, on the build machine "
+        "MultiWorkerMirroredStrategy all-reduce) against 1, each worker pinned to one core, on "
+        "the build machine "
         f"({os.cpu_count()} cores, no GPU). Goal: >= 1.7x.",
         "| model | 1 worker | 2 workers | scaling |",
         [row],

@@ -48,15 +48,31 @@ def tf_configs(count: int) -> list[str]:
 
 
 def start_workers(
-    algorithm: str, ml_roots: list[Path], logs: Path, env: dict[str, str] | None = None
+    algorithm: str,
+    ml_roots: list[Path],
+    logs: Path,
+    env: dict[str, str] | None = None,
+    *,
+    one_core_each: bool = False,
 ) -> list[Worker]:
-    """One `python -m tasks.train` per ml-root (the same root may repeat), worker i on the i-th."""
+    """One `python -m tasks.train` per ml-root (the same root may repeat), worker i on the i-th;
+    `one_core_each`: worker i runs on CPU i alone (taskset), data pipeline included."""
     logs.mkdir(parents=True, exist_ok=True)
     workers = []
     for i, (config, root) in enumerate(zip(tf_configs(len(ml_roots)), ml_roots, strict=True)):
         log = logs / f"worker-{i}.log"
+        pin = ["taskset", "-c", str(i)] if one_core_each else []
         process = subprocess.Popen(
-            [sys.executable, "-m", "tasks.train", "--algorithm", algorithm, "--ml-root", root],
+            [
+                *pin,
+                sys.executable,
+                "-m",
+                "tasks.train",
+                "--algorithm",
+                algorithm,
+                "--ml-root",
+                root,
+            ],
             env={
                 **os.environ,
                 "PYTHONPATH": str(ROOT),
