@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmark_report import ROOT, timed, write_section
+from benchmark_report import ENV, ROOT, timed, write_section
 
 TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 MODEL_ID = "tensorflow-ic-imagenet-mobilenet-v2-100-224-classification-4"
@@ -56,9 +57,10 @@ model.fit(train, validation_data=val, epochs=epochs, verbose=0)
 
 
 def ml_root(root: Path, data: Path, module: Path, hp: dict) -> Path:
-    (root / "input" / "data" / "model").mkdir(parents=True)
+    (root / "input" / "data").mkdir(parents=True)
     (root / "input" / "data" / "training").symlink_to(data, target_is_directory=True)
-    (root / "input" / "data" / "model" / "module").symlink_to(module, target_is_directory=True)
+    # The model channel is the hub module's folder (a SavedModel), as the pipeline stages it.
+    (root / "input" / "data" / "model").symlink_to(module, target_is_directory=True)
     (root / "input" / "config").mkdir(parents=True)
     (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hp))
     return root
@@ -80,6 +82,10 @@ def main() -> int:
         data = make_shapes_dataset(tmp / "data", per_class=args.per_class, size=128)
         module = tmp / "module"
         timed([TRAINER_PYTHON, "-c", MAKE_MODULE, module])
+        # A model channel's hub module runs only when the deployment pins it (docs/security.md).
+        pin = [TRAINER_PYTHON, "-m", "tasks.hub", "digest", module]
+        digest = subprocess.run(pin, env=ENV, capture_output=True, text=True, check=True)
+        ENV["VISION_PIPELINES_TRUSTED_MODULES"] = digest.stdout.strip().splitlines()[-1]
         images = 4 * args.per_class
         trained = (images - round(images * 0.2)) * args.epochs
         for top_only in ("True", "False"):
