@@ -6,7 +6,6 @@ data, network, loss, metrics and how to serve the result."""
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
 from tasks.training.checkpoints import Checkpoints
 from tasks.training.outputs import frameworks, now, write_keras_outputs
 from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
-from tasks.training.workers import InStep, log_fingerprint, prepare
+from tasks.training.workers import InStep, log_fingerprint, prepare, steps_per_epoch
 
 log = logging.getLogger("vision_pipelines")
 
@@ -104,11 +103,6 @@ class Trained:
 
 class _InStep(InStep, keras.callbacks.Callback):
     pass
-
-
-def steps_per_epoch(samples: int, batch_size: int) -> int:
-    """Optimizer steps in one pass over `samples` items, `batch_size` per worker on each step."""
-    return math.ceil(samples / (batch_size * cluster.current().count))
 
 
 def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:

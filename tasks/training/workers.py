@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import tensorflow as tf
 
+from tasks.training import cluster
 from tasks.training.cluster import Workers
 from tasks.training.strategy import averaged, from_chief
 
 log = logging.getLogger("vision_pipelines")
+
+
+def steps_per_epoch(samples: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over `samples` items, `batch_size` per worker on each step."""
+    return math.ceil(samples / (batch_size * cluster.current().count))
 
 
 class InStep:

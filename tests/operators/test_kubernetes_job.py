@@ -12,19 +12,12 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from operators.container import ContainerStepOperator, container_task
-from operators.runners.base import ContainerStep, StepRequest
+from operators.runners.base import StepRequest
 from operators.runners.kubernetes import KubernetesRunner, KubernetesSettings
 from operators.runners.kubernetes_job import WORKERS_LABEL, WorkersJobOperator
 from tasks.algorithms import TRAINER
 from tasks.training.cluster import from_indexed_job
-
-STEP = ContainerStep(
-    step="train",
-    algorithm="image-classification",
-    channels={"train": "s3://bucket/run/recordio/train", "validation": "s3://bucket/run/val"},
-    output_uri="s3://bucket/run/train",
-    hyperparameters={"num_classes": "4", "epochs": "3"},
-)
+from tests.operators.test_container import STEP
 
 
 class Prepared(str):

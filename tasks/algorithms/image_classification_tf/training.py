@@ -59,7 +59,7 @@ from tasks.training.callbacks import ThroughputLog
 from tasks.training.checkpoints import Checkpoints
 from tasks.training.outputs import frameworks, now, write_outputs
 from tasks.training.strategy import distribution_strategy
-from tasks.training.workers import InStep, log_fingerprint, prepare
+from tasks.training.workers import InStep, log_fingerprint, prepare, steps_per_epoch
 
 log = logging.getLogger("vision_pipelines")
 BACKBONE = "backbone"
@@ -233,7 +233,7 @@ def _fit_and_save(
         ),
         metrics=_metrics(hp.num_classes or 0),
     )
-    steps = math.ceil(len(data.train.images) / (hp.batch_size * workers.count))
+    steps = steps_per_epoch(len(data.train.images), hp.batch_size)
     checkpoints = Checkpoints(ml.checkpoints_dir)
     fitting = prepare(
         strategy,
