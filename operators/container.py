@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskD
 
 from operators.paths import run_key
 from operators.run_record import RunStepOperator, record_run
-from operators.runners import get_runner, runners
+from operators.runners import get_runner, machines_refusal
 from operators.runners.base import ContainerStep, StepRequest, StepRunner
 from operators.runners.local import PROJECT_ROOT
 from operators.storage import remove_prefix
@@ -56,14 +56,8 @@ def container_task(
         deferrable=deferrable,
     )
     chosen = get_runner(str(runner))
-    if instance_count > 1 and not chosen.several_machines:
-        raise AirflowFailException(
-            f"instance_count={instance_count} with runner={chosen.name}: the {chosen.name} "
-            "runner trains on one machine; set instance_count to 1, or pick a runner that "
-            "trains on several ("
-            + ", ".join(name for name, r in runners().items() if r.several_machines)
-            + ")"
-        )
+    if refusal := machines_refusal(chosen.name, instance_count):
+        raise AirflowFailException(refusal)
     return chosen.build(request)
 
 

@@ -4,6 +4,8 @@ The pages are served by the API server under /vision-pipelines/ and, like its RE
 to a logged-in user (anonymous requests get 401). Each run is shown only to a user the auth
 manager allows to read that run's DAG's runs: the index lists only those, a run page or file of
 another DAG is a 403. Nothing in the request (no `?dag_id=`) chooses what is authorized.
+Its root middleware refuses a trigger whose Params contradict each other
+(operators/trigger_checks.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from upath import UPath
 
 from operators.links import RunOutputsLink, RunReportLink
 from operators.paths import data_root
+from operators.trigger_checks import TriggerChecks
 from tasks.errors import InputError
 from tasks.lifecycle.champion import read_pointer
 from tasks.run_report import (
@@ -152,6 +155,9 @@ class VisionPipelinesPlugin(AirflowPlugin):
     operator_extra_links = [RunReportLink(), RunOutputsLink()]
     fastapi_apps = [
         {"app": reports, "url_prefix": "/vision-pipelines", "name": "vision-pipelines run reports"}
+    ]
+    fastapi_root_middlewares = [
+        {"middleware": TriggerChecks, "name": "vision-pipelines checks across a run's Params"}
     ]
     external_views = [
         {

@@ -26,3 +26,16 @@ def get_runner(name: str) -> StepRunner:
     if name not in known:
         raise ValueError(f"unknown runner {name!r}; allowed are {', '.join(known)}")
     return known[name]
+
+
+def machines_refusal(runner: str, instance_count: int) -> str | None:
+    """Why `instance_count` machines cannot train with `runner`, as a sentence; None if they can."""
+    chosen = get_runner(runner)
+    if instance_count <= 1 or chosen.several_machines:
+        return None
+    able = ", ".join(name for name, r in runners().items() if r.several_machines)
+    return (
+        f"[Machines] instance_count {instance_count} needs a runner that trains on several "
+        f"machines ({able}); [Runner] {chosen.name} trains on one: set [Machines] to 1 or "
+        f"[Runner] to {able.split(', ')[0]}"
+    )

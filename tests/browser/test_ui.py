@@ -152,6 +152,36 @@ def test_a_bad_image_shape_is_refused_naming_the_field(user, airflow, shots):
     assert _runs(airflow) == []
 
 
+def test_several_machines_with_the_local_runner_are_refused_in_the_form(user, airflow, shots):
+    from selenium.webdriver.common.keys import Keys
+
+    By, browser = _by(), user
+    trigger = _open_trigger_form(browser, airflow)
+    field = browser.find_element(By.NAME, "element_instance_count")
+    browser.execute_script("arguments[0].scrollIntoView()", field)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("2")
+    trigger.click()
+    message = _wait(
+        browser,
+        lambda d: next(
+            (
+                e
+                for e in d.find_elements(
+                    By.XPATH, "//*[@role='dialog']//*[contains(text(), '[Machines]')]"
+                )
+                if e.is_displayed()
+            ),
+            None,
+        ),
+    )
+    browser.execute_script("arguments[0].scrollIntoView()", message)
+    browser.save_screenshot(str(shots / "2-several-machines-locally.png"))
+    assert "[Machines] instance_count 2 needs a runner that trains on several" in message.text
+    assert "[Runner] local trains on one" in message.text
+    assert _runs(airflow) == []
+
+
 def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     By, browser = _by(), user
     trigger = _open_trigger_form(browser, airflow)

@@ -115,9 +115,11 @@ def test_the_single_step_pod_is_valid_too():
 
 
 def test_a_local_runner_refuses_several_machines_with_a_sentence():
-    with pytest.raises(AirflowFailException, match="instance_count=2 with runner=local") as e:
+    with pytest.raises(AirflowFailException, match=r"\[Machines\] instance_count 2 needs") as e:
         container_task(task_id="train", step=STEP, runner="local", instance_count=2)
-    assert "pick a runner that trains on several (kubernetes)" in str(e.value)
+    assert "[Runner] local trains on one: set [Machines] to 1 or [Runner] to kubernetes" in str(
+        e.value
+    )
 
 
 def test_only_training_runs_on_several_machines():
