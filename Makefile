@@ -18,9 +18,13 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM := 4
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
+# Podman's settings for these machines (runc, container limits), not the machine's own file.
+export CONTAINERS_CONF := $(CURDIR)/docker/podman/containers.conf
+# `make images`: official (digest-pinned bases), debian (a local debootstrap base) or auto.
+IMAGE_BASE ?= auto
 
 .PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	images pin-images
+	images pin-images engine
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -89,7 +93,7 @@ AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests
 	tests/tasks/test_im2rec.py tests/tasks/test_atomic.py tests/tasks/test_artifact.py \
 	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_algorithm_packages.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/test_lint_scope.py tests/test_locks.py tests/test_base_images.py \
 	tests/test_end_to_end.py tests/test_end_to_end_gate.py tests/test_end_to_end_tf.py \
-	tests/test_end_to_end_segmentation.py tests/test_plugin_algorithm.py
+	tests/test_end_to_end_segmentation.py tests/test_plugin_algorithm.py tests/test_deploy.py
 TRAINER_TESTS := tests/tasks/algorithms/image_classification tests/tasks/algorithms/image_classification_tf \
 	tests/tasks/algorithms/semantic_segmentation \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py
@@ -97,10 +101,11 @@ TRAINER_TESTS := tests/tasks/algorithms/image_classification tests/tasks/algorit
 # one test file per core, up to 4 (each worker holds TensorFlow, about 1-2 GiB).
 PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile
 
-test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser
+test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser images
 	$(VENV)/bin/$(PYTEST) $(AIRFLOW_TESTS)
 	$(TRAINER_VENV)/bin/$(PYTEST) $(TRAINER_TESTS)
 	$(VENV)/bin/pytest -q tests/browser
+	$(VENV)/bin/pytest -q tests/containers
 
 # The browser test drives Debian's chromium through chromedriver; installed when missing.
 browser:
@@ -118,8 +123,19 @@ test-interop: $(MXNET_VENV)/.installed
 
 # The Airflow and trainer images, on the digest-pinned bases of docker/base-images.lock (a base
 # pinned by tag only is refused before anything is built); pin-images asks the registries.
-images: $(VENV)/.installed
-	$(VENV)/bin/python scripts/base_images.py build
+images: $(VENV)/.installed engine
+	$(VENV)/bin/python scripts/base_images.py build --base $(IMAGE_BASE)
+
+# A container engine: podman (runc) and debootstrap from Debian's packages, installed when no
+# engine is there, as `make browser` installs chromium.
+engine:
+	@{ command -v podman || command -v docker; } >/dev/null && command -v debootstrap >/dev/null \
+		&& exit 0; \
+	echo "installing Debian's podman, runc and debootstrap for the images ..."; \
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq podman runc debootstrap; } \
+		> /tmp/vision-pipelines-apt-engine.log 2>&1 || { \
+		echo "could not install podman (log: /tmp/vision-pipelines-apt-engine.log)"; exit 1; }
 
 pin-images: $(VENV)/.installed
 	$(VENV)/bin/python scripts/base_images.py pin

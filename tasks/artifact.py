@@ -287,7 +287,7 @@ def _checked_members(tar: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo
             raise ArtifactError(
                 f"{source}: member {_shown(member.name)} points outside the archive"
             )
-        members.append(member)
+        members.append(_as_data(member))
         total += member.size
         if len(members) > max_members or total > max_bytes:
             raise ArtifactError(
@@ -297,6 +297,20 @@ def _checked_members(tar: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo
     return members
 
 
+def _as_data(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """What tarfile's `data` filter makes of a file or folder, done by us too: a Python without
+    extraction filters (Debian bookworm's 3.11.2, no PEP 706) must not apply set-uid bits, group
+    or other write, or the archive's owners."""
+    member.mode = (member.mode & 0o755) | (0o700 if member.isdir() else 0o600)
+    member.uid, member.gid = os.getuid(), os.getgid()
+    member.uname = member.gname = ""
+    return member
+
+
+# Python builds with PEP 706 filter too; those without (no `filter=` argument) get _as_data alone.
+_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
 def safe_extract(tar_path: Path, dest: Path) -> None:
     """Unpack a .tar.gz we are given (a model, a hub module) into `dest`, members checked by
     us and confined to it."""
@@ -304,7 +318,7 @@ def safe_extract(tar_path: Path, dest: Path) -> None:
         raise ArtifactError(f"{tar_path}: model file not found")
     try:
         with tarfile.open(tar_path, "r:*", tarinfo=_CappedTarInfo) as tar:
-            tar.extractall(dest, members=_checked_members(tar, tar_path), filter="data")
+            tar.extractall(dest, members=_checked_members(tar, tar_path), **_FILTER)
     except _OversizedHeader as e:
         raise ArtifactError(f"{tar_path}: {e}") from None
     except (tarfile.TarError, OSError, EOFError) as e:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,6 +192,28 @@ def attempt(job: Callable[[], Any], failure_path: Path | None) -> Outcome:
         atomic_write_text(failure_path, message + "\n")
     print(f"{FAILED_PREFIX}{message}", file=sys.stderr, flush=True)
     return Outcome(code, reason=message)
+
+
+def unwritable(ml: MLRoot) -> int:
+    """0 when model/ and output/ under the ml-root can be written (made when missing); else
+    exit 2 with a sentence on stderr (no failure file: output/ is what cannot be written)."""
+    for folder in (ml.model_dir, ml.output_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            user = f"uid {os.getuid()}, gid {os.getgid()}"
+            print(
+                f"{FAILED_PREFIX}{folder}: cannot write there ({e.strerror}); the ml-root's "
+                f"model/ and output/ must be writable by the user this step runs as ({user}): "
+                "for a container, chown the mounted folder to that user (podman: mount it with "
+                "`:U`) or run with its owner's --user",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_BAD_INPUT
+    return EXIT_OK
 
 
 def run_job(job: Callable[[], Any], failure_path: Path | None) -> int:

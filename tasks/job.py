@@ -28,6 +28,7 @@ from tasks.contract import (
     attempt,
     find_model_archive,
     run_job,
+    unwritable,
 )
 from tasks.staging import clear, remove_prefix, stage_in, upload_folder
 from tasks.train import summarize
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     if not workers.result.is_chief:
         # Training on several machines: the chief alone publishes the step's outputs.
         return _worker(args, channels, ml, workers.result)
+    if code := unwritable(ml):
+        return code
     # A rerun starts from clean outputs (checkpoints stay, so training resumes).
     for folder in (ml.model_dir, ml.output_dir):
         clear(folder)

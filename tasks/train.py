@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from tasks.algorithms import ALGORITHMS, get_algorithm
-from tasks.contract import DEFAULT_ML_ROOT, MLRoot, Step, attempt, write_summary
+from tasks.contract import DEFAULT_ML_ROOT, MLRoot, Step, attempt, unwritable, write_summary
 from tasks.errors import InputError
 from tasks.training import cluster
 
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="worker-") as scratch:
         if not workers.result.is_chief:
             ml = worker_root(ml, Path(scratch))
+        if code := unwritable(ml):
+            return code
         cluster.publish(workers.result, ml.config_dir)
         ml.failure_path.unlink(missing_ok=True)
         outcome = attempt(lambda: run(args.algorithm, ml), ml.failure_path)

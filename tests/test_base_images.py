@@ -39,7 +39,11 @@ def docker(tmp_path):
     (bin_dir / "docker").chmod(0o755)
     log = tmp_path / "docker.log"
     log.touch()
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "DOCKER_LOG": str(log)}
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "DOCKER_LOG": str(log),
+        base_images.ENGINE_ENV: "docker",
+    }
 
 
 def run(lock: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
