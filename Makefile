@@ -24,7 +24,7 @@ export CONTAINERS_CONF := $(CURDIR)/docker/podman/containers.conf
 IMAGE_BASE ?= auto
 
 .PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	images pin-images engine
+	bench-transform-shards images pin-images engine
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -91,9 +91,10 @@ format: $(VENV)/.installed
 # trainer tests (TensorFlow) in .venv-trainer.
 AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests/tasks/test_recordio_cli.py \
 	tests/tasks/test_im2rec.py tests/tasks/test_atomic.py tests/tasks/test_artifact.py \
-	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_algorithm_packages.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/test_lint_scope.py tests/test_locks.py tests/test_base_images.py \
+	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_algorithm_packages.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/tasks/test_transform_shards.py tests/test_lint_scope.py tests/test_locks.py tests/test_base_images.py \
 	tests/test_end_to_end.py tests/test_end_to_end_gate.py tests/test_end_to_end_tf.py \
-	tests/test_end_to_end_segmentation.py tests/test_plugin_algorithm.py tests/test_deploy.py
+	tests/test_end_to_end_segmentation.py tests/test_end_to_end_shards.py tests/test_plugin_algorithm.py \
+	tests/test_deploy.py
 TRAINER_TESTS := tests/tasks/algorithms/image_classification tests/tasks/algorithms/image_classification_tf \
 	tests/tasks/algorithms/semantic_segmentation \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py
@@ -153,6 +154,9 @@ bench-manifest: setup $(GE_VENV)/.installed
 bench-scaling: setup
 	$(TRAINER_VENV)/bin/python scripts/bench_scaling.py
 
+bench-transform-shards: setup
+	$(VENV)/bin/python scripts/bench_transform.py
+
 bench-train: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_train.py
 
@@ -162,4 +166,5 @@ bench-transfer: setup
 bench-segmentation: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_segmentation.py
 
-bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling
+bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
+	bench-transform-shards

@@ -140,6 +140,11 @@ class ContainerStepOperator(RunStepOperator):
         )
         work = Path(os.environ.get("VISION_PIPELINES_WORK_DIR", PROJECT_ROOT / "data" / "work"))
         key = run_key(context.get("logical_date"), context["run_id"])
+        # A mapped step (a transform shard) works in a folder of its own.
+        map_index = getattr(context.get("ti"), "map_index", -1)
+        folder = (
+            self.task_id if map_index is None or map_index < 0 else f"{self.task_id}-{map_index}"
+        )
         return container_task(
             task_id=self.task_id,
             step=step,
@@ -147,7 +152,7 @@ class ContainerStepOperator(RunStepOperator):
             image=str(self.image).strip() or None,
             gpus=int(self.gpus),
             instance_count=int(self.instance_count) if self.step is Step.TRAIN else 1,
-            local_ml_root=str(work / self.dag_id / key / self.task_id),
+            local_ml_root=str(work / self.dag_id / key / folder),
             deferrable=self.deferrable,
         )
 

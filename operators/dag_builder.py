@@ -1,5 +1,6 @@
 """The DAG builder: a pipeline's DAG with the shared Params and the standard tail (train ->
-evaluate -> gate -> promote -> batch_transform), and its rollback DAG. A DAG file says only its
+evaluate -> gate -> promote -> split_transform -> batch_transform (one mapped step per shard) ->
+join_predictions), and its rollback DAG. A DAG file says only its
 data preparation, its own Params and the channels it hands the tail.
 """
 
@@ -23,12 +24,15 @@ from operators.pipeline import (
     hyperparameter_param,
     lifecycle_params,
     lifecycle_steps,
+    mapped_container_step,
     models_uri_param,
     pipeline_dag,
     transform_model,
 )
+from operators.transform_shards import JoinTransformOperator, SplitTransformOperator
 from tasks.algorithms import AlgorithmSpec
 from tasks.contract import MODEL_ARCHIVE, STEP_FOLDERS, Step
+from tasks.transform_shards import MAX_SHARDS
 
 MODEL = f"{RUN}/{STEP_FOLDERS[Step.TRAIN]}/{MODEL_ARCHIVE}"
 """The run's trained model."""
@@ -69,6 +73,16 @@ def shared_params(
             description="Images for batch transform (a folder, file:// or s3://). "
             "Empty: the whole dataset.",
         ),
+        "transform_shards": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=MAX_SHARDS,
+            title="Transform shards",
+            description="Batch transform in this many parallel steps, each on a contiguous "
+            "share of the images (pods with runner=kubernetes; processes sharing this machine's "
+            f"cores locally); at most {MAX_SHARDS} and the number of images.",
+        ),
         "initial_model_uri": Param(
             None,
             type=["null", "string"],
@@ -99,7 +113,7 @@ class Pipeline:
     dataset_asset: Asset
 
     def tail(self, *, after: Iterable[Any], tail: Tail) -> dict[str, Any]:
-        """train -> evaluate -> gate -> promote -> batch_transform after the data preparation
+        """train -> evaluate -> gate -> promote -> the sharded batch transform after the data prep
         `after`; returns the tasks by id."""
         spec = self.spec
         train = container_step(
@@ -124,19 +138,27 @@ class Pipeline:
         gate, promote = lifecycle_steps(
             spec=spec, model=MODEL, data_uris=tail.data_uris, outlets=[self.model_asset]
         )
-        batch_transform = container_step(
-            task_id="batch_transform",
-            step=Step.TRANSFORM,
-            spec=spec,
-            channels={
-                "model": transform_model(f"{STEP_FOLDERS[Step.TRAIN]}/{MODEL_ARCHIVE}"),
-                "data": tail.transform_data,
-            },
-            output=STEP_FOLDERS[Step.TRANSFORM],
+        # Batch transform in shards: listed and split once, one mapped step per shard, joined.
+        split = SplitTransformOperator(
+            task_id="split_transform",
+            data_uri=tail.transform_data,
+            model_uri=transform_model(f"{STEP_FOLDERS[Step.TRAIN]}/{MODEL_ARCHIVE}"),
+            output_uri=f"{RUN}/{STEP_FOLDERS[Step.TRANSFORM]}",
+            shards="{{ params.transform_shards }}",
             trigger_rule="none_failed",  # also when promote was skipped (the champion stayed)
         )
-        list(after) >> train >> evaluate >> gate >> promote >> batch_transform
-        return {t.task_id: t for t in (train, evaluate, gate, promote, batch_transform)}
+        batch_transform = mapped_container_step(
+            task_id="batch_transform", step=Step.TRANSFORM, spec=spec, arguments=split.output
+        )
+        joined = JoinTransformOperator(
+            task_id="join_predictions",
+            output_uri=f"{RUN}/{STEP_FOLDERS[Step.TRANSFORM]}",
+            split_task_id=split.task_id,
+        )
+        list(after) >> train >> evaluate >> gate >> promote >> split
+        batch_transform >> joined
+        tasks = (train, evaluate, gate, promote, split, batch_transform, joined)
+        return {t.task_id: t for t in tasks}
 
 
 def rollback_dag(pipeline: Pipeline, models_uri: str) -> DAG:

@@ -195,6 +195,22 @@ def container_step(
     )
 
 
+def mapped_container_step(
+    *, task_id: str, step: str, spec: AlgorithmSpec, arguments: Any, **kwargs: Any
+) -> Any:
+    """A container step mapped over `arguments` (an upstream result: one dict of channels and
+    output_uri per mapped task), on the per-run runner, image and GPU count of the form."""
+    return ContainerStepOperator.partial(
+        task_id=task_id,
+        step=step,
+        algorithm=spec.id,
+        runner="{{ params.runner }}",
+        image="{{ params.trainer_image }}",
+        gpus="{{ params.gpu_count }}",
+        **kwargs,
+    ).expand_kwargs(arguments)
+
+
 def models_uri_param(default: str) -> Param:
     """Where a pipeline's champion pointer and promoted models live (the pipeline's form and
     its rollback DAG's)."""

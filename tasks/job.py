@@ -30,9 +30,11 @@ from tasks.contract import (
     run_job,
     unwritable,
 )
+from tasks.data.manifest import MANIFEST_SUFFIXES
 from tasks.staging import clear, remove_prefix, stage_in, upload_folder
 from tasks.train import summarize
 from tasks.training import cluster
+from tasks.transform_shards import INPUTS_SUFFIX
 from tasks.uris import check_uri
 
 
@@ -89,7 +91,9 @@ def run_step(step: Step | str, algorithm: str, ml: MLRoot) -> Any:
 def _data_input(channel: Path) -> Path:
     """The transform input: the channel folder, or the one `.lst` / manifest staged into it
     (resolved, so that its relative image paths point where the file really is)."""
-    lists = [p for p in channel.iterdir() if p.suffix in (".lst", ".manifest", ".jsonl")]
+    lists = [
+        p for p in channel.iterdir() if p.suffix in (".lst", *MANIFEST_SUFFIXES, INPUTS_SUFFIX)
+    ]
     return lists[0].resolve() if len(lists) == 1 else channel
 
 

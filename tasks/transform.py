@@ -8,7 +8,8 @@ semantic-segmentation: {"source-ref": ..., "mask": "<OUT stem>_masks/<name>.png"
 of class indices at the image's size, relative to OUT's folder), "class_fractions": {...}}, with
 `--probabilities` also "probabilities" (a float16 HxWxC .npy). The
 input may also be a `.lst` or an augmented manifest: then their images, in their order, named as
-they name them.
+they name them; or a shard's `.inputs` listing (tasks/transform_shards.py): its images, named
+as the transform of the whole input names them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tasks.data.manifest import MANIFEST_SUFFIXES, check_manifest, manifest_path
 from tasks.errors import InputError
 from tasks.inference import LoadedModel, find_images
 from tasks.staging import read_file
+from tasks.transform_shards import INPUTS_SUFFIX, read_inputs
 
 ACCEPT = (
     "application/jsonlines",
@@ -50,7 +52,12 @@ def inputs(path: Path) -> tuple[list[str], list[str]]:
     if path.suffix in MANIFEST_SUFFIXES:
         records = check_manifest(path, attribute_names=("source-ref",))
         return [r.ref for r in records], manifest_paths(path, records)
-    raise InputError(f"{path}: expected a folder of images, a .lst or a .manifest/.jsonl file")
+    if path.suffix == INPUTS_SUFFIX:
+        return read_inputs(path)
+    raise InputError(
+        f"{path}: expected a folder of images, a .lst, a .manifest/.jsonl file or a shard's "
+        f"{INPUTS_SUFFIX} listing"
+    )
 
 
 def transform(

@@ -30,6 +30,15 @@ def test_no_import_errors(dagbag):
     assert "image_classification" in dagbag.dags
 
 
+# Batch transform in shards: split once, one mapped container step per shard, joined.
+SHARDED_TAIL = {
+    "promote": ["split_transform"],
+    "split_transform": ["batch_transform"],
+    "batch_transform": ["join_predictions"],
+    "join_predictions": [],
+}
+
+
 def test_image_classification_task_graph(dagbag):
     dag = dagbag.dags["image_classification"]
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
@@ -40,10 +49,11 @@ def test_image_classification_task_graph(dagbag):
         "train": ["evaluate"],
         "evaluate": ["gate"],
         "gate": ["promote"],
-        "promote": ["batch_transform"],
-        "batch_transform": [],
+        **SHARDED_TAIL,
     }
-    assert dag.get_task("batch_transform").trigger_rule == "none_failed"
+    assert dag.get_task("split_transform").trigger_rule == "none_failed"
+    assert dag.params["transform_shards"] == 1
+    assert dag.params.get_param("transform_shards").schema["maximum"] == 256
     assert dag.get_task("promote").outlets and not dag.get_task("train").outlets
 
 
@@ -58,8 +68,7 @@ def test_image_classification_tf_task_graph_and_form(dagbag):
         "train": ["evaluate"],
         "evaluate": ["gate"],
         "gate": ["promote"],
-        "promote": ["batch_transform"],
-        "batch_transform": [],
+        **SHARDED_TAIL,
     }
     model_id = dag.params.get_param("model_id").schema
     assert model_id["enum"] == sorted(registry())
@@ -77,8 +86,7 @@ def test_semantic_segmentation_task_graph_and_form(dagbag):
         "train": ["evaluate"],
         "evaluate": ["gate"],
         "gate": ["promote"],
-        "promote": ["batch_transform"],
-        "batch_transform": [],
+        **SHARDED_TAIL,
     }
     assert dag.params.get_param("algorithm").schema["enum"] == ["fcn", "psp", "deeplab"]
     assert dag.params.get_param("backbone").schema["enum"] == ["resnet-50", "resnet-101"]
@@ -140,7 +148,7 @@ def test_trigger_form_params_have_descriptions(dagbag):
 
 def test_outputs_are_run_scoped(dagbag):
     dag = dagbag.dags["image_classification"]
-    for task_id in ("make_lst", "train", "evaluate", "batch_transform"):
+    for task_id in ("make_lst", "train", "evaluate", "split_transform", "join_predictions"):
         assert (
             "run_uri(params.output_uri, dag_run.logical_date, run_id)"
             in dag.get_task(task_id).output_uri
@@ -276,7 +284,9 @@ def test_evaluation_and_transform_models_follow_the_form_and_the_champion(dagbag
     models = f"file://{tmp_path}"
 
     def render(task_id: str, channel: str, **params) -> str:
-        return env.from_string(dag.get_task(task_id).channels[channel]).render(
+        task = dag.get_task(task_id)
+        template = task.model_uri if task_id == "split_transform" else task.channels[channel]
+        return env.from_string(template).render(
             params={"output_uri": "s3://b/out", "models_uri": models, **params},
             dag=dag,
             dag_run=SimpleNamespace(logical_date=None),
@@ -287,7 +297,7 @@ def test_evaluation_and_transform_models_follow_the_form_and_the_champion(dagbag
     assert render("evaluate", "validation", eval_uri=None) == f"{run}/recordio/validation"
     assert render("evaluate", "validation", eval_uri="s3://b/fixed") == "s3://b/fixed"
     assert render("evaluate", "champion") == ""  # no champion yet: the channel is dropped
-    assert render("batch_transform", "model", transform_model="champion") == (
+    assert render("split_transform", "model", transform_model="champion") == (
         f"{run}/train/model.tar.gz"
     )
     pointer = Path(pointer_uri(models, dag.dag_id).removeprefix("file://"))
@@ -295,7 +305,7 @@ def test_evaluation_and_transform_models_follow_the_form_and_the_champion(dagbag
     entry = {"model_uri": "s3://m/champion.tar.gz", "run_id": "r"}
     pointer.write_text(json.dumps({"champion": entry, "history": [entry]}))
     assert render("evaluate", "champion") == "s3://m/champion.tar.gz"
-    assert render("batch_transform", "model", transform_model="champion") == entry["model_uri"]
-    assert render("batch_transform", "model", transform_model="challenger") == (
+    assert render("split_transform", "model", transform_model="champion") == entry["model_uri"]
+    assert render("split_transform", "model", transform_model="challenger") == (
         f"{run}/train/model.tar.gz"
     )
