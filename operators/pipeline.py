@@ -20,6 +20,7 @@ from operators.images import allowed_images
 from operators.lifecycle import GateOperator, PromoteOperator, champion_model
 from operators.paths import run_uri
 from operators.runners import runners
+from operators.trigger_checks import ALLOWED_KEY
 from tasks.algorithms import AlgorithmSpec
 from tasks.contract import GATE_FOLDER, STEP_FOLDERS, Step
 
@@ -54,7 +55,13 @@ def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Pa
     default = p.form_default(recipe.get(name))
     if default is None:
         schema["type"] = [schema["type"], "null"]
-    options = {"title": name, "description": p.description or p.allowed, **schema, **overrides}
+    options = {
+        "title": name,
+        "description": p.description or p.allowed,
+        ALLOWED_KEY: p.allowed,  # the refusal's words (operators/trigger_checks.py)
+        **schema,
+        **overrides,
+    }
     return Param(options.pop("default", default), **options)
 
 

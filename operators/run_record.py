@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from operators.links import RunOutputsLink, RunReportLink
 from operators.storage import write_text
@@ -63,7 +63,8 @@ def record_failure(output_uri: str, step: str, code: int, reason: str) -> None:
 def pipeline_step(execute: F) -> F:
     """Decorate an operator's `execute` (an operator with `output_uri`): the run is recorded
     first; a user's bad input fails the task once with its message, without retries; any
-    failure leaves its reason beside the step's outputs."""
+    failure leaves its reason beside the step's outputs. A skip (the gate kept the champion)
+    is no failure and leaves none."""
 
     @functools.wraps(execute)
     def wrapper(self: Any, context: Any) -> Any:
@@ -71,6 +72,8 @@ def pipeline_step(execute: F) -> F:
         record_run(context, self.output_uri)
         try:
             return execute(self, context)
+        except AirflowSkipException:
+            raise  # a decision (the champion stays), not a failure: nothing to report as one
         except InputError as e:
             record_failure(self.output_uri, self.task_id, EXIT_BAD_INPUT, str(e))
             raise AirflowFailException(str(e)) from e

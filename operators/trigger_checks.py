@@ -1,11 +1,13 @@
-"""Checks across a run's Params, before Airflow creates the run.
+"""Checks of a run's Params before Airflow creates the run, refusals a person can read.
 
-Airflow validates each Param against its own schema only, so a rule that ties two fields together
-([Machines] above 1 only with a runner that starts several machines) cannot live in a schema. The
-API server's root middleware `TriggerChecks` applies such rules to a trigger (the form's Trigger
-button, `POST /api/v2/dags/{dag_id}/dagRuns`) and to a backfill (`POST /api/v2/backfills`) and
-answers a refusal as Airflow answers a bad Param: 400 with the sentence as `detail`, which the
-trigger form shows at the top of its dialog. Nothing is created for a refused run.
+Airflow validates each Param against its own schema and refuses with a schema dump; and a rule
+that ties two fields together ([Machines] above 1 only with a runner that starts several
+machines) cannot live in a schema at all. The API server's root middleware `TriggerChecks`
+checks a trigger (the form's Trigger button, `POST /api/v2/dags/{dag_id}/dagRuns`) and a backfill
+(`POST /api/v2/backfills`) first: each value against its Param's schema, then the rules across
+Params, and answers a refusal as Airflow does: 400 with one sentence as `detail` (the field's
+form title and name, the value, what is allowed), which the trigger form shows at the top of its
+dialog. Nothing is created for a refused run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,33 +29,103 @@ TRIGGER = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/?$")
 BACKFILL = re.compile(r"/api/v2/backfills(?:/dry_run)?/?$")
 
 
-def conf_refusal(params: Mapping[str, Any]) -> str | None:
-    """Why a run with these Param values (the DAG's defaults merged with the run's conf) is
-    refused, as a sentence naming the fields; None when it may run."""
-    if "runner" not in params or "instance_count" not in params:
+@dataclass(frozen=True)
+class Field:
+    """One Param of a run: its value (the DAG's default or the conf's) and its schema."""
+
+    value: Any
+    schema: Mapping[str, Any]
+    description: str | None = None
+
+
+ALLOWED_KEY = "x-allowed"
+"""A schema keyword of ours (JSON schema ignores unknown ones): what is allowed, in the words the
+trainer refuses with (the hyperparameter table's)."""
+
+
+def allowed(schema: Mapping[str, Any], description: str | None = None) -> str:
+    """What a Param's JSON schema allows, in words."""
+    if ALLOWED_KEY in schema:
+        return str(schema[ALLOWED_KEY])
+    if "enum" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"] if v is not None)
+    kinds = schema.get("type", "string")
+    kinds = [kinds] if isinstance(kinds, str) else [k for k in kinds if k != "null"]
+    if "integer" in kinds or "number" in kinds:
+        noun = "an integer" if "integer" in kinds else "a number"
+        low = schema.get("exclusiveMinimum", schema.get("minimum"))
+        high = schema.get("exclusiveMaximum", schema.get("maximum"))
+        if low is not None and high is not None:
+            left = "(" if "exclusiveMinimum" in schema else "["
+            right = ")" if "exclusiveMaximum" in schema else "]"
+            return f"{noun} in {left}{low:g}, {high:g}{right}"
+        if low is not None:
+            return f"{noun} {'>' if 'exclusiveMinimum' in schema else '>='} {low:g}"
+        if high is not None:
+            return f"{noun} {'<' if 'exclusiveMaximum' in schema else '<='} {high:g}"
+        return noun
+    if "boolean" in kinds:
+        return "true or false"
+    if "object" in kinds:
+        return "a JSON object"
+    if "pattern" in schema:
+        return description or f"text matching {schema['pattern']}"
+    if "minLength" in schema:
+        return "a value (it may not be empty)"
+    return "text"
+
+
+def field_refusal(name: str, field: Field) -> str | None:
+    """One sentence when `field`'s value breaks its schema: the form's title, the Param's name,
+    the value and what is allowed (Airflow's own refusal is a schema dump)."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(field.value, field.schema)
+    except jsonschema.ValidationError:
+        title = field.schema.get("title") or name
+        label = f"[{title}] {name}" if title != name else f"[{name}]"
+        return f"{label} got {field.value!r}; allowed: {allowed(field.schema, field.description)}"
+    except jsonschema.SchemaError:
+        return None
+    return None
+
+
+def conf_refusal(fields: Mapping[str, Field], conf: Mapping[str, Any]) -> str | None:
+    """Why a run with `conf` over these Params is refused, as a sentence naming the fields;
+    None when it may run. Each value the conf sets is checked against its Param's schema, then
+    the rules that tie Params together."""
+    for name in conf:
+        if name in fields and (refusal := field_refusal(name, fields[name])):
+            return refusal
+    if "runner" not in fields or "instance_count" not in fields:
         return None
     try:
-        count = int(params["instance_count"])
-        return machines_refusal(str(params["runner"]), count)
+        count = int(fields["instance_count"].value)
+        return machines_refusal(str(fields["runner"].value), count)
     except (TypeError, ValueError):
         return None  # not a number or an unknown runner: Airflow's schema check names the field
 
 
-def run_params(dag_id: str, conf: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The Param values a run of `dag_id` with `conf` gets, as Airflow merges them; None when the
-    DAG is unknown or the conf does not merge (Airflow refuses those itself)."""
+def run_params(dag_id: str, conf: Mapping[str, Any]) -> dict[str, Field] | None:
+    """The Params a run of `dag_id` with `conf` gets, as Airflow merges them; None when the DAG
+    is unknown or the conf does not merge (Airflow refuses those itself)."""
     from airflow.models.serialized_dag import SerializedDagModel
 
     dag = SerializedDagModel.get_dag(dag_id)
     if dag is None:
         return None
     try:
-        return dict(dag.params.deep_merge(dict(conf)).dump())
+        merged = dag.params.deep_merge(dict(conf))
     except (TypeError, ValueError):
         return None
+    return {
+        name: Field(param.value, dict(param.schema), param.description)
+        for name, param in merged.items()
+    }
 
 
-ParamsOf = Callable[[str, Mapping[str, Any]], "dict[str, Any] | None"]
+ParamsOf = Callable[[str, Mapping[str, Any]], "dict[str, Field] | None"]
 
 
 def request_refusal(path: str, body: bytes, params_of: ParamsOf = run_params) -> str | None:
@@ -71,8 +144,8 @@ def request_refusal(path: str, body: bytes, params_of: ParamsOf = run_params) ->
         return None
     if not isinstance(dag_id, str) or not isinstance(conf, dict | None):
         return None
-    params = params_of(dag_id, conf or {})
-    return None if params is None else conf_refusal(params)
+    fields = params_of(dag_id, conf or {})
+    return None if fields is None else conf_refusal(fields, conf or {})
 
 
 def _has_credentials(scope: Scope) -> bool:

@@ -176,6 +176,9 @@ class Hyperparameter:
 
 
 UNIT = "a number in [0, 1]"
+LEARNING_RATE = number(0, 1, low_open=True)
+"""The reference's learning rates: positive, at most 1 (0 trains nothing and reports success)."""
+LEARNING_RATE_ALLOWED = "a number in (0, 1]"
 
 
 def epochs_hyperparameter(default: str) -> Hyperparameter:

@@ -123,58 +123,65 @@ def test_anonymous_requests_are_refused(airflow):
     assert airflow.status("/api/v2/dags") == 401
 
 
-def test_a_bad_image_shape_is_refused_naming_the_field(user, airflow, shots):
-    from selenium.webdriver.common.keys import Keys
-
-    By, browser = _by(), user
-    trigger = _open_trigger_form(browser, airflow)
-    field = browser.find_element(By.ID, "element_image_shape")
-    browser.execute_script("arguments[0].scrollIntoView()", field)
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys("3,abc,32")
-    trigger.click()
-    message = _wait(
+def _refusal_in_dialog(browser, text: str):
+    """The refusal the dialog shows at its top after Trigger, found by `text`."""
+    By = _by()
+    return _wait(
         browser,
         lambda d: next(
             (
                 e
                 for e in d.find_elements(
-                    By.XPATH, "//*[@role='dialog']//*[contains(text(), 'param image_shape')]"
+                    By.XPATH, f"//*[@role='dialog']//*[contains(text(), \"{text}\")]"
                 )
                 if e.is_displayed()
             ),
             None,
         ),
     )
+
+
+def _type_into(browser, name: str, text: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    By = _by()
+    field = browser.find_element(By.NAME, f"element_{name}")
+    browser.execute_script("arguments[0].scrollIntoView()", field)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(text)
+
+
+def test_a_bad_image_shape_is_refused_naming_the_field(user, airflow, shots):
+    browser = user
+    trigger = _open_trigger_form(browser, airflow)
+    _type_into(browser, "image_shape", "3,abc,32")
+    trigger.click()
+    message = _refusal_in_dialog(browser, "[image_shape] got")
     browser.execute_script("arguments[0].scrollIntoView()", message)
     browser.save_screenshot(str(shots / "2-bad-image-shape.png"))
-    assert "'3,abc,32'" in message.text
+    assert message.text.startswith("[image_shape] got '3,abc,32'; allowed: ")
+    assert "does not match" not in message.text  # not Airflow's schema dump
+    assert _runs(airflow) == []
+
+
+def test_a_learning_rate_of_zero_is_refused_not_changed(user, airflow, shots):
+    """The form keeps what was typed (no silent clamping to a minimum) and Trigger refuses it."""
+    browser = user
+    trigger = _open_trigger_form(browser, airflow)
+    _type_into(browser, "learning_rate", "0")
+    trigger.click()
+    message = _refusal_in_dialog(browser, "[learning_rate] got")
+    browser.save_screenshot(str(shots / "2-learning-rate-zero.png"))
+    assert message.text == "[learning_rate] got 0; allowed: a number in (0, 1]"
     assert _runs(airflow) == []
 
 
 def test_several_machines_with_the_local_runner_are_refused_in_the_form(user, airflow, shots):
-    from selenium.webdriver.common.keys import Keys
-
-    By, browser = _by(), user
+    browser = user
     trigger = _open_trigger_form(browser, airflow)
-    field = browser.find_element(By.NAME, "element_instance_count")
-    browser.execute_script("arguments[0].scrollIntoView()", field)
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys("2")
+    _type_into(browser, "instance_count", "2")
     trigger.click()
-    message = _wait(
-        browser,
-        lambda d: next(
-            (
-                e
-                for e in d.find_elements(
-                    By.XPATH, "//*[@role='dialog']//*[contains(text(), '[Machines]')]"
-                )
-                if e.is_displayed()
-            ),
-            None,
-        ),
-    )
+    message = _refusal_in_dialog(browser, "[Machines]")
     browser.execute_script("arguments[0].scrollIntoView()", message)
     browser.save_screenshot(str(shots / "2-several-machines-locally.png"))
     assert "[Machines] instance_count 2 needs a runner that trains on several" in message.text

@@ -11,31 +11,72 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from operators.trigger_checks import TriggerChecks, conf_refusal
+from operators.trigger_checks import Field, TriggerChecks, allowed, conf_refusal
 
-DEFAULTS = {"runner": "local", "instance_count": 1, "epochs": 3}
+SCHEMAS = {
+    "runner": {"type": "string", "enum": ["local", "kubernetes"], "title": "Runner"},
+    "instance_count": {"type": "integer", "minimum": 1, "maximum": 64, "title": "Machines"},
+    "epochs": {"type": "integer", "minimum": 1, "title": "epochs"},
+    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "image_shape": {
+        "type": "string",
+        "pattern": r"^\s*[13]\s*,\s*\d+\s*,\s*\d+\s*$",
+        "title": "image_shape",
+    },
+}
+DEFAULTS = {"runner": "local", "instance_count": 1, "epochs": 3, "learning_rate": 0.1}
+
+
+DESCRIPTIONS = {"image_shape": "channels,height,width, e.g. 3,224,224"}
+
+
+def fields(values: dict) -> dict[str, Field]:
+    return {k: Field(v, SCHEMAS.get(k, {}), DESCRIPTIONS.get(k)) for k, v in values.items()}
+
+
+def refusal(**conf):
+    return conf_refusal(fields({**DEFAULTS, **conf}), conf)
 
 
 def test_several_machines_with_the_local_runner_are_refused_naming_both_fields():
-    refusal = conf_refusal({**DEFAULTS, "instance_count": 2})
-    assert refusal == (
+    assert refusal(instance_count=2) == (
         "[Machines] instance_count 2 needs a runner that trains on several machines "
         "(kubernetes); [Runner] local trains on one: set [Machines] to 1 or [Runner] to kubernetes"
     )
 
 
+def test_what_may_run():
+    assert refusal() is None
+    assert refusal(runner="kubernetes", instance_count=4) is None
+    assert conf_refusal(fields({"epochs": 3}), {"epochs": 3}) is None  # no runner Params
+
+
 @pytest.mark.parametrize(
-    "params",
+    "conf, sentence",
     [
-        DEFAULTS,
-        {**DEFAULTS, "runner": "kubernetes", "instance_count": 4},
-        {"epochs": 3},  # a DAG without these Params
-        {**DEFAULTS, "instance_count": "many"},  # Airflow's own schema check names it
-        {**DEFAULTS, "runner": "nowhere", "instance_count": 2},
+        ({"epochs": 0}, "[epochs] got 0; allowed: an integer >= 1"),
+        ({"learning_rate": 0}, "[learning_rate] got 0; allowed: a number in (0, 1]"),
+        ({"learning_rate": "fast"}, "[learning_rate] got 'fast'; allowed: a number in (0, 1]"),
+        ({"instance_count": 0}, "[Machines] instance_count got 0; allowed: an integer in [1, 64]"),
+        ({"runner": "nowhere"}, "[Runner] runner got 'nowhere'; allowed: one of local, kubernetes"),
+        (
+            {"image_shape": "3,abc,32"},
+            "[image_shape] got '3,abc,32'; allowed: channels,height,width, e.g. 3,224,224",
+        ),
     ],
 )
-def test_what_the_rule_leaves_to_airflow_or_lets_run(params):
-    assert conf_refusal(params) is None
+def test_a_value_its_schema_refuses_is_one_sentence(conf, sentence):
+    """Airflow's own refusal is "Invalid input for param ...: ... does not match '^\\s*...'"
+    and the schema."""
+    assert refusal(**conf) == sentence
+
+
+def test_allowed_says_every_kind_of_schema_in_words():
+    assert allowed({"type": ["null", "integer"], "minimum": 0}) == "an integer >= 0"
+    assert allowed({"type": "boolean"}) == "true or false"
+    assert allowed({"type": "object"}) == "a JSON object"
+    assert allowed({"type": "string", "minLength": 1}) == "a value (it may not be empty)"
+    assert allowed({"type": "number", "x-allowed": "a number in (0, 1]"}) == "a number in (0, 1]"
 
 
 @pytest.fixture
@@ -57,7 +98,7 @@ def api():
 
     def params_of(dag_id, conf):
         asked.append(dag_id)
-        return {**DEFAULTS, **conf} if dag_id == "image_classification" else None
+        return fields({**DEFAULTS, **conf}) if dag_id == "image_classification" else None
 
     app.add_middleware(TriggerChecks, params_of=params_of)
     client = TestClient(app, headers={"Authorization": "Bearer t"})

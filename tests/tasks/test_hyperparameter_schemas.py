@@ -64,3 +64,13 @@ def test_epochs_have_the_deployments_cap(spec):
     with pytest.raises(HyperparameterError, match="from 1 to 10000 .VISION_PIPELINES_MAX_EPOCHS"):
         parse_hyperparameters(raw, spec.hyperparameters)
     assert spec.param("epochs").schema["maximum"] == 10_000
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_a_learning_rate_of_zero_is_refused_by_the_trainer_and_the_form(algorithm):
+    """A rate of 0 once trained 10 epochs to chance accuracy and ended "Success"."""
+    (rate,) = [p for p in ALGORITHMS[algorithm].hyperparameters if p.name == "learning_rate"]
+    with pytest.raises(ValueError):
+        rate.parse("0")
+    assert rate.allowed == "a number in (0, 1]"
+    assert not _valid(rate.schema, 0) and _valid(rate.schema, 1e-6)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from tasks.backbones.resnet_depths import CIFAR_DEPTHS, IMAGENET_DEPTHS
 from tasks.hyperparameters import (
+    LEARNING_RATE,
+    LEARNING_RATE_ALLOWED,
     UNIT,
     Hyperparameter,
     HyperparameterError,
@@ -86,7 +88,11 @@ TABLE = (
     ),
     epochs_hyperparameter("30"),
     Hyperparameter(
-        "learning_rate", number(0, 1), UNIT, "0.1", description="Initial learning rate."
+        "learning_rate",
+        LEARNING_RATE,
+        LEARNING_RATE_ALLOWED,
+        "0.1",
+        description="Initial learning rate.",
     ),
     Hyperparameter(
         "lr_scheduler_factor",

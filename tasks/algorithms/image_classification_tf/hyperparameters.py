@@ -14,6 +14,8 @@ from tasks.algorithms.image_classification_tf.hub.registry import (
     registry,
 )
 from tasks.hyperparameters import (
+    LEARNING_RATE,
+    LEARNING_RATE_ALLOWED,
     UNIT,
     Hyperparameter,
     HyperparameterError,
@@ -82,7 +84,13 @@ TABLE = (
         "32",
         description="Global batch size (split across GPUs).",
     ),
-    Hyperparameter("learning_rate", number(0, 1), UNIT, "0.001", description="Learning rate."),
+    Hyperparameter(
+        "learning_rate",
+        LEARNING_RATE,
+        LEARNING_RATE_ALLOWED,
+        "0.001",
+        description="Learning rate.",
+    ),
     Hyperparameter(
         "optimizer",
         choice(*OPTIMIZERS),

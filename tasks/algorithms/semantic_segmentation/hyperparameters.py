@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tasks.hyperparameters import (
+    LEARNING_RATE,
+    LEARNING_RATE_ALLOWED,
     UNIT,
     Hyperparameter,
     HyperparameterError,
@@ -83,8 +85,8 @@ TABLE = (
     epochs_hyperparameter("30"),
     Hyperparameter(
         "learning_rate",
-        number(0, 1, low_open=True),
-        "a number in (0, 1]",
+        LEARNING_RATE,
+        LEARNING_RATE_ALLOWED,
         "0.001",
         description="Initial learning rate.",
     ),
