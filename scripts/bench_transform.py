@@ -112,8 +112,10 @@ def main() -> int:
         "Command: `make bench-transform-shards` (`.venv/bin/python scripts/bench_transform.py`): a "
         "whole batch transform as the local runner runs it (listing, one `python -m tasks.job "
         "transform` process per shard, concurrently, and the join), 1 shard against 2, on the "
-        f"build machine ({os.cpu_count()} cores, no GPU). Both shards share the machine's cores "
-        "here; on a cluster each is a pod of its own.",
+        f"build machine ({os.cpu_count()} cores, no GPU). Here both shards share {os.cpu_count()} "
+        "cores that one TensorFlow process already keeps busy, so the ratio is the cost of "
+        "splitting (the listing, a second process start, the join); on a cluster each shard is a "
+        "pod of its own and the shards add their machines.",
         "| model and input | 1 shard | 2 shards | ratio |",
         [row],
     )
