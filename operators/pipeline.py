@@ -20,7 +20,7 @@ from operators.images import allowed_images
 from operators.lifecycle import GateOperator, PromoteOperator, champion_model
 from operators.paths import run_uri
 from operators.runners import runners
-from operators.trigger_checks import ALLOWED_KEY
+from operators.trigger_checks import ALLOWED_KEY, unclamped
 from tasks.algorithms import AlgorithmSpec
 from tasks.contract import GATE_FOLDER, STEP_FOLDERS, Step
 
@@ -173,7 +173,8 @@ def pipeline_dag(
         default_args=task_defaults(),
         user_defined_macros={"run_uri": run_uri, "champion_model": champion_model},
         tags=["vision-pipelines", spec.id, *tags],
-        params={**params, **runner_params(spec)},
+        # Bounds the form refuses instead of silently changing (operators/trigger_checks.py).
+        params={k: unclamped(v) for k, v in {**params, **runner_params(spec)}.items()},
     )
 
 

@@ -75,6 +75,36 @@ def allowed(schema: Mapping[str, Any], description: str | None = None) -> str:
     return "text"
 
 
+def unclamped(param: Any) -> Any:
+    """`param` with its bounds where Airflow's form does not clamp to them: its number input
+    reads only `minimum`/`maximum` and silently changes a value outside them when the field is
+    left (epochs 0 became 1). Integers get the equivalent exclusive bounds, numbers `not`
+    clauses; JSON schema (Airflow's check, ours) refuses exactly what it did, and the refusal's
+    words are kept in `x-allowed`. Anything but a bounded Param is returned as it is."""
+    from airflow.sdk import Param
+
+    schema = dict(getattr(param, "schema", None) or {})
+    if not isinstance(param, Param) or not {"minimum", "maximum"} & set(schema):
+        return param
+    schema.setdefault(ALLOWED_KEY, allowed(schema, param.description))
+    low, high = schema.pop("minimum", None), schema.pop("maximum", None)
+    kinds = schema.get("type", [])
+    if "integer" in ([kinds] if isinstance(kinds, str) else kinds):
+        if low is not None:
+            schema["exclusiveMinimum"] = low - 1
+        if high is not None:
+            schema["exclusiveMaximum"] = high + 1
+    else:
+        # `type` inside: a null (an optional field left empty) is not below any bound.
+        clauses = [
+            {"not": {"type": "number", bound: value}}
+            for bound, value in (("exclusiveMaximum", low), ("exclusiveMinimum", high))
+            if value is not None
+        ]
+        schema["allOf"] = [*schema.get("allOf", []), *clauses]
+    return Param(param.value, description=param.description, schema=schema)
+
+
 def field_refusal(name: str, field: Field) -> str | None:
     """One sentence when `field`'s value breaks its schema: the form's title, the Param's name,
     the value and what is allowed (Airflow's own refusal is a schema dump)."""

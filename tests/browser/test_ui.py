@@ -164,15 +164,23 @@ def test_a_bad_image_shape_is_refused_naming_the_field(user, airflow, shots):
     assert _runs(airflow) == []
 
 
-def test_a_learning_rate_of_zero_is_refused_not_changed(user, airflow, shots):
-    """The form keeps what was typed (no silent clamping to a minimum) and Trigger refuses it."""
+@pytest.mark.parametrize(
+    "name, typed, allowed",
+    [("learning_rate", "0", "a number in (0, 1]"), ("epochs", "0", "an integer")],
+)
+def test_a_value_below_its_minimum_is_refused_not_changed(
+    user, airflow, shots, name, typed, allowed
+):
+    """The form keeps what was typed (Airflow's number input clamps to a schema `minimum` when
+    the field is left: epochs 0 once became 1 and ran) and Trigger refuses it in one sentence."""
     browser = user
     trigger = _open_trigger_form(browser, airflow)
-    _type_into(browser, "learning_rate", "0")
+    _type_into(browser, name, typed)
     trigger.click()
-    message = _refusal_in_dialog(browser, "[learning_rate] got")
-    browser.save_screenshot(str(shots / "2-learning-rate-zero.png"))
-    assert message.text == "[learning_rate] got 0; allowed: a number in (0, 1]"
+    message = _refusal_in_dialog(browser, f"[{name}] got")
+    browser.execute_script("arguments[0].scrollIntoView()", message)
+    browser.save_screenshot(str(shots / f"2-{name}-below-minimum.png"))
+    assert message.text.startswith(f"[{name}] got {typed}; allowed: {allowed}"), message.text
     assert _runs(airflow) == []
 
 

@@ -53,7 +53,7 @@ def test_image_classification_task_graph(dagbag):
     }
     assert dag.get_task("split_transform").trigger_rule == "none_failed"
     assert dag.params["transform_shards"] == 1
-    assert dag.params.get_param("transform_shards").schema["maximum"] == 256
+    assert dag.params.get_param("transform_shards").schema["exclusiveMaximum"] == 257
     assert dag.get_task("promote").outlets and not dag.get_task("train").outlets
 
 
@@ -309,3 +309,15 @@ def test_evaluation_and_transform_models_follow_the_form_and_the_champion(dagbag
     assert render("split_transform", "model", transform_model="challenger") == (
         f"{run}/train/model.tar.gz"
     )
+
+
+def test_no_form_field_has_bounds_the_form_would_clamp_to(dagbag):
+    """Airflow's number input silently changes a value outside `minimum`/`maximum`; every
+    bounded field says its bounds another way, and why a value is refused in x-allowed."""
+    for dag_id in ("image_classification", "image_classification_tf", "semantic_segmentation"):
+        params = dagbag.dags[dag_id].params
+        for name in params:
+            schema = params.get_param(name).schema
+            assert not {"minimum", "maximum"} & set(schema), (dag_id, name)
+    epochs = dagbag.dags["image_classification"].params.get_param("epochs").schema
+    assert epochs["exclusiveMinimum"] == 0 and "x-allowed" in epochs

@@ -146,3 +146,38 @@ def test_an_anonymous_trigger_is_left_to_airflow_s_401(api):
         "/api/v2/dags/image_classification/dagRuns", json={"conf": {"instance_count": 3}}
     )
     assert answer.status_code == 200 and asked == []  # the stand-in has no auth of its own
+
+
+def _valid(schema, value) -> bool:
+    import jsonschema
+
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+def test_bounds_move_where_the_form_does_not_clamp_and_refuse_the_same_values():
+    """Airflow's number input clamps to `minimum`/`maximum` when the field is left (epochs 0
+    became 1 and ran); the equivalent bounds it does not read make the form refuse instead."""
+    from airflow.sdk import Param
+
+    from operators.trigger_checks import unclamped
+
+    count = unclamped(Param(1, type="integer", minimum=1, maximum=64, title="Machines"))
+    assert not {"minimum", "maximum"} & set(count.schema)
+    assert [_valid(count.schema, v) for v in (0, 1, 64, 65)] == [False, True, True, False]
+    assert count.schema["x-allowed"] == "an integer in [1, 64]"
+    split = unclamped(Param(0.2, type="number", minimum=0.01, maximum=0.9, description="x"))
+    assert not {"minimum", "maximum"} & set(split.schema) and split.description == "x"
+    assert [_valid(split.schema, v) for v in (0.005, 0.01, 0.9, 0.95)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    optional = unclamped(Param(None, type=["null", "number"], minimum=0))
+    assert _valid(optional.schema, None) and not _valid(optional.schema, -1)
+    plain = Param("a", type="string")
+    assert unclamped(plain) is plain
