@@ -69,8 +69,10 @@ def test_resnet20_reaches_95_percent_on_ten_generated_classes(tmp_path):
 
 
 def test_multi_label_manifest_reaches_map_of_0_9(tmp_path):
-    train = make_multilabel_dataset(tmp_path / "train", count=900, size=48, seed=1)
-    test = make_multilabel_dataset(tmp_path / "test", count=300, size=48, seed=2)
+    # 600 images of 32 px, 10 epochs: mAP 1.0 with seeds 1 and 2 in about a minute on 2 cores
+    # (the earlier 900 of 48 px, 12 epochs, took 134 s for the same result).
+    train = make_multilabel_dataset(tmp_path / "train", count=600, size=32, seed=1)
+    test = make_multilabel_dataset(tmp_path / "test", count=300, size=32, seed=2)
     ml = MLRoot(tmp_path / "ml")
     ml.channel("train").parent.mkdir(parents=True)
     shutil.copytree(train.parent, ml.channel("train"))
@@ -81,10 +83,10 @@ def test_multi_label_manifest_reaches_map_of_0_9(tmp_path):
         {
             **SGD,
             "num_classes": "4",
-            "num_training_samples": "900",
-            "image_shape": "3,48,48",
-            "epochs": "12",
-            "lr_scheduler_step": "8,11",
+            "num_training_samples": "600",
+            "image_shape": "3,32,32",
+            "epochs": "10",
+            "lr_scheduler_step": "6,9",
         },
         {
             name: {"ContentType": content_type, "AttributeNames": ["source-ref", "class"]}
