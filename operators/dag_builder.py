@@ -1,7 +1,7 @@
 """The DAG builder: a pipeline's DAG with the shared Params and the standard tail (train ->
 evaluate -> gate -> promote -> split_transform -> batch_transform (one mapped step per shard) ->
-join_predictions), and its rollback DAG. A DAG file says only its
-data preparation, its own Params and the channels it hands the tail.
+join_predictions), and its rollback DAG. A DAG file says only its data preparation, its own
+Params and the channels it hands the tail.
 """
 
 from __future__ import annotations

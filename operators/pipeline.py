@@ -16,11 +16,11 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, Param
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from operators.container import ContainerStepOperator
+from operators.form_schema import ALLOWED_KEY, unclamped
 from operators.images import allowed_images
 from operators.lifecycle import GateOperator, PromoteOperator, champion_model
 from operators.paths import run_uri
 from operators.runners import runners
-from operators.trigger_checks import ALLOWED_KEY, unclamped
 from tasks.algorithms import AlgorithmSpec
 from tasks.contract import GATE_FOLDER, STEP_FOLDERS, Step
 

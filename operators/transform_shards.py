@@ -8,7 +8,7 @@ from typing import Any
 
 from operators.run_record import RunStepOperator, pipeline_step
 from tasks.contract import PREDICTIONS
-from tasks.transform_shards import MAX_SHARDS, join, shard_uri, split
+from tasks.transform_shards import join, shard_uri, split
 
 
 class SplitTransformOperator(RunStepOperator):
@@ -35,7 +35,7 @@ class SplitTransformOperator(RunStepOperator):
 
     @pipeline_step
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        listings = split(self.data_uri, self.output_uri, min(int(self.shards), MAX_SHARDS))
+        listings = split(self.data_uri, self.output_uri, int(self.shards))
         return [
             {
                 "channels": {"model": self.model_uri, "data": listing},

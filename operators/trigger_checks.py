@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,102 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from operators.form_schema import Field, field_refusal
 from operators.runners import machines_refusal
 
 TRIGGER = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/?$")
 BACKFILL = re.compile(r"/api/v2/backfills(?:/dry_run)?/?$")
-
-
-@dataclass(frozen=True)
-class Field:
-    """One Param of a run: its value (the DAG's default or the conf's) and its schema."""
-
-    value: Any
-    schema: Mapping[str, Any]
-    description: str | None = None
-
-
-ALLOWED_KEY = "x-allowed"
-"""A schema keyword of ours (JSON schema ignores unknown ones): what is allowed, in the words the
-trainer refuses with (the hyperparameter table's)."""
-
-
-def allowed(schema: Mapping[str, Any], description: str | None = None) -> str:
-    """What a Param's JSON schema allows, in words."""
-    if ALLOWED_KEY in schema:
-        return str(schema[ALLOWED_KEY])
-    if "enum" in schema:
-        return "one of " + ", ".join(str(v) for v in schema["enum"] if v is not None)
-    kinds = schema.get("type", "string")
-    kinds = [kinds] if isinstance(kinds, str) else [k for k in kinds if k != "null"]
-    if "integer" in kinds or "number" in kinds:
-        noun = "an integer" if "integer" in kinds else "a number"
-        low = schema.get("exclusiveMinimum", schema.get("minimum"))
-        high = schema.get("exclusiveMaximum", schema.get("maximum"))
-        if low is not None and high is not None:
-            left = "(" if "exclusiveMinimum" in schema else "["
-            right = ")" if "exclusiveMaximum" in schema else "]"
-            return f"{noun} in {left}{low:g}, {high:g}{right}"
-        if low is not None:
-            return f"{noun} {'>' if 'exclusiveMinimum' in schema else '>='} {low:g}"
-        if high is not None:
-            return f"{noun} {'<' if 'exclusiveMaximum' in schema else '<='} {high:g}"
-        return noun
-    if "boolean" in kinds:
-        return "true or false"
-    if "object" in kinds:
-        return "a JSON object"
-    if "pattern" in schema:
-        return description or f"text matching {schema['pattern']}"
-    if "minLength" in schema:
-        return "a value (it may not be empty)"
-    return "text"
-
-
-def unclamped(param: Any) -> Any:
-    """`param` with its bounds where Airflow's form does not clamp to them: its number input
-    reads only `minimum`/`maximum` and silently changes a value outside them when the field is
-    left (epochs 0 became 1). Integers get the equivalent exclusive bounds, numbers `not`
-    clauses; JSON schema (Airflow's check, ours) refuses exactly what it did, and the refusal's
-    words are kept in `x-allowed`. Anything but a bounded Param is returned as it is."""
-    from airflow.sdk import Param
-
-    schema = dict(getattr(param, "schema", None) or {})
-    if not isinstance(param, Param) or not {"minimum", "maximum"} & set(schema):
-        return param
-    schema.setdefault(ALLOWED_KEY, allowed(schema, param.description))
-    low, high = schema.pop("minimum", None), schema.pop("maximum", None)
-    kinds = schema.get("type", [])
-    if "integer" in ([kinds] if isinstance(kinds, str) else kinds):
-        if low is not None:
-            schema["exclusiveMinimum"] = low - 1
-        if high is not None:
-            schema["exclusiveMaximum"] = high + 1
-    else:
-        # `type` inside: a null (an optional field left empty) is not below any bound.
-        clauses = [
-            {"not": {"type": "number", bound: value}}
-            for bound, value in (("exclusiveMaximum", low), ("exclusiveMinimum", high))
-            if value is not None
-        ]
-        schema["allOf"] = [*schema.get("allOf", []), *clauses]
-    return Param(param.value, description=param.description, schema=schema)
-
-
-def field_refusal(name: str, field: Field) -> str | None:
-    """One sentence when `field`'s value breaks its schema: the form's title, the Param's name,
-    the value and what is allowed (Airflow's own refusal is a schema dump)."""
-    import jsonschema
-
-    try:
-        jsonschema.validate(field.value, field.schema)
-    except jsonschema.ValidationError:
-        title = field.schema.get("title") or name
-        label = f"[{title}] {name}" if title != name else f"[{name}]"
-        return f"{label} got {field.value!r}; allowed: {allowed(field.schema, field.description)}"
-    except jsonschema.SchemaError:
-        return None
-    return None
 
 
 def conf_refusal(fields: Mapping[str, Field], conf: Mapping[str, Any]) -> str | None:

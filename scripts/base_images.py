@@ -168,7 +168,9 @@ def _image_id(name: str) -> str | None:
     found = subprocess.run(
         [engine(), "image", "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True
     )
-    return found.stdout.strip() or None if found.returncode == 0 else None
+    if found.returncode != 0:
+        return None
+    return found.stdout.strip() or None
 
 
 def debian_base() -> str:

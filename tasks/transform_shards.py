@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,10 +80,9 @@ def list_inputs(data_uri: str) -> list[Input]:
         top = [f for f in lists if f.rsplit("/", 1)[0] == path]
         if len(top) == 1:
             return _listed(fs, top[0], data_uri)
+        # `find` lists files only: no per-object request here.
         images = sorted(
-            (f[len(path) + 1 :], f)
-            for f in files
-            if f.lower().endswith(IMAGE_EXTENSIONS) and not fs.isdir(f)
+            (f[len(path) + 1 :], f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
         )
         if not images:
             raise InputError(
@@ -195,38 +194,35 @@ def join(output_uri: str, shard_count: int) -> int:
     """`<output_uri>/predictions.jsonl` from the shards' in shard order, and each shard's other
     outputs (masks) copied beside it; the number of lines."""
     base = output_uri.rstrip("/")
-    fs, _ = _fs(base)
+    fs, base_path = _fs(base)
     lines = 0
     with tempfile.TemporaryDirectory(prefix="transform-join-") as scratch:
         joined = Path(scratch) / PREDICTIONS
         with joined.open("wb") as out:
             for index in range(shard_count):
-                shard = shard_uri(base, index)
-                _, shard_path = _fs(shard)
-                predictions = f"{shard_path}/{PREDICTIONS}"
-                if not fs.exists(predictions):
-                    raise InputError(f"shard {index} wrote no {PREDICTIONS} ({shard})")
-                with fs.open(predictions, "rb") as f:
+                shard = f"{base_path}/{SHARDS_FOLDER}/{index:05d}"
+                files = fs.find(shard)  # files only
+                if f"{shard}/{PREDICTIONS}" not in files:
+                    raise InputError(
+                        f"shard {index} wrote no {PREDICTIONS} ({shard_uri(base, index)})"
+                    )
+                with fs.open(f"{shard}/{PREDICTIONS}", "rb") as f:
                     for line in f:
                         out.write(line if line.endswith(b"\n") else line + b"\n")
                         lines += 1
-                _copy_outputs(fs, shard_path, _fs(base)[1])
+                _copy_outputs(fs, shard, files, base_path)
         upload(joined, f"{base}/{PREDICTIONS}")
     return lines
 
 
-def _copy_outputs(fs: fsspec.AbstractFileSystem, shard: str, base: str) -> None:
-    """A shard's per-input outputs (everything but its listing, predictions and step records)
-    to the same relative place under `base`."""
+def _copy_outputs(fs: fsspec.AbstractFileSystem, shard: str, files: list[str], base: str) -> None:
+    """A shard's per-input outputs (everything but its predictions and step records) to the
+    same relative place under `base`."""
     skip = {PREDICTIONS, "summary.json", "failure"}
-    for path in _files(fs, shard):
+    for path in files:
         relative = path[len(shard) + 1 :]
         if relative in skip or relative.startswith("."):
             continue
         target = f"{base}/{relative}"
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         fs.copy(path, target)
-
-
-def _files(fs: fsspec.AbstractFileSystem, folder: str) -> Iterable[str]:
-    return [p for p in fs.find(folder) if not fs.isdir(p)]

@@ -14,20 +14,9 @@ from operators.runners.base import ContainerStep
 from tasks.data.synthetic import make_scenes_dataset, make_shapes_dataset
 from tests.conftest import _make_ml_root
 from tests.containers.conftest import ROOT, TRAINER, writable
+from tests.tasks.algorithms.semantic_segmentation.conftest import SMALL
 
 TINY_IC = {"num_layers": "20", "image_shape": "3,16,16", "epochs": "1", "mini_batch_size": "8"}
-TINY_SEG = {
-    "backbone": "resnet-50",
-    "algorithm": "fcn",
-    "use_pretrained_model": "False",
-    "num_classes": "3",
-    "num_training_samples": "6",
-    "base_size": "32",
-    "crop_size": "24",
-    "epochs": "1",
-    "mini_batch_size": "3",
-    "validation_mini_batch_size": "2",
-}
 # Made inside the image (TensorFlow is only there): the tests' tiny feature vector module.
 HUB_MODULE = (
     "import sys; from pathlib import Path;"
@@ -38,6 +27,20 @@ HUB_MODULE = (
 
 
 MODEL_KEY = "VISION_PIPELINES_MODEL_KEY"
+RECORDIO = {"train": "/data/train", "validation": "/data/validation"}
+"""image-classification's training channels as the pods see them (`recordio_data`)."""
+
+
+def recordio_data(root: Path, per_class: int, **hyperparameters: str) -> tuple[Path, dict]:
+    """`root/data` with generated images in `predict/` and their RecordIO `train/` and
+    `validation/` channels; the training hyperparameters (TINY_IC, the derived counts,
+    `hyperparameters`)."""
+    data = root / "data"
+    images = make_shapes_dataset(data / "predict", per_class=per_class, size=16)
+    prepared = _make_ml_root(root / "prepared", images, {**TINY_IC, **hyperparameters})
+    for channel in RECORDIO:
+        prepared.channel(channel).rename(data / channel)
+    return data, json.loads(prepared.hyperparameters_path.read_text())
 
 
 class Pod:
@@ -51,7 +54,8 @@ class Pod:
         self.algorithm, self.env = algorithm, {MODEL_KEY: uuid.uuid4().hex, **(env or {})}
         self.out = writable(root / "out")
 
-    def run(self, step: str, channels: dict[str, str], hp: dict | None = None):
+    def command(self, step: str, channels: dict[str, str], hp: dict | None = None, **options):
+        """The pod's `python -m tasks.job` for `step`, on a fresh /opt/ml volume."""
         ml = writable(self.root / f"ml-{step}-{uuid.uuid4().hex[:6]}")
         spec = ContainerStep(
             step=step,
@@ -60,15 +64,20 @@ class Pod:
             output_uri=f"file:///out/{step}",
             hyperparameters=hp or {},
         )
-        return self.podman.run(
+        return self.podman.command(
             TRAINER,
             "python",
             "-m",
             "tasks.job",
             *spec.arguments("/opt/ml"),
             volumes={self.data: "/data:ro", self.out: "/out", ml: "/opt/ml"},
-            env=self.env,
+            env={**self.env, **options.pop("env", {})},
+            **options,
         )
+
+    def run(self, step: str, channels: dict[str, str], hp: dict | None = None):
+        command = self.command(step, channels, hp)
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
     def steps(self, train: dict[str, str], evaluate: dict[str, str], hp: dict) -> None:
         """train, then evaluate and transform of the model it wrote; each must exit 0."""
@@ -101,18 +110,10 @@ def image_names(folder: Path) -> list[str]:
 
 
 def test_image_classification(podman, tmp_path):
-    data = tmp_path / "data"
-    images = make_shapes_dataset(data / "predict", per_class=6, size=16)
-    prepared = _make_ml_root(tmp_path / "prepared", images, TINY_IC)
-    for channel in ("train", "validation"):
-        prepared.channel(channel).rename(data / channel)
-    hp = json.loads(prepared.hyperparameters_path.read_text())
+    data, hp = recordio_data(tmp_path, per_class=6)
+    images = data / "predict"
     pod = Pod(podman, tmp_path, data, "image-classification")
-    pod.steps(
-        {"train": "/data/train", "validation": "/data/validation"},
-        {"validation": "/data/validation"},
-        hp,
-    )
+    pod.steps(RECORDIO, {"validation": RECORDIO["validation"]}, hp)
     evaluation = json.loads((pod.out / "evaluate/evaluation.json").read_text())
     assert evaluation["samples"] == len(image_names(images)) - int(hp["num_training_samples"])
     rows = predictions(pod.out / "transform/predictions.jsonl")
@@ -157,7 +158,7 @@ def test_semantic_segmentation(podman, tmp_path):
     pod.steps(
         {name: f"/data/{name}" for name in channels},
         {"validation": "/data/validation", "validation_annotation": "/data/validation_annotation"},
-        TINY_SEG,
+        SMALL,
     )
     evaluation = json.loads((pod.out / "evaluate/evaluation.json").read_text())
     assert 0 <= evaluation["mIoU"] <= 1, evaluation
@@ -167,14 +168,9 @@ def test_semantic_segmentation(podman, tmp_path):
 
 
 def test_a_bad_hyperparameter_exits_2_with_the_failure_written(podman, tmp_path):
-    data = tmp_path / "data"
-    images = make_shapes_dataset(data / "predict", per_class=2, size=16)
-    prepared = _make_ml_root(tmp_path / "prepared", images, {**TINY_IC, "epochs": "0"})
-    prepared.channel("train").rename(data / "train")
-    prepared.channel("validation").rename(data / "validation")
-    hp = json.loads(prepared.hyperparameters_path.read_text())
+    data, hp = recordio_data(tmp_path, per_class=2, epochs="0")
     pod = Pod(podman, tmp_path, data, "image-classification")
-    done = pod.run("train", {"train": "/data/train", "validation": "/data/validation"}, hp)
+    done = pod.run("train", RECORDIO, hp)
     assert done.returncode == 2, done.stderr[-2000:]
     failure = (pod.out / "train/failure").read_text()
     assert "hyperparameter 'epochs'" in failure and "'0'" in failure, failure
@@ -193,30 +189,10 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen, seconds: float) 
 def test_sigterm_ends_the_step_as_a_recorded_failure_within_the_grace_period(podman, tmp_path):
     """What the kubelet does to a deleted pod: SIGTERM, then SIGKILL after the grace period
     (30 s by default). The step must end first, its failure uploaded."""
-    data = tmp_path / "data"
-    images = make_shapes_dataset(data / "predict", per_class=6, size=16)
-    prepared = _make_ml_root(tmp_path / "prepared", images, {**TINY_IC, "epochs": "500"})
-    for channel in ("train", "validation"):
-        prepared.channel(channel).rename(data / channel)
+    data, hp = recordio_data(tmp_path, per_class=6, epochs="500")
     pod = Pod(podman, tmp_path, data, "image-classification")
     name = f"vision-sigterm-{uuid.uuid4().hex[:8]}"
-    ml = writable(tmp_path / "ml")
-    spec = ContainerStep(
-        step="train",
-        algorithm="image-classification",
-        channels={"train": "file:///data/train", "validation": "file:///data/validation"},
-        output_uri="file:///out/train",
-        hyperparameters=json.loads(prepared.hyperparameters_path.read_text()),
-    )
-    command = podman.command(
-        TRAINER,
-        "python",
-        "-m",
-        "tasks.job",
-        *spec.arguments("/opt/ml"),
-        volumes={data: "/data:ro", pod.out: "/out", ml: "/opt/ml"},
-        name=name,
-    )
+    command = pod.command("train", RECORDIO, hp, name=name)
     log = tmp_path / "log"
     with log.open("w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)

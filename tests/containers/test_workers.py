@@ -9,11 +9,7 @@ import uuid
 
 import pytest
 
-from operators.runners.base import ContainerStep
-from tasks.data.synthetic import make_shapes_dataset
-from tests.conftest import _make_ml_root
-from tests.containers.conftest import TRAINER, writable
-from tests.containers.test_trainer_image import TINY_IC
+from tests.containers.test_trainer_image import RECORDIO, Pod, recordio_data
 from tests.multi_worker import FINGERPRINT
 
 
@@ -27,31 +23,17 @@ def network(podman):
 
 
 def test_two_containers_train_one_model(podman, network, tmp_path):
-    data = tmp_path / "data"
-    images = make_shapes_dataset(data / "images", per_class=8, size=16)
-    prepared = _make_ml_root(tmp_path / "prepared", images, {**TINY_IC, "epochs": "2"})
-    for channel in ("train", "validation"):
-        prepared.channel(channel).rename(data / channel)
-    out = writable(tmp_path / "out")
-    step = ContainerStep(
-        step="train",
-        algorithm="image-classification",
-        channels={"train": "file:///data/train", "validation": "file:///data/validation"},
-        output_uri="file:///out/train",
-        hyperparameters=json.loads(prepared.hyperparameters_path.read_text()),
-    )
+    data, hp = recordio_data(tmp_path, per_class=8, epochs="2")
+    pod = Pod(podman, tmp_path, data, "image-classification")
     names = [f"{network}-w{i}" for i in range(2)]
     hosts = [f"{name}:2222" for name in names]
     processes, logs = [], []
     for index, name in enumerate(names):
         config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
-        command = podman.command(
-            TRAINER,
-            "python",
-            "-m",
-            "tasks.job",
-            *step.arguments("/opt/ml"),
-            volumes={data: "/data:ro", out: "/out", writable(tmp_path / f"ml{index}"): "/opt/ml"},
+        command = pod.command(
+            "train",
+            RECORDIO,
+            hp,
             env={"TF_CONFIG": json.dumps(config)},
             network=network,
             name=name,
@@ -68,6 +50,6 @@ def test_two_containers_train_one_model(podman, network, tmp_path):
     assert codes == [0, 0], [t[-3000:] for t in texts]
     fingerprints = [FINGERPRINT.findall(t)[-1] for t in texts]
     assert fingerprints[0] == fingerprints[1]  # one model, trained in step
-    assert (out / "train/model.tar.gz").is_file()  # the chief's upload
+    assert (pod.out / "train/model.tar.gz").is_file()  # the chief's upload
     assert "the chief uploads the outputs" in texts[1]
-    assert json.loads((out / "train/summary.json").read_text())["status"] == "succeeded"
+    assert json.loads((pod.out / "train/summary.json").read_text())["status"] == "succeeded"

@@ -11,7 +11,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from operators.trigger_checks import Field, TriggerChecks, allowed, conf_refusal
+from operators.form_schema import Field, allowed, unclamped
+from operators.trigger_checks import TriggerChecks, conf_refusal
+from tests.tasks.test_hyperparameter_schemas import _valid
 
 SCHEMAS = {
     "runner": {"type": "string", "enum": ["local", "kubernetes"], "title": "Runner"},
@@ -148,22 +150,10 @@ def test_an_anonymous_trigger_is_left_to_airflow_s_401(api):
     assert answer.status_code == 200 and asked == []  # the stand-in has no auth of its own
 
 
-def _valid(schema, value) -> bool:
-    import jsonschema
-
-    try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError:
-        return False
-    return True
-
-
 def test_bounds_move_where_the_form_does_not_clamp_and_refuse_the_same_values():
     """Airflow's number input clamps to `minimum`/`maximum` when the field is left (epochs 0
     became 1 and ran); the equivalent bounds it does not read make the form refuse instead."""
     from airflow.sdk import Param
-
-    from operators.trigger_checks import unclamped
 
     count = unclamped(Param(1, type="integer", minimum=1, maximum=64, title="Machines"))
     assert not {"minimum", "maximum"} & set(count.schema)
