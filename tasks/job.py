@@ -27,11 +27,13 @@ from tasks.contract import (
     Step,
     attempt,
     find_model_archive,
+    read_input_data_config,
     run_job,
     unwritable,
 )
 from tasks.data.manifest import MANIFEST_SUFFIXES
-from tasks.staging import clear, remove_prefix, stage_in, upload_folder
+from tasks.staging import check_exists, clear, remove_prefix, stage_in, upload_folder
+from tasks.streaming import PIPE, URI_KEY, input_mode, pipe_uri
 from tasks.train import summarize
 from tasks.training import cluster
 from tasks.transform_shards import INPUTS_SUFFIX
@@ -51,21 +53,29 @@ def prepare(
     hyperparameters: dict[str, str],
     input_data_config: dict[str, dict],
 ) -> None:
-    """Write input/config/*.json and stage every channel; nothing of an earlier attempt's input
-    stays (a channel left over from it, say `model`, would change what this run does)."""
+    """Write input/config/*.json and stage every channel but those read in Pipe input mode
+    (their URI goes into inputdataconfig.json); nothing of an earlier attempt's input stays (a
+    channel left over from it, say `model`, would change what this run does)."""
     clear(ml.root / "input")
     atomic_write_text(ml.hyperparameters_path, json.dumps(hyperparameters, indent=2) + "\n")
-    config = {name: input_data_config.get(name, {}) for name in channels}
-    atomic_write_text(ml.input_data_config_path, json.dumps(config, indent=2) + "\n")
+    config = {name: dict(input_data_config.get(name, {})) for name in channels}
     for name, uri in channels.items():
-        stage_in(uri, ml.channel(name))
+        if input_mode(config[name]) == PIPE:  # read where it lies, while training
+            check_exists(uri)
+            config[name][URI_KEY] = uri
+        else:
+            stage_in(uri, ml.channel(name))
+    atomic_write_text(ml.input_data_config_path, json.dumps(config, indent=2) + "\n")
 
 
 def run_step(step: Step | str, algorithm: str, ml: MLRoot) -> Any:
     """Run one step on a prepared ml-root; outputs land in model/ and output/."""
     step = Step(step)
     spec = get_algorithm(algorithm)
-    spec.check_channels(step, [c for c in spec.channels[step].allowed if ml.channel(c).exists()])
+    streamed = {c for c, settings in read_input_data_config(ml).items() if pipe_uri(settings)}
+    spec.check_channels(
+        step, [c for c in spec.channels[step].allowed if ml.channel(c).exists() or c in streamed]
+    )
     if step is Step.TRAIN:
         from tasks.train import run
 
@@ -147,7 +157,9 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
 def _run(
     args: argparse.Namespace, channels: dict[str, str], ml: MLRoot, workers: cluster.Workers
 ) -> Any:
-    get_algorithm(args.algorithm).check_channels(args.step, channels, complete=False)
+    spec = get_algorithm(args.algorithm)
+    spec.check_channels(args.step, channels, complete=False)
+    spec.check_input_modes(args.step, args.input_data_config)
     prepare(ml, channels, args.hyperparameters, args.input_data_config)
     cluster.publish(workers, ml.config_dir)
     return run_step(args.step, args.algorithm, ml)

@@ -16,11 +16,17 @@ def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fsspec.core.url_to_fs(uri)
 
 
-def stage_in(uri: str, dest: Path) -> Path:
-    """Make `uri` (a file or a folder) available at `dest`: a link for local data, else a copy."""
+def check_exists(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The file system and path of a channel's data; InputError when there is none."""
     fs, path = _fs(uri)
     if not fs.exists(path):
         raise InputError(f"channel data {uri} does not exist")
+    return fs, path
+
+
+def stage_in(uri: str, dest: Path) -> Path:
+    """Make `uri` (a file or a folder) available at `dest`: a link for local data, else a copy."""
+    fs, path = check_exists(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
     clear(dest)
     if isinstance(fs, LocalFileSystem):

@@ -13,16 +13,25 @@ from pathlib import Path
 import pytest
 
 BUCKET = "vision"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _moto_server() -> Path:
+    """moto's server: this environment's, else the Airflow environment's (the trainer's has
+    none; the server is a process of its own either way)."""
+    here = Path(sys.executable).parent / "moto_server"
+    return here if here.exists() else ROOT / ".venv" / "bin" / "moto_server"
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on a free port, with Airflow's aws_default and boto's env pointing at it."""
+def s3_endpoint():
+    """A moto S3 server on a free port holding the bucket BUCKET, with boto's env and
+    Airflow's aws_default pointing at it; yields its endpoint URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen(
-        [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        [_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -58,11 +67,16 @@ def s3(tmp_path_factory):
                 }
             ),
         )
-        import boto3  # the Airflow environment's (the trainer's has none)
-
-        client = boto3.client("s3", endpoint_url=endpoint)
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+        S3FileSystem().mkdir(BUCKET)
+        yield endpoint
     server.terminate()
     server.wait(timeout=10)
     S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="module")
+def s3(s3_endpoint):
+    """A boto3 client of the S3 emulator (the Airflow environment's boto3)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint)

@@ -11,6 +11,7 @@ from typing import Any
 from tasks.contract import Step
 from tasks.errors import InputError
 from tasks.hyperparameters import Hyperparameter
+from tasks.streaming import FILE, PIPE, input_mode
 
 
 class UnknownAlgorithmError(InputError):
@@ -75,6 +76,8 @@ class AlgorithmSpec:
     laptop: Mapping[str, str] = field(default_factory=dict)
     """A recipe that trains in minutes on a laptop CPU: the form's defaults where the
     deployment runs steps locally (the table's defaults are the reference's, for GPUs)."""
+    streamed_channels: tuple[str, ...] = ()
+    """Training channels it can read where they lie, in Pipe input mode (tasks/streaming.py)."""
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.hyperparameters]
@@ -119,6 +122,21 @@ class AlgorithmSpec:
                 f"step {step.value!r} of {self.id} does not read a channel {unknown[0]!r}; "
                 f"allowed: {', '.join(channels.allowed)}"
             )
+
+    def check_input_modes(self, step: Step | str, config: Mapping[str, Mapping]) -> None:
+        """Refuse Pipe input mode for a channel this algorithm (or step) cannot stream."""
+        streamed = self.streamed_channels if Step(step) is Step.TRAIN else ()
+        for name, settings in config.items():
+            try:
+                piped = input_mode(dict(settings)) == PIPE
+            except InputError as e:
+                raise InputError(f"channel {name!r}: {e}") from None
+            if piped and name not in streamed:
+                raise InputError(
+                    f"channel {name!r}: {self.id} cannot read it in {PIPE} input mode"
+                    + (f" (it streams {', '.join(streamed)})" if streamed else "")
+                    + f"; use {FILE}"
+                )
 
     def param(self, name: str) -> Hyperparameter:
         for p in self.hyperparameters:

@@ -23,6 +23,7 @@ from tasks.data.manifest import (
 from tasks.data.recordio import RecordIOReader, read_index, unpack
 from tasks.errors import InputError
 from tasks.staging import read_file
+from tasks.streaming import Location, files_under, name_of, pipe_uri
 
 
 class ChannelError(InputError):
@@ -38,9 +39,11 @@ class LabelledImages:
     labels: np.ndarray
     paths: list[str] | None = None
     """Local file paths or s3:// URIs (image formats)."""
-    rec_path: Path | None = None
+    rec_path: Location | None = None
     offsets: np.ndarray | None = None
     """Record offsets (RecordIO)."""
+    streamed: bool = False
+    """Read in order where it lies (Pipe input mode), not at random from a staged copy."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -99,8 +102,9 @@ def check_labels(
 
 
 def from_recordio(
-    rec: Path, idx: Path | None, *, num_classes: int, multi_label: bool
+    rec: Location, idx: Location | None, *, num_classes: int, multi_label: bool, streamed=False
 ) -> LabelledImages:
+    """Every record's offset and label, checked; streamed, the records are read in file order."""
     offsets, labels, where, names = [], [], [], []
     with RecordIOReader(rec) as reader:
         records = (reader.read_at(o) for o in read_index(idx).values()) if idx else iter(reader)
@@ -110,7 +114,7 @@ def from_recordio(
             offsets.append(record.offset)
             labels.append(header.label)
             where.append(f"{place} (record {header.id})")
-            names.append(f"{rec.name}#{header.id}")
+            names.append(f"{name_of(rec)}#{header.id}")
     if not offsets:
         raise ChannelError(f"{rec}: holds no records")
     return LabelledImages(
@@ -119,6 +123,7 @@ def from_recordio(
         check_labels(labels, where, num_classes=num_classes, multi_label=multi_label),
         rec_path=rec,
         offsets=np.asarray(offsets, np.int64),
+        streamed=streamed,
     )
 
 
@@ -141,7 +146,7 @@ def from_lst(lst: Path, image_root: Path, *, num_classes: int, multi_label: bool
 
 
 def from_manifest(
-    manifest: Path,
+    manifest: Location,
     *,
     attribute_names: Sequence[str] = DEFAULT_ATTRIBUTES,
     label_format: str | None = None,
@@ -166,14 +171,15 @@ def from_manifest(
     )
 
 
-def _only(folder: Path, channel: str, suffixes: Sequence[str]) -> Path:
-    if not folder.is_dir():
-        raise ChannelError(f"channel {channel!r}: folder {folder} does not exist")
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+def _only(location: Location, channel: str, suffixes: Sequence[str]) -> Location:
+    if isinstance(location, Path) and not location.is_dir():
+        raise ChannelError(f"channel {channel!r}: folder {location} does not exist")
+    files = files_under(location)
+    found = [f for f in files if Path(name_of(f)).suffix.lower() in suffixes]
     if len(found) != 1:
         raise ChannelError(
             f"channel {channel!r}: expected exactly one {' or '.join(suffixes)} "
-            f"file in {folder}, found {', '.join(p.name for p in found) or 'none'}"
+            f"file in {location}, found {', '.join(name_of(p) for p in found) or 'none'}"
         )
     return found[0]
 
@@ -188,18 +194,28 @@ def load_channel(
     lst_dir: Path | None = None,
 ) -> LabelledImages:
     """The channel's images by its content: manifests, `application/x-image` with a `.lst`
-    channel, or RecordIO (the default)."""
+    channel, or RecordIO (the default); staged in `channel_dir`, or streamed from where they lie
+    (Pipe input mode: RecordIO and manifests)."""
     content_type = str(config.get("ContentType", ""))
-    if channel_dir.is_dir() and any(p.suffix in MANIFEST_SUFFIXES for p in channel_dir.iterdir()):
+    streamed = pipe_uri(config)
+    location: Location = streamed or channel_dir
+    if (streamed or channel_dir.is_dir()) and any(
+        Path(name_of(f)).suffix in MANIFEST_SUFFIXES for f in files_under(location)
+    ):
         label_format = label_format_of(content_type) if content_type else None
         return from_manifest(
-            _only(channel_dir, channel, MANIFEST_SUFFIXES),
+            _only(location, channel, MANIFEST_SUFFIXES),
             attribute_names=config.get("AttributeNames") or DEFAULT_ATTRIBUTES,
             label_format=label_format,
             num_classes=num_classes,
             multi_label=multi_label or label_format is not None,
         )
     if content_type.startswith(("application/x-image", "image/")):
+        if streamed:
+            raise ChannelError(
+                f"channel {channel!r} holds images ({content_type}): Pipe input mode streams "
+                "RecordIO or an augmented manifest; use File input mode for images with a .lst"
+            )
         if lst_dir is None or not lst_dir.exists():
             raise ChannelError(
                 f"channel {channel!r} holds images ({content_type}): the "
@@ -211,7 +227,11 @@ def load_channel(
             num_classes=num_classes,
             multi_label=multi_label,
         )
-    rec = _only(channel_dir, channel, (".rec",))
+    rec = _only(location, channel, (".rec",))
+    if streamed:  # in file order: an index would only add a read
+        return from_recordio(
+            rec, None, num_classes=num_classes, multi_label=multi_label, streamed=True
+        )
     idx = rec.with_suffix(".idx")
     return from_recordio(
         rec, idx if idx.is_file() else None, num_classes=num_classes, multi_label=multi_label

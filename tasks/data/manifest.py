@@ -21,6 +21,7 @@ from tasks.data.lst import LstEntry
 from tasks.errors import InputError
 from tasks.limits import MAX_CLASSES, MAX_MANIFEST_LINE_BYTES
 from tasks.problems import Problem, describe
+from tasks.streaming import Location, open_input, parent_of
 from tasks.uris import check_uri
 
 DEFAULT_ATTRIBUTES = ("source-ref", "class")
@@ -160,7 +161,7 @@ def iter_manifest(
             f"{' or any *-ref' if segmentation else ''}), got {ref_key!r}"
         )
     empty = True
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         for line_no, raw in enumerate(bounded_lines(f), start=1):
             if raw is None:
                 yield Problem(
@@ -316,19 +317,27 @@ def manifest_entries(
     return entries, [str(i) for i in range(count)]
 
 
-def manifest_paths(manifest: Path, records: Sequence[ManifestRecord]) -> list[str]:
+def manifest_paths(manifest: Location, records: Sequence[ManifestRecord]) -> list[str]:
     """Readable locations of the records' images, every one checked before any is opened:
     local references only inside the manifest's folder, s3:// ones where the deployment allows
-    (tasks.uris), so a manifest cannot make a step read (or probe) any other file."""
+    (tasks.uris), so a manifest cannot make a step read (or probe) any other file. A manifest
+    read where it lies in object storage (Pipe input mode) resolves relative references
+    against its own folder there."""
+    folder = parent_of(manifest)
     paths, problems = [], []
     for r in records:
         try:
             if r.ref.startswith("s3://"):
                 paths.append(check_uri(r.ref, "reference"))
+            elif isinstance(folder, str):
+                if urlparse(r.ref).scheme or ".." in PurePosixPath(r.ref).parts:
+                    raise ValueError(
+                        f"reference {r.ref!r}: a manifest in object storage refers to s3:// "
+                        "objects or to paths relative to its folder without '..'"
+                    )
+                paths.append(check_uri(f"{folder}/{r.ref.lstrip('/')}", "reference"))
             else:
-                paths.append(
-                    str(manifest.parent / resolve_ref(r.ref, manifest.parent, manifest.parent))
-                )
+                paths.append(str(folder / resolve_ref(r.ref, folder, folder)))
         except (ValueError, InputError) as e:
             problems.append(Problem(r.line, str(e)))
     if problems:

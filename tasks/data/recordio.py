@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 
 from tasks.errors import InputError
+from tasks.streaming import local_path, open_input
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -140,21 +141,36 @@ class RecordIOWriter:
 
 @dataclass(frozen=True)
 class Record:
-    """One logical record: the offset of its first magic number and the reassembled payload."""
+    """One logical record: the offset of its first magic number, the reassembled payload and the
+    offset just after it (its parts and padding)."""
 
     offset: int
     payload: bytes
+    end: int = 0
 
 
 class RecordIOReader:
-    """Reads a `.rec` over an mmap: sequentially, or at any offset (random access through
-    `.idx`)."""
+    """Reads a `.rec` sequentially or at any offset (random access through `.idx`): a local
+    file over an mmap, an object (s3://) in ranged reads with read-ahead (tasks/streaming.py)."""
 
     def __init__(self, rec_path: str | os.PathLike):
-        self.path = Path(rec_path)
-        self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-        self.size = os.fstat(self._file.fileno()).st_size
-        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+        local = local_path(rec_path if isinstance(rec_path, str) else Path(rec_path))
+        self.path: Path | str = local if local is not None else str(rec_path)
+        self._file = open_input(self.path)
+        self._map: mmap.mmap | bytes | None = None
+        if local is not None:
+            self.size = os.fstat(self._file.fileno()).st_size
+            self._map = (
+                mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+            )
+        else:
+            self.size = self._file.seek(0, os.SEEK_END)
+
+    def _read(self, pos: int, length: int) -> bytes:
+        if self._map is not None:
+            return self._map[pos : pos + length]
+        self._file.seek(pos)
+        return self._file.read(length)
 
     def read_at(self, offset: int) -> Record:
         """The record whose first magic number is at `offset`; RecordIOError names what is wrong."""
@@ -166,7 +182,7 @@ class RecordIOReader:
                     f"{self.path}: truncated record at byte offset {pos}: "
                     f"{self.size - pos} bytes left, a record header needs 8"
                 )
-            magic, lrec = _LREC.unpack_from(self._map, pos)
+            magic, lrec = _LREC.unpack(self._read(pos, 8))
             if magic != MAGIC:
                 raise RecordIOError(
                     f"{self.path}: bad magic number 0x{magic:08X} at byte offset {pos} "
@@ -184,28 +200,22 @@ class RecordIOReader:
                     f"{self.path}: truncated record at byte offset {pos}: header announces "
                     f"{length} payload bytes, only {self.size - pos - 8} left in the file"
                 )
-            parts.append(self._map[pos + 8 : end])
+            parts.append(self._read(pos + 8, length))
             pos = end + _padding(length)
             if cflag in (0, 3):
-                return Record(offset, b"".join(parts))
+                return Record(offset, b"".join(parts), pos)
             parts.append(MAGIC_BYTES)
 
-    def next_offset(self, record: Record) -> int:
-        """Offset just after `record` (its parts and padding)."""
-        pos = record.offset
-        while True:
-            _, lrec = _LREC.unpack_from(self._map, pos)
-            cflag, length = lrec >> LENGTH_BITS, lrec & MAX_PART_LENGTH
-            pos += 8 + length + _padding(length)
-            if cflag in (0, 3):
-                return pos
-
-    def __iter__(self) -> Iterator[Record]:
-        pos = 0
-        while pos < self.size:
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[Record]:
+        """The records from byte offset `start` up to `stop` (the end of the file), in order."""
+        pos, stop = start, self.size if stop is None else stop
+        while pos < stop:
             record = self.read_at(pos)
             yield record
-            pos = self.next_offset(record)
+            pos = record.end
+
+    def __iter__(self) -> Iterator[Record]:
+        return self.records()
 
     def close(self) -> None:
         if isinstance(self._map, mmap.mmap):
@@ -222,7 +232,7 @@ class RecordIOReader:
 def read_index(idx_path: str | os.PathLike) -> dict[int, int]:
     """Parse an `.idx` (`key\\toffset` per line) into key -> byte offset, in file order."""
     index: dict[int, int] = {}
-    with open(idx_path, "rb") as f:
+    with open_input(idx_path) as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("ascii")

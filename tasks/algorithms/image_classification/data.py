@@ -6,19 +6,63 @@ augmentation run in parallel in the pipeline.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import numpy as np
 import tensorflow as tf
 
 from tasks.classification.channels import LabelledImages
-from tasks.data.recordio import RecordIOReader
+from tasks.data.recordio import RecordIOReader, unpack
+
+SHUFFLE_BUFFER_BYTES = int(os.environ.get("VISION_PIPELINES_SHUFFLE_BUFFER_BYTES", 256 << 20))
+"""Encoded images a streamed channel shuffles within (staged ones shuffle over all of them)."""
 
 
-def image_dataset(images: LabelledImages) -> tf.data.Dataset:
-    """(encoded image, label) pairs in channel order."""
+def shuffle_buffer(images: LabelledImages) -> int:
+    """Records a streamed RecordIO channel shuffles within: all of them when they fit in
+    SHUFFLE_BUFFER_BYTES, as many as fit otherwise (their mean size from the offsets)."""
+    count = len(images)
+    if count < 2:
+        return 1
+    mean = max(1, int(images.offsets[-1] - images.offsets[0]) // (count - 1))
+    return max(1, min(count, SHUFFLE_BUFFER_BYTES // mean))
+
+
+def _streamed(images: LabelledImages) -> Iterator[tuple[bytes, np.ndarray]]:
+    """The records of a streamed channel in file order, read afresh (each epoch re-reads)."""
+    with RecordIOReader(images.rec_path) as reader:
+        for offset, label in zip(images.offsets, images.labels, strict=True):
+            yield unpack(reader.read_at(int(offset)).payload)[1], label
+
+
+def image_dataset(
+    images: LabelledImages, *, shuffle: bool = False, seed: int | None = None
+) -> tf.data.Dataset:
+    """(encoded image, label) pairs in channel order, or shuffled anew each epoch.
+
+    Staged images are shuffled by index before they are read (the buffer holds numbers, not
+    images) and read in parallel; streamed RecordIO (Pipe input mode) is read in file order and
+    shuffled within a buffer, as the reference's record iterator does."""
+    if images.streamed and images.paths is None:
+        label = images.labels
+        ds = tf.data.Dataset.from_generator(
+            lambda: _streamed(images),
+            output_signature=(
+                tf.TensorSpec([], tf.string),
+                tf.TensorSpec(label.shape[1:], tf.as_dtype(label.dtype)),
+            ),
+        ).apply(tf.data.experimental.assert_cardinality(len(images)))  # known, as staged data's
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer(images), seed=seed, reshuffle_each_iteration=True)
+        return ds
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(images)), images.labels))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if images.paths is not None and not any(p.startswith("s3://") for p in images.paths):
-        ds = tf.data.Dataset.from_tensor_slices((images.paths, images.labels))
+        paths = tf.constant(images.paths)
         return ds.map(
-            lambda path, label: (tf.io.read_file(path), label),
+            lambda i, label: (tf.io.read_file(tf.gather(paths, i)), label),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -31,7 +75,6 @@ def image_dataset(images: LabelledImages) -> tf.data.Dataset:
         image = tf.numpy_function(read, [i], tf.string, stateful=False)
         return tf.ensure_shape(image, []), label
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(images)), images.labels))
     return ds.map(lookup, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
@@ -147,7 +190,7 @@ def training_dataset(
     resize: int | None = None,
     seed: int | None = None,
 ) -> tf.data.Dataset:
-    ds = image_dataset(images).shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = image_dataset(images, shuffle=True, seed=seed)
     if augmentation:
         ds = ds.map(
             lambda b, y: (augment(b, image_shape, augmentation, resize), y),

@@ -23,6 +23,7 @@ SPEC = AlgorithmSpec(
     higher_is_better=True,
     per_class_metric="recall",
     environment=TRAINER,
+    streamed_channels=("train", "validation"),
     entry_points={
         "train": "training:train",
         **SERVING_ENTRY_POINTS,

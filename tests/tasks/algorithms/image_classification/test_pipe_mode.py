@@ -1,0 +1,157 @@
+"""Pipe input mode against moto's S3: training streams RecordIO and manifests from the bucket,
+with the same seeded numbers as File mode and none of the dataset on the ml-root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from s3fs import S3FileSystem
+
+from tasks.contract import MLRoot
+from tasks.data.recordio import RecordIOReader, unpack
+from tasks.data.synthetic import make_shapes_dataset
+from tests.s3 import BUCKET
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[4]
+PIPE = {"TrainingInputMode": "Pipe"}
+
+
+def _job(ml_root: Path, output: str, channels: dict[str, str], hp: dict, config: dict) -> dict:
+    """`python -m tasks.job train` in a fresh process (seeded), as a pod runs it."""
+    args = [sys.executable, "-m", "tasks.job", "train", "--ml-root", str(ml_root)]
+    for name, uri in channels.items():
+        args += ["--channel", f"{name}={uri}"]
+    args += ["--hyperparameters", json.dumps(hp), "--input-data-config", json.dumps(config)]
+    done = subprocess.run(
+        [*args, "--output-uri", output],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "VISION_PIPELINES_SEED": "5"},
+        capture_output=True,
+        text=True,
+    )
+    summary = json.loads(S3FileSystem().cat_file(f"{output}/summary.json"))
+    return {"code": done.returncode, "summary": summary, "log": done.stdout + done.stderr}
+
+
+def _losses(output: str) -> list[tuple[float, float]]:
+    epochs = json.loads(S3FileSystem().cat_file(f"{output}/metrics.json"))["epochs"]
+    return [(e["train_loss"], e["validation_loss"]) for e in epochs]
+
+
+def _holds_none_of(root: Path, samples: list[bytes]) -> None:
+    """No file under `root` holds any of the dataset's image bytes."""
+    for path in (p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        data = path.read_bytes()
+        assert not any(sample in data for sample in samples), path
+
+
+@pytest.fixture(scope="module")
+def recordio_bucket(s3_endpoint, tmp_path_factory, shapes):
+    """The shapes dataset as train/validation RecordIO in the bucket; the image bytes."""
+    from tests.conftest import _make_ml_root
+
+    ml = _make_ml_root(tmp_path_factory.mktemp("prepared"), shapes, {})
+    fs = S3FileSystem()
+    for name in ("train", "validation"):
+        fs.put(str(ml.channel(name)) + "/", f"{BUCKET}/rec/{name}/", recursive=True)
+    with RecordIOReader(ml.channel("train") / "train.rec") as reader:
+        samples = [unpack(r.payload)[1][-256:] for r in reader]
+    return ml, samples
+
+
+def test_recordio_streams_with_file_modes_numbers(recordio_bucket, tmp_path, tiny):
+    ml, samples = recordio_bucket
+    hp = {**json.loads(ml.hyperparameters_path.read_text()), **tiny, "augmentation_type": "crop"}
+    channels = {name: f"s3://{BUCKET}/rec/{name}" for name in ("train", "validation")}
+    file = _job(tmp_path / "file", f"s3://{BUCKET}/out/file", channels, hp, {})
+    pipe = _job(
+        tmp_path / "pipe", f"s3://{BUCKET}/out/pipe", channels, hp, dict.fromkeys(channels, PIPE)
+    )
+    assert file["code"] == pipe["code"] == 0, pipe["log"][-3000:]
+    assert _losses(f"s3://{BUCKET}/out/pipe") == _losses(f"s3://{BUCKET}/out/file")
+    assert list((tmp_path / "file" / "input" / "data").iterdir())  # File mode staged them
+    assert not (tmp_path / "pipe" / "input" / "data").exists()
+    _holds_none_of(tmp_path / "pipe", samples)
+
+
+def test_a_truncated_rec_in_the_bucket_names_the_object_and_offset(recordio_bucket, tmp_path, tiny):
+    ml, _ = recordio_bucket
+    data = (ml.channel("train") / "train.rec").read_bytes()
+    fs = S3FileSystem()
+    fs.pipe_file(f"{BUCKET}/cut/train/train.rec", data[: len(data) - 30])
+    hp = {**json.loads(ml.hyperparameters_path.read_text()), **tiny}
+    channels = {"train": f"s3://{BUCKET}/cut/train", "validation": f"s3://{BUCKET}/rec/validation"}
+    config = dict.fromkeys(channels, PIPE)
+    outcomes = {}
+    for mode, settings in (("File", {}), ("Pipe", config)):
+        outcomes[mode] = _job(
+            tmp_path / mode, f"s3://{BUCKET}/out/cut-{mode}", channels, hp, settings
+        )
+    pipe = outcomes["Pipe"]
+    assert pipe["code"] == 2
+    reason = pipe["summary"]["reason"]
+    assert f"s3://{BUCKET}/cut/train/train.rec: truncated record at byte offset" in reason
+    # The same offset as File mode names in its staged copy.
+    offset = reason.split("byte offset ")[1].split(":")[0]
+    assert outcomes["File"]["code"] == 2
+    assert (
+        f"train.rec: truncated record at byte offset {offset}:"
+        in outcomes["File"]["summary"]["reason"]
+    )
+
+
+def test_a_manifest_streams_its_images_with_file_modes_numbers(s3_endpoint, tmp_path, tiny):
+    images = make_shapes_dataset(tmp_path / "images", per_class=6, size=16)
+    classes = sorted(p.name for p in images.iterdir() if p.is_dir())
+    fs = S3FileSystem()
+    samples = []
+    for i, path in enumerate(sorted(images.rglob("*.jpg"))):
+        split = "validation" if i % 4 == 0 else "train"
+        key = f"{BUCKET}/manifest/{split}/{path.parent.name}/{path.name}"
+        fs.pipe_file(key, path.read_bytes())
+        line = {
+            "source-ref": f"{path.parent.name}/{path.name}",
+            "class": classes.index(path.parent.name),
+        }
+        fs.pipe_file(f"{BUCKET}/manifest/{split}/lines/{i:04d}", (json.dumps(line) + "\n").encode())
+        samples.append(path.read_bytes()[-256:])
+    counts = {}
+    for split in ("train", "validation"):
+        parts = sorted(fs.find(f"{BUCKET}/manifest/{split}/lines"))
+        fs.pipe_file(
+            f"{BUCKET}/manifest/{split}/{split}.manifest", b"".join(fs.cat_file(p) for p in parts)
+        )
+        fs.rm(parts)
+        counts[split] = len(parts)
+    hp = {**tiny, "num_classes": str(len(classes)), "num_training_samples": str(counts["train"])}
+    channels = {name: f"s3://{BUCKET}/manifest/{name}" for name in ("train", "validation")}
+    file = _job(tmp_path / "file", f"s3://{BUCKET}/out/mfile", channels, hp, {})
+    pipe = _job(
+        tmp_path / "pipe", f"s3://{BUCKET}/out/mpipe", channels, hp, dict.fromkeys(channels, PIPE)
+    )
+    assert file["code"] == pipe["code"] == 0, pipe["log"][-3000:]
+    assert _losses(f"s3://{BUCKET}/out/mpipe") == _losses(f"s3://{BUCKET}/out/mfile")
+    _holds_none_of(tmp_path / "pipe", samples)
+
+
+def test_channels_an_algorithm_cannot_stream_are_refused_before_anything_is_read(tmp_path):
+    from tasks.job import main
+
+    output = tmp_path / "out"
+    code = main(
+        ["train", "--algorithm", "image-classification-tf", "--ml-root", str(tmp_path / "ml")]
+        + ["--channel", f"training={tmp_path}", "--output-uri", str(output)]
+        + ["--input-data-config", json.dumps({"training": PIPE})]
+    )
+    assert code == 2
+    reason = json.loads((output / "summary.json").read_text())["reason"]
+    assert reason == (
+        "channel 'training': image-classification-tf cannot read it in Pipe input mode; use File"
+    )
+    assert MLRoot(tmp_path / "ml").channel("training").exists() is False
