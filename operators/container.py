@@ -30,6 +30,7 @@ from tasks.contract import (
     SUMMARY,
     Step,
 )
+from tasks.streaming import FILE, INPUT_MODES, MODE_KEY, PIPE
 
 
 def container_task(
@@ -80,6 +81,8 @@ class ContainerStepOperator(RunStepOperator):
     :param image: trainer image for the kubernetes runner; empty: the algorithm's (templated).
     :param gpus: GPUs per pod (templated).
     :param instance_count: machines that train together; other steps run on one (templated).
+    :param input_mode: `File` (channels copied to the ml-root first) or `Pipe` (the training
+        channels the algorithm can stream are read where they lie); training only (templated).
     :param deferrable: run pods deferred (runner=kubernetes).
     """
 
@@ -92,6 +95,7 @@ class ContainerStepOperator(RunStepOperator):
         "image",
         "gpus",
         "instance_count",
+        "input_mode",
     )
 
     def __init__(
@@ -107,6 +111,7 @@ class ContainerStepOperator(RunStepOperator):
         image: str = "",
         gpus: int | str = 1,
         instance_count: int | str = 1,
+        input_mode: str = FILE,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -120,6 +125,7 @@ class ContainerStepOperator(RunStepOperator):
         self.extra_hyperparameters = extra_hyperparameters or {}
         self.runner, self.image, self.gpus = runner, image, gpus
         self.instance_count = instance_count
+        self.input_mode = input_mode
         self.deferrable = deferrable
 
     def build(self, context: Any) -> BaseOperator:
@@ -130,13 +136,15 @@ class ContainerStepOperator(RunStepOperator):
         if not isinstance(extra, Mapping):
             raise AirflowFailException(f"hyperparameters must be a JSON object, got {extra!r}")
         values = {**extra, **self.hyperparameters}
+        # A channel whose URI renders empty is not used in this run (e.g. no initial model).
+        channels = {k: str(v) for k, v in self.channels.items() if str(v).strip()}
         step = ContainerStep(
             step=self.step.value,
             algorithm=self.algorithm,
-            # A channel whose URI renders empty is not used in this run (e.g. no initial model).
-            channels={k: str(v) for k, v in self.channels.items() if str(v).strip()},
+            channels=channels,
             output_uri=self._output,
             hyperparameters={k: str(v) for k, v in values.items() if v not in (None, "")},
+            input_data_config=self._input_data_config(channels),
         )
         work = Path(os.environ.get("VISION_PIPELINES_WORK_DIR", PROJECT_ROOT / "data" / "work"))
         key = run_key(context.get("logical_date"), context["run_id"])
@@ -155,6 +163,23 @@ class ContainerStepOperator(RunStepOperator):
             local_ml_root=str(work / self.dag_id / key / folder),
             deferrable=self.deferrable,
         )
+
+    def _input_data_config(self, channels: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """Pipe input mode for the training channels the algorithm streams; File otherwise."""
+        mode = str(self.input_mode).strip() or FILE
+        if mode not in INPUT_MODES:
+            raise AirflowFailException(
+                f"[Input mode] input_mode {mode!r}; allowed: {' or '.join(INPUT_MODES)}"
+            )
+        if mode == FILE or self.step is not Step.TRAIN:
+            return {}
+        streamed = get_algorithm(self.algorithm).streamed_channels
+        if not streamed:
+            raise AirflowFailException(
+                f"[Input mode] input_mode {PIPE}: {self.algorithm} reads its channels in "
+                f"{FILE} mode only"
+            )
+        return {name: {MODE_KEY: PIPE} for name in channels if name in streamed}
 
     @property
     def _runner(self) -> StepRunner:

@@ -23,6 +23,7 @@ from operators.paths import run_uri
 from operators.runners import runners
 from tasks.algorithms import AlgorithmSpec
 from tasks.contract import GATE_FOLDER, STEP_FOLDERS, Step
+from tasks.streaming import FILE, INPUT_MODES, PIPE
 
 RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
 RUN = "{{ " + RUN_EXPRESSION + " }}"
@@ -110,7 +111,26 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
             "mini_batch_size is per machine, the global batch mini_batch_size x machines). "
             "More than 1 needs runner=kubernetes: an Indexed Job of that many pods.",
         ),
+        **({"input_mode": input_mode_param(spec)} if spec.streamed_channels else {}),
     }
+
+
+def input_mode_param(spec: AlgorithmSpec) -> Param:
+    """[Input mode]: training channels copied before training (File) or streamed (Pipe)."""
+    return Param(
+        FILE,
+        type="string",
+        enum=list(INPUT_MODES),
+        values_display={
+            FILE: "File: copy the data to the step first",
+            PIPE: "Pipe: stream it from storage while training",
+        },
+        title="Input mode",
+        description=f"How training reads {' and '.join(spec.streamed_channels)}: File copies "
+        "them to the step's disk before training; Pipe reads them where they lie (s3://) in "
+        "ranged reads while training, so data larger than the disk trains and training starts "
+        "at once (RecordIO and augmented manifests).",
+    )
 
 
 def _int_setting(name: str, default: int, *, minimum: int = 0) -> int:
@@ -199,6 +219,7 @@ def container_step(
         image="{{ params.trainer_image }}",
         gpus="{{ params.gpu_count }}",
         instance_count="{{ params.instance_count }}",
+        input_mode=f"{{{{ params.input_mode | default('{FILE}') }}}}",
         **kwargs,
     )
 

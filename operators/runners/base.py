@@ -32,6 +32,8 @@ class ContainerStep:
     channels: Mapping[str, str]
     output_uri: str
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    input_data_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Channel -> settings (inputdataconfig.json): `TrainingInputMode` Pipe streams it."""
 
     def arguments(self, ml_root: str) -> list[str]:
         """Arguments of `python -m tasks.job`."""
@@ -40,6 +42,9 @@ class ContainerStep:
             args += ["--channel", f"{name}={uri}"]
         if self.hyperparameters:
             args += ["--hyperparameters", json.dumps(dict(self.hyperparameters), sort_keys=True)]
+        if self.input_data_config:
+            config = {k: dict(v) for k, v in self.input_data_config.items()}
+            args += ["--input-data-config", json.dumps(config, sort_keys=True)]
         return [*args, "--output-uri", self.output_uri]
 
 

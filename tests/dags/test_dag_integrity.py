@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
+from tasks.algorithms import get_algorithm
+
 ROOT = Path(__file__).resolve().parents[2]
+PIPELINES = ("image_classification", "image_classification_tf", "semantic_segmentation")
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +217,27 @@ def test_empty_optional_fields_render_as_unused_channels(dagbag):
     label_format = env.from_string(dag.get_task("make_lst").label_format)
     assert label_format.render(params=params) == ""
     assert label_format.render(params={"label_format": "multi-hot"}) == "multi-hot"
+
+
+def test_the_input_mode_is_offered_where_the_algorithm_streams(dagbag):
+    """[Input mode] on the forms whose trainer can stream its channels; the train task reads it
+    (File where the DAG has no such field)."""
+    offered = {d: "input_mode" in dagbag.dags[d].params for d in PIPELINES}
+    assert offered == {
+        d: bool(get_algorithm(dagbag.dags[d].get_task("train").algorithm).streamed_channels)
+        for d in PIPELINES
+    }
+    assert offered["image_classification"] and not offered["image_classification_tf"]
+    params = dagbag.dags["image_classification"].params
+    assert params["input_mode"] == "File"
+    assert params.get_param("input_mode").schema["enum"] == ["File", "Pipe"]
+    for dag_id, chosen, rendered in (
+        ("image_classification", {"input_mode": "Pipe"}, "Pipe"),
+        ("image_classification_tf", {}, "File"),
+    ):
+        dag = dagbag.dags[dag_id]
+        template = dag.get_template_env().from_string(dag.get_task("train").input_mode)
+        assert template.render(params=chosen) == rendered
 
 
 def test_form_defaults_follow_the_deployment_runner(monkeypatch):

@@ -185,6 +185,65 @@ def test_empty_channels_are_left_out():
     assert "--channel" in local.arguments and "model=" not in " ".join(local.arguments)
 
 
+def _config_sent(op: ContainerStepOperator) -> dict | None:
+    args = op.build({"run_id": "r", "logical_date": None}).arguments
+    if "--input-data-config" not in args:
+        return None
+    return json.loads(args[args.index("--input-data-config") + 1])
+
+
+def test_pipe_input_mode_streams_the_training_channels_the_algorithm_can_stream():
+    channels = {"train": "s3://b/t", "validation": "s3://b/v", "model": "s3://b/m.tar.gz"}
+    train = ContainerStepOperator(
+        task_id="train", step="train", output_uri="s3://b/out", channels=channels, input_mode="Pipe"
+    )
+    # The initial model is staged as ever: only the data channels stream.
+    assert _config_sent(train) == {
+        "train": {"TrainingInputMode": "Pipe"},
+        "validation": {"TrainingInputMode": "Pipe"},
+    }
+    train.input_mode = "File"
+    assert _config_sent(train) is None
+    evaluate = ContainerStepOperator(
+        task_id="evaluate",
+        step="evaluate",
+        output_uri="s3://b/out",
+        channels={"model": "s3://b/m.tar.gz", "validation": "s3://b/v"},
+        input_mode="Pipe",
+    )
+    assert _config_sent(evaluate) is None
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "mode", "message"),
+    [
+        (
+            "image-classification",
+            "Stream",
+            "[Input mode] input_mode 'Stream'; allowed: File or Pipe",
+        ),
+        (
+            "image-classification-tf",
+            "Pipe",
+            "[Input mode] input_mode Pipe: image-classification-tf reads its channels in File "
+            "mode only",
+        ),
+    ],
+)
+def test_an_input_mode_the_algorithm_cannot_use_is_refused(algorithm, mode, message):
+    op = ContainerStepOperator(
+        task_id="train",
+        step="train",
+        algorithm=algorithm,
+        output_uri="s3://b/out",
+        channels={"train": "s3://b/t"},
+        input_mode=mode,
+    )
+    with pytest.raises(AirflowFailException) as refused:
+        op.build({"run_id": "r", "logical_date": None})
+    assert str(refused.value) == message
+
+
 def _deferrable_step(out: str, **kwargs):
     return ContainerStepOperator(
         task_id="evaluate",
