@@ -24,7 +24,7 @@ export CONTAINERS_CONF := $(CURDIR)/docker/podman/containers.conf
 IMAGE_BASE ?= auto
 
 .PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	bench-transform-shards images pin-images engine
+	bench-transform-shards bench-pipe images pin-images engine
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -157,6 +157,9 @@ bench-scaling: setup
 bench-transform-shards: setup
 	$(VENV)/bin/python scripts/bench_transform.py
 
+bench-pipe: setup
+	$(TRAINER_VENV)/bin/python scripts/bench_pipe.py
+
 bench-train: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_train.py
 
@@ -167,4 +170,4 @@ bench-segmentation: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_segmentation.py
 
 bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	bench-transform-shards
+	bench-transform-shards bench-pipe
