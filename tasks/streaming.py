@@ -84,6 +84,28 @@ def files_under(location: Location) -> list[Location]:
     return [f"{protocol}://{k}" for k in sorted(fs.find(key))]
 
 
+def files_in(location: Location) -> list[Location] | None:
+    """The files directly in a folder, sorted; None when there is no such folder."""
+    path = local_path(location)
+    if path is not None:
+        return sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else None
+    fs, key = fsspec.core.url_to_fs(location)
+    if not fs.isdir(key):
+        return None
+    protocol = location.split("://", 1)[0]
+    entries = fs.ls(key, detail=True)
+    return sorted(f"{protocol}://{e['name']}" for e in entries if e["type"] == "file")
+
+
+def is_file(location: Location) -> bool:
+    """Whether `location` is one file (or object)."""
+    path = local_path(location)
+    if path is not None:
+        return path.is_file()
+    fs, key = fsspec.core.url_to_fs(location)
+    return fs.isfile(key)
+
+
 def name_of(location: Location) -> str:
     """The file name at the end of a path or a URI."""
     return location.name if isinstance(location, Path) else location.rstrip("/").rsplit("/", 1)[-1]

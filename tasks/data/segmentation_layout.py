@@ -22,6 +22,7 @@ from tasks.data.lst import IMAGE_EXTENSIONS
 from tasks.errors import InputError
 from tasks.problems import Problem, describe
 from tasks.staging import read_file
+from tasks.streaming import Location, files_in, name_of
 
 SPLITS = ("train", "validation")
 LABEL_MAP_FILES = ("train_label_map.json", "validation_label_map.json")
@@ -42,40 +43,40 @@ class Pair:
     annotation_name: str
 
 
-def pair_folders(images_dir: Path, annotation_dir: Path) -> tuple[list[Pair], list[str]]:
-    """Images and annotations matched by stem, and a problem per orphan or non-PNG annotation."""
-    split, ann_split = images_dir.name, annotation_dir.name
-    missing = [
-        f"folder {d.name}/ is missing" for d in (images_dir, annotation_dir) if not d.is_dir()
-    ]
+def pair_folders(images_dir: Location, annotation_dir: Location) -> tuple[list[Pair], list[str]]:
+    """Images and annotations matched by stem, and a problem per orphan or non-PNG annotation
+    (folders on this machine, or where they lie in object storage: Pipe input mode)."""
+    split, ann_split = name_of(images_dir), name_of(annotation_dir)
+    listed = {d: files_in(d) for d in (images_dir, annotation_dir)}
+    missing = [f"folder {name_of(d)}/ is missing" for d, files in listed.items() if files is None]
     if missing:
         return [], missing
     images = {
-        p.stem: p
-        for p in images_dir.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        PurePosixPath(name_of(p)).stem: p
+        for p in listed[images_dir] or ()
+        if PurePosixPath(name_of(p)).suffix.lower() in IMAGE_EXTENSIONS
     }
-    annotations = {p.stem: p for p in annotation_dir.iterdir() if p.is_file()}
+    annotations = {PurePosixPath(name_of(p)).stem: p for p in listed[annotation_dir] or ()}
     problems = [
-        f"{split}/{images[s].name} has no annotation {ann_split}/{s}.png"
+        f"{split}/{name_of(images[s])} has no annotation {ann_split}/{s}.png"
         for s in sorted(images.keys() - annotations.keys())
     ]
     problems += [
-        f"{ann_split}/{annotations[s].name} has no image in {split}/"
+        f"{ann_split}/{name_of(annotations[s])} has no image in {split}/"
         for s in sorted(annotations.keys() - images.keys())
     ]
     pairs = []
     for stem in sorted(images.keys() & annotations.keys()):
         ann = annotations[stem]
-        if ann.suffix.lower() != ".png":
-            problems.append(f"{ann_split}/{ann.name}: annotations must be PNG")
+        if PurePosixPath(name_of(ann)).suffix.lower() != ".png":
+            problems.append(f"{ann_split}/{name_of(ann)}: annotations must be PNG")
             continue
         pairs.append(
             Pair(
                 str(images[stem]),
                 str(ann),
-                f"{split}/{images[stem].name}",
-                f"{ann_split}/{ann.name}",
+                f"{split}/{name_of(images[stem])}",
+                f"{ann_split}/{name_of(ann)}",
             )
         )
     if not images and not annotations:

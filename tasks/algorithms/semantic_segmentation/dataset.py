@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -21,6 +21,7 @@ from tasks.data.segmentation_layout import (
     raise_problems,
 )
 from tasks.staging import read_file
+from tasks.streaming import Location, files_in, is_file, name_of, open_input, pipe_uri
 
 IMAGE_REF = "source-ref"
 
@@ -59,23 +60,21 @@ class Split:
         return image, mask
 
 
-def _manifest_in(folder: Path) -> Path | None:
-    found = (
-        sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
-        if folder.is_dir()
-        else []
-    )
+def _manifest_in(folder: Location) -> Location | None:
+    found = [
+        p for p in files_in(folder) or () if PurePosixPath(name_of(p)).suffix in MANIFEST_SUFFIXES
+    ]
     if len(found) > 1:
         raise ManifestError(
-            f"{folder}: expected one manifest, found {', '.join(p.name for p in found)}"
+            f"{folder}: expected one manifest, found {', '.join(name_of(p) for p in found)}"
         )
     return found[0] if found else None
 
 
-def annotation_attribute(manifest: Path) -> str:
+def annotation_attribute(manifest: Location) -> str:
     """The annotation attribute of a manifest without AttributeNames: the one `*-ref` key of
     its first record besides source-ref."""
-    with open(manifest, "rb") as f:
+    with open_input(manifest) as f:
         first = next((line for line in f if line.strip()), b"{}")
     try:
         keys = [k for k in json.loads(first) if k.endswith("-ref") and k != IMAGE_REF]
@@ -90,7 +89,7 @@ def annotation_attribute(manifest: Path) -> str:
     return keys[0]
 
 
-def manifest_pairs(manifest: Path, attribute_names: list[str] | None = None) -> list[Pair]:
+def manifest_pairs(manifest: Location, attribute_names: list[str] | None = None) -> list[Pair]:
     """The pairs of an augmented manifest: AttributeNames = [image ref, annotation ref]."""
     names = attribute_names or [IMAGE_REF, annotation_attribute(manifest)]
     records = check_manifest(manifest, attribute_names=names, segmentation=True)
@@ -100,8 +99,8 @@ def manifest_pairs(manifest: Path, attribute_names: list[str] | None = None) -> 
         Pair(
             image,
             ann,
-            f"{manifest.name}, line {r.line}: {r.ref}",
-            f"{manifest.name}, line {r.line}: {r.annotation_ref}",
+            f"{name_of(manifest)}, line {r.line}: {r.ref}",
+            f"{name_of(manifest)}, line {r.line}: {r.annotation_ref}",
         )
         for r, image, ann in zip(records, images, annotations, strict=True)
     ]
@@ -123,8 +122,8 @@ def label_map_of(folder: Path | None, split: str) -> LabelMap:
 
 
 def load_split(
-    images: Path,
-    annotations: Path,
+    images: Location,
+    annotations: Location,
     *,
     split: str,
     num_classes: int,
@@ -133,7 +132,7 @@ def load_split(
 ) -> tuple[Split, list[str]]:
     """The pairs of `images` (a folder, a manifest, or a folder holding one) and `annotations`,
     checked; problems are returned, not raised, so that both splits report at once."""
-    manifest = images if images.is_file() else _manifest_in(images)
+    manifest = images if is_file(images) else _manifest_in(images)
     if manifest is not None:
         pairs, problems = manifest_pairs(manifest, attribute_names), []
     else:
@@ -146,12 +145,17 @@ def load_split(
 
 def load_splits(root: Path, *, num_classes: int, configs: dict, names=("train", "validation")):
     """Both splits of a data root holding `<split>/`, `<split>_annotation/` (or a manifest in
-    `<split>/`) and an optional `label_map/`; every problem of both in one LayoutError."""
+    `<split>/`) and an optional `label_map/`; every problem of both in one LayoutError. A
+    channel in Pipe input mode is read where it lies instead (its inputdataconfig `Uri`)."""
+
+    def location(channel: str) -> Location:
+        return pipe_uri(configs.get(channel, {})) or root / channel
+
     splits, problems = [], []
     for name in names:
         split, found = load_split(
-            root / name,
-            root / f"{name}_annotation",
+            location(name),
+            location(f"{name}_annotation"),
             split=name,
             num_classes=num_classes,
             label_map=label_map_of(root / "label_map", name),

@@ -25,6 +25,7 @@ SPEC = AlgorithmSpec(
     higher_is_better=True,
     per_class_metric="iou",
     environment=TRAINER,
+    streamed_channels=("train", "validation", "train_annotation", "validation_annotation"),
     entry_points={
         "train": "training:train",
         "evaluate": "evaluation:evaluate",
