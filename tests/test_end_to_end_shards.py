@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -35,11 +36,23 @@ def test_three_shards_predict_what_one_transform_does(tmp_path_factory, tmp_path
     env = airflow_home(tmp_path_factory.mktemp("airflow"))
     dataset = make_shapes_dataset(tmp_path / "shapes", per_class=8, size=16)
     out = tmp_path / "out"
+    # Trained in Pipe input mode: the form's choice reaches the trainer, nothing is staged.
     result = run_dag(
-        env, "image_classification", LOGICAL_DATE, conf(dataset, out, transform_shards=3)
+        env,
+        "image_classification",
+        LOGICAL_DATE,
+        conf(dataset, out, transform_shards=3, input_mode="Pipe"),
     )
     assert result.returncode == 0, result.stdout[-3000:]
     run = out / "run=20260201T000000"
+    train_root = Path(env["VISION_PIPELINES_WORK_DIR"]) / "image_classification"
+    train_root = train_root / "20260201T000000" / "train"
+    config = json.loads((train_root / "input" / "config" / "inputdataconfig.json").read_text())
+    assert config == {
+        name: {"TrainingInputMode": "Pipe", "Uri": f"file://{run}/recordio/{name}"}
+        for name in ("train", "validation")
+    }
+    assert not (train_root / "input" / "data").exists()
     transform = run / "batch_transform"
     assert sorted(p.name for p in (transform / "shards").iterdir()) == [
         "00000",
