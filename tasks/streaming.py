@@ -3,8 +3,9 @@ being copied to the ml-root first.
 
 `inputdataconfig.json` marks such a channel `"TrainingInputMode": "Pipe"` and names its
 location in `"Uri"` (our addition: the managed service streams through FIFOs instead). Reads are
-ranged and sequential with read-ahead (fsspec's `readahead` cache), so nothing of the dataset
-lands on the pod's disk and training starts without waiting for a copy.
+ranged and sequential with read-ahead (fsspec's `background` cache: the next range is fetched
+while one is read), so nothing of the dataset lands on the pod's disk and training starts
+without waiting for a copy.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from tasks.errors import InputError
 FILE, PIPE = "File", "Pipe"
 INPUT_MODES = (FILE, PIPE)
 MODE_KEY, URI_KEY = "TrainingInputMode", "Uri"
-READ_AHEAD_BYTES = int(os.environ.get("VISION_PIPELINES_READ_AHEAD_BYTES", 8 << 20))
-"""Bytes fetched per ranged read of a streamed object."""
+READ_AHEAD_BYTES = int(os.environ.get("VISION_PIPELINES_READ_AHEAD_BYTES", 32 << 20))
+"""Bytes fetched per ranged read of a streamed object; the next range is fetched in the
+background while this one is read (two in memory)."""
 
 Location = Path | str
 """A staged channel's local path, or a streamed channel's URI."""
@@ -69,7 +71,7 @@ def open_input(location: Location, *, block_size: int = READ_AHEAD_BYTES) -> Bin
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     fs, key = fsspec.core.url_to_fs(location)
     # Buffered as a local file is: fsspec's files lack readline's size limit.
-    return io.BufferedReader(fs.open(key, "rb", block_size=block_size, cache_type="readahead"))
+    return io.BufferedReader(fs.open(key, "rb", block_size=block_size, cache_type="background"))
 
 
 def files_under(location: Location) -> list[Location]:
