@@ -70,7 +70,8 @@ class AlgorithmSpec:
     """Role -> "module:function" in `package` (or a whole `tasks.` module path, to share
     another algorithm's): train(ml), evaluate(model, input, output, *,
     image_root), predict(model, images, *, total, output) -> rows,
-    load_predictor(saved_model_dir), build_model(hp), parse(raw) -> validated hyperparameters."""
+    load_predictor(saved_model_dir), build_model(hp), parse(raw) -> validated hyperparameters;
+    optionally responses -> tasks.serving.responses.Responses (the real-time endpoint)."""
     smallest: Mapping[str, str] = field(default_factory=dict)
     """Hyperparameters of the smallest network that trains (tests)."""
     laptop: Mapping[str, str] = field(default_factory=dict)

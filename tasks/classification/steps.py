@@ -15,5 +15,7 @@ SERVING_ENTRY_POINTS = {
     "evaluate": "tasks.classification.evaluation:evaluate",
     "predict": "tasks.classification.prediction:predict",
     "load_predictor": "tasks.classification.serving:load_predictor",
+    "responses": "tasks.classification.responses:RESPONSES",
 }
-"""Evaluation, batch prediction and loading of a classifier's SavedModel."""
+"""Evaluation, batch prediction, loading of a classifier's SavedModel and its real-time
+responses (tasks.serve)."""

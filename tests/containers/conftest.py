@@ -63,10 +63,13 @@ class Engine:
         network: str = "none",
         name: str | None = None,
         hardened: bool = True,
+        ports: dict[int, int] | None = None,
     ) -> list[str]:
         self.require(image)
         command = [self.tool, "run", "--rm", f"--network={network}"]
         command += HARDENED if hardened else ["--pull=never"]
+        for host, container in (ports or {}).items():
+            command += ["-p", f"127.0.0.1:{host}:{container}"]
         if name:
             command += [f"--name={name}", f"--hostname={name}"]
         for source, target in (volumes or {}).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import subprocess
 import time
 import uuid
@@ -14,6 +15,7 @@ from operators.runners.base import ContainerStep
 from tasks.data.synthetic import make_scenes_dataset, make_shapes_dataset
 from tests.conftest import _make_ml_root
 from tests.containers.conftest import ROOT, TRAINER, writable
+from tests.serving import get, post
 from tests.tasks.algorithms.semantic_segmentation.conftest import SMALL
 
 TINY_IC = {"num_layers": "20", "image_shape": "3,16,16", "epochs": "1", "mini_batch_size": "8"}
@@ -119,6 +121,39 @@ def test_image_classification(podman, tmp_path):
     rows = predictions(pod.out / "transform/predictions.jsonl")
     assert [r["source-ref"] for r in rows] == image_names(images)
     assert all(math.isclose(sum(r["prediction"]), 1.0, abs_tol=1e-4) for r in rows)
+
+    # `serve` as the image's command: the hosting contract on port 8080, hardened as a pod.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    name = f"vision-serve-{uuid.uuid4().hex[:8]}"
+    command = podman.command(
+        TRAINER,
+        "serve",
+        volumes={pod.out / "train": "/opt/ml/model:ro"},
+        env=pod.env,
+        network="bridge",
+        ports={port: 8080},
+        name=name,
+    )
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while get(f"http://127.0.0.1:{port}/ping") != 200:
+            assert server.poll() is None, server.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the served image did not answer /ping"
+            time.sleep(0.5)
+        first = rows[0]
+        image = (images / first["source-ref"]).read_bytes()
+        status, kind, body = post(f"http://127.0.0.1:{port}", image, "image/jpeg")
+        assert (status, kind) == (200, "application/json")
+        assert all(
+            math.isclose(a, b, abs_tol=1e-5)
+            for a, b in zip(json.loads(body), first["prediction"], strict=True)
+        )
+    finally:
+        subprocess.run([podman.tool, "stop", "-t", "5", name], capture_output=True)
+        server.wait(timeout=60)
 
 
 def test_image_classification_tf(podman, tmp_path):

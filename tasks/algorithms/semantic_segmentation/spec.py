@@ -31,6 +31,7 @@ SPEC = AlgorithmSpec(
         "evaluate": "evaluation:evaluate",
         "predict": "prediction:predict",
         "load_predictor": "serving:load_predictor",
+        "responses": "responses:RESPONSES",
         "build_model": "network:build_model",
         "parse": "hyperparameters:SegmentationHyperparameters.from_strings",
     },

@@ -18,6 +18,7 @@ from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MOD
 from tasks.contract import EXIT_BAD_INPUT
 from tasks.data.synthetic import make_shapes_dataset
 from tasks.train import main as train_main
+from tests.serving import post, served
 from tests.tasks.algorithms.image_classification_tf.conftest import make_ml_root
 from tests.tasks.algorithms.image_classification_tf.hub_modules import save_classifier
 
@@ -104,6 +105,24 @@ def test_verbose_batch_transform_writes_one_line_per_image(trained, shapes32, tm
         best = max(range(4), key=lambda i: row["prediction"][i])
         assert row["predicted_label"] == row["labels"][best]
     assert rows[0]["source-ref"] == "circle/circle_0000.jpg"
+
+
+def test_the_endpoint_answers_as_the_verbose_batch_transform(trained, shapes32):
+    image = next(shapes32.rglob("*.png"), None) or next(shapes32.rglob("*.jpg"))
+    with served(trained.model_archive) as url:
+        status, kind, body = post(url, image.read_bytes(), "image/jpeg", "application/json")
+        assert (status, kind) == (200, "application/json")
+        probabilities = json.loads(body)
+        assert len(probabilities) == 4 and math.isclose(sum(probabilities), 1.0, abs_tol=1e-4)
+        status, kind, body = post(url, image.read_bytes(), "image/jpeg", "application/json;verbose")
+        verbose = json.loads(body)
+        assert verbose["probabilities"] == probabilities
+        assert verbose["labels"] == ["circle", "cross", "square", "triangle"]
+        assert (
+            verbose["predicted_label"] == verbose["labels"][probabilities.index(max(probabilities))]
+        )
+        assert post(url, b"not an image", "image/jpeg")[0] == 400
+        assert post(url, image.read_bytes(), "image/jpeg")[0] == 200
 
 
 def test_a_hub_folder_in_the_model_channel_and_frozen_features(feature_vector, shapes32, tmp_path):

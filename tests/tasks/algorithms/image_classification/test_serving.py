@@ -1,0 +1,108 @@
+"""`python -m tasks.serve` with an image-classification model: every accepted type, refusals
+with a sentence, and 8 concurrent clients answered as batch transform predicts."""
+
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.train import main as train_main
+from tasks.transform import transform
+from tests.conftest import _make_ml_root
+from tests.serving import post, served
+
+pytestmark = pytest.mark.integration
+CLASSES = ["circle", "cross", "square", "triangle"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, shapes):
+    ml = _make_ml_root(
+        tmp_path_factory.mktemp("serving") / "ml",
+        shapes,
+        {"num_layers": "20", "image_shape": "3,16,16", "epochs": "1", "mini_batch_size": "8"},
+    )
+    assert train_main(["--algorithm", "image-classification", "--ml-root", str(ml.root)]) == 0
+    return ml.model_dir / "model.tar.gz"
+
+
+def _png(jpeg: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_every_accepted_type_and_each_refusal(model, shapes):
+    jpeg = next(shapes.rglob("*.jpg")).read_bytes()
+    with served(model, VISION_PIPELINES_MAX_IMAGE_BYTES="100000") as url:
+        status, kind, body = post(url, jpeg, "image/jpeg")
+        assert (status, kind) == (200, "application/json")
+        probabilities = json.loads(body)
+        assert len(probabilities) == 4 and abs(sum(probabilities) - 1) < 1e-5
+        for content_type, image in (("image/png", _png(jpeg)), ("application/x-image", jpeg)):
+            status, _, body = post(url, image, content_type, "application/json")
+            assert status == 200 and np.allclose(json.loads(body), probabilities, atol=1e-5)
+        status, kind, body = post(url, jpeg, "image/jpeg", "application/jsonlines")
+        assert kind == "application/jsonlines" and body.endswith(b"\n")
+        assert json.loads(body) == {"prediction": probabilities}
+        status, kind, body = post(url, jpeg, "image/jpeg", "text/html, application/json;verbose")
+        verbose = json.loads(body)
+        assert kind == "application/json;verbose"
+        assert verbose["labels"] == CLASSES
+        assert verbose["predicted_label"] == CLASSES[int(np.argmax(probabilities))]
+
+        refused = {
+            "corrupt": post(url, b"\xff\xd8 not a jpeg", "image/jpeg"),
+            "type": post(url, jpeg, "text/plain"),
+            "accept": post(url, jpeg, "image/jpeg", "text/csv"),
+            "large": post(url, b"\x89PNG" + b"\0" * 100_000, "image/png"),
+            "empty": post(url, b"", "image/jpeg"),
+        }
+        assert {k: v[0] for k, v in refused.items()} == {
+            "corrupt": 400,
+            "type": 415,
+            "accept": 406,
+            "large": 400,
+            "empty": 400,
+        }
+        sentences = {k: v[2].decode().strip() for k, v in refused.items()}
+        assert sentences["corrupt"].startswith("request body: cannot decode image")
+        assert sentences["corrupt"].endswith("allowed: JPEG or PNG")
+        assert sentences["type"] == (
+            "Content-Type text/plain is not accepted; send one image as image/jpeg, image/png, "
+            "application/x-image"
+        )
+        assert sentences["accept"].startswith("Accept text/csv cannot be served; allowed: ")
+        assert "allowed: at most 100000 bytes an image" in sentences["large"]
+        assert "Traceback" not in "".join(sentences.values())
+        # The server goes on after every refusal.
+        assert post(url, jpeg, "image/jpeg")[0] == 200
+
+
+def test_concurrent_clients_get_what_batch_transform_predicts(model, shapes, tmp_path):
+    images = sorted(shapes.rglob("*.jpg"))
+    expected = tmp_path / "predictions.jsonl"
+    transform(model, shapes, expected)
+    rows = {
+        json.loads(line)["source-ref"]: json.loads(line)["prediction"]
+        for line in expected.read_text().splitlines()
+    }
+    log: list[str] = []
+    with (
+        served(model, "--batch-wait-ms", "20", log=log) as url,
+        ThreadPoolExecutor(8) as clients,
+    ):
+        answers = list(clients.map(lambda p: post(url, p.read_bytes(), "image/jpeg"), images * 2))
+    for path, (status, _, body) in zip(images * 2, answers, strict=True):
+        assert status == 200
+        name = path.relative_to(shapes).as_posix()
+        assert np.allclose(json.loads(body), rows[name], atol=1e-5), name
+    batches = [
+        int(line.split("predicting: ")[1].split("/")[0]) for line in log if "predicting: " in line
+    ]
+    assert sum(batches) == len(answers) and max(batches) > 1  # requests shared batches
