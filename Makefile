@@ -24,7 +24,7 @@ export CONTAINERS_CONF := $(CURDIR)/docker/podman/containers.conf
 IMAGE_BASE ?= auto
 
 .PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	bench-transform-shards bench-pipe images pin-images engine
+	bench-transform-shards bench-pipe bench-serve images pin-images engine
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
 
@@ -160,6 +160,9 @@ bench-transform-shards: setup
 bench-pipe: setup
 	$(TRAINER_VENV)/bin/python scripts/bench_pipe.py
 
+bench-serve: setup
+	$(TRAINER_VENV)/bin/python scripts/bench_serve.py
+
 bench-train: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_train.py
 
@@ -170,4 +173,4 @@ bench-segmentation: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_segmentation.py
 
 bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	bench-transform-shards bench-pipe
+	bench-transform-shards bench-pipe bench-serve

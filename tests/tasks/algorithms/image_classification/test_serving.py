@@ -3,6 +3,7 @@ with a sentence, and 8 concurrent clients answered as batch transform predicts."
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -106,3 +107,32 @@ def test_concurrent_clients_get_what_batch_transform_predicts(model, shapes, tmp
         int(line.split("predicting: ")[1].split("/")[0]) for line in log if "predicting: " in line
     ]
     assert sum(batches) == len(answers) and max(batches) > 1  # requests shared batches
+
+
+def test_the_saved_model_answers_a_tf_serving_request(model, shapes, tmp_path):
+    """TensorFlow Serving's REST body `{"instances": [{"b64": ...}]}` maps each instance to one
+    element of the signature's one string input, base64 decoded: the exported
+    `serving_default` takes it as it is and answers as batch transform does."""
+    import tensorflow as tf
+
+    from tasks.artifact import safe_extract
+
+    images = sorted(shapes.rglob("*.jpg"))[:3]
+    body = json.dumps(
+        {"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in images]}
+    )
+    safe_extract(model, tmp_path / "model")
+    signature = tf.saved_model.load(str(tmp_path / "model" / "saved_model")).signatures[
+        "serving_default"
+    ]
+    ((name, spec),) = signature.structured_input_signature[1].items()
+    assert spec.dtype == tf.string and spec.shape.as_list() == [None]
+    instances = [base64.b64decode(i["b64"]) for i in json.loads(body)["instances"]]
+    answer = signature(**{name: tf.constant(instances)})["probabilities"].numpy()
+    transform(model, shapes, tmp_path / "predictions.jsonl")
+    rows = {
+        json.loads(line)["source-ref"]: json.loads(line)["prediction"]
+        for line in (tmp_path / "predictions.jsonl").read_text().splitlines()
+    }
+    for path, probabilities in zip(images, answer, strict=True):
+        assert np.allclose(probabilities, rows[path.relative_to(shapes).as_posix()], atol=1e-5)
