@@ -95,6 +95,7 @@ with pipeline(
     make_lst = LstGenerationOperator(
         task_id="make_lst",
         images_uri="{{ params.dataset_uri }}",
+        field_titles={"images_uri": "[Dataset] dataset_uri"},
         output_uri=f"{RUN}/lists",
         validation_split="{{ params.validation_split }}",
         # Single-label lists carry no label format.

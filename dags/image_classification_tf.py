@@ -89,6 +89,10 @@ with pipeline(
         task_id="dataset",
         dataset_uri="{{ params.dataset_uri }}",
         validation_uri="{{ params.validation_uri or '' }}",
+        field_titles={
+            "dataset_uri": "[Dataset] dataset_uri",
+            "validation_uri": "[Validation dataset] validation_uri",
+        },
         validation_split_ratio="{{ params.validation_split_ratio }}",
         output_uri=f"{RUN}/data",
     )

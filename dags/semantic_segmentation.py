@@ -113,6 +113,10 @@ with pipeline(
         task_id="layout",
         dataset_uri="{{ params.dataset_uri }}",
         label_map_uri="{{ params.label_map_uri or '' }}",
+        field_titles={
+            "dataset_uri": "[Dataset] dataset_uri",
+            "label_map_uri": "[Label map] label_map_uri",
+        },
         output_uri=f"{RUN}/data",
     )
     remaps = [

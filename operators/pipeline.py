@@ -262,9 +262,8 @@ def lifecycle_params(spec: AlgorithmSpec, models_uri: str) -> dict[str, Param]:
             None,
             type=["null", "string"],
             title="Fixed evaluation set",
-            description="Data every model of this pipeline is scored on (a .rec, .lst, "
-            "manifest or class folders). Empty: the run's validation split (seeded, stable "
-            "across reruns).",
+            description=f"Data every model of this pipeline is scored on: {spec.evaluation_data}. "
+            "Empty: the run's validation split (seeded, stable across reruns).",
         ),
         "min_improvement": Param(
             0.0,
@@ -278,7 +277,8 @@ def lifecycle_params(spec: AlgorithmSpec, models_uri: str) -> dict[str, Param]:
             type="number",
             minimum=0,
             title="Largest per-class drop",
-            description=f"No class's {spec.per_class_metric} may drop more than this.",
+            description=f"How far any one class's {spec.per_class_metric} may fall below the "
+            "champion's on the same data (0.05: 5 points); a larger drop keeps the champion.",
         ),
         "min_primary_metric": Param(
             0.0,

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from operators.links import RunOutputsLink, RunReportLink
@@ -71,6 +71,7 @@ def pipeline_step(execute: F) -> F:
         self.check_uris({name: getattr(self, name) for name in self.uri_fields})
         record_run(context, self.output_uri)
         try:
+            self.check_inputs()
             return execute(self, context)
         except AirflowSkipException:
             raise  # a decision (the champion stays), not a failure: nothing to report as one
@@ -92,6 +93,21 @@ class RunStepOperator(BaseOperator):
     operator_extra_links = (RunReportLink(), RunOutputsLink())
     uri_fields: tuple[str, ...] = ("output_uri",)
     """Attributes that hold storage URIs: checked against the deployment's allow-list."""
+    inputs: Mapping[str, str] = {}
+    """Attributes naming data the step reads -> what they may hold: a URI given there must
+    exist, or the step fails with one sentence naming its form field (`field_titles`)."""
+
+    def __init__(self, *, field_titles: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.field_titles = dict(field_titles or {})
+
+    def check_inputs(self) -> None:
+        """InputError for the first input URI that does not exist, named as the form names it."""
+        for name, allowed in self.inputs.items():
+            uri = str(getattr(self, name) or "").strip()
+            if uri and not ObjectStoragePath(uri).exists():
+                title = self.field_titles.get(name, name)
+                raise InputError(f"{title} {uri} does not exist; allowed: {allowed}")
 
     def check_uris(self, uris: Mapping[str, str]) -> None:
         """Refuse, before anything is read or written, a URI the deployment does not allow."""

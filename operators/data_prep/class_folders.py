@@ -49,6 +49,10 @@ class ClassFolderDatasetOperator(RunStepOperator):
     """
 
     uri_fields = ("dataset_uri", "validation_uri", "output_uri")
+    inputs = {
+        "dataset_uri": "a folder of class folders (<class>/<image>.jpg|.png)",
+        "validation_uri": "a folder of class folders (<class>/<image>.jpg|.png)",
+    }
     template_fields: Sequence[str] = (
         "dataset_uri",
         "validation_uri",

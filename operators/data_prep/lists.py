@@ -50,6 +50,10 @@ class LstGenerationOperator(RunStepOperator):
     """
 
     uri_fields = ("images_uri", "output_uri")
+    inputs = {
+        "images_uri": "a folder of class folders (<class>/<image>.jpg|.png) or an augmented "
+        "manifest (.manifest/.jsonl)"
+    }
     template_fields: Sequence[str] = (
         "images_uri",
         "output_uri",

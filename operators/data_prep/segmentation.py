@@ -15,7 +15,7 @@ from operators.storage import (
     upload,
     write_text,
 )
-from tasks.data.label_map import read_label_map, remap_folder
+from tasks.data.label_map import LabelMapError, read_label_map, remap_folder
 from tasks.data.segmentation_layout import SPLITS, LayoutError, check_segmentation_layout
 
 
@@ -86,6 +86,11 @@ class SegmentationLayoutOperator(RunStepOperator):
     """
 
     uri_fields = ("dataset_uri", "label_map_uri", "output_uri")
+    inputs = {
+        "dataset_uri": "a folder holding train/, train_annotation/, validation/ and "
+        "validation_annotation/",
+        "label_map_uri": "a label map JSON file",
+    }
     template_fields: Sequence[str] = ("dataset_uri", "label_map_uri", "output_uri")
 
     def __init__(
@@ -99,6 +104,13 @@ class SegmentationLayoutOperator(RunStepOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         out, dataset = self.output_uri.rstrip("/"), self.dataset_uri.rstrip("/")
         remove_prefix(out)  # a rerun's data holds this run's only
+        if self.label_map_uri:  # the form's own file: named by its field if it does not parse
+            with local_copy(self.label_map_uri) as path:
+                try:
+                    read_label_map(path)
+                except LabelMapError as e:
+                    title = self.field_titles.get("label_map_uri", "label_map_uri")
+                    raise LabelMapError(f"{title} {self.label_map_uri}: {e}") from e
         error: LayoutError | None = None
         with local_copy(dataset) as root:
             try:

@@ -77,6 +77,8 @@ class AlgorithmSpec:
     laptop: Mapping[str, str] = field(default_factory=dict)
     """A recipe that trains in minutes on a laptop CPU: the form's defaults where the
     deployment runs steps locally (the table's defaults are the reference's, for GPUs)."""
+    evaluation_data: str = "a .rec, a .lst, an augmented manifest or class folders"
+    """What a fixed evaluation set may be (the form's [Fixed evaluation set])."""
     streamed_channels: tuple[str, ...] = ()
     """Training channels it can read where they lie, in Pipe input mode (tasks/streaming.py)."""
 

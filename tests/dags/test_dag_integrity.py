@@ -102,6 +102,12 @@ def test_semantic_segmentation_task_graph_and_form(dagbag):
         "validation_annotation",
         "model",
     }
+    # The form describes segmentation's own evaluation data and per-class metric.
+    fixed = dag.params.get_param("eval_uri").description
+    assert "validation_annotation/" in fixed and ".rec" not in fixed
+    assert "class's iou may fall below the champion's" in (
+        dag.params.get_param("max_class_drop").description
+    )
 
 
 def test_the_rollback_dag_restores_a_champion(dagbag):

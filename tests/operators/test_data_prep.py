@@ -12,6 +12,7 @@ from operators.data_prep import (
     LstGenerationOperator,
     ManifestValidationOperator,
     RecordIOPackOperator,
+    SegmentationLayoutOperator,
 )
 from tasks.data.recordio import RecordIOReader
 from tasks.data.synthetic import make_shapes_dataset
@@ -220,3 +221,47 @@ def test_an_overlong_manifest_line_is_refused_without_being_kept(tmp_path, monke
     assert "line 3" not in str(refused.value)
     lines = list(manifests.bounded_lines(open(manifest, "rb"), 1024))  # noqa: SIM115
     assert lines[1] is None and lines[2].startswith(b'{"source-ref": "c.jpg"')
+
+
+def test_a_dataset_that_does_not_exist_is_named_by_its_form_field(tmp_path):
+    """One sentence naming the field, the URI and what it may hold (not a file system error)."""
+    missing = f"file://{tmp_path}/no-such-dataset"
+    with pytest.raises(AirflowFailException) as failed:
+        LstGenerationOperator(
+            task_id="make_lst",
+            images_uri=missing,
+            output_uri=f"file://{tmp_path}/run/lists",
+            field_titles={"images_uri": "[Dataset] dataset_uri"},
+        ).execute({})
+    assert str(failed.value) == (
+        f"[Dataset] dataset_uri {missing} does not exist; allowed: a folder of class folders "
+        "(<class>/<image>.jpg|.png) or an augmented manifest (.manifest/.jsonl)"
+    )
+    with pytest.raises(AirflowFailException) as failed:
+        SegmentationLayoutOperator(
+            task_id="layout",
+            dataset_uri=missing,
+            output_uri=f"file://{tmp_path}/run/data",
+            field_titles={"dataset_uri": "[Dataset] dataset_uri"},
+        ).execute({})
+    assert str(failed.value) == (
+        f"[Dataset] dataset_uri {missing} does not exist; allowed: a folder holding train/, "
+        "train_annotation/, validation/ and validation_annotation/"
+    )
+
+
+def test_a_label_map_that_does_not_parse_is_named_by_its_form_field(tmp_path):
+    from tasks.data.synthetic import make_scenes_dataset
+
+    data = make_scenes_dataset(tmp_path / "scenes", train=2, validation=1, size=(8, 6))
+    label_map = tmp_path / "map.json"
+    label_map.write_text("{not json")
+    with pytest.raises(AirflowFailException) as failed:
+        SegmentationLayoutOperator(
+            task_id="layout",
+            dataset_uri=f"file://{data}",
+            label_map_uri=f"file://{label_map}",
+            output_uri=f"file://{tmp_path}/run/data",
+            field_titles={"label_map_uri": "[Label map] label_map_uri"},
+        ).execute({})
+    assert str(failed.value).startswith(f"[Label map] label_map_uri file://{label_map}: ")

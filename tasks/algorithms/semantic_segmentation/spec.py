@@ -25,6 +25,8 @@ SPEC = AlgorithmSpec(
     higher_is_better=True,
     per_class_metric="iou",
     environment=TRAINER,
+    evaluation_data="a folder with validation/ and validation_annotation/, a folder of images "
+    "beside its <folder>_annotation/, or a segmentation manifest",
     streamed_channels=("train", "validation", "train_annotation", "validation_annotation"),
     entry_points={
         "train": "training:train",
