@@ -15,9 +15,6 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 from tasks.errors import InputError
 
 FILE, PIPE = "File", "Pipe"
@@ -51,17 +48,24 @@ def pipe_uri(config: dict) -> str | None:
 
 def is_remote(location: Location) -> bool:
     """Whether `location` is read through an object store (not this machine's files)."""
-    return isinstance(location, str) and not isinstance(
-        fsspec.core.url_to_fs(location)[0], LocalFileSystem
-    )
+    return local_path(location) is None
 
 
 def local_path(location: Location) -> Path | None:
     """The local path of `location` (a path or a file:// URI), None for an object store's."""
     if isinstance(location, Path):
         return location
-    fs, path = fsspec.core.url_to_fs(location)
-    return Path(path) if isinstance(fs, LocalFileSystem) else None
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return Path(location)
+    return Path(rest) if scheme in ("file", "local") else None
+
+
+def _object_store(location: str):
+    # Imported only for object storage: the data tools run where fsspec is not installed.
+    import fsspec
+
+    return fsspec.core.url_to_fs(location)
 
 
 def open_input(location: Location, *, block_size: int = READ_AHEAD_BYTES) -> BinaryIO:
@@ -69,7 +73,7 @@ def open_input(location: Location, *, block_size: int = READ_AHEAD_BYTES) -> Bin
     path = local_path(location)
     if path is not None:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    fs, key = fsspec.core.url_to_fs(location)
+    fs, key = _object_store(location)
     # Buffered as a local file is: fsspec's files lack readline's size limit.
     return io.BufferedReader(fs.open(key, "rb", block_size=block_size, cache_type="background"))
 
@@ -81,7 +85,7 @@ def files_under(location: Location) -> list[Location]:
         if path.is_file():
             return [path]
         return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
-    fs, key = fsspec.core.url_to_fs(location)
+    fs, key = _object_store(location)
     protocol = location.split("://", 1)[0]
     return [f"{protocol}://{k}" for k in sorted(fs.find(key))]
 
@@ -91,7 +95,7 @@ def files_in(location: Location) -> list[Location] | None:
     path = local_path(location)
     if path is not None:
         return sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else None
-    fs, key = fsspec.core.url_to_fs(location)
+    fs, key = _object_store(location)
     if not fs.isdir(key):
         return None
     protocol = location.split("://", 1)[0]
@@ -104,7 +108,7 @@ def is_file(location: Location) -> bool:
     path = local_path(location)
     if path is not None:
         return path.is_file()
-    fs, key = fsspec.core.url_to_fs(location)
+    fs, key = _object_store(location)
     return fs.isfile(key)
 
 
