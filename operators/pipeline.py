@@ -57,7 +57,7 @@ def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Pa
     if default is None:
         schema["type"] = [schema["type"], "null"]
     options = {
-        "title": name,
+        "title": p.title,
         "description": p.description or p.allowed,
         ALLOWED_KEY: p.allowed,  # the refusal's words (operators/trigger_checks.py)
         **schema,

@@ -149,6 +149,9 @@ def _int_list(text: str) -> tuple[int, ...]:
 int_list = Pattern(_int_list, r"^\s*\d+(\s*,\s*\d+)*\s*$")
 """Comma-separated positive integers, e.g. "10,20"."""
 
+WORDS = {"lr": "learning rate", "eps": "epsilon", "dtype": "type"}
+"""Abbreviations of hyperparameter names spelled out in the form's labels."""
+
 
 @dataclass(frozen=True)
 class Hyperparameter:
@@ -165,6 +168,15 @@ class Hyperparameter:
     def schema(self) -> dict[str, Any]:
         """What the parser accepts, as JSON schema (a string of any form when it cannot say)."""
         return dict(getattr(self.parse, "schema", {"type": "string"}))
+
+    @property
+    def title(self) -> str:
+        """The form's label: the name in words ("num_layers" -> "Number of layers")."""
+        words = [WORDS.get(w, w) for w in self.name.split("_")]
+        if words[0] == "num":
+            words[:1] = ["number", "of"]
+        text = " ".join(words)
+        return text[:1].upper() + text[1:]
 
     def form_default(self, text: str | None = None) -> Any:
         """`text` (else the default) as the form holds it: parsed, or the text itself for

@@ -156,20 +156,23 @@ def test_a_bad_image_shape_is_refused_naming_the_field(user, airflow, shots):
     trigger = _open_trigger_form(browser, airflow)
     _type_into(browser, "image_shape", "3,abc,32")
     trigger.click()
-    message = _refusal_in_dialog(browser, "[image_shape] got")
+    message = _refusal_in_dialog(browser, "[Image shape] image_shape got")
     browser.execute_script("arguments[0].scrollIntoView()", message)
     browser.save_screenshot(str(shots / "2-bad-image-shape.png"))
-    assert message.text.startswith("[image_shape] got '3,abc,32'; allowed: ")
+    assert message.text.startswith("[Image shape] image_shape got '3,abc,32'; allowed: ")
     assert "does not match" not in message.text  # not Airflow's schema dump
     assert _runs(airflow) == []
 
 
 @pytest.mark.parametrize(
-    "name, typed, allowed",
-    [("learning_rate", "0", "a number in (0, 1]"), ("epochs", "0", "an integer")],
+    "name, title, typed, allowed",
+    [
+        ("learning_rate", "Learning rate", "0", "a number in (0, 1]"),
+        ("epochs", "Epochs", "0", "an integer"),
+    ],
 )
 def test_a_value_below_its_minimum_is_refused_not_changed(
-    user, airflow, shots, name, typed, allowed
+    user, airflow, shots, name, title, typed, allowed
 ):
     """The form keeps what was typed (Airflow's number input clamps to a schema `minimum` when
     the field is left: epochs 0 once became 1 and ran) and Trigger refuses it in one sentence."""
@@ -177,10 +180,12 @@ def test_a_value_below_its_minimum_is_refused_not_changed(
     trigger = _open_trigger_form(browser, airflow)
     _type_into(browser, name, typed)
     trigger.click()
-    message = _refusal_in_dialog(browser, f"[{name}] got")
+    message = _refusal_in_dialog(browser, f"[{title}] {name} got")
     browser.execute_script("arguments[0].scrollIntoView()", message)
     browser.save_screenshot(str(shots / f"2-{name}-below-minimum.png"))
-    assert message.text.startswith(f"[{name}] got {typed}; allowed: {allowed}"), message.text
+    assert message.text.startswith(f"[{title}] {name} got {typed}; allowed: {allowed}"), (
+        message.text
+    )
     assert _runs(airflow) == []
 
 

@@ -151,6 +151,14 @@ def test_trigger_form_params_have_descriptions(dagbag):
     for name in params:
         assert params.get_param(name).description, name
         assert params.get_param(name).schema.get("title"), name
+    # Every form labels its fields in words, not with the Params' names.
+    for dag_id in PIPELINES:
+        titles = {
+            n: dagbag.dags[dag_id].params.get_param(n).schema["title"]
+            for n in dagbag.dags[dag_id].params
+        }
+        assert not [t for t in titles.values() if "_" in t], (dag_id, titles)
+    assert params.get_param("num_layers").schema["title"] == "Number of layers"
     assert "num_classes" not in params and "num_training_samples" not in params
     assert params.get_param("runner").schema["enum"] == ["local", "kubernetes"]
 

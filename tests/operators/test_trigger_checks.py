@@ -18,12 +18,17 @@ from tests.tasks.test_hyperparameter_schemas import _valid
 SCHEMAS = {
     "runner": {"type": "string", "enum": ["local", "kubernetes"], "title": "Runner"},
     "instance_count": {"type": "integer", "minimum": 1, "maximum": 64, "title": "Machines"},
-    "epochs": {"type": "integer", "minimum": 1, "title": "epochs"},
-    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "epochs": {"type": "integer", "minimum": 1, "title": "Epochs"},
+    "learning_rate": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 1,
+        "title": "Learning rate",
+    },
     "image_shape": {
         "type": "string",
         "pattern": r"^\s*[13]\s*,\s*\d+\s*,\s*\d+\s*$",
-        "title": "image_shape",
+        "title": "Image shape",
     },
 }
 DEFAULTS = {"runner": "local", "instance_count": 1, "epochs": 3, "learning_rate": 0.1}
@@ -56,14 +61,18 @@ def test_what_may_run():
 @pytest.mark.parametrize(
     "conf, sentence",
     [
-        ({"epochs": 0}, "[epochs] got 0; allowed: an integer >= 1"),
-        ({"learning_rate": 0}, "[learning_rate] got 0; allowed: a number in (0, 1]"),
-        ({"learning_rate": "fast"}, "[learning_rate] got 'fast'; allowed: a number in (0, 1]"),
+        ({"epochs": 0}, "[Epochs] epochs got 0; allowed: an integer >= 1"),
+        ({"learning_rate": 0}, "[Learning rate] learning_rate got 0; allowed: a number in (0, 1]"),
+        (
+            {"learning_rate": "fast"},
+            "[Learning rate] learning_rate got 'fast'; allowed: a number in (0, 1]",
+        ),
         ({"instance_count": 0}, "[Machines] instance_count got 0; allowed: an integer in [1, 64]"),
         ({"runner": "nowhere"}, "[Runner] runner got 'nowhere'; allowed: one of local, kubernetes"),
         (
             {"image_shape": "3,abc,32"},
-            "[image_shape] got '3,abc,32'; allowed: channels,height,width, e.g. 3,224,224",
+            "[Image shape] image_shape got '3,abc,32'; allowed: channels,height,width, "
+            "e.g. 3,224,224",
         ),
     ],
 )
