@@ -46,11 +46,6 @@ def pipe_uri(config: dict) -> str | None:
     return uri
 
 
-def is_remote(location: Location) -> bool:
-    """Whether `location` is read through an object store (not this machine's files)."""
-    return local_path(location) is None
-
-
 def local_path(location: Location) -> Path | None:
     """The local path of `location` (a path or a file:// URI), None for an object store's."""
     if isinstance(location, Path):
