@@ -50,7 +50,7 @@ def serve(args: argparse.Namespace) -> None:
             make_app(batcher),
             host=args.host,
             port=args.port,
-            reuse_port=args.workers > 1 or args.reuse_port,
+            reuse_port=args.reuse_port,
             print=None,
             access_log=None,
         )

@@ -80,3 +80,10 @@ def s3(s3_endpoint):
     import boto3
 
     return boto3.client("s3", endpoint_url=s3_endpoint)
+
+
+def assert_none_staged(root: Path, samples: list[bytes]) -> None:
+    """No file under `root` (a streamed step's ml-root) holds any of the dataset's bytes."""
+    for path in (p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        data = path.read_bytes()
+        assert not any(sample in data for sample in samples), path

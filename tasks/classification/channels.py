@@ -171,10 +171,11 @@ def from_manifest(
     )
 
 
-def _only(location: Location, channel: str, suffixes: Sequence[str]) -> Location:
+def _only(location: Location, channel: str, suffixes: Sequence[str], files=None) -> Location:
+    """The one file of `location` with one of `suffixes` (`files`: its listing, when made)."""
     if isinstance(location, Path) and not location.is_dir():
         raise ChannelError(f"channel {channel!r}: folder {location} does not exist")
-    files = files_under(location)
+    files = files_under(location) if files is None else files
     found = [f for f in files if Path(name_of(f)).suffix.lower() in suffixes]
     if len(found) != 1:
         raise ChannelError(
@@ -199,12 +200,12 @@ def load_channel(
     content_type = str(config.get("ContentType", ""))
     streamed = pipe_uri(config)
     location: Location = streamed or channel_dir
-    if (streamed or channel_dir.is_dir()) and any(
-        Path(name_of(f)).suffix in MANIFEST_SUFFIXES for f in files_under(location)
-    ):
+    # Listed once: in object storage each listing is a request.
+    files = files_under(location) if streamed or channel_dir.is_dir() else []
+    if any(Path(name_of(f)).suffix in MANIFEST_SUFFIXES for f in files):
         label_format = label_format_of(content_type) if content_type else None
         return from_manifest(
-            _only(location, channel, MANIFEST_SUFFIXES),
+            _only(location, channel, MANIFEST_SUFFIXES, files),
             attribute_names=config.get("AttributeNames") or DEFAULT_ATTRIBUTES,
             label_format=label_format,
             num_classes=num_classes,
@@ -227,7 +228,7 @@ def load_channel(
             num_classes=num_classes,
             multi_label=multi_label,
         )
-    rec = _only(location, channel, (".rec",))
+    rec = _only(location, channel, (".rec",), files or None)
     if streamed:  # in file order: an index would only add a read
         return from_recordio(
             rec, None, num_classes=num_classes, multi_label=multi_label, streamed=True

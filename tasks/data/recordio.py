@@ -146,7 +146,7 @@ class Record:
 
     offset: int
     payload: bytes
-    end: int = 0
+    end: int
 
 
 class RecordIOReader:
@@ -206,16 +206,12 @@ class RecordIOReader:
                 return Record(offset, b"".join(parts), pos)
             parts.append(MAGIC_BYTES)
 
-    def records(self, start: int = 0, stop: int | None = None) -> Iterator[Record]:
-        """The records from byte offset `start` up to `stop` (the end of the file), in order."""
-        pos, stop = start, self.size if stop is None else stop
-        while pos < stop:
+    def __iter__(self) -> Iterator[Record]:
+        pos = 0
+        while pos < self.size:
             record = self.read_at(pos)
             yield record
             pos = record.end
-
-    def __iter__(self) -> Iterator[Record]:
-        return self.records()
 
     def close(self) -> None:
         if isinstance(self._map, mmap.mmap):

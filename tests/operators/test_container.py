@@ -173,20 +173,24 @@ def test_a_missing_trainer_environment_is_named(tmp_path):
         op.run()
 
 
-def test_empty_channels_are_left_out():
-    op = ContainerStepOperator(
-        task_id="train",
-        step="train",
-        output_uri="s3://b/out",
-        channels={"train": "s3://b/t", "model": ""},
-        runner="local",
+def _step(channels: dict[str, str], step: str = "train", **kwargs) -> ContainerStepOperator:
+    return ContainerStepOperator(
+        task_id=step, step=step, output_uri="s3://b/out", channels=channels, **kwargs
     )
-    local = op.build({"run_id": "r", "logical_date": None})
-    assert "--channel" in local.arguments and "model=" not in " ".join(local.arguments)
+
+
+def _arguments(op: ContainerStepOperator) -> list[str]:
+    """The `python -m tasks.job` arguments the local runner would run."""
+    return op.build({"run_id": "r", "logical_date": None}).arguments
+
+
+def test_empty_channels_are_left_out():
+    arguments = _arguments(_step({"train": "s3://b/t", "model": ""}, runner="local"))
+    assert "--channel" in arguments and "model=" not in " ".join(arguments)
 
 
 def _config_sent(op: ContainerStepOperator) -> dict | None:
-    args = op.build({"run_id": "r", "logical_date": None}).arguments
+    args = _arguments(op)
     if "--input-data-config" not in args:
         return None
     return json.loads(args[args.index("--input-data-config") + 1])
@@ -194,9 +198,7 @@ def _config_sent(op: ContainerStepOperator) -> dict | None:
 
 def test_pipe_input_mode_streams_the_training_channels_the_algorithm_can_stream():
     channels = {"train": "s3://b/t", "validation": "s3://b/v", "model": "s3://b/m.tar.gz"}
-    train = ContainerStepOperator(
-        task_id="train", step="train", output_uri="s3://b/out", channels=channels, input_mode="Pipe"
-    )
+    train = _step(channels, input_mode="Pipe")
     # The initial model is staged as ever: only the data channels stream.
     assert _config_sent(train) == {
         "train": {"TrainingInputMode": "Pipe"},
@@ -204,12 +206,8 @@ def test_pipe_input_mode_streams_the_training_channels_the_algorithm_can_stream(
     }
     train.input_mode = "File"
     assert _config_sent(train) is None
-    evaluate = ContainerStepOperator(
-        task_id="evaluate",
-        step="evaluate",
-        output_uri="s3://b/out",
-        channels={"model": "s3://b/m.tar.gz", "validation": "s3://b/v"},
-        input_mode="Pipe",
+    evaluate = _step(
+        {"model": "s3://b/m.tar.gz", "validation": "s3://b/v"}, "evaluate", input_mode="Pipe"
     )
     assert _config_sent(evaluate) is None
 
@@ -231,16 +229,9 @@ def test_pipe_input_mode_streams_the_training_channels_the_algorithm_can_stream(
     ],
 )
 def test_an_input_mode_the_algorithm_cannot_use_is_refused(algorithm, mode, message):
-    op = ContainerStepOperator(
-        task_id="train",
-        step="train",
-        algorithm=algorithm,
-        output_uri="s3://b/out",
-        channels={"train": "s3://b/t"},
-        input_mode=mode,
-    )
+    op = _step({"train": "s3://b/t"}, algorithm=algorithm, input_mode=mode)
     with pytest.raises(AirflowFailException) as refused:
-        op.build({"run_id": "r", "logical_date": None})
+        _arguments(op)
     assert str(refused.value) == message
 
 

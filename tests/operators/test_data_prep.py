@@ -223,30 +223,36 @@ def test_an_overlong_manifest_line_is_refused_without_being_kept(tmp_path, monke
     assert lines[1] is None and lines[2].startswith(b'{"source-ref": "c.jpg"')
 
 
-def test_a_dataset_that_does_not_exist_is_named_by_its_form_field(tmp_path):
+@pytest.mark.parametrize(
+    ("operator", "argument", "allowed"),
+    [
+        (
+            LstGenerationOperator,
+            "images_uri",
+            "a folder of class folders (<class>/<image>.jpg|.png) or an augmented manifest "
+            "(.manifest/.jsonl)",
+        ),
+        (
+            SegmentationLayoutOperator,
+            "dataset_uri",
+            "a folder holding train/, train_annotation/, validation/ and validation_annotation/",
+        ),
+    ],
+)
+def test_a_dataset_that_does_not_exist_is_named_by_its_form_field(
+    tmp_path, operator, argument, allowed
+):
     """One sentence naming the field, the URI and what it may hold (not a file system error)."""
     missing = f"file://{tmp_path}/no-such-dataset"
     with pytest.raises(AirflowFailException) as failed:
-        LstGenerationOperator(
-            task_id="make_lst",
-            images_uri=missing,
-            output_uri=f"file://{tmp_path}/run/lists",
-            field_titles={"images_uri": "[Dataset] dataset_uri"},
-        ).execute({})
-    assert str(failed.value) == (
-        f"[Dataset] dataset_uri {missing} does not exist; allowed: a folder of class folders "
-        "(<class>/<image>.jpg|.png) or an augmented manifest (.manifest/.jsonl)"
-    )
-    with pytest.raises(AirflowFailException) as failed:
-        SegmentationLayoutOperator(
-            task_id="layout",
-            dataset_uri=missing,
+        operator(
+            task_id="prepare",
             output_uri=f"file://{tmp_path}/run/data",
-            field_titles={"dataset_uri": "[Dataset] dataset_uri"},
+            field_titles={argument: "[Dataset] dataset_uri"},
+            **{argument: missing},
         ).execute({})
-    assert str(failed.value) == (
-        f"[Dataset] dataset_uri {missing} does not exist; allowed: a folder holding train/, "
-        "train_annotation/, validation/ and validation_annotation/"
+    assert (
+        str(failed.value) == f"[Dataset] dataset_uri {missing} does not exist; allowed: {allowed}"
     )
 
 

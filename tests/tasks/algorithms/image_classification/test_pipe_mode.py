@@ -15,7 +15,7 @@ from s3fs import S3FileSystem
 from tasks.contract import MLRoot
 from tasks.data.recordio import RecordIOReader, unpack
 from tasks.data.synthetic import make_shapes_dataset
-from tests.s3 import BUCKET
+from tests.s3 import BUCKET, assert_none_staged
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[4]
@@ -44,11 +44,15 @@ def _losses(output: str) -> list[tuple[float, float]]:
     return [(e["train_loss"], e["validation_loss"]) for e in epochs]
 
 
-def _holds_none_of(root: Path, samples: list[bytes]) -> None:
-    """No file under `root` holds any of the dataset's image bytes."""
-    for path in (p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        data = path.read_bytes()
-        assert not any(sample in data for sample in samples), path
+def _file_and_pipe(tmp_path: Path, name: str, channels: dict[str, str], hp: dict) -> None:
+    """The same seeded training in File and in Pipe mode: the same losses, nothing staged."""
+    outputs = {mode: f"s3://{BUCKET}/out/{name}-{mode}" for mode in ("file", "pipe")}
+    file = _job(tmp_path / "file", outputs["file"], channels, hp, {})
+    pipe = _job(tmp_path / "pipe", outputs["pipe"], channels, hp, dict.fromkeys(channels, PIPE))
+    assert file["code"] == pipe["code"] == 0, pipe["log"][-3000:]
+    assert _losses(outputs["pipe"]) == _losses(outputs["file"])
+    assert list((tmp_path / "file" / "input" / "data").iterdir())  # File mode staged them
+    assert not (tmp_path / "pipe" / "input" / "data").exists()
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +73,8 @@ def test_recordio_streams_with_file_modes_numbers(recordio_bucket, tmp_path, tin
     ml, samples = recordio_bucket
     hp = {**json.loads(ml.hyperparameters_path.read_text()), **tiny, "augmentation_type": "crop"}
     channels = {name: f"s3://{BUCKET}/rec/{name}" for name in ("train", "validation")}
-    file = _job(tmp_path / "file", f"s3://{BUCKET}/out/file", channels, hp, {})
-    pipe = _job(
-        tmp_path / "pipe", f"s3://{BUCKET}/out/pipe", channels, hp, dict.fromkeys(channels, PIPE)
-    )
-    assert file["code"] == pipe["code"] == 0, pipe["log"][-3000:]
-    assert _losses(f"s3://{BUCKET}/out/pipe") == _losses(f"s3://{BUCKET}/out/file")
-    assert list((tmp_path / "file" / "input" / "data").iterdir())  # File mode staged them
-    assert not (tmp_path / "pipe" / "input" / "data").exists()
-    _holds_none_of(tmp_path / "pipe", samples)
+    _file_and_pipe(tmp_path, "rec", channels, hp)
+    assert_none_staged(tmp_path / "pipe", samples)
 
 
 def test_a_truncated_rec_in_the_bucket_names_the_object_and_offset(recordio_bucket, tmp_path, tiny):
@@ -110,34 +107,26 @@ def test_a_manifest_streams_its_images_with_file_modes_numbers(s3_endpoint, tmp_
     images = make_shapes_dataset(tmp_path / "images", per_class=6, size=16)
     classes = sorted(p.name for p in images.iterdir() if p.is_dir())
     fs = S3FileSystem()
-    samples = []
+    lines: dict[str, list[str]] = {"train": [], "validation": []}
     for i, path in enumerate(sorted(images.rglob("*.jpg"))):
         split = "validation" if i % 4 == 0 else "train"
-        key = f"{BUCKET}/manifest/{split}/{path.parent.name}/{path.name}"
-        fs.pipe_file(key, path.read_bytes())
-        line = {
-            "source-ref": f"{path.parent.name}/{path.name}",
-            "class": classes.index(path.parent.name),
-        }
-        fs.pipe_file(f"{BUCKET}/manifest/{split}/lines/{i:04d}", (json.dumps(line) + "\n").encode())
-        samples.append(path.read_bytes()[-256:])
-    counts = {}
-    for split in ("train", "validation"):
-        parts = sorted(fs.find(f"{BUCKET}/manifest/{split}/lines"))
-        fs.pipe_file(
-            f"{BUCKET}/manifest/{split}/{split}.manifest", b"".join(fs.cat_file(p) for p in parts)
+        ref = path.relative_to(images).as_posix()
+        fs.pipe_file(f"{BUCKET}/manifest/{split}/{ref}", path.read_bytes())
+        lines[split].append(
+            json.dumps({"source-ref": ref, "class": classes.index(path.parent.name)})
         )
-        fs.rm(parts)
-        counts[split] = len(parts)
-    hp = {**tiny, "num_classes": str(len(classes)), "num_training_samples": str(counts["train"])}
+    for split, text in lines.items():
+        fs.pipe_file(
+            f"{BUCKET}/manifest/{split}/{split}.manifest", "\n".join(text).encode() + b"\n"
+        )
+    hp = {
+        **tiny,
+        "num_classes": str(len(classes)),
+        "num_training_samples": str(len(lines["train"])),
+    }
     channels = {name: f"s3://{BUCKET}/manifest/{name}" for name in ("train", "validation")}
-    file = _job(tmp_path / "file", f"s3://{BUCKET}/out/mfile", channels, hp, {})
-    pipe = _job(
-        tmp_path / "pipe", f"s3://{BUCKET}/out/mpipe", channels, hp, dict.fromkeys(channels, PIPE)
-    )
-    assert file["code"] == pipe["code"] == 0, pipe["log"][-3000:]
-    assert _losses(f"s3://{BUCKET}/out/mpipe") == _losses(f"s3://{BUCKET}/out/mfile")
-    _holds_none_of(tmp_path / "pipe", samples)
+    _file_and_pipe(tmp_path, "manifest", channels, hp)
+    assert_none_staged(tmp_path / "pipe", [p.read_bytes()[-256:] for p in images.rglob("*.jpg")])
 
 
 def test_channels_an_algorithm_cannot_stream_are_refused_before_anything_is_read(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from s3fs import S3FileSystem
 
-from tests.s3 import BUCKET
+from tests.s3 import BUCKET, assert_none_staged
 from tests.tasks.algorithms.semantic_segmentation.conftest import ROOT, SMALL
 from tests.tasks.algorithms.semantic_segmentation.test_training import as_manifests
 
@@ -48,12 +48,6 @@ def _bytes_of(data: Path) -> list[bytes]:
     return [p.read_bytes()[-128:] for p in data.rglob("*") if p.suffix in (".jpg", ".png")]
 
 
-def _holds_none_of(root: Path, samples: list[bytes]) -> None:
-    for path in (p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        data = path.read_bytes()
-        assert not any(sample in data for sample in samples), path
-
-
 def test_the_four_folder_layout_streams_with_file_modes_numbers(s3_endpoint, scenes, tmp_path):
     S3FileSystem().put(str(scenes) + "/", f"{BUCKET}/layout/", recursive=True)
     file = _train(tmp_path / "file", f"s3://{BUCKET}/out/file", "layout", {})
@@ -64,7 +58,7 @@ def test_the_four_folder_layout_streams_with_file_modes_numbers(s3_endpoint, sce
     assert pipe.returncode == 0, pipe.stderr[-3000:]
     assert _metrics(f"s3://{BUCKET}/out/pipe") == _metrics(f"s3://{BUCKET}/out/file")
     assert not (tmp_path / "pipe" / "input" / "data").exists()
-    _holds_none_of(tmp_path / "pipe", _bytes_of(scenes))
+    assert_none_staged(tmp_path / "pipe", _bytes_of(scenes))
 
 
 def test_a_manifest_streams_its_pairs(s3_endpoint, scenes, tmp_path):
