@@ -38,8 +38,16 @@ define venv
 	touch $(1)/.installed
 endef
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock requirements.kserve.txt
 	$(call venv,$(VENV),requirements-dev.txt,requirements.lock)
+	$(KSERVE_SCHEMA)
+
+# KServe's SDK wheel, read as the InferenceService schema by the deploy step (never installed).
+define KSERVE_SCHEMA
+	$(VENV)/bin/pip download $(PIP_QUIET) --no-deps --require-hashes -r requirements.kserve.txt \
+		-d $(VENV)/share/vision-pipelines 2>&1 | { grep -v "^WARNING: Location" || true; } \
+		|| { rm -f $(VENV)/.installed; false; }
+endef
 
 $(TRAINER_VENV)/.installed: docker/trainer/requirements.txt docker/trainer/requirements-dev.txt \
 		docker/trainer/requirements.lock

@@ -1,7 +1,7 @@
 """The DAG builder: a pipeline's DAG with the shared Params and the standard tail (train ->
-evaluate -> gate -> promote -> split_transform -> batch_transform (one mapped step per shard) ->
-join_predictions), and its rollback DAG. A DAG file says only its data preparation, its own
-Params and the channels it hands the tail.
+evaluate -> gate -> promote -> deploy, and after promote split_transform -> batch_transform (one
+mapped step per shard) -> join_predictions), and its rollback DAG (rollback -> deploy). A DAG
+file says only its data preparation, its own Params and the channels it hands the tail.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, Param
 
-from operators.lifecycle import RollbackOperator
+from operators.lifecycle import DeployOperator, RollbackOperator
 from operators.paths import data_root
 from operators.pipeline import (
     RUN,
@@ -27,11 +27,12 @@ from operators.pipeline import (
     mapped_container_step,
     models_uri_param,
     pipeline_dag,
+    runner_params,
     transform_model,
 )
 from operators.transform_shards import JoinTransformOperator, SplitTransformOperator
 from tasks.algorithms import AlgorithmSpec
-from tasks.contract import MODEL_ARCHIVE, STEP_FOLDERS, Step
+from tasks.contract import DEPLOY_FOLDER, MODEL_ARCHIVE, STEP_FOLDERS, Step
 from tasks.transform_shards import MAX_SHARDS
 
 MODEL = f"{RUN}/{STEP_FOLDERS[Step.TRAIN]}/{MODEL_ARCHIVE}"
@@ -155,21 +156,29 @@ class Pipeline:
             output_uri=f"{RUN}/{STEP_FOLDERS[Step.TRANSFORM]}",
             split_task_id=split.task_id,
         )
-        list(after) >> train >> evaluate >> gate >> promote >> split
+        deploy = DeployOperator(
+            task_id="deploy",
+            algorithm=spec.id,
+            models_uri="{{ params.models_uri }}",
+            pipeline="{{ dag.dag_id }}",
+            runner="{{ params.runner }}",
+            output_uri=f"{RUN}/{DEPLOY_FOLDER}",
+        )
+        list(after) >> train >> evaluate >> gate >> promote >> [deploy, split]
         batch_transform >> joined
-        tasks = (train, evaluate, gate, promote, split, batch_transform, joined)
+        tasks = (train, evaluate, gate, promote, deploy, split, batch_transform, joined)
         return {t.task_id: t for t in tasks}
 
 
 def rollback_dag(pipeline: Pipeline, models_uri: str) -> DAG:
-    """`<dag_id>_rollback`: the champion pointer back to an earlier champion."""
+    """`<dag_id>_rollback`: the champion pointer back to an earlier champion, then served."""
     dag_id = pipeline.dag.dag_id
     with DAG(
         dag_id=f"{dag_id}_rollback",
         description=f"Make an earlier champion of {dag_id} the champion again",
         doc_md=f"Rollback: the champion pointer of `{dag_id}` goes back to the model of "
-        "`to_run_id` (empty: the previous champion). Same as `python -m tasks.lifecycle "
-        "rollback`.",
+        "`to_run_id` (empty: the previous champion), as `python -m tasks.lifecycle rollback` "
+        "does; then `deploy` serves it again (a new version of the served model).",
         schedule=None,
         start_date=START_DATE,
         catchup=False,
@@ -183,14 +192,23 @@ def rollback_dag(pipeline: Pipeline, models_uri: str) -> DAG:
                 title="Run to restore",
                 description="The run id of the champion to restore; empty: the previous champion.",
             ),
+            "runner": runner_params(pipeline.spec)["runner"],
         },
     ) as dag:
-        RollbackOperator(
+        rollback = RollbackOperator(
             task_id="rollback",
             models_uri="{{ params.models_uri }}",
             pipeline=dag_id,
             to_run_id="{{ params.to_run_id or '' }}",
             outlets=[pipeline.model_asset],
+        )
+        rollback >> DeployOperator(
+            task_id="deploy",
+            algorithm=pipeline.spec.id,
+            models_uri="{{ params.models_uri }}",
+            pipeline=dag_id,
+            runner="{{ params.runner }}",
+            output_uri="{{ params.models_uri }}/" + dag_id + "/" + DEPLOY_FOLDER,
         )
     return dag
 

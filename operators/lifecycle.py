@@ -1,5 +1,6 @@
-"""The gate and promotion steps of a pipeline (thin: the rules and the pointer live in
-tasks/lifecycle/), and the template macro that names a pipeline's champion model."""
+"""The gate, promotion and deploy steps of a pipeline (thin: the rules and the pointer live in
+tasks/lifecycle/, the serving layout in tasks/serving/), and the template macro that names a
+pipeline's champion model."""
 
 from __future__ import annotations
 
@@ -7,13 +8,23 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
 from airflow.sdk.exceptions import AirflowSkipException
 
 from operators.paths import run_key
 from operators.run_record import RunStepOperator, pipeline_step
+from operators.runners import get_runner
+from operators.runners.base import Deployment
 from operators.storage import read_text, write_text
 from tasks.algorithms import get_algorithm
-from tasks.contract import CHAMPION_EVALUATION, COMPARISON, EVALUATION, GATE
+from tasks.contract import (
+    CHAMPION_EVALUATION,
+    COMPARISON,
+    DEPLOY_RECORD,
+    EVALUATION,
+    GATE,
+    INFERENCE_SERVICE,
+)
 from tasks.lifecycle.champion import (
     champion_model,
     data_fingerprint,
@@ -22,8 +33,15 @@ from tasks.lifecycle.champion import (
     rollback,
 )
 from tasks.lifecycle.gate import Decision, GateRules, decide
+from tasks.serving.layout import export_version, serving_base
 
-__all__ = ["GateOperator", "PromoteOperator", "RollbackOperator", "champion_model"]
+__all__ = [
+    "DeployOperator",
+    "GateOperator",
+    "PromoteOperator",
+    "RollbackOperator",
+    "champion_model",
+]
 
 
 def _json_or_none(uri: str) -> dict | None:
@@ -208,3 +226,70 @@ class RollbackOperator(RunStepOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = entry
         return entry
+
+
+class DeployOperator(RunStepOperator):
+    """Serves the pipeline's champion: its SavedModel becomes the next version under
+    `<models_uri>/serving/<pipeline>/` (the layout TensorFlow Serving and KServe load), then the
+    runner serves it (kubernetes: a KServe InferenceService, also written as
+    `inferenceservice.yaml`; local: the command that serves it here, in the log). Writes
+    `deploy.json`. Skipped while the pipeline has no champion.
+
+    :param algorithm: the pipeline's algorithm (the environment that serves it).
+    :param models_uri: where champion pointers live (templated).
+    :param pipeline: the pipeline (DAG) (templated).
+    :param runner: where the pipeline's steps run (templated).
+    :param output_uri: folder for deploy.json and inferenceservice.yaml (templated).
+    """
+
+    uri_fields = ("models_uri", "output_uri")
+    template_fields: Sequence[str] = ("models_uri", "pipeline", "runner", "output_uri")
+
+    def __init__(
+        self,
+        *,
+        algorithm: str,
+        models_uri: str,
+        pipeline: str,
+        runner: str,
+        output_uri: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.algorithm, self.models_uri, self.pipeline = algorithm, models_uri, pipeline
+        self.runner, self.output_uri = runner, output_uri
+
+    @pipeline_step
+    def execute(self, context: Any) -> dict[str, Any]:
+        pointer = read_pointer(self.models_uri, self.pipeline)
+        champion = pointer["champion"]
+        if champion is None:
+            raise AirflowSkipException(f"{self.pipeline} has no champion yet: nothing to serve")
+        # One version per promotion or rollback: a rerun rewrites the same one.
+        deployment = Deployment(
+            pipeline=self.pipeline,
+            model_uri=champion["model_uri"],
+            run_id=champion["run_id"],
+            version=len(pointer["history"]),
+            model_base_path=serving_base(self.models_uri, self.pipeline),
+            environment=get_algorithm(self.algorithm).environment,
+        )
+        exported = export_version(
+            deployment.model_uri, deployment.model_base_path, deployment.version
+        )
+        self.log.info("champion of run %s exported as %s", deployment.run_id, exported)
+        served = get_runner(self.runner).deploy(deployment, self.log)
+        output = self.output_uri.rstrip("/")
+        if resource := served.pop("inference_service", None):
+            write_text(f"{output}/{INFERENCE_SERVICE}", yaml.safe_dump(resource, sort_keys=False))
+        record = {
+            "pipeline": self.pipeline,
+            "runner": self.runner,
+            "run_id": deployment.run_id,
+            "model_uri": deployment.model_uri,
+            "version": deployment.version,
+            "model_base_path": deployment.model_base_path,
+            **served,
+        }
+        write_text(f"{output}/{DEPLOY_RECORD}", json.dumps(record, indent=2) + "\n")
+        return record

@@ -51,6 +51,9 @@ STEP_RESULTS = {Step.TRAIN: METRICS, Step.EVALUATE: EVALUATION, Step.TRANSFORM: 
 STEP_FOLDERS = {Step.TRAIN: "train", Step.EVALUATE: "evaluate", Step.TRANSFORM: "batch_transform"}
 """The folder under a run where each step's task writes."""
 GATE_FOLDER = "gate"
+DEPLOY_FOLDER = "deploy"
+DEPLOY_RECORD = "deploy.json"
+INFERENCE_SERVICE = "inferenceservice.yaml"
 GATE = "gate.json"
 """The gate's verdict, under <run>/gate/."""
 MANIFEST_VALIDATION = "manifest_validation.json"

@@ -22,8 +22,9 @@ from pathlib import Path
 from aiohttp import web
 
 from tasks.errors import InputError
+from tasks.serving.layout import fetch_model
 from tasks.serving.responses import Responses
-from tasks.serving.server import Batcher, fetch_model, log, make_app
+from tasks.serving.server import Batcher, log, make_app
 
 
 def serve(args: argparse.Namespace) -> None:

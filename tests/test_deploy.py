@@ -33,6 +33,8 @@ def test_the_rbac_objects_are_valid_kubernetes_objects():
     assert granted[("", "pods/log")] == {"get"}
     assert {"create", "get", "delete"} <= granted[("", "services")]
     assert {"create", "get", "delete"} <= granted[("batch", "jobs")]
+    # The deploy step: get, then create or replace (update) the champion's InferenceService.
+    assert granted[("serving.kserve.io", "inferenceservices")] == {"create", "get", "update"}
     # Nothing beyond the steps' namespace, and no secrets.
     assert all(d["metadata"]["namespace"] == role["metadata"]["namespace"] for d in documents)
     assert not any(resource == "secrets" for _, resource in granted)

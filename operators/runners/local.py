@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from operators.runners.base import STEP_ENVIRONMENT, StepRequest, StepRunner
+from operators.runners.base import STEP_ENVIRONMENT, Deployment, StepRequest, StepRunner
 from tasks.algorithms import TRAINER, Environment
 from tasks.contract import FAILED_PREFIX
 
@@ -112,6 +112,9 @@ class LocalRunner(StepRunner):
             arguments=request.step.arguments(request.local_ml_root),
             python=trainer_python(request.environment),
         )
+
+    def serve_python(self, deployment: Deployment) -> str:
+        return f"PYTHONPATH={PROJECT_ROOT} {trainer_python(deployment.environment)}"
 
     def start(self, operator: BaseOperator, context: Any) -> None:
         # Called directly: the subprocess needs nothing from the task runner.

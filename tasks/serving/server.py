@@ -1,18 +1,15 @@
 """The real-time endpoint (tasks/serve.py is its command): the managed inference container's
-routes on aiohttp, concurrent requests batched, and the model fetched from where it lies."""
+routes on aiohttp, concurrent requests batched."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fsspec.implementations.local import LocalFileSystem
 
 from tasks.errors import InputError
 from tasks.limits import MAX_IMAGE_BYTES
@@ -137,29 +134,3 @@ def make_app(batcher: Batcher) -> web.Application:
 
     app.cleanup_ctx.append(start_batcher)
     return app
-
-
-def fetch_model(uri: str, folder: Path) -> Path:
-    """A local model.tar.gz: the path itself, a copy of an object-storage URI, the one in a
-    folder, or a folder holding an extracted archive (as the managed hosting mounts
-    /opt/ml/model) packed again, so that its checksums and signature are checked as ever."""
-    from tasks.artifact import MANIFEST
-    from tasks.staging import check_exists
-
-    fs, path = check_exists(uri)
-    if not isinstance(fs, LocalFileSystem):
-        local = folder / "model.tar.gz"
-        fs.get_file(path, str(local))
-        return local
-    local = Path(path)
-    if not local.is_dir():
-        return local
-    if (local / "model.tar.gz").is_file():
-        return local / "model.tar.gz"
-    if not (local / MANIFEST).is_file():
-        raise InputError(f"{uri}: a folder without model.tar.gz or an extracted model ({MANIFEST})")
-    packed = folder / "model.tar.gz"
-    with tarfile.open(packed, "w:gz") as tar:
-        for member in sorted(local.iterdir()):
-            tar.add(member, arcname=member.name)
-    return packed

@@ -29,3 +29,25 @@ def test_the_dags_parse_with_no_import_errors(podman, tmp_path):
         "image_classification_tf",
         "semantic_segmentation",
     } <= set(parsed["dags"])
+
+
+RENDER = (
+    "import json; from operators.runners.base import Deployment;"
+    "from operators.runners.kubernetes import KubernetesSettings, inference_service_of;"
+    "from tasks.algorithms import get_algorithm;"
+    "d = Deployment('image_classification', 's3://m/image_classification/models/r/model.tar.gz',"
+    " 'r', 3, 's3://m/serving/image_classification',"
+    " get_algorithm('image-classification').environment);"
+    "print(json.dumps(inference_service_of(d, KubernetesSettings(namespace='ml'))))"
+)
+
+
+def test_the_deploy_step_checks_an_inference_service_with_the_schema_it_carries(podman):
+    import json
+
+    done = podman.run(AIRFLOW, "python", "-c", RENDER, hardened=False, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resource = json.loads(done.stdout.strip().splitlines()[-1])
+    model = resource["spec"]["predictor"]["model"]
+    assert model["storageUri"] == "s3://m/serving/image_classification"
+    assert model["securityContext"]["readOnlyRootFilesystem"] is True

@@ -33,9 +33,11 @@ def test_no_import_errors(dagbag):
     assert "image_classification" in dagbag.dags
 
 
-# Batch transform in shards: split once, one mapped container step per shard, joined.
+# The champion served (deploy) beside batch transform in shards: split once, one mapped
+# container step per shard, joined.
 SHARDED_TAIL = {
-    "promote": ["split_transform"],
+    "promote": ["deploy", "split_transform"],
+    "deploy": [],
     "split_transform": ["batch_transform"],
     "batch_transform": ["join_predictions"],
     "join_predictions": [],
@@ -112,7 +114,9 @@ def test_semantic_segmentation_task_graph_and_form(dagbag):
 
 def test_the_rollback_dag_restores_a_champion(dagbag):
     dag = dagbag.dags["image_classification_rollback"]
-    assert [t.task_id for t in dag.tasks] == ["rollback"]
+    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+    assert edges == {"rollback": ["deploy"], "deploy": []}
+    assert dag.get_task("deploy").trigger_rule == "all_success"
     assert (
         dag.get_task("rollback").outlets
         == dagbag.dags["image_classification"].get_task("promote").outlets

@@ -113,21 +113,22 @@ def test_concurrent_clients_get_what_batch_transform_predicts(model, shapes, tmp
 
 
 def test_the_saved_model_answers_a_tf_serving_request(model, shapes, tmp_path):
-    """TensorFlow Serving's REST body `{"instances": [{"b64": ...}]}` maps each instance to one
+    """The deploy step's export in TensorFlow Serving's layout (`<base>/<version>/`) loads with
+    TensorFlow; TF Serving's REST body `{"instances": [{"b64": ...}]}` maps each instance to one
     element of the signature's one string input, base64 decoded: the exported
     `serving_default` takes it as it is and answers as batch transform does."""
     import tensorflow as tf
 
-    from tasks.artifact import safe_extract
+    from tasks.serving.layout import export_version, versions
 
     images = sorted(shapes.rglob("*.jpg"))[:3]
     body = json.dumps(
         {"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in images]}
     )
-    safe_extract(model, tmp_path / "model")
-    signature = tf.saved_model.load(str(tmp_path / "model" / "saved_model")).signatures[
-        "serving_default"
-    ]
+    base = tmp_path / "serving" / "image_classification"
+    assert export_version(str(model), str(base), 7) == f"{base}/7"
+    assert versions(str(base)) == [7] and (base / "7" / "variables").is_dir()
+    signature = tf.saved_model.load(str(base / "7")).signatures["serving_default"]
     ((name, spec),) = signature.structured_input_signature[1].items()
     assert spec.dtype == tf.string and spec.shape.as_list() == [None]
     instances = [base64.b64decode(i["b64"]) for i in json.loads(body)["instances"]]
