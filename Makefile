@@ -24,9 +24,9 @@ export CONTAINERS_CONF := $(CURDIR)/docker/podman/containers.conf
 IMAGE_BASE ?= auto
 
 .PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	bench-transform-shards bench-pipe bench-serve images pin-images engine
+	bench-transform-shards bench-pipe bench-serve bench-quality images pin-images engine
 
-setup: $(VENV)/.installed $(TRAINER_VENV)/.installed
+setup: $(VENV)/.installed $(TRAINER_VENV)/.installed $(GE_VENV)/.installed
 
 # One environment per runtime (architecture.md); each is rebuilt from scratch when its
 # requirements or its lock change, and left alone otherwise.
@@ -57,7 +57,8 @@ $(TRAINER_VENV)/.installed: docker/trainer/requirements.txt docker/trainer/requi
 $(MXNET_VENV)/.installed: tests/interop/requirements.txt tests/interop/requirements.lock
 	$(call venv,$(MXNET_VENV),tests/interop/requirements.txt,tests/interop/requirements.lock)
 
-# Only for the manifest benchmark: Great Expectations, the reference it is measured against.
+# Great Expectations' own environment: the data-quality step runs `python -m tasks.quality` in it
+# (operators/quality.py), and the manifest benchmark measures against it.
 $(GE_VENV)/.installed: scripts/great_expectations.requirements.txt scripts/great_expectations.lock
 	$(call venv,$(GE_VENV),scripts/great_expectations.requirements.txt,scripts/great_expectations.lock)
 
@@ -74,6 +75,8 @@ lock: setup $(MXNET_VENV)/.installed $(GE_VENV)/.installed
 	$(VENV)/bin/python scripts/lock_hashes.py requirements.txt requirements.runtime.lock
 	$(TRAINER_VENV)/bin/python scripts/lock_hashes.py docker/trainer/requirements.txt \
 		docker/trainer/requirements.runtime.lock
+	$(GE_VENV)/bin/python scripts/lock_hashes.py scripts/great_expectations.requirements.txt \
+		scripts/great_expectations.runtime.lock
 
 demo: setup $(AIRFLOW_HOME)/airflow.db
 	$(VENV)/bin/python scripts/demo.py
@@ -102,7 +105,7 @@ AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests
 	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_algorithm_packages.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/tasks/test_transform_shards.py tests/test_lint_scope.py tests/test_locks.py tests/test_base_images.py \
 	tests/test_end_to_end.py tests/test_end_to_end_gate.py tests/test_end_to_end_tf.py \
 	tests/test_end_to_end_segmentation.py tests/test_end_to_end_shards.py tests/test_plugin_algorithm.py \
-	tests/test_deploy.py
+	tests/test_deploy.py tests/test_end_to_end_quality.py
 TRAINER_TESTS := tests/tasks/algorithms/image_classification tests/tasks/algorithms/image_classification_tf \
 	tests/tasks/algorithms/semantic_segmentation \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py
@@ -159,6 +162,9 @@ bench-data: setup $(MXNET_VENV)/.installed
 bench-manifest: setup $(GE_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_manifest.py
 
+bench-quality: setup
+	$(VENV)/bin/python scripts/bench_quality.py
+
 bench-scaling: setup
 	$(TRAINER_VENV)/bin/python scripts/bench_scaling.py
 
@@ -181,4 +187,4 @@ bench-segmentation: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_segmentation.py
 
 bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	bench-transform-shards bench-pipe bench-serve
+	bench-transform-shards bench-pipe bench-serve bench-quality

@@ -130,5 +130,8 @@ with pipeline(
             data_uris=[
                 f"{RUN}/lists/{name}" for name in ("train.lst", "validation.lst", "classes.json")
             ],
+            profile_uris=[
+                xcom(f"pack_recordio.{split}", "profile") for split in ("train", "validation")
+            ],
         ),
     )

@@ -114,5 +114,6 @@ with pipeline(
             },
             evaluation_channels={"validation": or_run_file("params.eval_uri", "data/validation")},
             data_uris=[f"{RUN}/data/class_folders.json"],
+            profile_uris=[xcom("dataset", "profile")],
         ),
     )

@@ -126,6 +126,7 @@ with pipeline(
             label_map_uri=xcom("layout", f"{split}_label_map"),
             output_uri=annotations(split),
             num_classes="{{ params.num_classes }}",
+            split=split,
         )
         for split in ("train", "validation")
     ]
@@ -145,6 +146,7 @@ with pipeline(
                 "validation_annotation": run_file_unless("eval_uri", "data/validation_annotation"),
             },
             data_uris=[f"{RUN}/data/layout.json"],
+            profile_uris=[xcom(f"remap_{split}", "profile") for split in ("train", "validation")],
             transform_data="{{ params.transform_uri or (" + DATASET + " ~ '/validation') }}",
         ),
     )

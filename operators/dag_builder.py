@@ -1,7 +1,8 @@
-"""The DAG builder: a pipeline's DAG with the shared Params and the standard tail (train ->
-evaluate -> gate -> promote -> deploy, and after promote split_transform -> batch_transform (one
-mapped step per shard) -> join_predictions), and its rollback DAG (rollback -> deploy). A DAG
-file says only its data preparation, its own Params and the channels it hands the tail.
+"""The DAG builder: a pipeline's DAG with the shared Params and the standard tail (data_quality
+-> train -> evaluate -> gate -> promote -> deploy, and after promote split_transform ->
+batch_transform (one mapped step per shard) -> join_predictions), and its rollback DAG
+(rollback -> deploy). A DAG file says only its data preparation, its own Params and the
+channels it hands the tail.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from operators.pipeline import (
     runner_params,
     transform_model,
 )
+from operators.quality import DataQualityOperator
 from operators.transform_shards import JoinTransformOperator, SplitTransformOperator
 from tasks.algorithms import AlgorithmSpec
-from tasks.contract import DEPLOY_FOLDER, MODEL_ARCHIVE, STEP_FOLDERS, Step
+from tasks.contract import DEPLOY_FOLDER, MODEL_ARCHIVE, QUALITY_FOLDER, STEP_FOLDERS, Step
 from tasks.transform_shards import MAX_SHARDS
 
 MODEL = f"{RUN}/{STEP_FOLDERS[Step.TRAIN]}/{MODEL_ARCHIVE}"
@@ -53,6 +55,9 @@ class Tail:
     """Batch transform's input."""
     train_hyperparameters: Mapping[str, str] = field(default_factory=dict)
     """Hyperparameters the data preparation derives (num_classes, num_training_samples, ...)."""
+    profile_uris: Sequence[str] = ()
+    """The data profile's parts the data preparation wrote (tasks/data/profile.py), validated
+    with Great Expectations before training."""
 
 
 def shared_params(
@@ -117,6 +122,13 @@ class Pipeline:
         """train -> evaluate -> gate -> promote -> the sharded batch transform after the data prep
         `after`; returns the tasks by id."""
         spec = self.spec
+        quality = DataQualityOperator(
+            task_id="data_quality",
+            profile_uris=list(tail.profile_uris),
+            models_uri="{{ params.models_uri }}",
+            pipeline="{{ dag.dag_id }}",
+            output_uri=f"{RUN}/{QUALITY_FOLDER}",
+        )
         train = container_step(
             task_id="train",
             step=Step.TRAIN,
@@ -164,9 +176,9 @@ class Pipeline:
             runner="{{ params.runner }}",
             output_uri=f"{RUN}/{DEPLOY_FOLDER}",
         )
-        list(after) >> train >> evaluate >> gate >> promote >> [deploy, split]
+        list(after) >> quality >> train >> evaluate >> gate >> promote >> [deploy, split]
         batch_transform >> joined
-        tasks = (train, evaluate, gate, promote, deploy, split, batch_transform, joined)
+        tasks = (quality, train, evaluate, gate, promote, deploy, split, batch_transform, joined)
         return {t.task_id: t for t in tasks}
 
 

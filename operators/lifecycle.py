@@ -24,6 +24,7 @@ from tasks.contract import (
     EVALUATION,
     GATE,
     INFERENCE_SERVICE,
+    QUALITY,
 )
 from tasks.lifecycle.champion import (
     champion_model,
@@ -61,10 +62,13 @@ class GateOperator(RunStepOperator):
     :param models_uri: where champion pointers live (templated).
     :param pipeline: the pipeline (DAG) the champion belongs to (templated).
     :param output_uri: folder for gate.json (templated).
-    :param min_improvement, max_class_drop, floor: the rules (templated; GateRules).
+    :param min_improvement, max_class_drop, floor, no_promotion_on_drift: the rules
+        (templated; GateRules).
+    :param quality_uri: the data-quality step's folder, whose failed drift expectations the
+        gate reports (and obeys with no_promotion_on_drift) (templated).
     """
 
-    uri_fields = ("evaluation_uri", "models_uri", "output_uri")
+    uri_fields = ("evaluation_uri", "models_uri", "output_uri", "quality_uri")
     template_fields: Sequence[str] = (
         "evaluation_uri",
         "models_uri",
@@ -73,6 +77,8 @@ class GateOperator(RunStepOperator):
         "min_improvement",
         "max_class_drop",
         "floor",
+        "no_promotion_on_drift",
+        "quality_uri",
     )
 
     def __init__(
@@ -86,10 +92,13 @@ class GateOperator(RunStepOperator):
         min_improvement: float | str = 0.0,
         max_class_drop: float | str = 0.05,
         floor: float | str = 0.0,
+        no_promotion_on_drift: bool | str = False,
+        quality_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.algorithm, self.evaluation_uri, self.models_uri = algorithm, evaluation_uri, models_uri
+        self.no_promotion_on_drift, self.quality_uri = no_promotion_on_drift, quality_uri
         self.pipeline, self.output_uri = pipeline, output_uri
         self.min_improvement, self.max_class_drop, self.floor = (
             min_improvement,
@@ -107,6 +116,9 @@ class GateOperator(RunStepOperator):
             self.log.info("champion not compared: %s", rescored["error"])
             rescored = None
         champion = read_pointer(self.models_uri, self.pipeline)["champion"]
+        quality = (
+            _json_or_none(f"{self.quality_uri.rstrip('/')}/{QUALITY}") if self.quality_uri else None
+        )
         logical_date = context.get("logical_date")
         decision: Decision = decide(
             challenger,
@@ -118,7 +130,9 @@ class GateOperator(RunStepOperator):
                 min_improvement=float(self.min_improvement),
                 max_class_drop=float(self.max_class_drop),
                 floor=float(self.floor),
+                no_promotion_on_drift=str(self.no_promotion_on_drift).lower() == "true",
             ),
+            drift=(quality or {}).get("drift"),
             challenger_date=logical_date.isoformat() if logical_date else None,
             champion_date=champion.get("data_date") if champion else None,
         )
@@ -145,9 +159,11 @@ class PromoteOperator(RunStepOperator):
     :param models_uri: where champion pointers and promoted models live (templated).
     :param pipeline: the pipeline (DAG) (templated).
     :param data_uris: files that define the run's data, for its fingerprint (templated).
+    :param profile_uri: the run's data profile, kept with the champion for the drift checks
+        of later runs (templated).
     """
 
-    uri_fields = ("gate_uri", "model_uri", "models_uri", "output_uri")
+    uri_fields = ("gate_uri", "model_uri", "models_uri", "output_uri", "profile_uri")
     template_fields: Sequence[str] = (
         "gate_uri",
         "model_uri",
@@ -155,6 +171,7 @@ class PromoteOperator(RunStepOperator):
         "pipeline",
         "data_uris",
         "output_uri",
+        "profile_uri",
     )
 
     def __init__(
@@ -165,10 +182,12 @@ class PromoteOperator(RunStepOperator):
         models_uri: str,
         pipeline: str,
         data_uris: Sequence[str] = (),
+        profile_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.gate_uri, self.model_uri, self.models_uri = gate_uri, model_uri, models_uri
+        self.profile_uri = profile_uri
         self.pipeline, self.data_uris = pipeline, list(data_uris)
         self.output_uri = gate_uri
 
@@ -191,6 +210,7 @@ class PromoteOperator(RunStepOperator):
             fingerprint=data_fingerprint(self.data_uris),
             gated=True,
             gated_against=gate.get("champion_model_uri"),
+            profile_uri=self.profile_uri or None,
         )
         self.log.info("champion of %s is now %s", self.pipeline, entry["model_uri"])
         for outlet in self.outlets:

@@ -22,7 +22,8 @@ from operators.lifecycle import GateOperator, PromoteOperator, champion_model
 from operators.paths import run_uri
 from operators.runners import runners
 from tasks.algorithms import AlgorithmSpec
-from tasks.contract import GATE_FOLDER, STEP_FOLDERS, Step
+from tasks.contract import GATE_FOLDER, QUALITY_FOLDER, STEP_FOLDERS, Step
+from tasks.data.profile import PROFILE
 from tasks.streaming import FILE, INPUT_MODES, PIPE
 
 RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
@@ -286,6 +287,14 @@ def lifecycle_params(spec: AlgorithmSpec, models_uri: str) -> dict[str, Param]:
             title=f"Floor ({metric})",
             description=f"The {metric} any model must reach to be promoted, the first included.",
         ),
+        "no_promotion_on_drift": Param(
+            False,
+            type="boolean",
+            title="No promotion on data drift",
+            description="Keep the champion when a drift expectation of the data-quality step "
+            "failed (this run's data moved from the data the champion was trained on; the "
+            "suite's expectations with meta compare_with=champion). Off: the drift is reported.",
+        ),
         "transform_model": Param(
             "champion",
             type="string",
@@ -315,6 +324,8 @@ def lifecycle_steps(
         min_improvement="{{ params.min_improvement }}",
         max_class_drop="{{ params.max_class_drop }}",
         floor="{{ params.min_primary_metric }}",
+        no_promotion_on_drift="{{ params.no_promotion_on_drift }}",
+        quality_uri=f"{RUN}/{QUALITY_FOLDER}",
     )
     promote = PromoteOperator(
         task_id="promote",
@@ -323,6 +334,7 @@ def lifecycle_steps(
         models_uri="{{ params.models_uri }}",
         pipeline="{{ dag.dag_id }}",
         data_uris=list(data_uris),
+        profile_uri=f"{RUN}/{QUALITY_FOLDER}/{PROFILE}",
         outlets=list(outlets),
         # One promotion at a time across runs (backfills): the pointer is read, then written.
         max_active_tis_per_dag=1,

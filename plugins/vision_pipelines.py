@@ -133,10 +133,13 @@ def file(relative: str, can_read: Reader) -> Response:
         raise HTTPException(status_code=404, detail=str(e)) from e
     if not can_read(dag_id):
         raise HTTPException(status_code=403, detail="not allowed to read this run")
+    # A page (Data Docs) shows data values: sandboxed, it runs no script and has no access to
+    # this origin (the Airflow session).
+    headers = {"Content-Security-Policy": "sandbox"} if path.name.endswith(".html") else None
     if path.protocol in ("", "file", "local"):
-        return FileResponse(path.path)
+        return FileResponse(path.path, headers=headers)
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return Response(content=path.read_bytes(), media_type=media_type)
+    return Response(content=path.read_bytes(), media_type=media_type, headers=headers)
 
 
 @reports.get("/{pipeline}/{run}/", response_class=HTMLResponse)

@@ -22,13 +22,17 @@ from tasks.contract import (
     GATE,
     GATE_FOLDER,
     METRICS,
+    QUALITY,
+    QUALITY_FOLDER,
     STEP_FOLDERS,
     SUMMARY,
     Step,
 )
 from tasks.errors import InputError
 
-SERVED = (".png", ".json", ".jsonl")
+SERVED = (".png", ".json", ".jsonl", ".html")
+"""What the files route serves: pictures, results, and the Data Docs page (.html, sent sandboxed:
+no scripts, an origin of its own)."""
 RUN_RECORD = "run.json"
 """`<run prefix>/run.json`: the Airflow run that wrote the folder (dag_id, run_id,
 logical_date, params)."""
@@ -57,6 +61,8 @@ class RunSummary:
     """gate/gate.json: the champion/challenger decision and its reasons."""
     evaluation_summary: dict | None = None
     """evaluate/summary.json: the algorithm's primary metric and its value."""
+    quality: dict | None = None
+    """quality/quality.json: each expectation's outcome on the run's data profile."""
 
     @property
     def dag_id(self) -> str | None:
@@ -141,6 +147,7 @@ def _summary(root: UPath, folder: UPath) -> RunSummary:
         failures=_failures(folder),
         gate=_json(folder / GATE_FOLDER / GATE),
         evaluation_summary=_json(folder / STEP_FOLDERS[Step.EVALUATE] / SUMMARY),
+        quality=_json(folder / QUALITY_FOLDER / QUALITY),
     )
 
 
@@ -315,6 +322,52 @@ def _render_gate(gate: Mapping) -> str:
     )
 
 
+def _render_quality(run: RunSummary) -> str:
+    """Each expectation's outcome, the drift distributions side by side, the Data Docs link."""
+    quality = run.quality or {}
+    rows = "".join(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            *(
+                html.escape(str(v))
+                for v in (
+                    o.get("expectation"),
+                    o.get("column") or "",
+                    o.get("severity"),
+                    "passed" if o.get("success") else "FAILED",
+                    o.get("observed"),
+                )
+            )
+        )
+        for o in quality.get("results") or []
+        if isinstance(o, dict)
+    )
+    warnings = "".join(
+        f"<li>{html.escape(str(w))}</li>" for w in quality.get("warnings") or []
+    ) + "".join(f"<li>skipped {html.escape(str(w))}</li>" for w in quality.get("skipped") or [])
+    docs = f"{run.pipeline}/{run.run}/{QUALITY_FOLDER}/{quality.get('data_docs', '')}"
+    distributions = ""
+    for column, sides in (quality.get("distributions") or {}).items():
+        values = dict.fromkeys([*sides.get("champion", {}), *sides.get("run", {})])
+        body = "".join(
+            f"<tr><td>{html.escape(str(v))}</td>"
+            f"<td>{_number(sides.get('champion', {}).get(v, 0)):.3f}</td>"
+            f"<td>{_number(sides.get('run', {}).get(v, 0)):.3f}</td></tr>"
+            for v in values
+        )
+        distributions += (
+            f"<h3>{html.escape(column)}: share per value</h3><table class='distribution'>"
+            f"<tr><th></th><th>champion's data</th><th>this run's data</th></tr>{body}</table>"
+        )
+    verdict = "passed" if quality.get("success") else "expectations failed"
+    return (
+        f"<h2>Data quality: {verdict}</h2><ul class='quality-warnings'>{warnings}</ul>"
+        f"<table class='quality'><tr><th>expectation</th><th>column</th><th>severity</th>"
+        f"<th>outcome</th><th>observed</th></tr>{rows}</table>{distributions}"
+        f"<p><a class='data-docs' href='../../files/{_href(docs)}'>Data Docs "
+        "(Great Expectations)</a></p>"
+    )
+
+
 def _table(rows: Mapping[str, str], cls: str) -> str:
     body = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows.items()
@@ -364,6 +417,8 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
             if isinstance(values, dict)
         }
         parts.append("<h2>Per class (evaluation)</h2>" + _table(rows, "per-class"))
+    if run.quality:
+        parts.append(_render_quality(run))
     if run.gate:
         parts.append(_render_gate(run.gate))
     parts += [f"<h3>{html.escape(p)}</h3><img src='../../files/{_href(p)}'>" for p in run.pictures]

@@ -33,6 +33,11 @@ def _entries(lock: Path) -> dict[str, str]:
             "docker/trainer/requirements.lock",
             "docker/trainer/Dockerfile",
         ),
+        (
+            "scripts/great_expectations.runtime.lock",
+            "scripts/great_expectations.lock",
+            "docker/airflow/Dockerfile",
+        ),
     ],
 )
 def test_runtime_locks_are_hashed_and_match_the_tested_versions(runtime, tested, dockerfile):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from operators.run_record import RunStepOperator, pipeline_step
@@ -23,10 +25,9 @@ from tasks.data.class_folders import (
     scan,
     stratified_split,
 )
-from tasks.data.class_folders import (
-    image_problems as class_folder_image_problems,
-)
-from tasks.problems import describe
+from tasks.data.lst_validation import inspect_images
+from tasks.data.profile import PROFILE, ProfileRow, write_profile
+from tasks.problems import Problem, describe
 
 REPORT = "class_folders.json"
 
@@ -81,7 +82,12 @@ class ClassFolderDatasetOperator(RunStepOperator):
         files, folders = list_local(root) if root else (list_files(uri), [])
         dataset, problems = scan(files, folders=folders, source=uri, min_classes=min_classes)
         with local_files(uri, [rel for rel, _ in dataset.images]) as local:
-            problems += class_folder_image_problems(dataset, local, workers=self.workers)
+            found = inspect_images((local / rel for rel, _ in dataset.images), workers=self.workers)
+        problems += [Problem(0, f) for f in found if isinstance(f, str)]
+        # What each image is, for the run's data profile.
+        self.facts.update(
+            {(uri, rel): f for (rel, _), f in zip(dataset.images, found, strict=True)}
+        )
         report = dataset.report(problems)
         write_text(f"{self.out}/{report_name}", json.dumps(report, indent=2) + "\n")
         if problems:
@@ -98,6 +104,7 @@ class ClassFolderDatasetOperator(RunStepOperator):
     @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
         self.out = self.output_uri.rstrip("/")
+        self.facts: dict[tuple[str, str], Any] = {}
         remove_prefix(self.out)  # a rerun's copy holds this run's data only
         dataset = self._checked(self.dataset_uri, min_classes=2, report_name=REPORT)
         if self.validation_uri:
@@ -116,6 +123,16 @@ class ClassFolderDatasetOperator(RunStepOperator):
                 dataset, float(self.validation_split_ratio), seed=self.seed
             )
             validation_source = self.dataset_uri
+        rows = [
+            ProfileRow(split, label, rel, self.facts[(source, rel)])
+            for split, part, source in (
+                ("train", train, self.dataset_uri),
+                ("validation", validation, validation_source),
+            )
+            for rel, label in part.images
+        ]
+        with tempfile.TemporaryDirectory() as tmp:
+            upload(write_profile(Path(tmp) / PROFILE, rows), f"{self.out}/{PROFILE}")
         self._copy(self.dataset_uri, train, f"{self.out}/training")
         self._copy(validation_source, validation, f"{self.out}/validation")
         self.log.info(
@@ -131,4 +148,5 @@ class ClassFolderDatasetOperator(RunStepOperator):
             "validation_uri": f"{self.out}/validation",
             "train_samples": len(train.images),
             "validation_samples": len(validation.images),
+            "profile": f"{self.out}/{PROFILE}",
         }

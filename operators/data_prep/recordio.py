@@ -15,9 +15,10 @@ from operators.storage import (
     upload,
     write_text,
 )
-from tasks.data.lst_validation import LstValidationError, image_problems, validate_lst
+from tasks.data.lst_validation import LstValidationError, inspect_images, validate_lst
 from tasks.data.pack import PackOptions, pack_lst
-from tasks.problems import describe
+from tasks.data.profile import PROFILE, ProfileRow, profile_beside, write_profile
+from tasks.problems import Problem, describe
 
 
 class RecordIOPackOperator(RunStepOperator):
@@ -25,7 +26,8 @@ class RecordIOPackOperator(RunStepOperator):
 
     :param lst_uri: the image list (templated).
     :param images_uri: the root the list's paths are relative to (templated).
-    :param output_uri: folder for the `.rec`, `.idx` and, when given, `classes.json` (templated).
+    :param output_uri: folder for the `.rec`, `.idx` and, when given, `classes.json`; the data
+        profile (the list's name as its split) goes beside it (templated).
     :param class_names: class names in label order (a list or its JSON), written as
         `classes.json` (templated).
     :param options: im2rec's encoding options (pass-through, resize, quality, ...).
@@ -62,11 +64,22 @@ class RecordIOPackOperator(RunStepOperator):
             entries = validate_lst(lst_path, num_classes=len(names) if names else None)
         # Only this list's images are fetched (one split of a dataset in object storage).
         with local_files(self.images_uri, [e.path for e in entries]) as root:
-            # Every missing or undecodable image of the list before packing.
-            problems = image_problems(entries, root, decode=True)
+            # Every missing or undecodable image of the list before packing; what the others
+            # are goes into the run's data profile.
+            found = inspect_images([root / e.path for e in entries])
+            problems = [
+                Problem(e.line, f)
+                for e, f in zip(entries, found, strict=True)
+                if isinstance(f, str)
+            ]
             if problems:
                 raise LstValidationError(describe(self.lst_uri, problems))
             with tempfile.TemporaryDirectory() as tmp:
+                rows = (
+                    ProfileRow(name, int(e.labels[0]), e.path, f)
+                    for e, f in zip(entries, found, strict=True)
+                )
+                upload(write_profile(Path(tmp) / PROFILE, rows), profile_beside(out))
                 rec, idx = Path(tmp) / f"{name}.rec", Path(tmp) / f"{name}.idx"
                 result = pack_lst(
                     entries,
@@ -82,4 +95,9 @@ class RecordIOPackOperator(RunStepOperator):
         if names:
             write_text(f"{out}/classes.json", json.dumps(list(names)) + "\n")
         self.log.info("packed %d records into %s/%s.rec", result.records, out, name)
-        return {"rec": f"{out}/{name}.rec", "idx": f"{out}/{name}.idx", "records": result.records}
+        return {
+            "rec": f"{out}/{name}.rec",
+            "idx": f"{out}/{name}.idx",
+            "profile": profile_beside(out),
+            "records": result.records,
+        }

@@ -16,6 +16,7 @@ from operators.storage import (
     write_text,
 )
 from tasks.data.label_map import LabelMapError, read_label_map, remap_folder
+from tasks.data.profile import PROFILE, profile_beside, write_profile
 from tasks.data.segmentation_layout import SPLITS, LayoutError, check_segmentation_layout
 
 
@@ -27,6 +28,8 @@ class LabelMapRemapOperator(RunStepOperator):
     :param label_map_uri: the label map JSON; empty for the identity (templated).
     :param output_uri: folder for the remapped PNGs (templated).
     :param num_classes: classes the result must fall in, when known (templated).
+    :param split: the split the annotations are, in the data profile (`<output_uri>.profile.csv.gz`:
+        size, mode and each class's pixel share per annotation).
     """
 
     uri_fields = ("annotations_uri", "label_map_uri", "output_uri")
@@ -44,11 +47,12 @@ class LabelMapRemapOperator(RunStepOperator):
         output_uri: str,
         label_map_uri: str = "",
         num_classes: int | str | None = None,
+        split: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.annotations_uri, self.output_uri = annotations_uri, output_uri
-        self.label_map_uri, self.num_classes = label_map_uri, num_classes
+        self.label_map_uri, self.num_classes, self.split = label_map_uri, num_classes, split
 
     @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
@@ -59,13 +63,14 @@ class LabelMapRemapOperator(RunStepOperator):
                     label_map = read_label_map(map_path)
             else:
                 label_map = read_label_map(None)
-            count = remap_folder(
-                src, Path(tmp), label_map, int(self.num_classes) if self.num_classes else None
-            )
+            num_classes = int(self.num_classes) if self.num_classes else None
+            rows = remap_folder(src, Path(tmp), label_map, num_classes, split=self.split)
             for png in sorted(Path(tmp).glob("*.png")):
                 upload(png, f"{out}/{png.name}")
-        self.log.info("remapped %d annotations into %s", count, out)
-        return {"annotations": count, "output_uri": out}
+            profile = profile_beside(out)
+            upload(write_profile(Path(tmp) / PROFILE, rows), profile)
+        self.log.info("remapped %d annotations into %s", len(rows), out)
+        return {"annotations": len(rows), "output_uri": out, "profile": profile}
 
 
 LAYOUT_REPORT = "layout.json"

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from tasks.atomic import atomic_path
+from tasks.data.profile import ImageFacts, ProfileRow
 from tasks.errors import InputError
 from tasks.problems import Problem, describe
 
@@ -115,8 +116,11 @@ def read_label_map(path: str | os.PathLike | None) -> LabelMap:
     return parse_label_map(Path(path).read_text(encoding="utf-8"), source=str(path))
 
 
-def remap_annotation(src: Path, dst: Path, lut: np.ndarray, num_classes: int | None) -> list[int]:
-    """Write `src` with class indices to `dst` (atomically); return pixel values not covered."""
+def remap_annotation(
+    src: Path, dst: Path, lut: np.ndarray, num_classes: int | None, split: str = ""
+) -> tuple[list[int], ProfileRow]:
+    """Write `src` with class indices to `dst` (atomically); return the pixel values not
+    covered and the annotation's profile row (its classes' pixel shares, 255 left out)."""
     try:
         with Image.open(src) as img:
             img.load()
@@ -138,20 +142,32 @@ def remap_annotation(src: Path, dst: Path, lut: np.ndarray, num_classes: int | N
         out.putpalette(img.getpalette() or [])
     with atomic_path(dst) as tmp:
         out.save(tmp, format="PNG")
-    return uncovered
+    values, counts = np.unique(classes[~bad & (classes != IGNORE)], return_counts=True)
+    share = {
+        int(v): float(c) / max(int(counts.sum()), 1) for v, c in zip(values, counts, strict=True)
+    }
+    facts = ImageFacts(img.width, img.height, img.mode, src.stat().st_size)
+    label = max(share, key=share.get) if share else IGNORE
+    return uncovered, ProfileRow(split, label, src.name, facts, share)
 
 
 def remap_folder(
-    src_dir: Path, dst_dir: Path, label_map: LabelMap, num_classes: int | None = None
-) -> int:
-    """Remap every PNG of `src_dir` into `dst_dir`; all uncovered values reported at the end."""
+    src_dir: Path,
+    dst_dir: Path,
+    label_map: LabelMap,
+    num_classes: int | None = None,
+    split: str = "",
+) -> list[ProfileRow]:
+    """Remap every PNG of `src_dir` into `dst_dir`; all uncovered values reported at the end.
+    Returns the annotations' profile rows (of `split`)."""
     lut = label_map.table()
-    problems = []
+    problems, rows = [], []
     files = sorted(p for p in src_dir.iterdir() if p.suffix.lower() == ".png")
     if not files:
         raise LabelMapError(f"{src_dir}: no .png annotations")
     for src in files:
-        uncovered = remap_annotation(src, dst_dir / src.name, lut, num_classes)
+        uncovered, row = remap_annotation(src, dst_dir / src.name, lut, num_classes, split)
+        rows.append(row)
         if uncovered:
             problems.append(
                 Problem(
@@ -162,4 +178,4 @@ def remap_folder(
             )
     if problems:
         raise LabelMapError(describe(str(src_dir), problems))
-    return len(files)
+    return rows

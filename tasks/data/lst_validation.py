@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
 from tasks.data.lst import LstEntry
+from tasks.data.profile import ImageFacts
 from tasks.errors import InputError
 from tasks.limits import MAX_IMAGE_PIXELS  # noqa: F401 - sets Pillow's threshold
 from tasks.problems import Problem, describe
@@ -27,19 +29,35 @@ class LstValidationError(InputError):
     """A `.lst` with problems; the message lists the first ones with their line numbers."""
 
 
-def image_problem(path: Path) -> str | None:
-    """Why the image at `path` cannot be used (missing, or does not decode), or None."""
+def inspect_image(path: Path) -> ImageFacts | str:
+    """What the image at `path` is (size, mode, encoded bytes), or why it cannot be used
+    (missing, or does not decode)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                width, height = img.size
+                mode = img.mode
                 img.draft(img.mode, (64, 64))  # a JPEG decodes at 1/8 scale: enough to prove it
                 img.load()
+        size = path.stat().st_size
     except FileNotFoundError:
         return f"image {path} not found"
     except DECODE_ERRORS as e:
         return f"image {path} does not decode: {e}"
-    return None
+    return ImageFacts(width, height, mode, size)
+
+
+def inspect_images(paths: Iterable[Path], *, workers: int = 8) -> list[ImageFacts | str]:
+    """inspect_image of every path, in order."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(inspect_image, paths))
+
+
+def image_problem(path: Path) -> str | None:
+    """Why the image at `path` cannot be used (missing, or does not decode), or None."""
+    found = inspect_image(path)
+    return found if isinstance(found, str) else None
 
 
 def _parse_line(raw: bytes, line_no: int, problems: list[Problem]) -> LstEntry | None:
@@ -166,6 +184,5 @@ def image_problems(
             for e in entries
             if not (root / e.path).is_file()
         ]
-    with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(image_problem, (root / e.path for e in entries))
-        return [Problem(e.line, r) for e, r in zip(entries, results, strict=True) if r]
+    found = inspect_images((root / e.path for e in entries), workers=workers)
+    return [Problem(e.line, f) for e, f in zip(entries, found, strict=True) if isinstance(f, str)]

@@ -176,11 +176,15 @@ def promote(
     fingerprint: str,
     gated: bool = False,
     gated_against: str | None = None,
+    profile_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Copy the model under the models prefix and make it the champion; return its entry.
+    """Copy the model (and the run's data profile, `profile_uri`) under the models prefix and
+    make it the champion; return its entry.
     When `gated`, `gated_against` is the champion's model URI the gate compared with (None:
     there was none), and a champion changed since refuses the promotion."""
-    target = f"{models_uri.rstrip('/')}/{pipeline}/models/{run_key}/model.tar.gz"
+    folder = f"{models_uri.rstrip('/')}/{pipeline}/models/{run_key}"
+    target = f"{folder}/model.tar.gz"
+    kept_profile = None
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "model.tar.gz"
         fs, path = fsspec.core.url_to_fs(model_uri)
@@ -188,8 +192,15 @@ def promote(
             raise InputError(f"model {model_uri} does not exist: nothing to promote")
         fs.get_file(path, str(local))
         upload(local, target)
+        if profile_uri:  # the data it was trained on, for the next runs' drift checks
+            fs, path = fsspec.core.url_to_fs(profile_uri)
+            if fs.exists(path):
+                name = profile_uri.rsplit("/", 1)[-1]
+                fs.get_file(path, str(Path(tmp) / name))
+                kept_profile = upload(Path(tmp) / name, f"{folder}/{name}")
     entry = {
         "model_uri": target,
+        "profile_uri": kept_profile,
         "source_model_uri": model_uri,
         "metrics": dict(metrics),
         "run_id": run_id,

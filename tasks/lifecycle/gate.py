@@ -3,7 +3,8 @@
 Rules, all of which must hold to promote: the challenger's primary metric reaches the absolute
 floor; it is not trained on older data than the champion (a backfill never replaces a newer
 model); it beats the champion's, re-scored on the same data, by at least `min_improvement`; and
-no class present in both loses more than `max_class_drop` of its per-class metric.
+no class present in both loses more than `max_class_drop` of its per-class metric; and, when
+`no_promotion_on_drift` is on, no drift expectation of the data-quality step failed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class GateRules:
     """Largest drop of one class's metric that is tolerated."""
     floor: float | None = None
     """The primary metric any model must reach, the first one included (None: no floor)."""
+    no_promotion_on_drift: bool = False
+    """Keep the champion when the run's data drifted from the champion's (a failed drift
+    expectation of the data-quality step)."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,12 @@ def decide(
     rules: GateRules,
     challenger_date: str | None = None,
     champion_date: str | None = None,
+    drift: list[str] | None = None,
 ) -> Decision:
     """Promote the challenger or not, with a sentence per rule that decided it. `champion` is
     the champion's evaluation on the challenger's data (None: there is no champion, or it could
-    not be scored there; then only the floor applies)."""
+    not be scored there; then only the floor applies). `drift`: the failed drift expectations
+    of the run's data, as sentences."""
     value = float(challenger[metric])
     reasons: list[str] = []
     promote = True
@@ -117,6 +123,11 @@ def decide(
                 f"class {name!r}: {per_class_metric} drops by {drop:.4f} "
                 f"({theirs[name]:.4f} -> {mine[name]:.4f}); at most {rules.max_class_drop:.4f}"
             )
+    if drift and rules.no_promotion_on_drift:
+        promote = False
+        reasons += [f"data drift (no promotion on data drift): {line}" for line in drift]
+    elif drift:
+        reasons += [f"data drift, not a rule here: {line}" for line in drift]
     return Decision(
         promote=promote,
         reasons=reasons,

@@ -51,3 +51,23 @@ def test_the_deploy_step_checks_an_inference_service_with_the_schema_it_carries(
     model = resource["spec"]["predictor"]["model"]
     assert model["storageUri"] == "s3://m/serving/image_classification"
     assert model["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+QUALITY = (
+    "set -e; cd /tmp; python -c \"from pathlib import Path; from tasks.data.profile import *;"
+    "write_profile(Path('p.csv.gz'), [ProfileRow('train', i % 2, f'{i}.jpg',"
+    " ImageFacts(8, 8, 'RGB', 9)) for i in range(4)])\";"
+    " $VISION_PIPELINES_GE_PYTHON -m tasks.quality --profile p.csv.gz"
+    " --suite /opt/vision-pipelines/expectations/image_classification.json --output q >&2;"
+    " cat q/quality.json"
+)
+
+
+def test_the_data_quality_step_runs_great_expectations_in_its_own_environment(podman):
+    import json
+
+    done = podman.run(AIRFLOW, "sh", "-c", QUALITY, hardened=False, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["success"] is True and summary["rows"] == 4
+    assert any("no champion profile" in line for line in summary["skipped"])

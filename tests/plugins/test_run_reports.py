@@ -331,3 +331,45 @@ def test_each_run_is_shown_only_to_readers_of_its_dag(tmp_path, monkeypatch):
         assert client.get("/files/a/run=1/evaluate/evaluation.json").status_code == 200
     finally:
         reports.dependency_overrides.clear()
+
+
+def test_data_quality_outcomes_and_their_data_docs_are_shown_sandboxed(client, tmp_path):
+    """The Data Docs page holds values from the user's data (file names): it is served with
+    a sandbox policy, so a script in it cannot run with the Airflow session's origin."""
+    quality = tmp_path / "runs" / "image_classification" / "run=20260101T000000" / "quality"
+    (quality / "data_docs").mkdir(parents=True)
+    (quality / "data_docs" / "index.html").write_text("<script>alert(document.cookie)</script>")
+    (quality / "quality.json").write_text(
+        json.dumps(
+            {
+                "success": False,
+                "results": [
+                    {
+                        "expectation": "expect_column_kl_divergence_to_be_less_than",
+                        "column": "label",
+                        "severity": "warning",
+                        "success": False,
+                        "observed": "0.51",
+                    }
+                ],
+                "warnings": ["expectation ... on column label (warning) failed: observed 0.51"],
+                "skipped": [],
+                "distributions": {
+                    "label": {"run": {"0": 0.5, "1": 0.5}, "champion": {"0": 0.9, "1": 0.1}}
+                },
+                "data_docs": "data_docs/index.html",
+            }
+        )
+    )
+    page = client.get("/image_classification/run=20260101T000000/").text
+    assert "Data quality: expectations failed" in page
+    assert "expect_column_kl_divergence_to_be_less_than" in page and "FAILED" in page
+    assert "<td>0</td><td>0.900</td><td>0.500</td>" in page  # champion's vs this run's share
+    link = html.unescape(page.split("class='data-docs' href='")[1].split("'")[0])
+    docs = client.get("/image_classification/run=20260101T000000/" + link)
+    assert docs.status_code == 200 and "<script>" in docs.text
+    assert docs.headers["content-security-policy"] == "sandbox"
+    picture = client.get(
+        "/files/image_classification/run=20260101T000000/train/learning_curves.png"
+    )
+    assert "content-security-policy" not in picture.headers

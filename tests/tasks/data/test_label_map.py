@@ -48,7 +48,8 @@ def test_remap_keeps_mode_palette_and_ignore(tmp_path):
     src.mkdir()
     annotation(src / "a.png", [[0, 3], [6, 255]], mode="P")
     annotation(src / "b.png", [[3, 3], [0, 0]], mode="L")
-    assert remap_folder(src, dst, parse_label_map('{"scale": 3}', source="m"), 3) == 2
+    rows = remap_folder(src, dst, parse_label_map('{"scale": 3}', source="m"), 3, "train")
+    assert len(rows) == 2 and {r.split for r in rows} == {"train"}
     a = Image.open(dst / "a.png")
     assert a.mode == "P" and a.getpalette()[:6] == Image.open(src / "a.png").getpalette()[:6]
     assert np.asarray(a).tolist() == [[0, 1], [2, 255]]

@@ -1,0 +1,75 @@
+"""`make bench-quality`: the data-quality step's Great Expectations run (`python -m tasks.quality`
+in `.venv-ge`, the shipped image_classification suite, drift against a champion profile of the
+same size) on a 1M-record profile, and on a tenth of it, to show how time and memory grow.
+Peak memory is the whole process's max RSS; the goal (issue 25): under 1 GiB and 60 s at 1M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmark_report import ROOT, timed, write_section
+
+from tasks.data.profile import ImageFacts, ProfileRow, write_profile
+
+GE_PYTHON = ROOT / ".venv-ge" / "bin" / "python"
+SUITE = ROOT / "expectations" / "image_classification.json"
+
+
+def profile(path: Path, records: int, seed: int) -> Path:
+    """`records` rows of 10 classes, photo-like sizes."""
+    rng = random.Random(seed)
+    rows = (
+        ProfileRow(
+            "train" if i % 5 else "validation",
+            rng.randrange(10),
+            f"images/{i:07d}.jpg",
+            ImageFacts(rng.choice((320, 480, 640)), rng.choice((240, 360, 480)), "RGB", 40_000),
+        )
+        for i in range(records)
+    )
+    return write_profile(path, rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        for records in (args.records // 10, args.records):
+            run = profile(Path(tmp) / f"run-{records}.csv.gz", records, seed=1)
+            champion = profile(Path(tmp) / f"champion-{records}.csv.gz", records, seed=2)
+            command = [GE_PYTHON, "-m", "tasks.quality", "--profile", run, "--suite", SUITE]
+            command += ["--champion-profile", champion, "--output", Path(tmp) / f"out-{records}"]
+            seconds, mib = timed(command)
+            rows.append(
+                f"| {records:,} records (+ the champion's {records:,}) | {seconds:.1f} s "
+                f"| {mib} MiB | {'yes' if seconds < 60 and mib < 1024 else 'no'} |"
+            )
+            print(rows[-1], flush=True)
+    write_section(
+        args.output,
+        "Data quality with Great Expectations (`make bench-quality`)",
+        "Command: `make bench-quality` (`.venv/bin/python scripts/bench_quality.py`), on the "
+        f"build machine ({os.cpu_count()} cores): `python -m tasks.quality` in `.venv-ge` with "
+        "the shipped image_classification suite (6 expectations, 3 of them drift against the "
+        "champion's profile), the profile and the champion's read from gzip'd CSV, GE's result, "
+        "Data Docs page and summary written. The structural checks' figures are in the manifest "
+        "table above, unchanged. Goal: under 60 s and 1 GiB at 1M records.",
+        "| profile | time | peak memory | within the goal |",
+        rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
