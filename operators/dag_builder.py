@@ -57,7 +57,8 @@ class Tail:
     """Hyperparameters the data preparation derives (num_classes, num_training_samples, ...)."""
     profile_uris: Sequence[str] = ()
     """The data profile's parts the data preparation wrote (tasks/data/profile.py), validated
-    with Great Expectations before training."""
+    with Great Expectations before training by `expectations/<dag id>.json`; none: no
+    data-quality step."""
 
 
 def shared_params(
@@ -122,13 +123,6 @@ class Pipeline:
         """train -> evaluate -> gate -> promote -> the sharded batch transform after the data prep
         `after`; returns the tasks by id."""
         spec = self.spec
-        quality = DataQualityOperator(
-            task_id="data_quality",
-            profile_uris=list(tail.profile_uris),
-            models_uri="{{ params.models_uri }}",
-            pipeline="{{ dag.dag_id }}",
-            output_uri=f"{RUN}/{QUALITY_FOLDER}",
-        )
         train = container_step(
             task_id="train",
             step=Step.TRAIN,
@@ -176,9 +170,21 @@ class Pipeline:
             runner="{{ params.runner }}",
             output_uri=f"{RUN}/{DEPLOY_FOLDER}",
         )
-        list(after) >> quality >> train >> evaluate >> gate >> promote >> [deploy, split]
+        tasks = [train, evaluate, gate, promote, deploy, split, batch_transform, joined]
+        first = train
+        if tail.profile_uris:  # a new pipeline's data preparation may write no profile yet
+            first = DataQualityOperator(
+                task_id="data_quality",
+                profile_uris=list(tail.profile_uris),
+                models_uri="{{ params.models_uri }}",
+                pipeline="{{ dag.dag_id }}",
+                output_uri=f"{RUN}/{QUALITY_FOLDER}",
+            )
+            first >> train
+            tasks.insert(0, first)
+        list(after) >> first
+        train >> evaluate >> gate >> promote >> [deploy, split]
         batch_transform >> joined
-        tasks = (quality, train, evaluate, gate, promote, deploy, split, batch_transform, joined)
         return {t.task_id: t for t in tasks}
 
 

@@ -1,11 +1,11 @@
 """Airflow plugin of vision-pipelines: the operators' extra links and the run-report pages.
 
 The pages are served by the API server under /vision-pipelines/ and, like its REST API, only
-to a logged-in user (anonymous requests get 401). Each run is shown only to a user the auth
-manager allows to read that run's DAG's runs: the index lists only those, a run page or file of
-another DAG is a 403. Nothing in the request (no `?dag_id=`) chooses what is authorized.
-Its root middleware refuses a trigger whose Params contradict each other
-(operators/trigger_checks.py).
+to a logged-in user (anonymous requests get 401; a browser is sent to the login page). Each run
+is shown only to a user the auth manager allows to read that run's DAG's runs: the index lists
+only those, a run page or file of another DAG is a 403. Nothing in the request (no `?dag_id=`)
+chooses what is authorized. Its root middleware refuses a trigger whose Params contradict each
+other (operators/trigger_checks.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,14 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from upath import UPath
 
 from operators.links import RunOutputsLink, RunReportLink
@@ -62,6 +68,19 @@ def run_reader(user: GetUserDep) -> CanRead:
 
 Reader = Annotated[CanRead, Depends(run_reader)]
 reports = FastAPI(title="vision-pipelines run reports", docs_url=None)
+
+
+@reports.exception_handler(HTTPException)
+async def login_first(request: Request, error: HTTPException) -> Response:
+    """A person's browser that is not logged in goes to the login page and comes back here;
+    other clients (and every other refusal) get the status with its detail, as the REST API."""
+    wants_page = "text/html" in request.headers.get("accept", "")
+    if error.status_code == 401 and wants_page:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        login = get_auth_manager().get_url_login(next_url=str(request.url))
+        return RedirectResponse(login, status_code=303)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
 
 
 def runs_root() -> list[UPath]:

@@ -23,6 +23,14 @@ def _moto_server() -> Path:
     return here if here.exists() else ROOT / ".venv" / "bin" / "moto_server"
 
 
+def _forget_file_systems() -> None:
+    from s3fs import S3FileSystem
+
+    S3FileSystem.clear_instance_cache()
+    if store := sys.modules.get("airflow.sdk.io.store"):  # the Airflow environment only
+        store._STORE_CACHE.clear()
+
+
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """A moto S3 server on a free port holding the bucket BUCKET, with boto's env and
@@ -43,11 +51,11 @@ def s3_endpoint():
             break
         except OSError:
             time.sleep(0.1)
-    # fsspec caches file systems by their arguments: one made for an earlier module's emulator
-    # (another port) must not be reused.
+    # fsspec caches file systems by their arguments, Airflow's ObjectStoragePath its stores by
+    # connection: one made for an earlier module's emulator (another port) must not be reused.
     from s3fs import S3FileSystem
 
-    S3FileSystem.clear_instance_cache()
+    _forget_file_systems()
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -71,7 +79,7 @@ def s3_endpoint():
         yield endpoint
     server.terminate()
     server.wait(timeout=10)
-    S3FileSystem.clear_instance_cache()
+    _forget_file_systems()
 
 
 @pytest.fixture(scope="module")

@@ -231,6 +231,11 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     reasons = browser.find_element(By.CSS_SELECTOR, "ul.gate-reasons").text.splitlines()
     assert reasons == gate["reasons"]
     assert _pictures_load(browser) >= 2
+    # The data-quality step's outcomes (Great Expectations) and its Data Docs page.
+    quality = json.loads((folder / "quality" / "quality.json").read_text())
+    outcomes = browser.find_element(By.CSS_SELECTOR, "table.quality").text
+    assert all(o["expectation"] in outcomes for o in quality["results"])
+    data_docs = browser.find_element(By.CSS_SELECTOR, "a.data-docs").get_attribute("href")
     # ... and links back to the run in Airflow.
     report_url = browser.current_url
     back = browser.find_element(By.CSS_SELECTOR, "a.airflow-run")
@@ -243,6 +248,9 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     browser.save_screenshot(str(shots / "6-pipeline-page.png"))
     assert verdict in row.text
     assert (row.get_attribute("class") == "champion") is gate["promote"]
+    browser.get(data_docs)
+    _wait(browser, lambda d: "Overview" in d.find_element(By.TAG_NAME, "body").text)
+    browser.save_screenshot(str(shots / "6b-data-docs.png"))
 
 
 def test_segmentation_from_its_form_defaults_to_the_report(user, airflow, shots):

@@ -54,7 +54,7 @@ def test_the_deploy_step_checks_an_inference_service_with_the_schema_it_carries(
 
 
 QUALITY = (
-    "set -e; cd /tmp; python -c \"from pathlib import Path; from tasks.data.profile import *;"
+    'set -e; cd /tmp; python -c "from pathlib import Path; from tasks.data.profile import *;'
     "write_profile(Path('p.csv.gz'), [ProfileRow('train', i % 2, f'{i}.jpg',"
     " ImageFacts(8, 8, 'RGB', 9)) for i in range(4)])\";"
     " $VISION_PIPELINES_GE_PYTHON -m tasks.quality --profile p.csv.gz"

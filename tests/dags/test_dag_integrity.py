@@ -49,8 +49,9 @@ def test_image_classification_task_graph(dagbag):
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert edges == {
         "make_lst": ["pack_recordio.train", "pack_recordio.validation"],
-        "pack_recordio.train": ["train"],
-        "pack_recordio.validation": ["train"],
+        "pack_recordio.train": ["data_quality"],
+        "pack_recordio.validation": ["data_quality"],
+        "data_quality": ["train"],
         "train": ["evaluate"],
         "evaluate": ["gate"],
         "gate": ["promote"],
@@ -68,8 +69,9 @@ def test_image_classification_tf_task_graph_and_form(dagbag):
     dag = dagbag.dags["image_classification_tf"]
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert edges == {
-        "dataset": ["train"],
-        "stage_model": ["train"],
+        "dataset": ["data_quality"],
+        "stage_model": ["data_quality"],
+        "data_quality": ["train"],
         "train": ["evaluate"],
         "evaluate": ["gate"],
         "gate": ["promote"],
@@ -86,8 +88,9 @@ def test_semantic_segmentation_task_graph_and_form(dagbag):
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert edges == {
         "layout": ["remap_train", "remap_validation"],
-        "remap_train": ["train"],
-        "remap_validation": ["train"],
+        "remap_train": ["data_quality"],
+        "remap_validation": ["data_quality"],
+        "data_quality": ["train"],
         "train": ["evaluate"],
         "evaluate": ["gate"],
         "gate": ["promote"],

@@ -373,3 +373,25 @@ def test_data_quality_outcomes_and_their_data_docs_are_shown_sandboxed(client, t
         "/files/image_classification/run=20260101T000000/train/learning_curves.png"
     )
     assert "content-security-policy" not in picture.headers
+
+
+def test_an_anonymous_browser_is_sent_to_the_login_page_and_back(tmp_path, monkeypatch):
+    """A person opening a report link without a session saw raw `{"detail":"Not
+    authenticated"}`; now the login page, with the report as where to come back."""
+    from urllib.parse import parse_qs, urlsplit
+
+    monkeypatch.setenv("VISION_PIPELINES_DATA_ROOT", str(tmp_path))
+    from airflow.api_fastapi.app import init_auth_manager
+
+    from plugins.vision_pipelines import reports
+
+    init_auth_manager()
+    anonymous = TestClient(reports)
+    page = "/image_classification/run=1/"
+    response = anonymous.get(page, headers={"Accept": "text/html"}, follow_redirects=False)
+    assert response.status_code == 303
+    login = urlsplit(response.headers["location"])
+    assert login.path.endswith("/login")
+    assert parse_qs(login.query)["next"] == [f"http://testserver{page}"]
+    # A client that is not a browser keeps the REST API's answer.
+    assert anonymous.get(page).status_code == 401
