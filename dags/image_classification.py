@@ -21,7 +21,7 @@ from airflow.sdk import Param, TaskGroup
 from operators.dag_builder import Tail, pipeline
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
 from operators.paths import data_root
-from operators.pipeline import RUN, or_run_file, xcom
+from operators.pipeline import RUN, or_run_file, other_hyperparameters_param, xcom
 from tasks.algorithms import get_algorithm
 from tasks.data.pack import PackOptions
 
@@ -82,13 +82,10 @@ with pipeline(
             title="Validation fraction",
             description="Fraction of the images held out for validation (im2rec 1 - train_ratio).",
         ),
-        "hyperparameters": Param(
-            {},
-            type="object",
-            title="Other hyperparameters",
-            description="Any other hyperparameter of the algorithm (momentum, weight_decay, "
+        "hyperparameters": other_hyperparameters_param(
+            "Any other hyperparameter of the algorithm (momentum, weight_decay, "
             "lr_scheduler_step, ...), as strings. num_classes and num_training_samples are "
-            "derived from the data.",
+            "derived from the data."
         ),
     },
 ) as image_classification:

@@ -21,7 +21,7 @@ from airflow.sdk import Param
 from operators.dag_builder import Tail, pipeline
 from operators.data_prep import ClassFolderDatasetOperator
 from operators.paths import data_root
-from operators.pipeline import RUN, or_run_file, xcom
+from operators.pipeline import RUN, or_run_file, other_hyperparameters_param, xcom
 from operators.pretrained import StagePretrainedModelOperator
 from tasks.algorithms import get_algorithm
 from tasks.algorithms.image_classification_tf.hub.trust import GRANT_HYPERPARAMETER
@@ -75,13 +75,10 @@ with pipeline(
             description="A model.tar.gz of this pipeline to continue from (incremental "
             "training; same model_id and classes). Empty: fine-tune model_id.",
         ),
-        "hyperparameters": Param(
-            {},
-            type="object",
-            title="Other hyperparameters",
-            description="Any other hyperparameter of the algorithm (dropout_rate, "
+        "hyperparameters": other_hyperparameters_param(
+            "Any other hyperparameter of the algorithm (dropout_rate, "
             "label_smoothing, augmentation, early_stopping, ...), as strings. num_classes is "
-            "derived from the data.",
+            "derived from the data."
         ),
     },
 ) as image_classification_tf:

@@ -21,7 +21,13 @@ from airflow.sdk import Param
 from operators.dag_builder import Tail, pipeline
 from operators.data_prep import LabelMapRemapOperator, SegmentationLayoutOperator
 from operators.paths import data_root
-from operators.pipeline import RUN, hyperparameter_param, run_file_unless, xcom
+from operators.pipeline import (
+    RUN,
+    hyperparameter_param,
+    other_hyperparameters_param,
+    run_file_unless,
+    xcom,
+)
 from tasks.algorithms import get_algorithm
 
 SPEC = get_algorithm("semantic-segmentation")
@@ -99,13 +105,10 @@ with pipeline(
             default=3,
             description="Classes, background included (annotation value 255 is ignored).",
         ),
-        "hyperparameters": Param(
-            {},
-            type="object",
-            title="Other hyperparameters",
-            description="Any other hyperparameter of the algorithm (lr_scheduler, momentum, "
+        "hyperparameters": other_hyperparameters_param(
+            "Any other hyperparameter of the algorithm (lr_scheduler, momentum, "
             "weight_decay, early_stopping, syncbn, ...), as strings. num_training_samples "
-            "is counted from the data.",
+            "is counted from the data."
         ),
     },
 ) as semantic_segmentation:

@@ -27,6 +27,7 @@ from operators.pipeline import (
     lifecycle_steps,
     mapped_container_step,
     models_uri_param,
+    other_hyperparameters_param,
     pipeline_dag,
     runner_params,
     transform_model,
@@ -99,12 +100,9 @@ def shared_params(
         ),
         **lifecycle_params(spec, models_uri),
         **{name: hyperparameter_param(spec, name) for name in form},
-        "hyperparameters": Param(
-            {},
-            type="object",
-            title="Other hyperparameters",
-            description="Any other hyperparameter of the algorithm, as strings (see "
-            "algorithms.md); values derived from the data are set by the pipeline.",
+        "hyperparameters": other_hyperparameters_param(
+            "Any other hyperparameter of the algorithm, as strings (see "
+            "algorithms.md); values derived from the data are set by the pipeline."
         ),
     }
 
@@ -133,7 +131,7 @@ class Pipeline:
                 **tail.train_hyperparameters,
                 **form_hyperparameters(self.form),
             },
-            extra_hyperparameters="{{ params.hyperparameters | tojson }}",
+            extra_hyperparameters="{{ (params.hyperparameters or {}) | tojson }}",
         )
         evaluate = container_step(
             task_id="evaluate",

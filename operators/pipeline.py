@@ -30,6 +30,8 @@ RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
 RUN = "{{ " + RUN_EXPRESSION + " }}"
 """Everything a run writes lives under this prefix (operators.paths.run_uri)."""
 CHAMPION = "champion_model(params.models_uri, dag.dag_id)"
+GPUS = "{{ 1 if params.gpu_count is none else params.gpu_count }}"
+"""Template: the form's [GPUs] (optional; empty: 1)."""
 """Template expression: the pipeline's champion model URI, "" before the first promotion."""
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -96,11 +98,12 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
         ),
         "gpu_count": Param(
             1,
-            type="integer",
+            type=["null", "integer"],
             minimum=0,
             maximum=16,
             title="GPUs",
-            description="GPUs per step pod when runner=kubernetes (0: CPU only; unused locally).",
+            description="GPUs per step pod when runner=kubernetes (0: CPU only; empty: 1; "
+            "unused locally).",
         ),
         "instance_count": Param(
             1,
@@ -114,6 +117,13 @@ def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:
         ),
         **({"input_mode": input_mode_param(spec)} if spec.streamed_channels else {}),
     }
+
+
+def other_hyperparameters_param(description: str) -> Param:
+    """[Other hyperparameters]: any hyperparameter by name, as strings; optional (empty: none)."""
+    return Param(
+        {}, type=["null", "object"], title="Other hyperparameters", description=description
+    )
 
 
 def input_mode_param(spec: AlgorithmSpec) -> Param:
@@ -218,7 +228,7 @@ def container_step(
         output_uri=f"{RUN}/{output}",
         runner="{{ params.runner }}",
         image="{{ params.trainer_image }}",
-        gpus="{{ params.gpu_count }}",
+        gpus=GPUS,
         instance_count="{{ params.instance_count }}",
         input_mode=f"{{{{ params.input_mode | default('{FILE}') }}}}",
         **kwargs,
@@ -236,7 +246,7 @@ def mapped_container_step(
         algorithm=spec.id,
         runner="{{ params.runner }}",
         image="{{ params.trainer_image }}",
-        gpus="{{ params.gpu_count }}",
+        gpus=GPUS,
         **kwargs,
     ).expand_kwargs(arguments)
 

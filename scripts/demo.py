@@ -83,11 +83,15 @@ def report(run: Path) -> int:
 run folder:        {run}
 .lst files:        {run / "lists" / "train.lst"}, {run / "lists" / "validation.lst"}
 RecordIO:          {run / "recordio" / "train" / "train.rec"} (+ .idx), validation likewise
+data quality:      {run / "quality" / "quality.json"} (Great Expectations; Data Docs: \
+{run / "quality" / "data_docs" / "index.html"})
 model:             {run / "train" / MODEL_ARCHIVE}
 training metrics:  {run / "train" / METRICS} (learning curves: {LEARNING_CURVES})
 evaluation:        {run / "evaluate" / EVALUATION} (evaluation_confusion_matrix.png)
 predictions:       {predictions}: {len(rows)} lines for {images} images, \
 probabilities sum to 1: {sums_ok}
+serving:           {run / "deploy" / "deploy.json"} (when this run's model became the champion:
+                   the deploy task's log has the command that serves it)
 
 validation accuracy: {evaluation["accuracy"]:.4f} on {evaluation["samples"]} images""")
     return 0 if len(rows) == images and sums_ok else 1

@@ -366,3 +366,21 @@ def test_no_form_field_has_bounds_the_form_would_clamp_to(dagbag):
             assert not {"minimum", "maximum"} & set(schema), (dag_id, name)
     epochs = dagbag.dags["image_classification"].params.get_param("epochs").schema
     assert epochs["exclusiveMinimum"] == 0 and "x-allowed" in epochs
+
+
+def test_fields_the_local_runner_does_not_need_are_not_marked_required(dagbag):
+    """Airflow's form marks a field required unless its type allows null: [GPUs] and [Other
+    hyperparameters] were required on the local runner. Left empty, they mean 1 GPU and none."""
+    import jinja2
+
+    from operators.pipeline import GPUS
+
+    for dag_id in ("image_classification", "image_classification_tf", "semantic_segmentation"):
+        params = dagbag.dags[dag_id].params
+        for name in ("gpu_count", "hyperparameters"):
+            assert "null" in params.get_param(name).schema["type"], (dag_id, name)
+        train = dagbag.dags[dag_id].get_task("train")
+        extra = jinja2.Template(train.extra_hyperparameters)
+        assert extra.render(params={"hyperparameters": None}) == "{}"
+    gpus = jinja2.Template(GPUS)
+    assert [gpus.render(params={"gpu_count": n}) for n in (None, 0, 2)] == ["1", "0", "2"]
