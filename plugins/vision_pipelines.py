@@ -88,8 +88,9 @@ def runs_root() -> list[UPath]:
     return runs_roots(data_root() / "runs")
 
 
-def run_states(runs: Iterable[RunSummary]) -> dict[tuple[str, str], str]:
-    """The Airflow state of the runs that wrote `runs`, by (dag id, run id): one query."""
+def airflow_runs(runs: Iterable[RunSummary]) -> dict[tuple[str, str], tuple[str, float]]:
+    """(state, start time as a timestamp, 0 before it starts) of the Airflow runs that wrote
+    `runs`, by (dag id, run id): one query."""
     keys = {(r.dag_id, r.run_id) for r in runs if r.dag_id and r.run_id}
     if not keys:
         return {}
@@ -98,12 +99,16 @@ def run_states(runs: Iterable[RunSummary]) -> dict[tuple[str, str], str]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    query = select(DagRun.dag_id, DagRun.run_id, DagRun.state).where(
+    query = select(DagRun.dag_id, DagRun.run_id, DagRun.state, DagRun.start_date).where(
         DagRun.run_id.in_({run_id for _, run_id in keys})
     )
     with create_session() as session:
         rows = session.execute(query).all()
-    return {(d, r): str(s) for d, r, s in rows if (d, r) in keys}
+    return {
+        (d, r): (str(state), started.timestamp() if started else 0.0)
+        for d, r, state, started in rows
+        if (d, r) in keys
+    }
 
 
 def airflow_run_url(run: RunSummary) -> str | None:
@@ -137,7 +142,12 @@ def current_champions(runs: Iterable[RunSummary]) -> set[tuple[str, str]]:
 @reports.get("/", response_class=HTMLResponse)
 def index(can_read: Reader) -> str:
     runs = [r for r in find_runs(runs_root()) if can_read(r.owner)]
-    return render_index(runs, run_states(runs), current_champions(runs))
+    known = airflow_runs(runs)
+    # Newest Airflow run first (a folder's time changes as later steps write); folders no
+    # Airflow run recorded after them, as found.
+    runs.sort(key=lambda r: known.get((r.dag_id, r.run_id), ("", -1.0))[1], reverse=True)
+    states = {key: state for key, (state, _) in known.items()}
+    return render_index(runs, states, current_champions(runs))
 
 
 @reports.get("/files/{relative:path}")
@@ -168,7 +178,7 @@ def run_page(pipeline: str, run: str, can_read: Reader) -> str:
         raise HTTPException(status_code=404, detail="no such run")
     if not can_read(summary.owner):
         raise HTTPException(status_code=403, detail="not allowed to read this run")
-    state = run_states([summary]).get((summary.dag_id, summary.run_id))
+    state, _ = airflow_runs([summary]).get((summary.dag_id, summary.run_id), (None, 0.0))
     return render_run(summary, state=state, airflow_url=airflow_run_url(summary))
 
 
@@ -187,5 +197,7 @@ class VisionPipelinesPlugin(AirflowPlugin):
             "href": "vision-pipelines/",
             "destination": "nav",
             "category": "browse",
+            # Shown inside Airflow's UI (its navigation around it), not in a new tab.
+            "url_route": "training-runs",
         }
     ]

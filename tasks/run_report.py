@@ -428,7 +428,9 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
 def _page(title: str, body: str) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        "</title><style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em 1em;"
-        "text-align:left}img{max-width:100%}</style></head>"
+        "</title><style>body{font-family:sans-serif;margin:1em 2em;max-width:100%}"
+        "table{border-collapse:collapse;max-width:100%}td,th{padding:.2em 1em;"
+        "text-align:left;vertical-align:top;overflow-wrap:anywhere}img{max-width:100%}"
+        "</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )

@@ -248,6 +248,17 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     browser.save_screenshot(str(shots / "6-pipeline-page.png"))
     assert verdict in row.text
     assert (row.get_attribute("class") == "champion") is gate["promote"]
+    # The page fits the window (no sideways scrolling), and Airflow shows it in its own UI.
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    )
+    browser.get(report_url.split("/vision-pipelines/")[0] + "/plugin/training-runs")
+    frame = _wait(browser, lambda d: d.find_elements(By.TAG_NAME, "iframe"))[0]
+    assert frame.get_attribute("src").rstrip("/").endswith("/vision-pipelines")
+    browser.switch_to.frame(frame)
+    _wait(browser, lambda d: run_id in d.find_element(By.TAG_NAME, "body").text)
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(shots / "6a-training-runs-in-airflow.png"))
     browser.get(data_docs)
     _wait(browser, lambda d: "Overview" in d.find_element(By.TAG_NAME, "body").text)
     browser.save_screenshot(str(shots / "6b-data-docs.png"))

@@ -395,3 +395,30 @@ def test_an_anonymous_browser_is_sent_to_the_login_page_and_back(tmp_path, monke
     assert parse_qs(login.query)["next"] == [f"http://testserver{page}"]
     # A client that is not a browser keeps the REST API's answer.
     assert anonymous.get(page).status_code == 401
+
+
+def test_the_index_lists_the_newest_airflow_run_first(client, tmp_path, monkeypatch):
+    """Rows were in folder-time order, which a later step's write changes: now by when the
+    Airflow run started, newest first; folders no Airflow run recorded come last."""
+    import plugins.vision_pipelines as plugin
+
+    runs = tmp_path / "runs" / "image_classification"
+    for name in ("run=a", "run=b", "run=c"):
+        (runs / name).mkdir()
+        (runs / name / "run.json").write_text(
+            json.dumps({"dag_id": "image_classification", "run_id": name[4:], "params": {}})
+        )
+    started = {"a": 300.0, "b": 100.0, "c": 200.0}
+    monkeypatch.setattr(
+        plugin,
+        "airflow_runs",
+        lambda summaries: {
+            (r.dag_id, r.run_id): ("success", started[r.run_id])
+            for r in summaries
+            if r.run_id in started
+        },
+    )
+    page = client.get("/").text
+    order = [page.index(f">run={name}<") for name in ("a", "c", "b")]
+    assert order == sorted(order)
+    assert page.index(">run=c<") < page.index(">run=20260101T000000<")  # not known to Airflow
