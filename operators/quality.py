@@ -98,8 +98,9 @@ class DataQualityOperator(RunStepOperator):
             remove_prefix(out)
             for path in sorted(p for p in results.rglob("*") if p.is_file()):
                 upload(path, f"{out}/{path.relative_to(results).as_posix()}")
-        if done.returncode == 2:
-            raise InputError(done.stderr.strip().splitlines()[-1])
+        if done.returncode == 2:  # the data or the suite refused, one sentence last on stderr
+            lines = done.stderr.strip().splitlines() or [f"{suite}: the data was refused"]
+            raise InputError(lines[-1])
         if done.returncode != 0:
             raise RuntimeError(
                 f"python -m tasks.quality exited {done.returncode}: {done.stderr[-2000:]}"
