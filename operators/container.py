@@ -16,11 +16,10 @@ from typing import Any
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
-from operators.paths import run_key
+from operators.paths import PROJECT_ROOT, run_key
 from operators.run_record import RunStepOperator, record_run
 from operators.runners import get_runner, machines_refusal
 from operators.runners.base import ContainerStep, StepRequest, StepRunner
-from operators.runners.local import PROJECT_ROOT
 from operators.storage import remove_prefix
 from tasks.algorithms import get_algorithm
 from tasks.contract import (

@@ -7,10 +7,13 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout (or the image's /opt/vision-pipelines): its environments, suites and data."""
+
 
 def data_root() -> Path:
     """Where local data lives: `VISION_PIPELINES_DATA_ROOT`, default `./data` in the project."""
-    default = Path(__file__).resolve().parents[1] / "data"
+    default = PROJECT_ROOT / "data"
     return Path(os.environ.get("VISION_PIPELINES_DATA_ROOT", default))
 
 

@@ -12,12 +12,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from operators.paths import PROJECT_ROOT
 from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import local_copy, remove_prefix, upload
 from tasks.errors import InputError
 from tasks.lifecycle.champion import read_pointer
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GE_PYTHON_ENV = "VISION_PIPELINES_GE_PYTHON"
 SUITES_ENV = "VISION_PIPELINES_EXPECTATIONS"
 

@@ -10,7 +10,6 @@ does not grow with their number. The table goes into docs/benchmarks.md with the
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import statistics
@@ -20,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from benchmark_report import ENV, ROOT, run_rate, timed, write_section
+from benchmark_report import ENV, ROOT, benchmark_parser, run_rate, timed, write_section
 from PIL import Image
 
 PY_OURS = ROOT / ".venv" / "bin" / "python"
@@ -122,13 +121,10 @@ def shorter_sides(rec: Path) -> set[int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--photos", type=int, default=600)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:

@@ -9,13 +9,12 @@ how little its memory grows with the manifest. Peak memory is the whole process'
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmark_report import ROOT, timed, write_section
+from benchmark_report import ROOT, benchmark_parser, timed, write_section
 
 from tasks.data.synthetic import write_reference_manifest
 
@@ -57,11 +56,8 @@ assert result.success
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-manifest-") as tmp:
         big, small = Path(tmp) / "big.manifest", Path(tmp) / "small.manifest"

@@ -13,7 +13,6 @@ The table goes into docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from scripts.benchmark_report import write_section  # noqa: E402
+from scripts.benchmark_report import benchmark_parser, write_section  # noqa: E402
 from tasks.contract import MLRoot  # noqa: E402
 from tasks.data.recordio import ImageHeader, RecordIOReader, RecordIOWriter, pack  # noqa: E402
 
@@ -109,9 +108,8 @@ def disk_bytes(folder: Path) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--images", type=int, default=1500)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

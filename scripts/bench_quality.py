@@ -6,14 +6,13 @@ Peak memory is the whole process's max RSS; the goal (issue 25): under 1 GiB and
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmark_report import ROOT, timed, write_section
+from benchmark_report import ROOT, benchmark_parser, timed, write_section
 
 from tasks.data.profile import ImageFacts, ProfileRow, write_profile
 
@@ -37,11 +36,8 @@ def profile(path: Path, records: int, seed: int) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:

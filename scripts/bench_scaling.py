@@ -10,7 +10,6 @@ table goes into docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.benchmark_report import write_section  # noqa: E402
+from scripts.benchmark_report import benchmark_parser, write_section  # noqa: E402
 from tasks.contract import MLRoot  # noqa: E402
 from tasks.data.lst import list_class_folders, split_entries  # noqa: E402
 from tasks.data.pack import pack_lst  # noqa: E402
@@ -58,11 +57,10 @@ def images_per_second(ml: MLRoot) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,12 +8,10 @@ ratio go into docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
 
-from benchmark_report import ROOT, run_rate, write_section
+from benchmark_report import ROOT, benchmark_parser, run_rate, write_section
 
 OURS = """
 import sys, time
@@ -66,13 +64,10 @@ print(batch * steps / (time.perf_counter() - start))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--sizes", default="64:8,480:2", help="crop:batch pairs")
     parser.add_argument("--heads", default="fcn,psp,deeplab")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     rows = []
     for pair in args.sizes.split(","):

@@ -11,7 +11,6 @@ its memory (RSS) before and after. The table goes into docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from scripts.bench_scaling import ml_root  # noqa: E402
-from scripts.benchmark_report import write_section  # noqa: E402
+from scripts.benchmark_report import benchmark_parser, write_section  # noqa: E402
 from tasks.data.synthetic import make_shapes_dataset  # noqa: E402
 from tests.serving import post, served  # noqa: E402
 
@@ -113,9 +112,8 @@ def server_pid(port: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     rows = []
     storm: dict[str, float] = {}

@@ -8,12 +8,10 @@ comparison (Keras on JAX in bfloat16 vs PyTorch's ResNet-50) is scripts/bench_tr
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
 
-from benchmark_report import ROOT, run_rate, write_section
+from benchmark_report import ROOT, benchmark_parser, run_rate, write_section
 
 OURS = """
 import sys, time
@@ -62,11 +60,8 @@ print(batch * steps / (time.perf_counter() - start))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     rows = []
     for depth, batch, size in ((18, 8, 224), (50, 8, 224)):

@@ -9,7 +9,6 @@ same computation as the hub model, nothing downloaded). Both sides are timed as 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmark_report import ENV, ROOT, timed, write_section
+from benchmark_report import ENV, ROOT, benchmark_parser, timed, write_section
 
 TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 MODEL_ID = "tensorflow-ic-imagenet-mobilenet-v2-100-224-classification-4"
@@ -67,11 +66,10 @@ def ml_root(root: Path, data: Path, module: Path, hp: dict) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from tasks.data.synthetic import make_shapes_dataset

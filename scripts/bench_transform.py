@@ -10,7 +10,6 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_scaling import ml_root  # noqa: E402
-from scripts.benchmark_report import ENV, write_section  # noqa: E402
+from scripts.benchmark_report import ENV, benchmark_parser, write_section  # noqa: E402
 from tasks.data.synthetic import TEN_CLASSES, make_shapes_dataset  # noqa: E402
 from tasks.transform_shards import join, shard_uri, split  # noqa: E402
 
@@ -67,9 +66,8 @@ def sharded(model: Path, images: Path, work: Path, shards: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--per-class", type=int, default=150)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory() as tmp:

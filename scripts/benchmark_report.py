@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "docs" / "benchmarks.md"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -38,6 +40,16 @@ def timed(command: list, cwd: Path = ROOT) -> tuple[float, int]:
         )
         seconds, kib = stats.read().split()[-2:]
     return float(seconds), int(kib) // 1024
+
+
+def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring as the help, and `--output` (the Markdown file
+    its table goes into, docs/benchmarks.md)."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", type=Path, default=BENCHMARKS)
+    return parser
 
 
 def write_section(path: Path, title: str, intro: str, header: str, rows: list[str]) -> None:

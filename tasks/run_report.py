@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
@@ -322,49 +322,62 @@ def _render_gate(gate: Mapping) -> str:
     )
 
 
+def _grid(cls: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A table with a header row, every cell escaped."""
+
+    def row(cells: Sequence[object], tag: str) -> str:
+        return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+
+    return f"<table class='{cls}'>{row(header, 'th')}{''.join(row(r, 'td') for r in rows)}</table>"
+
+
 def _render_quality(run: RunSummary) -> str:
     """Each expectation's outcome, the drift distributions side by side, the Data Docs link."""
     quality = run.quality or {}
-    rows = "".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-            *(
-                html.escape(str(v))
-                for v in (
-                    o.get("expectation"),
-                    o.get("column") or "",
-                    o.get("severity"),
-                    "passed" if o.get("success") else "FAILED",
-                    o.get("observed"),
-                )
+    outcomes = _grid(
+        "quality",
+        ("expectation", "column", "severity", "outcome", "observed"),
+        (
+            (
+                o.get("expectation"),
+                o.get("column") or "",
+                o.get("severity"),
+                "passed" if o.get("success") else "FAILED",
+                o.get("observed"),
             )
-        )
-        for o in quality.get("results") or []
-        if isinstance(o, dict)
+            for o in quality.get("results") or []
+            if isinstance(o, dict)
+        ),
     )
-    warnings = "".join(
-        f"<li>{html.escape(str(w))}</li>" for w in quality.get("warnings") or []
-    ) + "".join(f"<li>skipped {html.escape(str(w))}</li>" for w in quality.get("skipped") or [])
+    notes = [
+        *(quality.get("warnings") or []),
+        *(f"skipped {w}" for w in quality.get("skipped") or []),
+    ]
+    warnings = "".join(f"<li>{html.escape(str(w))}</li>" for w in notes)
+    distributions = "".join(
+        f"<h3>{html.escape(column)}: share per value</h3>"
+        + _grid(
+            "distribution",
+            ("", "champion's data", "this run's data"),
+            (
+                (
+                    v,
+                    *(
+                        f"{_number(sides.get(side, {}).get(v, 0)):.3f}"
+                        for side in ("champion", "run")
+                    ),
+                )
+                for v in dict.fromkeys([*sides.get("champion", {}), *sides.get("run", {})])
+            ),
+        )
+        for column, sides in (quality.get("distributions") or {}).items()
+    )
     docs = f"{run.pipeline}/{run.run}/{QUALITY_FOLDER}/{quality.get('data_docs', '')}"
-    distributions = ""
-    for column, sides in (quality.get("distributions") or {}).items():
-        values = dict.fromkeys([*sides.get("champion", {}), *sides.get("run", {})])
-        body = "".join(
-            f"<tr><td>{html.escape(str(v))}</td>"
-            f"<td>{_number(sides.get('champion', {}).get(v, 0)):.3f}</td>"
-            f"<td>{_number(sides.get('run', {}).get(v, 0)):.3f}</td></tr>"
-            for v in values
-        )
-        distributions += (
-            f"<h3>{html.escape(column)}: share per value</h3><table class='distribution'>"
-            f"<tr><th></th><th>champion's data</th><th>this run's data</th></tr>{body}</table>"
-        )
     verdict = "passed" if quality.get("success") else "expectations failed"
     return (
         f"<h2>Data quality: {verdict}</h2><ul class='quality-warnings'>{warnings}</ul>"
-        f"<table class='quality'><tr><th>expectation</th><th>column</th><th>severity</th>"
-        f"<th>outcome</th><th>observed</th></tr>{rows}</table>{distributions}"
-        f"<p><a class='data-docs' href='../../files/{_href(docs)}'>Data Docs "
-        "(Great Expectations)</a></p>"
+        f"{outcomes}{distributions}<p><a class='data-docs' href='../../files/{_href(docs)}'>"
+        "Data Docs (Great Expectations)</a></p>"
     )
 
 

@@ -26,7 +26,7 @@ from tasks.data.class_folders import (
     stratified_split,
 )
 from tasks.data.lst_validation import inspect_images
-from tasks.data.profile import PROFILE, ProfileRow, write_profile
+from tasks.data.profile import PROFILE, ImageFacts, ProfileRow, write_profile
 from tasks.problems import Problem, describe
 
 REPORT = "class_folders.json"
@@ -77,24 +77,23 @@ class ClassFolderDatasetOperator(RunStepOperator):
         self.validation_uri = validation_uri
         self.validation_split_ratio, self.seed, self.workers = validation_split_ratio, seed, workers
 
-    def _checked(self, uri: str, *, min_classes: int, report_name: str) -> ClassFolders:
+    def _checked(
+        self, uri: str, *, min_classes: int, report_name: str
+    ) -> tuple[ClassFolders, dict[str, ImageFacts]]:
+        """The dataset at `uri`, every image decoded, and what each image is (by its path)."""
         root = local_path(uri)
         files, folders = list_local(root) if root else (list_files(uri), [])
         dataset, problems = scan(files, folders=folders, source=uri, min_classes=min_classes)
         with local_files(uri, [rel for rel, _ in dataset.images]) as local:
             found = inspect_images((local / rel for rel, _ in dataset.images), workers=self.workers)
         problems += [Problem(0, f) for f in found if isinstance(f, str)]
-        # What each image is, for the run's data profile.
-        self.facts.update(
-            {(uri, rel): f for (rel, _), f in zip(dataset.images, found, strict=True)}
-        )
         report = dataset.report(problems)
         write_text(f"{self.out}/{report_name}", json.dumps(report, indent=2) + "\n")
         if problems:
             raise ClassFolderError(describe(uri, problems))
         for name, count in report["images_per_class"].items():
             self.log.info("%s: class %r, %d images", uri, name, count)
-        return dataset
+        return dataset, {rel: f for (rel, _), f in zip(dataset.images, found, strict=True)}
 
     def _copy(self, uri: str, dataset: ClassFolders, dest: str) -> None:
         rels = [rel for rel, _ in dataset.images]
@@ -104,12 +103,11 @@ class ClassFolderDatasetOperator(RunStepOperator):
     @pipeline_step
     def execute(self, context: Any) -> dict[str, Any]:
         self.out = self.output_uri.rstrip("/")
-        self.facts: dict[tuple[str, str], Any] = {}
         remove_prefix(self.out)  # a rerun's copy holds this run's data only
-        dataset = self._checked(self.dataset_uri, min_classes=2, report_name=REPORT)
+        dataset, facts = self._checked(self.dataset_uri, min_classes=2, report_name=REPORT)
         if self.validation_uri:
             train, validation_source = dataset, self.validation_uri
-            validation = self._checked(
+            validation, validation_facts = self._checked(
                 self.validation_uri, min_classes=1, report_name=f"validation_{REPORT}"
             )
             unknown = sorted(set(validation.classes) - set(dataset.classes))
@@ -122,12 +120,12 @@ class ClassFolderDatasetOperator(RunStepOperator):
             train, validation = stratified_split(
                 dataset, float(self.validation_split_ratio), seed=self.seed
             )
-            validation_source = self.dataset_uri
+            validation_source, validation_facts = self.dataset_uri, facts
         rows = [
-            ProfileRow(split, label, rel, self.facts[(source, rel)])
-            for split, part, source in (
-                ("train", train, self.dataset_uri),
-                ("validation", validation, validation_source),
+            ProfileRow(split, label, rel, known[rel])
+            for split, part, known in (
+                ("train", train, facts),
+                ("validation", validation, validation_facts),
             )
             for rel, label in part.images
         ]

@@ -15,10 +15,15 @@ from operators.storage import (
     upload,
     write_text,
 )
-from tasks.data.lst_validation import LstValidationError, inspect_images, validate_lst
+from tasks.data.lst_validation import (
+    LstValidationError,
+    entry_problems,
+    inspect_images,
+    validate_lst,
+)
 from tasks.data.pack import PackOptions, pack_lst
 from tasks.data.profile import PROFILE, ProfileRow, profile_beside, write_profile
-from tasks.problems import Problem, describe
+from tasks.problems import describe
 
 
 class RecordIOPackOperator(RunStepOperator):
@@ -67,11 +72,7 @@ class RecordIOPackOperator(RunStepOperator):
             # Every missing or undecodable image of the list before packing; what the others
             # are goes into the run's data profile.
             found = inspect_images([root / e.path for e in entries])
-            problems = [
-                Problem(e.line, f)
-                for e, f in zip(entries, found, strict=True)
-                if isinstance(f, str)
-            ]
+            problems = entry_problems(entries, found)
             if problems:
                 raise LstValidationError(describe(self.lst_uri, problems))
             with tempfile.TemporaryDirectory() as tmp:

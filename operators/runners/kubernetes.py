@@ -110,6 +110,14 @@ class KubernetesSettings:
         )
 
 
+def with_gpus(resources: Mapping[str, Mapping[str, str]], gpus: int) -> dict[str, dict[str, str]]:
+    """`resources` ({"requests", "limits"}) with `gpus` NVIDIA GPUs in both; kinds left empty
+    are left out."""
+    gpu = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    merged = {kind: {**resources.get(kind, {}), **gpu} for kind in ("requests", "limits")}
+    return {kind: values for kind, values in merged.items() if values}
+
+
 def pod_security_context() -> Any:
     """Every pod of ours (steps and the served champion): non-root, the runtime's seccomp."""
     from kubernetes.client import models as k8s
@@ -152,8 +160,7 @@ def pod_arguments(request: StepRequest, settings: KubernetesSettings) -> dict[st
     from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
 
-    gpu = {"nvidia.com/gpu": str(gpus)} if gpus else {}
-    resources = {kind: dict(settings.resources.get(kind, {})) for kind in ("requests", "limits")}
+    resources = with_gpus(settings.resources, gpus)
     return dict(
         task_id=request.task_id,
         name=f"vision-{step.step}",
@@ -165,8 +172,8 @@ def pod_arguments(request: StepRequest, settings: KubernetesSettings) -> dict[st
         cmds=["python", "-m", "tasks.job"],
         arguments=step.arguments(POD_ML_ROOT),
         container_resources=k8s.V1ResourceRequirements(
-            requests={**resources["requests"], **gpu} or None,
-            limits={**resources["limits"], **gpu} or None,
+            requests=resources.get("requests"),
+            limits=resources.get("limits"),
         ),
         security_context=pod_security_context(),
         container_security_context=container_security_context(),
@@ -198,15 +205,12 @@ def inference_service_of(deployment: Deployment, settings: KubernetesSettings) -
     from tasks.serving.kserve import inference_service, service_name
 
     plain = ApiClient().sanitize_for_serialization
-    gpu = {"nvidia.com/gpu": str(settings.serving_gpus)} if settings.serving_gpus else {}
-    resources = {
-        kind: {**settings.serving_resources.get(kind, {}), **gpu} for kind in ("requests", "limits")
-    }
+    gpu = settings.serving_gpus > 0
     return inference_service(
         name=service_name(deployment.pipeline),
         namespace=settings.namespace,
         storage_uri=deployment.model_base_path,
-        resources={kind: values for kind, values in resources.items() if values},
+        resources=with_gpus(settings.serving_resources, settings.serving_gpus),
         pod_security=plain(pod_security_context()),
         container_security=plain(container_security_context()),
         service_account=settings.service_account,

@@ -16,11 +16,11 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from operators.paths import PROJECT_ROOT
 from operators.runners.base import STEP_ENVIRONMENT, Deployment, StepRequest, StepRunner
 from tasks.algorithms import TRAINER, Environment
 from tasks.contract import FAILED_PREFIX
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # TensorFlow's C++ startup chatter (info/warning lines in absl's format, printed before any
 # log level applies, and the CUDA probe failing on a machine without a GPU): kept at DEBUG, so

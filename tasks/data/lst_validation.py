@@ -184,5 +184,11 @@ def image_problems(
             for e in entries
             if not (root / e.path).is_file()
         ]
-    found = inspect_images((root / e.path for e in entries), workers=workers)
+    return entry_problems(
+        entries, inspect_images((root / e.path for e in entries), workers=workers)
+    )
+
+
+def entry_problems(entries: list[LstEntry], found: list[ImageFacts | str]) -> list[Problem]:
+    """A problem, at its list line, per entry whose image inspect_images could not use."""
     return [Problem(e.line, f) for e, f in zip(entries, found, strict=True) if isinstance(f, str)]

@@ -90,20 +90,22 @@ def _module_name(type_name: str) -> str:
 
 
 @cache
-def _sdk(wheel: Path) -> zipfile.ZipFile:
+def _sdk(wheel: Path) -> tuple[zipfile.ZipFile, frozenset[str]]:
+    """The SDK wheel, open, and the names of its members."""
     zf = zipfile.ZipFile(wheel)
-    if "kserve/models/v1beta1_inference_service.py" not in zf.namelist():
+    names = frozenset(zf.namelist())
+    if "kserve/models/v1beta1_inference_service.py" not in names:
         raise InputError(f"{wheel}: not a KServe SDK (no V1beta1InferenceService model)")
-    return zf
+    return zf, names
 
 
 @cache
 def _object_type(name: str) -> ObjectType | None:
     """A type of KServe's SDK or of the Kubernetes client, read from its module's text."""
     module = _module_name(name)
-    sdk = _sdk(sdk_wheel())
-    if f"kserve/models/{module}.py" in sdk.namelist():
-        source = sdk.read(f"kserve/models/{module}.py").decode("utf-8")
+    sdk, members = _sdk(sdk_wheel())
+    if (member := f"kserve/models/{module}.py") in members:
+        source = sdk.read(member).decode("utf-8")
     else:
         # The module's text, not an import: kubernetes.client imports every model it has.
         package = importlib.util.find_spec("kubernetes")

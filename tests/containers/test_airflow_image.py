@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from tests.containers.conftest import AIRFLOW
 
 PARSE = (
@@ -17,12 +20,15 @@ def test_airflow_version_runs(podman):
     assert done.stdout.strip().splitlines()[-1] == "3.3.2"
 
 
-def test_the_dags_parse_with_no_import_errors(podman, tmp_path):
-    import json
-
-    done = podman.run(AIRFLOW, "python", "-c", PARSE, hardened=False, timeout=300)
+def _json_answer(podman, *command: str, timeout: int) -> Any:
+    """Run `command` in the Airflow image; its last line of output, read as JSON."""
+    done = podman.run(AIRFLOW, *command, hardened=False, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
-    parsed = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_dags_parse_with_no_import_errors(podman):
+    parsed = _json_answer(podman, "python", "-c", PARSE, timeout=300)
     assert parsed["errors"] == {}
     assert {
         "image_classification",
@@ -43,11 +49,7 @@ RENDER = (
 
 
 def test_the_deploy_step_checks_an_inference_service_with_the_schema_it_carries(podman):
-    import json
-
-    done = podman.run(AIRFLOW, "python", "-c", RENDER, hardened=False, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    resource = json.loads(done.stdout.strip().splitlines()[-1])
+    resource = _json_answer(podman, "python", "-c", RENDER, timeout=120)
     model = resource["spec"]["predictor"]["model"]
     assert model["storageUri"] == "s3://m/serving/image_classification"
     assert model["securityContext"]["readOnlyRootFilesystem"] is True
@@ -59,15 +61,11 @@ QUALITY = (
     " ImageFacts(8, 8, 'RGB', 9)) for i in range(4)])\";"
     " $VISION_PIPELINES_GE_PYTHON -m tasks.quality --profile p.csv.gz"
     " --suite /opt/vision-pipelines/expectations/image_classification.json --output q >&2;"
-    " cat q/quality.json"
+    " python -m json.tool --compact q/quality.json"
 )
 
 
 def test_the_data_quality_step_runs_great_expectations_in_its_own_environment(podman):
-    import json
-
-    done = podman.run(AIRFLOW, "sh", "-c", QUALITY, hardened=False, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    summary = _json_answer(podman, "sh", "-c", QUALITY, timeout=180)
     assert summary["success"] is True and summary["rows"] == 4
     assert any("no champion profile" in line for line in summary["skipped"])

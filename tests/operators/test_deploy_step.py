@@ -17,9 +17,10 @@ from operators.runners.kubernetes import KubernetesSettings, inference_service_o
 from tasks.algorithms import get_algorithm
 from tasks.artifact import SAVED_MODEL, ModelManifest, write_artifact
 from tasks.errors import InputError
-from tasks.lifecycle.champion import promote, rollback
+from tasks.lifecycle.champion import rollback
 from tasks.serving.kserve import check_inference_service
 from tests.s3 import BUCKET
+from tests.tasks.test_lifecycle import promote_run
 
 PIPELINE = "image_classification"
 
@@ -41,19 +42,6 @@ def _model(tmp_path, name: str) -> str:
     return str(tar)
 
 
-def _promote(models_uri: str, model_uri: str, run_id: str) -> None:
-    promote(
-        models_uri,
-        PIPELINE,
-        model_uri=model_uri,
-        run_key=run_id,
-        metrics={"accuracy": 0.5},
-        run_id=run_id,
-        data_date=None,
-        fingerprint="sha256:0",
-    )
-
-
 def _deploy(models_uri: str, runner: str, output_uri: str) -> dict:
     return DeployOperator(
         task_id="deploy",
@@ -69,7 +57,7 @@ def test_local_exports_each_champion_as_a_new_version_and_logs_the_serve_command
     models = f"file://{tmp_path}/models"
     base = tmp_path / "models" / "serving" / PIPELINE
     first, second = _model(tmp_path, "first"), _model(tmp_path, "second")
-    _promote(models, first, "r1")
+    promote_run(models, first, "r1")
     record = _deploy(models, "local", f"file://{tmp_path}/run/deploy")
     assert record["version"] == 1 and record["run_id"] == "r1"
     assert (base / "1" / "saved_model.pb").read_bytes() == b"graph of first"
@@ -81,7 +69,7 @@ def test_local_exports_each_champion_as_a_new_version_and_logs_the_serve_command
 
     # A rerun rewrites the same version; a new champion is the next one.
     assert _deploy(models, "local", f"file://{tmp_path}/run/deploy")["version"] == 1
-    _promote(models, second, "r2")
+    promote_run(models, second, "r2")
     assert _deploy(models, "local", f"file://{tmp_path}/run2/deploy")["version"] == 2
     assert (base / "2" / "variables" / "variables.index").read_bytes() == b"second"
     # Rollback: the earlier champion comes back as a newer version (the highest is served);
@@ -103,7 +91,7 @@ def test_a_tampered_champion_is_not_exported(tmp_path):
     from airflow.sdk.exceptions import AirflowFailException
 
     models = f"file://{tmp_path}/models"
-    _promote(models, _model(tmp_path, "first"), "r1")
+    promote_run(models, _model(tmp_path, "first"), "r1")
     promoted = tmp_path / "models" / PIPELINE / "models" / "r1" / "model.tar.gz"
     promoted.write_bytes(promoted.read_bytes()[:-40])
     with pytest.raises(AirflowFailException, match="model.tar.gz"):
@@ -152,8 +140,8 @@ def test_kubernetes_serves_the_champion_with_kserve_and_redeploys_on_rollback(
     monkeypatch.setenv("VISION_PIPELINES_K8S_NAMESPACE", "ml")
     monkeypatch.setenv("VISION_PIPELINES_K8S_SERVING_GPUS", "1")
     models = f"s3://{BUCKET}/deploy-test/models"
-    _promote(models, _model(tmp_path, "first"), "r1")
-    _promote(models, _model(tmp_path, "second"), "r2")
+    promote_run(models, _model(tmp_path, "first"), "r1")
+    promote_run(models, _model(tmp_path, "second"), "r2")
     record = _deploy(models, "kubernetes", f"s3://{BUCKET}/deploy-test/run/deploy")
     assert record["version"] == 2 and api.calls == ["create"]
 

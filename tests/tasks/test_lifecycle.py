@@ -112,7 +112,8 @@ def _model(tmp_path: Path, name: str) -> str:
     return f"file://{path}"
 
 
-def _promote(models: str, model: str, run: str, date: str) -> dict:
+def promote_run(models: str, model: str, run: str, date: str | None = None) -> dict:
+    """Promote `model` as run `run` of image_classification (no gate)."""
     return promote(
         models,
         "image_classification",
@@ -128,8 +129,8 @@ def _promote(models: str, model: str, run: str, date: str) -> dict:
 def test_promotion_copies_the_model_and_keeps_the_history(tmp_path):
     models = f"file://{tmp_path}/models"
     assert champion_model(models, "image_classification") == ""
-    first = _promote(models, _model(tmp_path, "a"), "a", "2026-01-01")
-    second = _promote(models, _model(tmp_path, "b"), "b", "2026-01-02")
+    first = promote_run(models, _model(tmp_path, "a"), "a", "2026-01-01")
+    second = promote_run(models, _model(tmp_path, "b"), "b", "2026-01-02")
     assert second["model_uri"] == f"{models}/image_classification/models/b/model.tar.gz"
     assert Path(second["model_uri"].removeprefix("file://")).read_bytes() == b"b"
     pointer = read_pointer(models, "image_classification")
@@ -143,7 +144,7 @@ def test_promotion_copies_the_model_and_keeps_the_history(tmp_path):
 def test_rollback_restores_an_earlier_champion_by_cli_and_library(tmp_path):
     models = f"file://{tmp_path}/models"
     for run in ("a", "b", "c"):
-        _promote(models, _model(tmp_path, run), run, f"2026-01-0{ord(run) - 96}")
+        promote_run(models, _model(tmp_path, run), run, f"2026-01-0{ord(run) - 96}")
     done = subprocess.run(
         [
             sys.executable,
@@ -214,7 +215,7 @@ def test_a_rollback_racing_a_promotion_loses_neither(tmp_path, monkeypatch):
 
     models = f"file://{tmp_path}/models"
     for run in ("r1", "r2"):
-        _promote(models, _model(tmp_path, run), run, "2026-01-01")
+        promote_run(models, _model(tmp_path, run), run, "2026-01-01")
     real_upload = champion.upload
 
     def slow_upload(local, uri):  # widen the window between reading and writing the pointer
@@ -229,7 +230,7 @@ def test_a_rollback_racing_a_promotion_loses_neither(tmp_path, monkeypatch):
         threading.Thread(
             target=lambda: done.update(rollback=rollback(models, "image_classification", "r1"))
         ),
-        threading.Thread(target=lambda: done.update(promote=_promote(models, r3, "r3", "x"))),
+        threading.Thread(target=lambda: done.update(promote=promote_run(models, r3, "r3", "x"))),
     ]
     for t in threads:
         t.start()
@@ -264,7 +265,7 @@ def test_a_promotion_gated_against_another_champion_is_refused(tmp_path):
     from tasks.lifecycle.champion import PointerConflictError
 
     models = f"file://{tmp_path}/models"
-    first = _promote(models, _model(tmp_path, "a"), "a", "2026-01-01")
+    first = promote_run(models, _model(tmp_path, "a"), "a", "2026-01-01")
     # Runs b and c were both gated against champion a; b is promoted first.
     b = _gated(models, _model(tmp_path, "b"), "b", first["model_uri"])
     with pytest.raises(PointerConflictError, match="the champion changed after the gate") as e:
