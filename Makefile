@@ -78,13 +78,23 @@ lock: setup $(MXNET_VENV)/.installed $(GE_VENV)/.installed
 	$(GE_VENV)/bin/python scripts/lock_hashes.py scripts/great_expectations.requirements.txt \
 		scripts/great_expectations.runtime.lock
 
-demo: setup $(AIRFLOW_HOME)/airflow.db
-	$(VENV)/bin/python scripts/demo.py
+# The embedded deployment's pre-trained module (image_classification_tf's form default), made on
+# this machine: a small CNN pre-trained on generated shapes, in a local mirror, pinned in the
+# deployment's registry file. Only `make demo` and `make ui` point the deployment at it.
+HUB := $(CURDIR)/data/hub
+LOCAL_HUB := VISION_PIPELINES_TFHUB_MIRROR=file://$(HUB)/mirror VISION_PIPELINES_TFHUB_REGISTRY=$(HUB)/registry.json
+
+$(HUB)/registry.json: | $(TRAINER_VENV)/.installed
+	@echo "pre-training the embedded deployment's hub module (about a minute) ..."
+	$(TRAINER_VENV)/bin/python -m tasks.hub pretrain --to file://$(HUB)/mirror --registry $@
+
+demo: setup $(AIRFLOW_HOME)/airflow.db $(HUB)/registry.json
+	$(LOCAL_HUB) $(VENV)/bin/python scripts/demo.py
 
 # The Airflow UI and scheduler on this machine (http://localhost:8080, on localhost only; the
 # generated admin password is printed and kept in .airflow/simple_auth_manager_passwords.json.generated).
-ui: setup $(AIRFLOW_HOME)/airflow.db data/datasets/shapes
-	AIRFLOW__API__HOST=127.0.0.1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
+ui: setup $(AIRFLOW_HOME)/airflow.db data/datasets/shapes $(HUB)/registry.json
+	$(LOCAL_HUB) AIRFLOW__API__HOST=127.0.0.1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 
 # The form's default dataset: the demo's generated shapes.
 data/datasets/shapes: | $(VENV)/.installed
@@ -153,7 +163,7 @@ pin-images: $(VENV)/.installed
 	$(VENV)/bin/python scripts/base_images.py pin
 
 clean:
-	rm -rf $(AIRFLOW_HOME) data/runs data/work data/datasets
+	rm -rf $(AIRFLOW_HOME) data/runs data/work data/datasets data/hub
 
 # Benchmarks against the reference tools (scripts, not tests); tables go to docs/benchmarks.md.
 bench-data: setup $(MXNET_VENV)/.installed

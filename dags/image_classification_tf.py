@@ -5,7 +5,8 @@ Fine-tunes a pre-trained TF Hub model (`model_id`, from the registry: `python -m
 on a class-folder dataset: `dataset` (every image decodes, no stray files or empty classes, at
 least 2 classes; the report kept as `data/class_folders.json`; a copy of the training and
 validation images under the run, validation a stratified split unless given) -> `stage_model`
-(the pre-trained model from the offline mirror or hub cache) -> `train` -> `evaluate`
+(the pre-trained model from the offline mirror or hub cache, or the [Pre-trained model] the
+person gave, if this deployment pins it) -> `train` -> `evaluate`
 (accuracy, top-5, per-class metrics, confusion matrix; the champion re-scored on the same data)
 -> `gate` -> `promote` -> `batch_transform` (JSON Lines probabilities).
 
@@ -22,7 +23,11 @@ from operators.dag_builder import Tail, pipeline
 from operators.data_prep import ClassFolderDatasetOperator
 from operators.paths import data_root
 from operators.pipeline import RUN, or_run_file, other_hyperparameters_param, xcom
-from operators.pretrained import StagePretrainedModelOperator
+from operators.pretrained import (
+    StagePretrainedModelOperator,
+    model_id_param,
+    pretrained_model_param,
+)
 from tasks.algorithms import get_algorithm
 from tasks.algorithms.image_classification_tf.hub.trust import GRANT_HYPERPARAMETER
 
@@ -68,6 +73,8 @@ with pipeline(
             description="Fraction of each class held out for validation when no validation "
             "dataset is given.",
         ),
+        "model_id": model_id_param(SPEC),
+        "pretrained_model_uri": pretrained_model_param(),
         "initial_model_uri": Param(
             None,
             type=["null", "string"],
@@ -94,7 +101,11 @@ with pipeline(
         output_uri=f"{RUN}/data",
     )
     stage_model = StagePretrainedModelOperator(
-        task_id="stage_model", model_id="{{ params.model_id }}", output_uri=f"{RUN}/pretrained"
+        task_id="stage_model",
+        model_id="{{ params.model_id }}",
+        pretrained_uri="{{ params.pretrained_model_uri or '' }}",
+        field_titles={"pretrained_uri": "[Pre-trained model] pretrained_model_uri"},
+        output_uri=f"{RUN}/pretrained",
     )
     image_classification_tf.tail(
         after=[dataset, stage_model],

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from operators.paths import PROJECT_ROOT, run_key
+from operators.refusals import refuse
 from operators.run_record import RunStepOperator, record_run
 from operators.runners import get_runner, machines_refusal
 from operators.runners.base import ContainerStep, StepRequest, StepRunner
@@ -57,7 +58,7 @@ def container_task(
     )
     chosen = get_runner(str(runner))
     if refusal := machines_refusal(chosen.name, instance_count):
-        raise AirflowFailException(refusal)
+        raise refuse(refusal)
     return chosen.build(request)
 
 
@@ -133,7 +134,7 @@ class ContainerStepOperator(RunStepOperator):
         if isinstance(extra, str):
             extra = json.loads(extra) if extra.strip() else {}
         if not isinstance(extra, Mapping):
-            raise AirflowFailException(f"hyperparameters must be a JSON object, got {extra!r}")
+            raise refuse(f"hyperparameters must be a JSON object, got {extra!r}")
         values = {**extra, **self.hyperparameters}
         # A channel whose URI renders empty is not used in this run (e.g. no initial model).
         channels = {k: str(v) for k, v in self.channels.items() if str(v).strip()}
@@ -167,14 +168,12 @@ class ContainerStepOperator(RunStepOperator):
         """Pipe input mode for the training channels the algorithm streams; File otherwise."""
         mode = str(self.input_mode).strip() or FILE
         if mode not in INPUT_MODES:
-            raise AirflowFailException(
-                f"[Input mode] input_mode {mode!r}; allowed: {' or '.join(INPUT_MODES)}"
-            )
+            raise refuse(f"[Input mode] input_mode {mode!r}; allowed: {' or '.join(INPUT_MODES)}")
         if mode == FILE or self.step is not Step.TRAIN:
             return {}
         streamed = get_algorithm(self.algorithm).streamed_channels
         if not streamed:
-            raise AirflowFailException(
+            raise refuse(
                 f"[Input mode] input_mode {PIPE}: {self.algorithm} reads its channels in "
                 f"{FILE} mode only"
             )
@@ -185,7 +184,7 @@ class ContainerStepOperator(RunStepOperator):
         try:
             return get_runner(str(self.runner))
         except ValueError as e:
-            raise AirflowFailException(str(e)) from e
+            raise refuse(str(e)) from e
 
     @property
     def _output(self) -> str:
@@ -242,7 +241,7 @@ class ContainerStepOperator(RunStepOperator):
         summary = json.loads(summary_path.read_text())
         reason = summary.get("reason") or str(error)
         if summary.get("exit_code") == EXIT_BAD_INPUT:
-            return AirflowFailException(f"{self.step} failed: {reason}")
+            return refuse(f"{self.step} failed: {reason}")
         return AirflowException(f"{self.step} failed: {reason}")
 
     def _result(self, context: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from operators.pipeline import (
     other_hyperparameters_param,
     pipeline_dag,
     runner_params,
+    task_defaults,
     transform_model,
 )
 from operators.quality import DataQualityOperator
@@ -199,6 +200,7 @@ def rollback_dag(pipeline: Pipeline, models_uri: str) -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        default_args=task_defaults(),
         tags=["vision-pipelines", pipeline.spec.id],
         params={
             "models_uri": models_uri_param(models_uri),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk.exceptions import AirflowFailException
-
+from operators.refusals import refuse
 from tasks.algorithms import TRAINER, Environment
 
 
@@ -22,7 +21,7 @@ def check_image(image: str, environment: Environment = TRAINER) -> str:
     run under the pods' service account and storage rights."""
     allowed = allowed_images(environment)
     if image not in allowed:
-        raise AirflowFailException(
+        raise refuse(
             f"trainer image {image!r} is not allowed; this deployment allows "
             f"{', '.join(allowed)} (VISION_PIPELINES_TRAINER_IMAGES)"
         )

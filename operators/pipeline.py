@@ -20,6 +20,7 @@ from operators.form_schema import ALLOWED_KEY, unclamped
 from operators.images import allowed_images
 from operators.lifecycle import GateOperator, PromoteOperator, champion_model
 from operators.paths import run_uri
+from operators.refusals import FAIL_REFUSALS_AT_ONCE
 from operators.runners import runners
 from tasks.algorithms import AlgorithmSpec
 from tasks.contract import GATE_FOLDER, QUALITY_FOLDER, STEP_FOLDERS, Step
@@ -154,8 +155,9 @@ def _int_setting(name: str, default: int, *, minimum: int = 0) -> int:
 def task_defaults() -> dict[str, Any]:
     """Every task's retries and time limit, set by the deployment. Infrastructure failures
     (a lost pod, a storage hiccup) are retried with exponential backoff; a user's bad input
-    fails at once (AirflowFailException is never retried)."""
+    fails at once (operators/refusals.py)."""
     return {
+        "retry_policy": FAIL_REFUSALS_AT_ONCE,
         "retries": _int_setting("VISION_PIPELINES_RETRIES", 2),
         "retry_delay": timedelta(seconds=_int_setting("VISION_PIPELINES_RETRY_DELAY_SECONDS", 60)),
         "retry_exponential_backoff": 2.0,

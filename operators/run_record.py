@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from operators.links import RunOutputsLink, RunReportLink
+from operators.refusals import RunRefused, refuse
 from operators.storage import write_text
 from tasks.contract import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, SUMMARY, Outcome, step_summary
 from tasks.errors import InputError
@@ -40,7 +41,7 @@ def record_run(context: Any, output_uri: str) -> None:
             if name.endswith("_uri") and isinstance(value, str) and value.strip():
                 check_uri(value, name)
     except InputError as e:
-        raise AirflowFailException(str(e)) from e
+        raise refuse(str(e)) from e
     record = {
         "dag_id": dag.dag_id if dag else None,
         "run_id": context["run_id"],
@@ -77,7 +78,10 @@ def pipeline_step(execute: F) -> F:
             raise  # a decision (the champion stays), not a failure: nothing to report as one
         except InputError as e:
             record_failure(self.output_uri, self.task_id, EXIT_BAD_INPUT, str(e))
-            raise AirflowFailException(str(e)) from e
+            raise refuse(str(e)) from e
+        except RunRefused as e:
+            record_failure(self.output_uri, self.task_id, EXIT_BAD_INPUT, str(e))
+            raise
         except Exception as e:
             reason = f"internal error: {type(e).__name__}: {e}"
             record_failure(self.output_uri, self.task_id, EXIT_INTERNAL_ERROR, reason)
@@ -116,4 +120,4 @@ class RunStepOperator(BaseOperator):
                 if uri and str(uri).strip():
                     check_uri(str(uri), name)
         except InputError as e:
-            raise AirflowFailException(str(e)) from e
+            raise refuse(str(e)) from e

@@ -75,3 +75,13 @@ def last_model_event(env: dict) -> dict:
         check=True,
     )
     return json.loads(out.stdout.splitlines()[-1])
+
+
+def assert_refused_alone(result: subprocess.CompletedProcess, sentence: str) -> None:
+    """The run failed on a refusal: its sentence stands at ERROR in the task log, with no
+    traceback anywhere and no retry."""
+    assert result.returncode != 0
+    errors = [line for line in result.stdout.splitlines() if "[error" in line]
+    assert any(sentence in line for line in errors), "\n".join(errors) or result.stdout[-3000:]
+    for noise in ("Traceback", "Task failed with exception", "error_detail", "up_for_retry"):
+        assert noise not in result.stdout, noise

@@ -12,7 +12,7 @@ import pytest
 
 from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 from tasks.data.synthetic import make_shapes_dataset
-from tests.dag_runs import ROOT, airflow_home
+from tests.dag_runs import ROOT, airflow_home, assert_refused_alone
 from tests.dag_runs import dags_test as run_dag
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ def test_a_bad_dataset_fails_before_training_with_its_report_kept(airflow_env, t
     (dataset / "empty").mkdir()
     (dataset / "circle" / "circle_0000.jpg").write_bytes(b"not a jpeg")
     result = dags_test(airflow_env, conf(dataset, tmp_path / "out"))
-    assert result.returncode != 0
+    assert_refused_alone(result, "circle_0000.jpg does not decode")
     run = tmp_path / "out" / "run=20260201T000000"
     problems = json.loads((run / "data" / "class_folders.json").read_text())["problems"]
     assert any("stray file" in p and "notes.txt" in p for p in problems)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 from operators.images import allowed_images, check_image
+from operators.refusals import refuse
 from operators.runners.base import STEP_ENVIRONMENT, Deployment, StepRequest, StepRunner
 from tasks.signing import KEY_ENV as MODEL_KEY_ENV
 
@@ -153,7 +153,7 @@ def pod_arguments(request: StepRequest, settings: KubernetesSettings) -> dict[st
         if "://" not in u or u.startswith("file://")
     ]
     if local:
-        raise AirflowFailException(
+        raise refuse(
             f"runner=kubernetes: the pod cannot see local paths ({', '.join(local)}); use "
             "object storage URIs (s3://...) for the dataset and output, or runner=local"
         )

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 from operators.paths import PROJECT_ROOT
+from operators.refusals import refuse
 from operators.runners.base import STEP_ENVIRONMENT, Deployment, StepRequest, StepRunner
 from tasks.algorithms import TRAINER, Environment
 from tasks.contract import FAILED_PREFIX
@@ -65,7 +66,7 @@ class LocalStepOperator(BaseOperator):
     def run(self) -> int:
         """Run the command to completion; raise when it fails."""
         if not Path(self.python).exists():
-            raise AirflowFailException(
+            raise refuse(
                 f"the trainer environment's Python {self.python} does not exist; run `make setup` "
                 "or set VISION_PIPELINES_TRAINER_PYTHON"
             )

@@ -5,6 +5,8 @@ list      every model id of the registry: input size, whether it is available of
 mirror    copy a downloaded hub model (SavedModel folder or .tar.gz) into the mirror
 digest    the SHA-256 to pin a module with (registry "sha256", VISION_PIPELINES_TRUSTED_MODULES)
 package   a pre-trained classifier as a model.tar.gz for evaluate and batch transform, as is
+pretrain  make a small feature vector module here (generated shapes), mirror it and pin it in a
+          deployment registry file: the embedded deployment's default model
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tasks.algorithms.image_classification_tf.hub.mirror import (
     digest_of,
     mirror,
 )
-from tasks.algorithms.image_classification_tf.hub.registry import KINDS
+from tasks.algorithms.image_classification_tf.hub.registry import EXTRA_REGISTRY_ENV, KINDS
 from tasks.contract import run_job
 
 
@@ -43,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     package.add_argument("--labels", type=Path, required=True, help="one label per line")
     package.add_argument("--output", type=Path, required=True, help="model.tar.gz to write")
     package.add_argument("--model", type=Path, help="the classifier's SavedModel (or .tar.gz)")
+    made = commands.add_parser("pretrain", help="a small module made here, mirrored and pinned")
+    made.add_argument("--to", required=True, help="mirror prefix (file:// or s3://)")
+    made.add_argument(
+        "--registry",
+        type=Path,
+        required=True,
+        help=f"registry file to add it to (${EXTRA_REGISTRY_ENV})",
+    )
+    made.add_argument("--epochs", type=int, default=10)
+    made.add_argument("--per-class", type=int, default=100, help="generated images per class")
     args = parser.parse_args(argv)
     if args.command == "list":
         return run_job(lambda: print(describe_registry(), end=""), None)
@@ -52,6 +64,21 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "digest":
         return run_job(lambda: print(digest_of(args.source)), None)
+
+    if args.command == "pretrain":
+
+        def run_pretrain() -> None:
+            from tasks.algorithms.image_classification_tf.hub.pretrain import (
+                MODEL_ID,
+                publish_pretrained,
+            )
+
+            uri = publish_pretrained(
+                args.to, args.registry, epochs=args.epochs, per_class=args.per_class
+            )
+            print(f"{MODEL_ID}: {uri} (pinned in {args.registry})")
+
+        return run_job(run_pretrain, None)
 
     def run_package() -> None:
         from tasks.algorithms.image_classification_tf.as_is import package_classifier

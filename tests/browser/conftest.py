@@ -22,6 +22,7 @@ from tasks.data.synthetic import make_scenes_dataset, make_shapes_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = ROOT / ".venv" / "bin" / "airflow"
+TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 USER, PASSWORD = "admin", "browser-test-password"
 STARTUP_SECONDS = 240
@@ -87,6 +88,16 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
     make_scenes_dataset(
         data_root / "datasets" / "scenes", train=16, validation=4, classes=3, size=(64, 48)
     )
+    # ... and its pre-trained hub module, made here as `make ui` makes it (fewer epochs).
+    hub = data_root / "hub"
+    subprocess.run(
+        [TRAINER_PYTHON, "-m", "tasks.hub", "pretrain", "--to", f"file://{hub}/mirror"]
+        + ["--registry", str(hub / "registry.json"), "--epochs", "3", "--per-class", "30"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     (home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
     port = _free_port()
     env = {
@@ -104,6 +115,9 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "VISION_PIPELINES_DATA_ROOT": str(data_root),
         "VISION_PIPELINES_WORK_DIR": str(data_root / "work"),
+        "VISION_PIPELINES_TFHUB_MIRROR": f"file://{hub}/mirror",
+        "VISION_PIPELINES_TFHUB_REGISTRY": str(hub / "registry.json"),
+        "TFHUB_CACHE_DIR": str(base / "no-hub-cache"),
         "PATH": f"{AIRFLOW.parent}:{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(ROOT),
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -75,22 +76,36 @@ def _runs(airflow, dag_id=DAG) -> list[dict]:
     return airflow.api(f"/api/v2/dags/{dag_id}/dagRuns", token=airflow.token())["dag_runs"]
 
 
-def _finished_run(browser, airflow, dag_id=DAG) -> dict:
-    """The run the form's Trigger button started, once it has ended."""
-    _wait(browser, lambda d: _runs(airflow, dag_id))
-    (run,) = _runs(airflow, dag_id)
+def _finished_run(browser, airflow, dag_id=DAG, *, before=(), state="success") -> dict:
+    """The run the form's Trigger button started (none of the run ids `before`), once it ended
+    in `state`."""
+
+    def started() -> dict | None:
+        return next((r for r in _runs(airflow, dag_id) if r["dag_run_id"] not in before), None)
+
+    run = _wait(browser, lambda d: started())
     deadline = time.monotonic() + RUN_SECONDS
     while run["state"] not in ("success", "failed") and time.monotonic() < deadline:
         time.sleep(3)
-        (run,) = _runs(airflow, dag_id)
-    assert run["state"] == "success", f"the run ended {run['state']}; see {airflow.log}"
+        run = started()
+    assert run["state"] == state, f"the run ended {run['state']}; see {airflow.log}"
     return run
 
 
-def _open_report(browser, airflow, run_id, dag_id=DAG, shot=None) -> None:
-    """The evaluate task's Details tab has a "Run report" extra link: follow it to the report."""
+def _run_ids(airflow, dag_id=DAG) -> set[str]:
+    return {r["dag_run_id"] for r in _runs(airflow, dag_id)}
+
+
+def _run_folder(airflow, dag_id, before: set) -> Path:
+    """The run folder a run made (none of the folders `before`)."""
+    (folder,) = set((airflow.data_root / "runs" / dag_id).glob("run=*")) - before
+    return folder
+
+
+def _open_report(browser, airflow, run_id, dag_id=DAG, shot=None, task="evaluate") -> None:
+    """A step's Details tab has a "Run report" extra link: follow it to the run's report."""
     By = _by()
-    path = f"/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/evaluate/details"
+    path = f"/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task}/details"
     browser.get(airflow.url + path)
     link = _wait(
         browser,
@@ -262,6 +277,79 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     browser.get(data_docs)
     _wait(browser, lambda d: "Overview" in d.find_element(By.TAG_NAME, "body").text)
     browser.save_screenshot(str(shots / "6b-data-docs.png"))
+
+
+def _report_text(browser) -> str:
+    return browser.find_element(_by().TAG_NAME, "body").text
+
+
+def _runs_page_row(browser, airflow, run_id):
+    """The run's row on the report index (the Training runs page)."""
+    By = _by()
+    browser.get(f"{airflow.url}/vision-pipelines/")
+    return _wait(browser, lambda d: d.find_elements(By.XPATH, f"//tr[td[text()='{run_id}']]"))[0]
+
+
+def test_a_run_that_keeps_the_champion_reads_as_a_decision(user, airflow, shots):
+    """A model below the form's floor is not promoted: the run succeeds, and its report and the
+    runs page say "champion kept", not that promote failed."""
+    browser = user
+    before, folders = _run_ids(airflow), set((airflow.data_root / "runs" / DAG).glob("run=*"))
+    trigger = _open_trigger_form(browser, airflow)
+    _type_into(browser, "min_primary_metric", "1")
+    _type_into(browser, "epochs", "1")
+    trigger.click()
+    run = _finished_run(browser, airflow, before=before)
+    gate = json.loads((_run_folder(airflow, DAG, folders) / "gate" / "gate.json").read_text())
+    assert gate["promote"] is False
+    _open_report(browser, airflow, run["dag_run_id"])
+    browser.save_screenshot(str(shots / "5a-champion-kept-report.png"))
+    page = _report_text(browser)
+    assert "Gate: champion kept" in page
+    for failure_words in ("Failures", "failed in", "Skip", "internal error"):
+        assert failure_words not in page
+    row = _runs_page_row(browser, airflow, run["dag_run_id"]).text
+    assert "champion kept" in row and "fail" not in row
+
+
+def test_a_missing_dataset_fails_its_run_in_one_sentence(user, airflow, shots):
+    """The data-prep step refuses a dataset that does not exist, naming the form's field; the
+    run's report shows that sentence alone."""
+    browser = user
+    before = _run_ids(airflow)
+    missing = f"file://{airflow.data_root}/datasets/no-such-dataset"
+    trigger = _open_trigger_form(browser, airflow)
+    _type_into(browser, "dataset_uri", missing)
+    trigger.click()
+    run = _finished_run(browser, airflow, before=before, state="failed")
+    _open_report(browser, airflow, run["dag_run_id"], task="make_lst")
+    browser.save_screenshot(str(shots / "5b-missing-dataset-report.png"))
+    failures = browser.find_element(_by().CSS_SELECTOR, "table.failures").text
+    assert f"[Dataset] dataset_uri {missing} does not exist; allowed: " in failures
+    for noise in ("Traceback", "internal error", "Exception"):
+        assert noise not in failures
+
+
+def test_transfer_learning_from_its_form_defaults_to_the_report(user, airflow, shots):
+    """image_classification_tf with its form's defaults: the embedded deployment's own module
+    (made here, in its offline mirror) is the default model, fine-tuned to a report."""
+    browser, dag_id = user, "image_classification_tf"
+    registry = json.loads((airflow.data_root / "hub" / "registry.json").read_text())
+    (ours,) = [m["model_id"] for m in registry["models"]]
+    trigger = _open_trigger_form(browser, airflow, dag_id)
+    browser.save_screenshot(str(shots / "9-transfer-form.png"))
+    assert f"{ours} (offline)" in _report_text(browser)
+    assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
+    trigger.click()
+    run = _finished_run(browser, airflow, dag_id)
+    _open_report(browser, airflow, run["dag_run_id"], dag_id)
+    browser.save_screenshot(str(shots / "10-transfer-report.png"))
+    folder = next((airflow.data_root / "runs" / dag_id).glob("run=*"))
+    assert json.loads((folder / "train" / "metrics.json").read_text())["model_id"] == ours
+    evaluation = json.loads((folder / "evaluate" / "evaluation.json").read_text())
+    headline = browser.find_element(_by().CSS_SELECTOR, "p.headline").text
+    assert f"accuracy {evaluation['accuracy']:.4f}" in headline
+    assert _pictures_load(browser) >= 2
 
 
 def test_segmentation_from_its_form_defaults_to_the_report(user, airflow, shots):

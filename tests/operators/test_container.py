@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 from operators.container import ContainerStepOperator, container_task
+from operators.refusals import RunRefused
 from operators.runners.base import ContainerStep, StepRequest
 from operators.runners.kubernetes import KubernetesRunner, KubernetesSettings
 from operators.runners.local import LocalStepOperator
@@ -138,7 +139,7 @@ def test_kubernetes_refuses_local_paths_the_pod_cannot_see():
         channels={"train": "file:///data/train"},
         output_uri="s3://b/out",
     )
-    with pytest.raises(AirflowFailException, match="the pod cannot see local paths"):
+    with pytest.raises(RunRefused, match="the pod cannot see local paths"):
         container_task(task_id="t", step=local, runner="kubernetes")
 
 
@@ -169,7 +170,7 @@ def test_killing_the_task_stops_the_local_step(tmp_path):
 
 def test_a_missing_trainer_environment_is_named(tmp_path):
     op = LocalStepOperator(task_id="t", arguments=["train"], python=str(tmp_path / "no-python"))
-    with pytest.raises(AirflowFailException, match="no-python does not exist; run `make setup`"):
+    with pytest.raises(RunRefused, match="no-python does not exist; run `make setup`"):
         op.run()
 
 
@@ -230,7 +231,7 @@ def test_pipe_input_mode_streams_the_training_channels_the_algorithm_can_stream(
 )
 def test_an_input_mode_the_algorithm_cannot_use_is_refused(algorithm, mode, message):
     op = _step({"train": "s3://b/t"}, algorithm=algorithm, input_mode=mode)
-    with pytest.raises(AirflowFailException) as refused:
+    with pytest.raises(RunRefused) as refused:
         _arguments(op)
     assert str(refused.value) == message
 
@@ -302,7 +303,7 @@ def test_kubernetes_steps_defer_and_resume_through_the_step_operator(tmp_path, m
     [
         (
             {"exit_code": 2, "reason": "internal error: text that looks internal"},
-            AirflowFailException,
+            RunRefused,
         ),
         ({"exit_code": 1, "reason": "bad label: text that looks like bad input"}, AirflowException),
         (None, AirflowException),
@@ -437,13 +438,13 @@ def test_bad_resource_settings_are_named(monkeypatch):
 def test_only_the_deployments_images_run(monkeypatch):
     """Attack: `trainer_image` was a free Param; anyone who could trigger a DAG ran any image
     under the pods' service account and storage rights."""
-    with pytest.raises(AirflowFailException, match="'evil.example/miner:1' is not allowed"):
+    with pytest.raises(RunRefused, match="'evil.example/miner:1' is not allowed"):
         container_task(task_id="t", step=STEP, runner="kubernetes", image="evil.example/miner:1")
     monkeypatch.delenv("VISION_PIPELINES_TRAINER_IMAGES")
     monkeypatch.setenv("VISION_PIPELINES_TRAINER_IMAGE", "registry.example/trainer:2")
     op = container_task(task_id="t", step=STEP, runner="kubernetes")
     assert op.image == "registry.example/trainer:2"
-    with pytest.raises(AirflowFailException, match="allows registry.example/trainer:2"):
+    with pytest.raises(RunRefused, match="allows registry.example/trainer:2"):
         container_task(task_id="t", step=STEP, runner="kubernetes", image="vision:latest")
 
 

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 from PIL import Image
 
 from operators.data_prep import (
@@ -14,6 +13,7 @@ from operators.data_prep import (
     RecordIOPackOperator,
     SegmentationLayoutOperator,
 )
+from operators.refusals import RunRefused
 from tasks.data.recordio import RecordIOReader
 from tasks.data.synthetic import make_shapes_dataset
 
@@ -53,7 +53,7 @@ def test_pack_fails_on_a_broken_image_naming_the_line(dataset, tmp_path):
     ).execute({})
     first = (out / "lists" / "train.lst").read_text().splitlines()[0].split("\t")[-1]
     (dataset / first).write_bytes(b"broken")
-    with pytest.raises(AirflowFailException, match=f"line 1: image .*{first} does not decode"):
+    with pytest.raises(RunRefused, match=f"line 1: image .*{first} does not decode"):
         RecordIOPackOperator(
             task_id="pack",
             lst_uri=lists["train_lst"],
@@ -66,7 +66,7 @@ def test_pack_fails_on_a_broken_image_naming_the_line(dataset, tmp_path):
 
 def test_too_small_a_dataset_for_the_split(tmp_path):
     root = make_shapes_dataset(tmp_path / "one", per_class=1, size=8, classes=("circle",))
-    with pytest.raises(AirflowFailException, match="both need at least one image"):
+    with pytest.raises(RunRefused, match="both need at least one image"):
         LstGenerationOperator(
             task_id="l", images_uri=f"file://{root}", output_uri=f"file://{tmp_path}/o"
         ).execute({})
@@ -83,7 +83,7 @@ def test_manifest_validation_saves_the_result_even_when_it_fails(tmp_path):
         output_uri=f"file://{tmp_path}/out",
         num_classes="2",
     )
-    with pytest.raises(AirflowFailException, match="line 2: label 9 is outside 0..1"):
+    with pytest.raises(RunRefused, match="line 2: label 9 is outside 0..1"):
         op.execute({})
     saved = json.loads((tmp_path / "out" / "manifest_validation.json").read_text())
     assert saved["success"] is False
@@ -124,7 +124,7 @@ def test_lists_from_a_manifest_are_validated_first(tmp_path):
     manifest.write_text(
         "\n".join([*lines[:2], '{"source-ref": "images/x.jpg", "class": 3}', *lines[2:]]) + "\n"
     )
-    with pytest.raises(AirflowFailException, match="line 3: class = 3: expected a list"):
+    with pytest.raises(RunRefused, match="line 3: class = 3: expected a list"):
         LstGenerationOperator(
             task_id="l",
             images_uri=f"file://{manifest}",
@@ -158,7 +158,7 @@ def test_a_run_records_itself_and_a_failed_step_its_reason(tmp_path):
         "dag": SimpleNamespace(dag_id="image_classification"),
         "params": {"epochs": 2},
     }
-    with pytest.raises(AirflowFailException) as failed:
+    with pytest.raises(RunRefused) as failed:
         LstGenerationOperator(
             task_id="make_lst", images_uri=f"file://{empty}", output_uri=f"file://{run}/lists"
         ).execute(context)
@@ -174,7 +174,7 @@ def test_a_run_records_itself_and_a_failed_step_its_reason(tmp_path):
 def test_uris_outside_the_allow_list_fail_before_anything_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}/allowed")
     out = tmp_path / "elsewhere" / "run=1" / "lists"
-    with pytest.raises(AirflowFailException, match="outside the locations this deployment"):
+    with pytest.raises(RunRefused, match="outside the locations this deployment"):
         LstGenerationOperator(
             task_id="make_lst", images_uri="file:///etc", output_uri=f"file://{out}"
         ).execute({"run_id": "r"})
@@ -194,7 +194,7 @@ def test_a_manifest_class_index_cannot_size_the_workers_memory(tmp_path, label):
     manifest.write_text(
         '{"source-ref": "a.jpg", "class": 0}\n' + f'{{"source-ref": "b.jpg", "class": {label}}}\n'
     )
-    with pytest.raises(AirflowFailException, match=r"line 2: class = .*: ") as refused:
+    with pytest.raises(RunRefused, match=r"line 2: class = .*: ") as refused:
         LstGenerationOperator(
             task_id="l", images_uri=f"file://{manifest}", output_uri=f"file://{tmp_path}/out"
         ).execute({})
@@ -244,7 +244,7 @@ def test_a_dataset_that_does_not_exist_is_named_by_its_form_field(
 ):
     """One sentence naming the field, the URI and what it may hold (not a file system error)."""
     missing = f"file://{tmp_path}/no-such-dataset"
-    with pytest.raises(AirflowFailException) as failed:
+    with pytest.raises(RunRefused) as failed:
         operator(
             task_id="prepare",
             output_uri=f"file://{tmp_path}/run/data",
@@ -262,7 +262,7 @@ def test_a_label_map_that_does_not_parse_is_named_by_its_form_field(tmp_path):
     data = make_scenes_dataset(tmp_path / "scenes", train=2, validation=1, size=(8, 6))
     label_map = tmp_path / "map.json"
     label_map.write_text("{not json")
-    with pytest.raises(AirflowFailException) as failed:
+    with pytest.raises(RunRefused) as failed:
         SegmentationLayoutOperator(
             task_id="layout",
             dataset_uri=f"file://{data}",

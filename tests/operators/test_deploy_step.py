@@ -88,13 +88,13 @@ def test_without_a_champion_there_is_nothing_to_deploy(tmp_path):
 
 
 def test_a_tampered_champion_is_not_exported(tmp_path):
-    from airflow.sdk.exceptions import AirflowFailException
+    from operators.refusals import RunRefused
 
     models = f"file://{tmp_path}/models"
     promote_run(models, _model(tmp_path, "first"), "r1")
     promoted = tmp_path / "models" / PIPELINE / "models" / "r1" / "model.tar.gz"
     promoted.write_bytes(promoted.read_bytes()[:-40])
-    with pytest.raises(AirflowFailException, match="model.tar.gz"):
+    with pytest.raises(RunRefused, match="model.tar.gz"):
         _deploy(models, "local", f"file://{tmp_path}/run/deploy")
     assert not (tmp_path / "models" / "serving").exists()
 

@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from operators.container import ContainerStepOperator, container_task
+from operators.refusals import RunRefused
 from operators.runners.base import StepRequest
 from operators.runners.kubernetes import KubernetesRunner, KubernetesSettings
 from operators.runners.kubernetes_job import WORKERS_LABEL, WorkersJobOperator
@@ -115,7 +116,7 @@ def test_the_single_step_pod_is_valid_too():
 
 
 def test_a_local_runner_refuses_several_machines_with_a_sentence():
-    with pytest.raises(AirflowFailException, match=r"\[Machines\] instance_count 2 needs") as e:
+    with pytest.raises(RunRefused, match=r"\[Machines\] instance_count 2 needs") as e:
         container_task(task_id="train", step=STEP, runner="local", instance_count=2)
     assert "[Runner] local trains on one: set [Machines] to 1 or [Runner] to kubernetes" in str(
         e.value

@@ -28,8 +28,7 @@ def test_a_disallowed_location_in_the_form_is_refused_before_run_json_is_written
 ):
     """Hardening item 8: run.json (whose models_uri the report pages read on the API server)
     was written before the form's locations were checked."""
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from operators.refusals import RunRefused
     from operators.run_record import record_run
 
     monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}/ok")
@@ -38,7 +37,7 @@ def test_a_disallowed_location_in_the_form_is_refused_before_run_json_is_written
         "run_id": "manual__1",
         "params": {"output_uri": f"file://{tmp_path}/ok/runs/p", "models_uri": "file:///etc"},
     }
-    with pytest.raises(AirflowFailException, match="models_uri 'file:///etc' is outside"):
+    with pytest.raises(RunRefused, match="models_uri 'file:///etc' is outside"):
         record_run(context, f"file://{run}/train")
     assert not (run / "run.json").exists()
     context["params"]["models_uri"] = f"file://{tmp_path}/ok/models"

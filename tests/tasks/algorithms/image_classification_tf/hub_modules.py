@@ -11,61 +11,16 @@ import sys
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
-from PIL import Image
 
-FEATURES = 32
+from tasks.algorithms.image_classification_tf.hub.pretrain import (
+    FEATURES,
+    feature_extractor,
+    save_feature_vector,
+)
 
-
-def feature_extractor(size: int | None = None) -> tf_keras.Model:
-    """Three conv blocks and global pooling: [batch, h, w, 3] in [0, 1] -> [batch, FEATURES]."""
-    inputs = tf_keras.Input((size, size, 3))
-    x = inputs
-    for filters in (16, 32, FEATURES):
-        x = tf_keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = tf_keras.layers.MaxPooling2D()(x)
-    x = tf_keras.layers.BatchNormalization()(x)
-    return tf_keras.Model(inputs, tf_keras.layers.GlobalAveragePooling2D()(x))
-
-
-def _images(root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    x, y = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((root / name).iterdir()):
-            with Image.open(path) as img:
-                x.append(np.asarray(img.convert("RGB").resize((size, size)), np.float32) / 255)
-            y.append(label)
-    return np.stack(x), np.asarray(y)
-
-
-def save_feature_vector(
-    path: Path,
-    *,
-    pretrain_on: Path | None = None,
-    size: int = 32,
-    fixed_size: bool = False,
-    epochs: int = 30,
-    seed: int = 0,
-) -> Path:
-    """A feature vector module at `path`; pre-trained as a classifier on `pretrain_on`'s class
-    folders when given (random weights otherwise)."""
-    tf_keras.utils.set_random_seed(seed)
-    extractor = feature_extractor(size if fixed_size else None)
-    if pretrain_on is not None:
-        x, y = _images(pretrain_on, size)
-        classifier = tf_keras.Sequential(
-            [tf_keras.Input((size, size, 3)), extractor, tf_keras.layers.Dense(int(y.max()) + 1)]
-        )
-        classifier.compile(
-            optimizer=tf_keras.optimizers.Adam(0.01),
-            loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        classifier.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-    tf.saved_model.save(extractor, str(path))
-    return path
+__all__ = ["save_feature_vector"]
 
 
 class _Payload(tf.Module):
