@@ -443,7 +443,9 @@ def _page(title: str, body: str) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
         "</title><style>body{font-family:sans-serif;margin:1em 2em;max-width:100%}"
         "table{border-collapse:collapse;max-width:100%}td,th{padding:.2em 1em;"
-        "text-align:left;vertical-align:top;overflow-wrap:anywhere}img{max-width:100%}"
+        "text-align:left;vertical-align:top;overflow-wrap:anywhere}"
+        # A key column (step, parameter) breaks between words only; long values anywhere.
+        "td:first-child{overflow-wrap:normal;white-space:nowrap}img{max-width:100%}"
         "</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
