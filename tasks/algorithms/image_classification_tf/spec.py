@@ -32,5 +32,10 @@ SPEC = AlgorithmSpec(
         "epochs": "1",
         "batch_size": "4",
     },
-    laptop={"epochs": "5", "batch_size": "16", "train_only_top_layer": "True"},
+    laptop={
+        "epochs": "5",
+        "batch_size": "16",
+        "train_only_top_layer": "True",
+        "learning_rate": "0.01",
+    },
 )
