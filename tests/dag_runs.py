@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,9 @@ def assert_refused_alone(result: subprocess.CompletedProcess, sentence: str) -> 
     """The run failed on a refusal: its sentence stands at ERROR in the task log, with no
     traceback anywhere and no retry."""
     assert result.returncode != 0
-    errors = [line for line in result.stdout.splitlines() if "[error" in line]
-    assert any(sentence in line for line in errors), "\n".join(errors) or result.stdout[-3000:]
+    # A log record is its timestamped line and the lines after it (a refusal may list problems).
+    records = re.split(r"\n(?=\d{4}-\d\d-\d\dT)", result.stdout)
+    errors = [record for record in records if "[error" in record.partition("\n")[0]]
+    assert any(sentence in record for record in errors), "\n".join(errors) or result.stdout[-3000:]
     for noise in ("Traceback", "Task failed with exception", "error_detail", "up_for_retry"):
         assert noise not in result.stdout, noise
