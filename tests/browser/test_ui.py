@@ -229,23 +229,43 @@ def test_several_machines_with_the_local_runner_are_refused_in_the_form(user, ai
     assert _runs(airflow) == []
 
 
-def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
-    By, browser = _by(), user
-    trigger = _open_trigger_form(browser, airflow)
-    browser.save_screenshot(str(shots / "3-trigger-form.png"))
+def _report_text(browser) -> str:
+    return browser.find_element(_by().TAG_NAME, "body").text
+
+
+def _run_form_defaults(browser, airflow, shots, dag_id, shot_names, link_shot=None):
+    """Trigger `dag_id` from its form with the defaults, wait for the run's success and open its
+    report; returns (the form's text, the run, the run's folder). Screenshots: `shot_names`
+    (the form, the report)."""
+    form_shot, report_shot = shot_names
+    folders = set((airflow.data_root / "runs" / dag_id).glob("run=*"))
+    trigger = _open_trigger_form(browser, airflow, dag_id)
+    browser.save_screenshot(str(shots / form_shot))
+    form = _report_text(browser)
     assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
     trigger.click()
-    run = _finished_run(browser, airflow)
+    run = _finished_run(browser, airflow, dag_id)
+    _open_report(browser, airflow, run["dag_run_id"], dag_id, shot=link_shot)
+    browser.save_screenshot(str(shots / report_shot))
+    return form, run, _run_folder(airflow, dag_id, folders)
+
+
+def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
+    By, browser = _by(), user
+    _, run, folder = _run_form_defaults(
+        browser,
+        airflow,
+        shots,
+        DAG,
+        ("3-trigger-form.png", "5-report.png"),
+        link_shot=shots / "4-task-extra-links.png",
+    )
     assert run["conf"] in ({}, None) or run["conf"].get("epochs") == 10
-
     run_id = run["dag_run_id"]
-    _open_report(browser, airflow, run_id, shot=shots / "4-task-extra-links.png")
-    browser.save_screenshot(str(shots / "5-report.png"))
 
-    folder = next((airflow.data_root / "runs" / DAG).glob("run=*"))
     evaluation = json.loads((folder / "evaluate" / "evaluation.json").read_text())
     final = json.loads((folder / "train" / "metrics.json").read_text())["final"]
-    page = browser.find_element(By.TAG_NAME, "body").text
+    page = _report_text(browser)
     assert f"accuracy {evaluation['accuracy']:.4f}" in page
     assert f"{final['validation_accuracy']:.4f}" in page
     assert run_id in page and "success" in page
@@ -289,10 +309,6 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     browser.get(data_docs)
     _wait(browser, lambda d: "Overview" in d.find_element(By.TAG_NAME, "body").text)
     browser.save_screenshot(str(shots / "6b-data-docs.png"))
-
-
-def _report_text(browser) -> str:
-    return browser.find_element(_by().TAG_NAME, "body").text
 
 
 def _runs_page_row(browser, airflow, run_id):
@@ -348,15 +364,10 @@ def test_transfer_learning_from_its_form_defaults_to_the_report(user, airflow, s
     browser, dag_id = user, "image_classification_tf"
     registry = json.loads((airflow.data_root / "hub" / "registry.json").read_text())
     (ours,) = [m["model_id"] for m in registry["models"]]
-    trigger = _open_trigger_form(browser, airflow, dag_id)
-    browser.save_screenshot(str(shots / "9-transfer-form.png"))
-    assert f"{ours} (offline)" in _report_text(browser)
-    assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
-    trigger.click()
-    run = _finished_run(browser, airflow, dag_id)
-    _open_report(browser, airflow, run["dag_run_id"], dag_id)
-    browser.save_screenshot(str(shots / "10-transfer-report.png"))
-    folder = next((airflow.data_root / "runs" / dag_id).glob("run=*"))
+    form, _, folder = _run_form_defaults(
+        browser, airflow, shots, dag_id, ("9-transfer-form.png", "10-transfer-report.png")
+    )
+    assert f"{ours} (offline)" in form
     assert json.loads((folder / "train" / "metrics.json").read_text())["model_id"] == ours
     evaluation = json.loads((folder / "evaluate" / "evaluation.json").read_text())
     headline = browser.find_element(_by().CSS_SELECTOR, "p.headline").text
@@ -368,16 +379,10 @@ def test_segmentation_from_its_form_defaults_to_the_report(user, airflow, shots)
     """The laptop recipe of the form (FCN, no pre-trained encoder, crop 64) on the embedded
     deployment's scenes: the run succeeds and its report shows mIoU and the per-class IoU."""
     By, browser, dag_id = _by(), user, "semantic_segmentation"
-    trigger = _open_trigger_form(browser, airflow, dag_id)
-    browser.save_screenshot(str(shots / "7-segmentation-form.png"))
-    form = browser.find_element(By.TAG_NAME, "body").text
+    form, _, folder = _run_form_defaults(
+        browser, airflow, shots, dag_id, ("7-segmentation-form.png", "8-segmentation-report.png")
+    )
     assert "Label map" in form and "num_classes" in form
-    assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
-    trigger.click()
-    run = _finished_run(browser, airflow, dag_id)
-    _open_report(browser, airflow, run["dag_run_id"], dag_id)
-    browser.save_screenshot(str(shots / "8-segmentation-report.png"))
-    folder = next((airflow.data_root / "runs" / dag_id).glob("run=*"))
     evaluation = json.loads((folder / "evaluate" / "evaluation.json").read_text())
     assert browser.find_element(By.CSS_SELECTOR, "p.headline").text == (
         f"mIoU {evaluation['mIoU']:.4f}"

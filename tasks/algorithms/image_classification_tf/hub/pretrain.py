@@ -18,6 +18,7 @@ from PIL import Image
 from tasks.algorithms.image_classification_tf.hub.mirror import mirror_uri, pack
 from tasks.algorithms.image_classification_tf.hub.trust import module_digest
 from tasks.atomic import atomic_write_text
+from tasks.data.lst import list_class_folders
 from tasks.data.synthetic import make_shapes_dataset
 from tasks.errors import InputError
 from tasks.staging import upload
@@ -49,15 +50,14 @@ def feature_extractor(size: int | None = None) -> tf_keras.Model:
 
 
 def class_folder_arrays(root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every image of `root/<class>/` as [n, size, size, 3] in [0, 1], labels by sorted name."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    x, y = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((root / name).iterdir()):
-            with Image.open(path) as img:
-                x.append(np.asarray(img.convert("RGB").resize((size, size)), np.float32) / 255)
-            y.append(label)
-    return np.stack(x), np.asarray(y)
+    """Every image of `root/<class>/` as [n, size, size, 3] in [0, 1], labels as im2rec lists
+    them (sorted class folders)."""
+    listing = list_class_folders(root)
+    x = []
+    for entry in listing.entries:
+        with Image.open(root / entry.path) as img:
+            x.append(np.asarray(img.convert("RGB").resize((size, size)), np.float32) / 255)
+    return np.stack(x), np.asarray([int(e.labels[0]) for e in listing.entries])
 
 
 def save_feature_vector(
