@@ -13,6 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FINGERPRINT = re.compile(r"weights fingerprint ([0-9a-f]+)")
+# A Python traceback, or TensorFlow's own error line (a collective's first failure names its
+# cause; the later ones only say "aborted"), but not the probe for a GPU.
+FIRST_ERROR = re.compile(r"^(Traceback .*|E\d{4} (?!.*cuInit).*)$", re.MULTILINE)
 
 
 @dataclass
@@ -25,8 +28,15 @@ class Worker:
 
     def fingerprint(self) -> str:
         found = FINGERPRINT.findall(self.text())
-        assert found, self.text()[-3000:]
+        assert found, self.story()
         return found[-1]
+
+    def story(self) -> str:
+        """The log's first error and its last lines, for a failed test's message."""
+        text = self.text()
+        first = FIRST_ERROR.search(text)
+        cause = text[first.start() : first.start() + 2000] if first else "(none logged)"
+        return f"{self.log}: first error: {cause}\n... last lines:\n{text[-2000:]}"
 
 
 def free_ports(count: int) -> list[int]:
@@ -95,7 +105,14 @@ def wait(workers: list[Worker], timeout: float = 600) -> list[int]:
         except subprocess.TimeoutExpired as e:
             for other in workers:
                 other.process.kill()
-            raise AssertionError(
-                f"workers still running after {timeout}s: {w.text()[-3000:]}"
-            ) from e
+            raise AssertionError(f"workers still running after {timeout}s: {w.story()}") from e
     return codes
+
+
+def assert_succeeded(workers: list[Worker], timeout: float = 600) -> None:
+    """Every worker exits 0; otherwise each failed one's story, in full."""
+    codes = wait(workers, timeout)
+    ended = zip(workers, codes, strict=True)
+    failed = [f"exit {code}: {w.story()}" for w, code in ended if code != 0]
+    if failed:
+        raise AssertionError("\n\n".join(failed))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 
 import keras
 import tensorflow as tf
+from tensorflow.python.eager import context
 
+from tasks.errors import InputError
 from tasks.training.cluster import Workers
 
 log = logging.getLogger("vision_pipelines")
@@ -40,12 +43,40 @@ class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 _COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
 
 
+HEARTBEAT_TIMEOUT_ENV = "VISION_PIPELINES_HEARTBEAT_TIMEOUT_SECONDS"
+DEFAULT_HEARTBEAT_TIMEOUT_S = 60
+
+
+def heartbeat_timeout_s(env: Mapping[str, str] = os.environ) -> int:
+    """How long a worker may go silent before the others give the job up."""
+    raw = env.get(HEARTBEAT_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_HEARTBEAT_TIMEOUT_S
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(f"{HEARTBEAT_TIMEOUT_ENV}={raw!r}; allowed: whole seconds >= 1")
+    return int(raw)
+
+
+def _coordinate() -> None:
+    """TensorFlow's coordination service (the chief) declares a worker dead after 10 s without
+    a heartbeat and aborts every worker's collectives: a pod throttled by its CPU limit or a
+    busy machine stalls that long and loses the whole job. We give it `heartbeat_timeout_s()`,
+    which is also how long the others wait before giving up on a worker that died. Set before
+    the strategy, which then keeps this configuration (it configures only an unset one)."""
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader="/job:worker/replica:0/task:0",
+        heartbeat_timeout_in_ms=heartbeat_timeout_s() * 1000,
+    )
+
+
 @functools.cache
 def distribution_strategy(workers: Workers) -> tf.distribute.Strategy:
     """Several workers (TF_CONFIG), all local GPUs, or the default. The multi-worker one must
     be made before TensorFlow runs anything (its collectives are set up at start): one per
     process."""
     if workers.count > 1:
+        _coordinate()
         return MultiWorkerStrategy()
     if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
