@@ -120,14 +120,15 @@ TRAINER_TESTS := tests/tasks/algorithms/image_classification tests/tasks/algorit
 	tests/tasks/algorithms/semantic_segmentation \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py
 # Most tests wait on one core (a trainer process, TensorFlow's graph building): pytest-xdist runs
-# one test file per core, up to 4 (each worker holds TensorFlow, about 1-2 GiB).
-PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile
+# one test file per core, up to 4 (each worker holds TensorFlow, about 1-2 GiB). The slowest
+# tests are listed after each part: where the suite's time goes.
+PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser images
 	$(VENV)/bin/$(PYTEST) $(AIRFLOW_TESTS)
 	$(TRAINER_VENV)/bin/$(PYTEST) $(TRAINER_TESTS)
-	$(VENV)/bin/pytest -q tests/browser
-	$(VENV)/bin/pytest -q tests/containers
+	$(VENV)/bin/pytest -q --durations=5 tests/browser
+	$(VENV)/bin/pytest -q --durations=5 tests/containers
 
 # The browser test drives Debian's chromium through chromedriver; installed when missing.
 browser:
