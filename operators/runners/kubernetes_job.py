@@ -15,9 +15,17 @@ from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperato
 from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import models as k8s
 
+from operators.refusals import refuse
 from operators.runners.base import StepRequest
 from operators.runners.kubernetes import KubernetesSettings
-from tasks.training.cluster import DEFAULT_PORT, INSTANCE_COUNT_ENV, SUBDOMAIN_ENV
+from tasks.errors import InputError
+from tasks.training.cluster import (
+    DEFAULT_PORT,
+    HEARTBEAT_TIMEOUT_ENV,
+    INSTANCE_COUNT_ENV,
+    SUBDOMAIN_ENV,
+    heartbeat_timeout_s,
+)
 
 JOB_DEADLINE_ENV = "VISION_PIPELINES_K8S_JOB_DEADLINE_SECONDS"
 DEFAULT_JOB_DEADLINE = 24 * 3600
@@ -47,7 +55,7 @@ def headless_service(name: str, namespace: str) -> k8s.V1Service:
 class WorkersJobOperator(KubernetesJobOperator):
     """KubernetesJobOperator with the workers' Service around the Job."""
 
-    def __init__(self, *, instance_count: int, **kwargs: Any) -> None:
+    def __init__(self, *, instance_count: int, heartbeat_timeout_s: int, **kwargs: Any) -> None:
         super().__init__(
             completion_mode="Indexed",
             completions=instance_count,
@@ -59,6 +67,7 @@ class WorkersJobOperator(KubernetesJobOperator):
             **kwargs,
         )
         self.instance_count = instance_count
+        self.heartbeat_timeout_s = heartbeat_timeout_s
 
     def service(self, context: Any) -> k8s.V1Service:
         return headless_service(self.service_name(context), self.namespace)
@@ -78,6 +87,7 @@ class WorkersJobOperator(KubernetesJobOperator):
             *(container.env or []),
             k8s.V1EnvVar(name=INSTANCE_COUNT_ENV, value=str(self.instance_count)),
             k8s.V1EnvVar(name=SUBDOMAIN_ENV, value=name),
+            k8s.V1EnvVar(name=HEARTBEAT_TIMEOUT_ENV, value=str(self.heartbeat_timeout_s)),
         ]
         container.ports = [k8s.V1ContainerPort(name="workers", container_port=DEFAULT_PORT)]
         return job
@@ -135,8 +145,13 @@ def workers_job(
 ) -> WorkersJobOperator:
     """The Indexed Job of `request.instance_count` workers, each pod as `pod` describes."""
     deadline = int(os.environ.get(JOB_DEADLINE_ENV, DEFAULT_JOB_DEADLINE))
+    try:  # the deployment's setting, checked before any pod starts
+        heartbeat = heartbeat_timeout_s()
+    except InputError as e:
+        raise refuse(str(e)) from e
     return WorkersJobOperator(
         instance_count=request.instance_count,
+        heartbeat_timeout_s=heartbeat,
         active_deadline_seconds=deadline,
         **pod,
     )

@@ -22,6 +22,8 @@ INSTANCE_COUNT_ENV = "VISION_PIPELINES_INSTANCE_COUNT"
 SUBDOMAIN_ENV = "VISION_PIPELINES_WORKER_SUBDOMAIN"
 """A Kubernetes Indexed Job's pods: their headless Service, so `<job>-<i>.<subdomain>` resolves."""
 JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"
+HEARTBEAT_TIMEOUT_ENV = "VISION_PIPELINES_HEARTBEAT_TIMEOUT_SECONDS"
+DEFAULT_HEARTBEAT_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -165,3 +167,14 @@ def current() -> Workers:
     """The workers this process trains with (TF_CONFIG, as `resolve` left it)."""
     text = os.environ.get(TF_CONFIG, "").strip()
     return from_tf_config(text) if text else ONE
+
+
+def heartbeat_timeout_s(env: Mapping[str, str] = os.environ) -> int:
+    """How long the workers wait for a silent one before they give the job up (TensorFlow's
+    own 10 s loses jobs to a worker stalled by a busy machine or a pod's CPU limit)."""
+    raw = env.get(HEARTBEAT_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_HEARTBEAT_TIMEOUT_S
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(f"{HEARTBEAT_TIMEOUT_ENV}={raw!r}; allowed: whole seconds >= 1")
+    return int(raw)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 from tensorflow.python.eager import context
 
-from tasks.errors import InputError
-from tasks.training.cluster import Workers
+from tasks.training.cluster import Workers, heartbeat_timeout_s
 
 log = logging.getLogger("vision_pipelines")
 
@@ -41,20 +39,6 @@ class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
 
 _COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
-
-
-HEARTBEAT_TIMEOUT_ENV = "VISION_PIPELINES_HEARTBEAT_TIMEOUT_SECONDS"
-DEFAULT_HEARTBEAT_TIMEOUT_S = 60
-
-
-def heartbeat_timeout_s(env: Mapping[str, str] = os.environ) -> int:
-    """How long a worker may go silent before the others give the job up."""
-    raw = env.get(HEARTBEAT_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_HEARTBEAT_TIMEOUT_S
-    if not raw.isdigit() or int(raw) < 1:
-        raise InputError(f"{HEARTBEAT_TIMEOUT_ENV}={raw!r}; allowed: whole seconds >= 1")
-    return int(raw)
 
 
 def _coordinate() -> None:

@@ -17,7 +17,8 @@ from operators.runners.base import StepRequest
 from operators.runners.kubernetes import KubernetesRunner, KubernetesSettings
 from operators.runners.kubernetes_job import WORKERS_LABEL, WorkersJobOperator
 from tasks.algorithms import TRAINER
-from tasks.training.cluster import from_indexed_job
+from tasks.errors import InputError
+from tasks.training.cluster import HEARTBEAT_TIMEOUT_ENV, from_indexed_job, heartbeat_timeout_s
 from tests.operators.test_container import STEP
 
 
@@ -98,6 +99,7 @@ def test_the_indexed_job_and_its_service_are_valid_hardened_and_find_each_other(
     assert service["spec"]["selector"] == {WORKERS_LABEL: labels[WORKERS_LABEL]}
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["VISION_PIPELINES_INSTANCE_COUNT"] == "3"
+    assert env[HEARTBEAT_TIMEOUT_ENV] == "60"
 
     # What tasks.train makes of it in the pod Kubernetes names <job>-1 (JOB_COMPLETION_INDEX=1).
     name = job["metadata"]["name"]
@@ -222,3 +224,23 @@ def test_the_pipeline_with_two_machines_on_kubernetes_renders_the_job_and_servic
     job = valid(op.build_job_request_obj(context))
     assert job["spec"]["parallelism"] == 2
     assert valid(op.service(context))["spec"]["clusterIP"] == "None"
+
+
+def test_the_workers_heartbeat_timeout_is_the_deployments_checked_before_any_pod(monkeypatch):
+    monkeypatch.setenv(HEARTBEAT_TIMEOUT_ENV, "90")
+    container = valid(job_operator().build_job_request_obj(CONTEXT))["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in container["containers"][0]["env"]}
+    assert env[HEARTBEAT_TIMEOUT_ENV] == "90"
+
+    monkeypatch.setenv(HEARTBEAT_TIMEOUT_ENV, "soon")
+    with pytest.raises(RunRefused):
+        job_operator()
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "1.5", "soon"])
+def test_a_heartbeat_timeout_is_whole_seconds(bad):
+    assert heartbeat_timeout_s({}) == 60
+    assert heartbeat_timeout_s({HEARTBEAT_TIMEOUT_ENV: " 90 "}) == 90
+    with pytest.raises(InputError) as refused:
+        heartbeat_timeout_s({HEARTBEAT_TIMEOUT_ENV: bad})
+    assert str(refused.value) == f"{HEARTBEAT_TIMEOUT_ENV}={bad!r}; allowed: whole seconds >= 1"
