@@ -22,7 +22,7 @@ from operators.pipeline import (
     champion_template,
     container_step,
     form_hyperparameters,
-    hyperparameter_param,
+    hyperparameter_params,
     lifecycle_params,
     lifecycle_steps,
     mapped_container_step,
@@ -100,7 +100,7 @@ def shared_params(
             "training; same network and classes). Empty: train from scratch.",
         ),
         **lifecycle_params(spec, models_uri),
-        **{name: hyperparameter_param(spec, name) for name in form},
+        **{k: v for name in form for k, v in hyperparameter_params(spec, name).items()},
         "hyperparameters": other_hyperparameters_param(
             "Any other hyperparameter of the algorithm, as strings (see "
             "algorithms.md); values derived from the data are set by the pipeline."
@@ -130,7 +130,7 @@ class Pipeline:
             output=STEP_FOLDERS[Step.TRAIN],
             hyperparameters={
                 **tail.train_hyperparameters,
-                **form_hyperparameters(self.form),
+                **form_hyperparameters(spec, self.form),
             },
             extra_hyperparameters="{{ (params.hyperparameters or {}) | tojson }}",
         )

@@ -25,15 +25,16 @@ from operators.runners import runners
 from tasks.algorithms import AlgorithmSpec
 from tasks.contract import GATE_FOLDER, QUALITY_FOLDER, STEP_FOLDERS, Step
 from tasks.data.profile import PROFILE
+from tasks.hyperparameters import Hyperparameter, Parts
 from tasks.streaming import FILE, INPUT_MODES, PIPE
 
 RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
 RUN = "{{ " + RUN_EXPRESSION + " }}"
 """Everything a run writes lives under this prefix (operators.paths.run_uri)."""
 CHAMPION = "champion_model(params.models_uri, dag.dag_id)"
+"""Template expression: the pipeline's champion model URI, "" before the first promotion."""
 GPUS = "{{ 1 if params.gpu_count is none else params.gpu_count }}"
 """Template: the form's [GPUs] (optional; empty: 1)."""
-"""Template expression: the pipeline's champion model URI, "" before the first promotion."""
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -51,13 +52,10 @@ def deployment_runner() -> str:
     return value
 
 
-def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Param:
-    """A form field for one hyperparameter, as its table defines it (`overrides` win). Its
-    default is the laptop recipe's where the deployment runs steps locally, else the table's."""
-    p = spec.param(name)
+def _param(p: Hyperparameter, default_text: str | None, **overrides: Any) -> Param:
+    """The form field of `p` with `default_text` (None: the table's default)."""
     schema = p.schema
-    recipe = spec.laptop if deployment_runner() == "local" else {}
-    default = p.form_default(recipe.get(name))
+    default = p.form_default(default_text)
     if default is None:
         schema["type"] = [schema["type"], "null"]
     options = {
@@ -70,10 +68,47 @@ def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Pa
     return Param(options.pop("default", default), **options)
 
 
-def form_hyperparameters(names: Iterable[str]) -> dict[str, str]:
+def _recipe(spec: AlgorithmSpec) -> Mapping[str, str]:
+    """The form's defaults: the laptop recipe's where the deployment runs steps locally."""
+    return spec.laptop if deployment_runner() == "local" else {}
+
+
+def hyperparameter_param(spec: AlgorithmSpec, name: str, **overrides: Any) -> Param:
+    """A form field for one hyperparameter, as its table defines it (`overrides` win). Its
+    default is the laptop recipe's where the deployment runs steps locally, else the table's."""
+    return _param(spec.param(name), _recipe(spec).get(name), **overrides)
+
+
+def hyperparameter_params(spec: AlgorithmSpec, name: str) -> dict[str, Param]:
+    """The form's fields of one hyperparameter: itself, or one number field per part of a
+    structured value (image_shape: channels, height, width) instead of a text to get right."""
+    p = spec.param(name)
+    if not isinstance(p.parse, Parts):
+        return {name: hyperparameter_param(spec, name)}
+    text = p.form_default(_recipe(spec).get(name))
+    defaults = [None] * len(p.parse.parts) if text is None else text.split(",")
+    return {
+        part.name: _param(part, None if d is None else d.strip())
+        for part, d in zip(p.parse.parts, defaults, strict=True)
+    }
+
+
+def form_hyperparameters(spec: AlgorithmSpec, names: Iterable[str]) -> dict[str, str]:
     """Templates that send the form's values of `names` to the trainer (empty ones are left
-    out, so the trainer's defaults apply)."""
-    return {n: "{{ '' if params." + n + " is none else params." + n + " }}" for n in names}
+    out, so the trainer's defaults apply). A structured value's parts are joined as the
+    reference writes it; a run conf that sets the value itself (the API, a backfill) wins."""
+    templates = {}
+    for n in names:
+        parse = spec.param(n).parse
+        if not isinstance(parse, Parts):
+            templates[n] = "{{ '' if params." + n + " is none else params." + n + " }}"
+            continue
+        parts = ", ".join(f"params.{part.name}" for part in parse.parts)
+        templates[n] = (
+            f"{{{{ params.{n} if params.{n} is defined and params.{n} "
+            f"else '' if none in [{parts}] else [{parts}] | join(',') }}}}"
+        )
+    return templates
 
 
 def runner_params(spec: AlgorithmSpec) -> dict[str, Param]:

@@ -104,6 +104,25 @@ class Pattern:
 
 
 @dataclass(frozen=True)
+class Parts:
+    """Comma-separated values as the reference writes them ("3,224,224"), each part a
+    `Hyperparameter` of its own: the trainer reads the text, the form shows one field per part
+    and joins them (operators/pipeline.py)."""
+
+    parts: tuple[Hyperparameter, ...]
+
+    def __call__(self, text: str) -> tuple[Any, ...]:
+        values = text.split(",")
+        if len(values) != len(self.parts):
+            raise ValueError
+        return tuple(p.parse(v.strip()) for p, v in zip(self.parts, values, strict=True))
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string"}
+
+
+@dataclass(frozen=True)
 class Boolean:
     """ "True"/"False" (any case) and "1"/"0", as the managed service accepts them."""
 

@@ -137,7 +137,9 @@ def test_trigger_form_params_have_descriptions(dagbag):
         "output_uri",
         "validation_split",
         "num_layers",
-        "image_shape",
+        "image_channels",
+        "image_height",
+        "image_width",
         "epochs",
         "mini_batch_size",
         "learning_rate",
@@ -240,6 +242,24 @@ def test_empty_optional_fields_render_as_unused_channels(dagbag):
     assert label_format.render(params={"label_format": "multi-hot"}) == "multi-hot"
 
 
+def test_the_image_shape_is_three_number_fields_joined_for_the_trainer(dagbag):
+    """Issue 27 item 3: a text field with a pattern refused "3,abc,32" with a regular
+    expression; the form now has one number field each, the trainer still gets the reference's
+    "channels,height,width", and a run conf that sets image_shape itself (the API) wins."""
+    dag = dagbag.dags["image_classification"]
+    fields = {n: dag.params.get_param(n).schema for n in ("image_channels", "image_height")}
+    assert fields["image_channels"]["enum"] == [1, 3]
+    assert fields["image_height"]["type"] == "integer"
+    assert not any("pattern" in s for s in fields.values())
+    template = dag.get_template_env().from_string(
+        dag.get_task("train").hyperparameters["image_shape"]
+    )
+    shape = {"image_channels": 1, "image_height": 48, "image_width": 64}
+    assert template.render(params=shape) == "1,48,64"
+    assert template.render(params={**shape, "image_shape": "3,16,16"}) == "3,16,16"
+    assert template.render(params={**shape, "image_height": None}) == ""
+
+
 def test_the_input_mode_is_offered_where_the_algorithm_streams(dagbag):
     """[Input mode] on the forms whose trainer can stream its channels; the train task reads it
     (File where the DAG has no such field)."""
@@ -263,16 +283,20 @@ def test_the_input_mode_is_offered_where_the_algorithm_streams(dagbag):
 
 def test_form_defaults_follow_the_deployment_runner(monkeypatch):
     """Local deployments offer the laptop recipe; a cluster deployment the reference's."""
-    from operators.pipeline import hyperparameter_param
+    from operators.pipeline import hyperparameter_param, hyperparameter_params
     from tasks.algorithms import get_algorithm
 
     spec = get_algorithm("image-classification")
+
+    def shape() -> dict:
+        return {k: p.value for k, p in hyperparameter_params(spec, "image_shape").items()}
+
     monkeypatch.delenv("VISION_PIPELINES_RUNNER", raising=False)
     assert hyperparameter_param(spec, "num_layers").value == 20
-    assert hyperparameter_param(spec, "image_shape").value == "3,32,32"
+    assert shape() == {"image_channels": 3, "image_height": 32, "image_width": 32}
     monkeypatch.setenv("VISION_PIPELINES_RUNNER", "kubernetes")
     assert hyperparameter_param(spec, "num_layers").value == 152
-    assert hyperparameter_param(spec, "image_shape").value == "3,224,224"
+    assert shape() == {"image_channels": 3, "image_height": 224, "image_width": 224}
     monkeypatch.setenv("VISION_PIPELINES_RUNNER", "ssh")
     with pytest.raises(ValueError, match="VISION_PIPELINES_RUNNER='ssh': allowed are local"):
         hyperparameter_param(spec, "epochs")

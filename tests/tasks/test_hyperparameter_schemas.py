@@ -7,7 +7,7 @@ import pytest
 
 from tasks.algorithms import ALGORITHMS
 from tasks.algorithms.image_classification_tf.hyperparameters import ModelId
-from tasks.hyperparameters import Boolean, Choice, Integer, IntegerChoice, Number, Pattern
+from tasks.hyperparameters import Boolean, Choice, Integer, IntegerChoice, Number, Parts, Pattern
 
 PARAMS = [(spec.id, p) for spec in ALGORITHMS.values() for p in spec.hyperparameters]
 
@@ -40,8 +40,7 @@ def _samples(parse):
     raise AssertionError(f"no samples for {parse!r}")
 
 
-@pytest.mark.parametrize(("algorithm", "param"), PARAMS, ids=lambda v: getattr(v, "name", v))
-def test_schema_and_parser_agree(algorithm, param):
+def _agree(param) -> None:
     schema = param.schema
     if param.default is not None:
         assert _valid(schema, param.form_default()), param.default
@@ -52,7 +51,23 @@ def test_schema_and_parser_agree(algorithm, param):
         except ValueError:
             parses = False
         assert _valid(schema, value) == parses, (value, text)
+
+
+@pytest.mark.parametrize(("algorithm", "param"), PARAMS, ids=lambda v: getattr(v, "name", v))
+def test_schema_and_parser_agree(algorithm, param):
     assert param.description, f"{algorithm}: {param.name} has no description"
+    if not isinstance(param.parse, Parts):
+        _agree(param)
+        return
+    # A structured value: each part is a form field of its own, the text joins them.
+    for part in param.parse.parts:
+        _agree(part)
+        assert part.description, f"{algorithm}: {param.name}'s {part.name} has no description"
+    parts = param.parse.parts
+    assert len(param.parse(param.default)) == len(parts)
+    for text in (param.default + ",1", param.default.rsplit(",", 1)[0], "abc," * len(parts)):
+        with pytest.raises(ValueError):
+            param.parse(text)
 
 
 @pytest.mark.parametrize("spec", list(ALGORITHMS.values()), ids=lambda s: s.id)

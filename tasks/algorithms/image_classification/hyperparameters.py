@@ -12,7 +12,7 @@ from tasks.hyperparameters import (
     UNIT,
     Hyperparameter,
     HyperparameterError,
-    Pattern,
+    Parts,
     choice,
     early_stopping_params,
     epochs_hyperparameter,
@@ -32,15 +32,29 @@ ALGORITHM = "image-classification"
 ARCHITECTURE_KEYS = ("num_layers", "image_shape", "num_classes")
 
 
-def _image_shape(text: str) -> tuple[int, int, int]:
-    c, h, w = (int(v) for v in text.split(","))
-    if c not in (1, 3) or not (8 <= h <= MAX_IMAGE_SIDE and 8 <= w <= MAX_IMAGE_SIDE):
-        raise ValueError
-    return c, h, w
-
-
-_SIDE = r"\s*([89]|[1-9]\d+)\s*"
-image_shape = Pattern(_image_shape, rf"^\s*[13]\s*,{_SIDE},{_SIDE}$")
+_SIDE = f"an integer from 8 to {MAX_IMAGE_SIDE} (VISION_PIPELINES_MAX_IMAGE_SIDE)"
+image_shape = Parts(
+    (
+        Hyperparameter(
+            "image_channels",
+            integer_choice(1, 3),
+            "1 or 3",
+            description="Channels of the network input: 1 (grey) or 3 (colour).",
+        ),
+        Hyperparameter(
+            "image_height",
+            integer(8, MAX_IMAGE_SIDE),
+            _SIDE,
+            description="Height of the network input, in pixels.",
+        ),
+        Hyperparameter(
+            "image_width",
+            integer(8, MAX_IMAGE_SIDE),
+            _SIDE,
+            description="Width of the network input, in pixels.",
+        ),
+    )
+)
 """ "channels,height,width" with 1 or 3 channels and sides of 8 to MAX_IMAGE_SIDE pixels."""
 
 
