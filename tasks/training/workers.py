@@ -82,11 +82,13 @@ def prepare(
     item short of the others' wraps around), and the whole validation set on each (the same
     numbers everywhere, for early stopping)."""
     if workers.count == 1:
-        # Keras makes the optimizer's, the loss's and the metrics' variables before tracing
+        # Keras 3 makes the optimizer's, the loss's and the metrics' variables before tracing
         # only under a distribution strategy; on the default one it makes them inside the first
         # traced step, and TensorFlow then traces that step a second time (ResNet-50 with Adam
         # on 2 CPU cores: 34 s to the end of the first epoch, 17 s with the state made first).
-        model._symbolic_build(data_batch=train_data.element_spec)
+        # tf_keras models (TF Hub's) have no such step.
+        if build := getattr(model, "_symbolic_build", None):
+            build(data_batch=train_data.element_spec)
         return Fitting(train_data, validation_data, resumed, None)
     log.info(
         "worker %d of %d: training on items %d..%d, global batch %d",
