@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from tasks.training import cluster
@@ -86,9 +87,9 @@ def prepare(
         # only under a distribution strategy; on the default one it makes them inside the first
         # traced step, and TensorFlow then traces that step a second time (ResNet-50 with Adam
         # on 2 CPU cores: 34 s to the end of the first epoch, 17 s with the state made first).
-        # tf_keras models (TF Hub's) have no such step.
-        if build := getattr(model, "_symbolic_build", None):
-            build(data_batch=train_data.element_spec)
+        # tf_keras models (TF Hub's) are not Keras 3 models and have no such step.
+        if isinstance(model, keras.Model):
+            model._symbolic_build(data_batch=train_data.element_spec)
         return Fitting(train_data, validation_data, resumed, None)
     log.info(
         "worker %d of %d: training on items %d..%d, global batch %d",

@@ -260,6 +260,17 @@ def test_the_image_shape_is_three_number_fields_joined_for_the_trainer(dagbag):
     assert template.render(params={**shape, "image_height": None}) == ""
 
 
+def test_no_form_field_is_checked_by_a_regular_expression(dagbag):
+    """A person cannot read a regular expression in a refusal: structured values get fields."""
+    patterned = [
+        (dag_id, name)
+        for dag_id, dag in dagbag.dags.items()
+        for name in dag.params
+        if "pattern" in dag.params.get_param(name).schema
+    ]
+    assert patterned == []
+
+
 def test_the_input_mode_is_offered_where_the_algorithm_streams(dagbag):
     """[Input mode] on the forms whose trainer can stream its channels; the train task reads it
     (File where the DAG has no such field)."""
