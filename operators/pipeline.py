@@ -86,11 +86,8 @@ def hyperparameter_params(spec: AlgorithmSpec, name: str) -> dict[str, Param]:
     if not isinstance(p.parse, Parts):
         return {name: hyperparameter_param(spec, name)}
     text = p.form_default(_recipe(spec).get(name))
-    defaults = [None] * len(p.parse.parts) if text is None else text.split(",")
-    return {
-        part.name: _param(part, None if d is None else d.strip())
-        for part, d in zip(p.parse.parts, defaults, strict=True)
-    }
+    defaults = [None] * len(p.parse.parts) if text is None else p.parse.texts(text)
+    return {part.name: _param(part, d) for part, d in zip(p.parse.parts, defaults, strict=True)}
 
 
 def form_hyperparameters(spec: AlgorithmSpec, names: Iterable[str]) -> dict[str, str]:

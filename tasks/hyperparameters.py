@@ -111,15 +111,15 @@ class Parts:
 
     parts: tuple[Hyperparameter, ...]
 
-    def __call__(self, text: str) -> tuple[Any, ...]:
-        values = text.split(",")
+    def texts(self, text: str) -> list[str]:
+        """The parts' texts, one per part (ValueError for another count)."""
+        values = [v.strip() for v in text.split(",")]
         if len(values) != len(self.parts):
             raise ValueError
-        return tuple(p.parse(v.strip()) for p, v in zip(self.parts, values, strict=True))
+        return values
 
-    @property
-    def schema(self) -> dict[str, Any]:
-        return {"type": "string"}
+    def __call__(self, text: str) -> tuple[Any, ...]:
+        return tuple(p.parse(v) for p, v in zip(self.parts, self.texts(text), strict=True))
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,34 @@ def test_a_value_below_its_minimum_is_refused_not_changed(
     assert _runs(airflow) == []
 
 
+def test_letters_in_a_number_field_are_refused_not_run(user, airflow, shots):
+    """The image shape's height typed as "x" (a structured value as the person may type it):
+    the number field keeps no letters, says under itself that it needs a value, and the run
+    cannot be triggered with some other height."""
+    from selenium.webdriver.common.keys import Keys
+
+    By, browser = _by(), user
+    trigger = _open_trigger_form(browser, airflow)
+    field = browser.find_element(By.NAME, "element_image_height")
+    browser.execute_script("arguments[0].scrollIntoView()", field)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.BACKSPACE, "x")
+    required = "//*[normalize-space(text())='This field is required']"
+    said = _wait(
+        browser, lambda d: [e for e in d.find_elements(By.XPATH, required) if e.is_displayed()]
+    )
+    browser.save_screenshot(str(shots / "2-letters-in-image-height.png"))
+    # One message, the emptied field's: its box holds the message and the height field alone.
+    box = said[0].find_element(By.XPATH, "ancestor::*[.//input][1]")
+    assert [i.get_attribute("name") for i in box.find_elements(By.TAG_NAME, "input")] == [
+        "element_image_height"
+    ]
+    assert len(said) == 1
+    assert field.get_attribute("value") == ""
+    assert not trigger.is_enabled()
+    assert _runs(airflow) == []
+
+
 def test_several_machines_with_the_local_runner_are_refused_in_the_form(user, airflow, shots):
     browser = user
     trigger = _open_trigger_form(browser, airflow)

@@ -65,7 +65,8 @@ def test_schema_and_parser_agree(algorithm, param):
         assert part.description, f"{algorithm}: {param.name}'s {part.name} has no description"
     parts = param.parse.parts
     assert len(param.parse(param.default)) == len(parts)
-    for text in (param.default + ",1", param.default.rsplit(",", 1)[0], "abc," * len(parts)):
+    not_numbers = ",".join(["abc"] * len(parts))
+    for text in (param.default + ",1", param.default.rsplit(",", 1)[0], not_numbers):
         with pytest.raises(ValueError):
             param.parse(text)
 
