@@ -23,7 +23,7 @@ export CONTAINERS_CONF := $(CURDIR)/docker/podman/containers.conf
 # `make images`: official (digest-pinned bases), debian (a local debootstrap base) or auto.
 IMAGE_BASE ?= auto
 
-.PHONY: setup demo ui test test-interop browser lint format lock clean bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
+.PHONY: setup demo ui test test-interop browser lint format lock clean test-airflow-side test-trainer-side bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
 	bench-transform-shards bench-pipe bench-serve bench-quality images pin-images engine
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed $(GE_VENV)/.installed
@@ -108,27 +108,50 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Tests run in the environment they belong to: Airflow-side and data tests in .venv,
-# trainer tests (TensorFlow) in .venv-trainer.
-AIRFLOW_TESTS := tests/dags tests/operators tests/plugins tests/tasks/data tests/tasks/test_recordio_cli.py \
-	tests/tasks/test_im2rec.py tests/tasks/test_atomic.py tests/tasks/test_artifact.py \
-	tests/tasks/test_hyperparameter_schemas.py tests/tasks/test_algorithm_packages.py tests/tasks/test_uris.py tests/tasks/test_progress.py tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py tests/tasks/test_transform_shards.py tests/test_lint_scope.py tests/test_locks.py tests/test_base_images.py \
-	tests/test_end_to_end.py tests/test_end_to_end_gate.py tests/test_end_to_end_tf.py \
-	tests/test_end_to_end_segmentation.py tests/test_end_to_end_shards.py tests/test_plugin_algorithm.py \
-	tests/test_deploy.py tests/test_end_to_end_quality.py
-TRAINER_TESTS := tests/tasks/algorithms/image_classification tests/tasks/algorithms/image_classification_tf \
-	tests/tasks/algorithms/semantic_segmentation \
+# Tests run in the environment they belong to: Airflow-side, data, browser and container tests
+# in .venv, trainer tests (TensorFlow) in .venv-trainer. The two sessions run at once, each
+# with pytest-xdist sending one test file per worker: most tests keep one core busy (a trainer
+# process, TensorFlow's graph building) and some wait (heartbeats, the browser, containers).
+# Files are handed out in the order listed, the slowest first, so that no long file starts
+# last; the slowest tests are listed after each session: where the suite's time goes.
+AIRFLOW_SLOW := tests/browser/test_ui.py tests/test_end_to_end_gate.py tests/test_end_to_end.py \
+	tests/test_end_to_end_segmentation.py tests/test_end_to_end_quality.py \
+	tests/containers/test_trainer_image.py tests/test_end_to_end_shards.py \
+	tests/test_end_to_end_tf.py tests/test_plugin_algorithm.py tests/containers/test_workers.py \
+	tests/containers/test_airflow_image.py
+AIRFLOW_TESTS := $(AIRFLOW_SLOW) tests/dags tests/operators tests/plugins tests/tasks/data \
+	tests/tasks/test_recordio_cli.py tests/tasks/test_im2rec.py tests/tasks/test_atomic.py \
+	tests/tasks/test_artifact.py tests/tasks/test_hyperparameter_schemas.py \
+	tests/tasks/test_algorithm_packages.py tests/tasks/test_uris.py tests/tasks/test_progress.py \
+	tests/tasks/test_limits.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py \
+	tests/tasks/test_transform_shards.py tests/test_lint_scope.py tests/test_locks.py \
+	tests/test_base_images.py tests/test_deploy.py
+ALGORITHM_TESTS := tests/tasks/algorithms
+TRAINER_SLOW := $(addprefix $(ALGORITHM_TESTS)/,semantic_segmentation/test_learning.py \
+	image_classification/test_multi_worker.py semantic_segmentation/test_training.py \
+	image_classification/test_learning.py semantic_segmentation/test_pipe_mode.py \
+	semantic_segmentation/test_resume.py semantic_segmentation/test_multi_worker.py \
+	image_classification/test_pipe_mode.py image_classification/test_initial_weights.py \
+	image_classification/test_training.py)
+TRAINER_TESTS := $(TRAINER_SLOW) $(filter-out $(TRAINER_SLOW),$(wildcard $(ALGORITHM_TESTS)/*/test_*.py)) \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py
-# Most tests wait on one core (a trainer process, TensorFlow's graph building): pytest-xdist runs
-# one test file per core, up to 4 (each worker holds TensorFlow, about 1-2 GiB). The slowest
-# tests are listed after each part: where the suite's time goes.
-PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15
+PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=15
 
+# The trainer session writes to its log while the other prints here; its log follows.
+TRAINER_LOG := $(or $(TMPDIR),/tmp)/vision-pipelines-trainer-tests.log
 test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser images
+	@echo "trainer tests run beside these; their report follows ($(TRAINER_LOG))"
+	@$(TRAINER_VENV)/bin/$(PYTEST) $(TRAINER_TESTS) > $(TRAINER_LOG) 2>&1 & trainer=$$!; \
+	$(VENV)/bin/$(PYTEST) $(AIRFLOW_TESTS) && airflow=0 || airflow=$$?; \
+	wait $$trainer && trainer=0 || trainer=$$?; \
+	echo "--- trainer tests ($(TRAINER_VENV)):"; cat $(TRAINER_LOG); \
+	exit $$(( airflow || trainer ))
+
+test-airflow-side:
 	$(VENV)/bin/$(PYTEST) $(AIRFLOW_TESTS)
+
+test-trainer-side:
 	$(TRAINER_VENV)/bin/$(PYTEST) $(TRAINER_TESTS)
-	$(VENV)/bin/pytest -q --durations=5 tests/browser
-	$(VENV)/bin/pytest -q --durations=5 tests/containers
 
 # The browser test drives Debian's chromium through chromedriver; installed when missing.
 browser:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import fcntl
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,25 @@ from tasks.data.pack import pack_lst
 from tasks.data.synthetic import make_shapes_dataset
 
 pytest_plugins = ["tests.s3"]
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder `name` that `make` fills once per test run: the test runner's workers (one
+    test file each) share it instead of each making its own, as a session fixture would."""
+    # Under pytest-xdist every worker's base folder sits in the run's one folder.
+    worker_id = getattr(tmp_path_factory.getbasetemp(), "name", "")
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id.startswith("popen-gw"):
+        shared = shared.parent
+    folder, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker's failed try
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
 
 
 def _make_ml_root(root: Path, images: Path, hyperparameters: dict[str, str]) -> MLRoot:

@@ -75,7 +75,9 @@ def _wait_until(check, what: str, seconds: float, log: Path) -> None:
     raise AssertionError(f"{what} within {seconds:.0f} s; end of {log}:\n{tail}")
 
 
-@pytest.fixture(scope="session")
+# Module scope: the Airflow processes stop when the browser tests end, not when the test run
+# does (the test runner goes on with other files in this process).
+@pytest.fixture(scope="module")
 def airflow(tmp_path_factory) -> Iterator[Airflow]:
     # Not a skip: `make test` installs them first, and a missing browser must not pass quietly.
     if not (CHROMIUM and CHROMEDRIVER):
@@ -159,7 +161,7 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(airflow, tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

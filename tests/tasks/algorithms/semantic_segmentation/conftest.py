@@ -12,6 +12,7 @@ import pytest
 
 from tasks.contract import MLRoot
 from tasks.data.synthetic import make_scenes_dataset
+from tests.conftest import made_once
 
 ROOT = Path(__file__).resolve().parents[4]
 ALGORITHM = "semantic-segmentation"
@@ -63,9 +64,13 @@ def scenes(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, scenes) -> MLRoot:
-    """One training run through the command line (the done-when command)."""
-    ml = make_ml_root(tmp_path_factory.mktemp("trained") / "ml", scenes, {**SMALL, "epochs": "2"})
-    run = run_cli("tasks.train", "--algorithm", ALGORITHM, "--ml-root", ml.root)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "epoch 2/2" in run.stdout
-    return ml
+    """One training run through the command line (the done-when command), shared by the test
+    files that need a trained model."""
+
+    def train(folder: Path) -> None:
+        ml = make_ml_root(folder / "ml", scenes, {**SMALL, "epochs": "2"})
+        run = run_cli("tasks.train", "--algorithm", ALGORITHM, "--ml-root", ml.root)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "epoch 2/2" in run.stdout
+
+    return MLRoot(made_once(tmp_path_factory, "segmentation-trained", train) / "ml")

@@ -86,9 +86,9 @@ def test_transform_writes_one_mask_per_image_at_its_own_size(trained, tmp_path):
         assert np.allclose(probabilities.astype(np.float32).sum(-1), 1, atol=1e-2)
         assert (probabilities.argmax(-1) == np.asarray(mask)).mean() > 0.99
         fractions = np.bincount(np.asarray(mask).ravel(), minlength=3) / (w * h)
-        assert {k: round(v, 4) for k, v in row["class_fractions"].items()} == {
-            str(i): round(float(f), 4) for i, f in enumerate(fractions) if f
-        }
+        # Written to 6 places (rounding both sides to 4 differed near a half: a flaky check).
+        expected = {str(i): float(f) for i, f in enumerate(fractions) if f}
+        assert row["class_fractions"] == pytest.approx(expected, abs=1e-6)
     assert not list(out.parent.glob(".predictions_masks.*"))  # no work folder left
 
 
