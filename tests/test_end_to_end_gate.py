@@ -37,13 +37,14 @@ def test_the_gate_promotes_a_better_challenger_and_keeps_a_better_champion(
     models = f"file://{out}-models/image_classification/models"
     common = {"validation_split": 0.25, "mini_batch_size": 16}
     blind = {**common, "learning_rate": 1e-7, "epochs": 1}
-    # Seeds 1, 2 and 3 of this recipe end at validation accuracy 0.66, 0.72 and 0.81.
+    # Trained alone on a 75/25 split of this data, seeds 1, 2 and 3 of this recipe end at
+    # validation accuracy 0.72, 0.44 and 0.66 (a blind model scores about 0.25).
     learns = {
         **common,
         "learning_rate": 0.05,
-        "epochs": 30,
+        "epochs": 12,
         "mini_batch_size": 8,
-        "hyperparameters": {"momentum": "0.9", "lr_scheduler_step": "20"},
+        "hyperparameters": {"momentum": "0.9", "lr_scheduler_step": "8"},
     }
 
     first = run(airflow_env, conf(data, out, **blind), "2026-03-01T00:00:00+00:00")
