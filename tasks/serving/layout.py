@@ -11,7 +11,7 @@ from pathlib import Path
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from tasks.artifact import MANIFEST, extract_artifact
+from tasks.artifact import ARCHIVE_COMPRESSLEVEL, MANIFEST, extract_artifact
 from tasks.errors import InputError
 from tasks.staging import check_exists, remove_prefix, upload_folder
 
@@ -38,7 +38,7 @@ def fetch_model(uri: str, folder: Path) -> Path:
     if not (local / MANIFEST).is_file():
         raise InputError(f"{uri}: a folder without model.tar.gz or an extracted model ({MANIFEST})")
     packed = folder / "model.tar.gz"
-    with tarfile.open(packed, "w:gz") as tar:
+    with tarfile.open(packed, "w:gz", compresslevel=ARCHIVE_COMPRESSLEVEL) as tar:
         for member in sorted(local.iterdir()):
             tar.add(member, arcname=member.name)
     return packed
