@@ -326,6 +326,10 @@ def safe_extract(tar_path: Path, dest: Path) -> None:
     try:
         with tarfile.open(tar_path, "r:*", tarinfo=_CappedTarInfo) as tar:
             tar.extractall(dest, members=_checked_members(tar, tar_path), **_FILTER)
+            # The members end before the file does (tar's closing blocks, gzip's checksum):
+            # read on to its end so that a file cut short or corrupted there is refused too.
+            while tar.fileobj.read(1 << 20):
+                pass
     except _OversizedHeader as e:
         raise ArtifactError(f"{tar_path}: {e}") from None
     except (tarfile.TarError, OSError, EOFError) as e:

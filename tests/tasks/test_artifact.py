@@ -47,6 +47,18 @@ def test_manifest_round_trips_through_the_archive(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize("cut", [8, 40, 1024])
+def test_an_archive_cut_short_after_its_members_is_refused(tmp_path, cut):
+    """The archive is gzip in stored blocks: a cut inside tar's closing blocks or gzip's own
+    checksum leaves every member whole, and an interrupted upload must still not load."""
+    tar = _artifact(tmp_path)
+    with tarfile.open(tar) as t:
+        assert t.getmembers()  # whole, it opens
+    tar.write_bytes(tar.read_bytes()[:-cut])
+    with pytest.raises(ArtifactError, match="not a readable .tar.gz"):
+        extract_artifact(tar, tmp_path / "x")
+
+
 def test_compatibility_names_every_difference():
     MANIFEST_VALUES.check_compatible(
         algorithm="image-classification",
