@@ -141,8 +141,8 @@ PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reor
 TRAINER_LOG := $(or $(TMPDIR),/tmp)/vision-pipelines-trainer-tests.log
 test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser images
 	@echo "trainer tests run beside these; their report follows ($(TRAINER_LOG))"
-	@$(TRAINER_VENV)/bin/$(PYTEST) $(TRAINER_TESTS) > $(TRAINER_LOG) 2>&1 & trainer=$$!; \
-	$(VENV)/bin/$(PYTEST) $(AIRFLOW_TESTS) && airflow=0 || airflow=$$?; \
+	@$(MAKE) --no-print-directory test-trainer-side > $(TRAINER_LOG) 2>&1 & trainer=$$!; \
+	$(MAKE) --no-print-directory test-airflow-side && airflow=0 || airflow=$$?; \
 	wait $$trainer && trainer=0 || trainer=$$?; \
 	echo "--- trainer tests ($(TRAINER_VENV)):"; cat $(TRAINER_LOG); \
 	exit $$(( airflow || trainer ))

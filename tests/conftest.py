@@ -19,11 +19,9 @@ pytest_plugins = ["tests.s3"]
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
     """The folder `name` that `make` fills once per test run: the test runner's workers (one
     test file each) share it instead of each making its own, as a session fixture would."""
-    # Under pytest-xdist every worker's base folder sits in the run's one folder.
-    worker_id = getattr(tmp_path_factory.getbasetemp(), "name", "")
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id.startswith("popen-gw"):
-        shared = shared.parent
+    base = tmp_path_factory.getbasetemp()
+    # Under pytest-xdist every worker's base folder (popen-gwN) sits in the run's one folder.
+    shared = base.parent if base.name.startswith("popen-gw") else base
     folder, done = shared / name, shared / f"{name}.done"
     with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
