@@ -26,6 +26,7 @@ TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 USER, PASSWORD = "admin", "browser-test-password"
 STARTUP_SECONDS = 240
+API_SECONDS, API_ATTEMPTS = 60, 3
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,19 @@ class Airflow:
             headers={"Content-Type": "application/json"}
             | ({"Authorization": f"Bearer {token}"} if token else {}),
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        # One API server process also serves the running tasks' execution API; on a machine
+        # busy with other tests it can take longer than a person would wait, so a request that
+        # times out is asked again (GETs and the token are safe to repeat) before failing.
+        attempts = API_ATTEMPTS
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=API_SECONDS) as response:
+                    return json.loads(response.read())
+            except (TimeoutError, urllib.error.URLError) as e:
+                attempts -= 1
+                timed_out = isinstance(getattr(e, "reason", e), TimeoutError)
+                if not (timed_out and attempts):
+                    raise
 
     def token(self) -> str:
         return self.api("/auth/token", body={"username": USER, "password": PASSWORD})[

@@ -14,7 +14,7 @@ import pytest
 from tests.browser.conftest import PASSWORD, USER
 
 DAG = "image_classification"
-RUN_SECONDS = 600
+RUN_SECONDS = 900
 
 
 def _by():
