@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,7 +66,44 @@ def make_ml_root() -> Callable[[Path, Path, dict[str, str]], MLRoot]:
     return _make_ml_root
 
 
+TINY = {"num_layers": "20", "image_shape": "3,16,16", "epochs": "2", "mini_batch_size": "8"}
+SEED = "3"
+
+
 @pytest.fixture
 def tiny() -> dict[str, str]:
     """Hyperparameters of a network small enough to train in seconds."""
-    return {"num_layers": "20", "image_shape": "3,16,16", "epochs": "2", "mini_batch_size": "8"}
+    return dict(TINY)
+
+
+def train_seeded(ml: MLRoot) -> list[tuple[float, float]]:
+    """`python -m tasks.train` of image classification in a fresh process, seeded with SEED; each
+    epoch's (training, validation) loss."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tasks.train", "--algorithm", "image-classification"]
+        + ["--ml-root", str(ml.root)],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "VISION_PIPELINES_SEED": SEED},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return losses_of(ml.metrics_path.read_bytes())
+
+
+def losses_of(metrics: bytes) -> list[tuple[float, float]]:
+    """Each epoch's (training, validation) loss in a metrics.json."""
+    return [(e["train_loss"], e["validation_loss"]) for e in json.loads(metrics)["epochs"]]
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory, shapes) -> MLRoot:
+    """One seeded training of the tiny network (random crops and mirrors), made once per test
+    run: what a repeat, or the same data read another way (Pipe mode), must give number for
+    number."""
+
+    def make(folder: Path) -> None:
+        hp = {**TINY, "augmentation_type": "crop"}
+        train_seeded(_make_ml_root(folder / "ml", shapes, hp))
+
+    return MLRoot(made_once(tmp_path_factory, "image-classification-seeded", make) / "ml")

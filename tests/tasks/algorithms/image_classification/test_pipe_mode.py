@@ -15,6 +15,7 @@ from s3fs import S3FileSystem
 from tasks.contract import MLRoot
 from tasks.data.recordio import RecordIOReader, unpack
 from tasks.data.synthetic import make_shapes_dataset
+from tests.conftest import SEED, losses_of
 from tests.s3 import BUCKET, assert_none_staged
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def _job(ml_root: Path, output: str, channels: dict[str, str], hp: dict, config:
     done = subprocess.run(
         [*args, "--output-uri", output],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "VISION_PIPELINES_SEED": "5"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "VISION_PIPELINES_SEED": SEED},
         capture_output=True,
         text=True,
     )
@@ -40,40 +41,37 @@ def _job(ml_root: Path, output: str, channels: dict[str, str], hp: dict, config:
 
 
 def _losses(output: str) -> list[tuple[float, float]]:
-    epochs = json.loads(S3FileSystem().cat_file(f"{output}/metrics.json"))["epochs"]
-    return [(e["train_loss"], e["validation_loss"]) for e in epochs]
+    return losses_of(S3FileSystem().cat_file(f"{output}/metrics.json"))
 
 
-def _file_and_pipe(tmp_path: Path, name: str, channels: dict[str, str], hp: dict) -> None:
-    """The same seeded training in File and in Pipe mode: the same losses, nothing staged."""
-    outputs = {mode: f"s3://{BUCKET}/out/{name}-{mode}" for mode in ("file", "pipe")}
-    file = _job(tmp_path / "file", outputs["file"], channels, hp, {})
-    pipe = _job(tmp_path / "pipe", outputs["pipe"], channels, hp, dict.fromkeys(channels, PIPE))
-    assert file["code"] == pipe["code"] == 0, pipe["log"][-3000:]
-    assert _losses(outputs["pipe"]) == _losses(outputs["file"])
-    assert list((tmp_path / "file" / "input" / "data").iterdir())  # File mode staged them
+def _pipe(tmp_path: Path, name: str, channels: dict[str, str], hp: dict) -> str:
+    """The seeded training in Pipe mode: nothing staged; its output's URI."""
+    output = f"s3://{BUCKET}/out/{name}-pipe"
+    pipe = _job(tmp_path / "pipe", output, channels, hp, dict.fromkeys(channels, PIPE))
+    assert pipe["code"] == 0, pipe["log"][-3000:]
     assert not (tmp_path / "pipe" / "input" / "data").exists()
+    return output
 
 
 @pytest.fixture(scope="module")
-def recordio_bucket(s3_endpoint, tmp_path_factory, shapes):
-    """The shapes dataset as train/validation RecordIO in the bucket; the image bytes."""
-    from tests.conftest import _make_ml_root
-
-    ml = _make_ml_root(tmp_path_factory.mktemp("prepared"), shapes, {})
+def recordio_bucket(s3_endpoint, seeded):
+    """The shared seeded run's train/validation RecordIO in the bucket; the image bytes."""
     fs = S3FileSystem()
     for name in ("train", "validation"):
-        fs.put(str(ml.channel(name)) + "/", f"{BUCKET}/rec/{name}/", recursive=True)
-    with RecordIOReader(ml.channel("train") / "train.rec") as reader:
+        fs.put(str(seeded.channel(name)) + "/", f"{BUCKET}/rec/{name}/", recursive=True)
+    with RecordIOReader(seeded.channel("train") / "train.rec") as reader:
         samples = [unpack(r.payload)[1][-256:] for r in reader]
-    return ml, samples
+    return seeded, samples
 
 
-def test_recordio_streams_with_file_modes_numbers(recordio_bucket, tmp_path, tiny):
-    ml, samples = recordio_bucket
-    hp = {**json.loads(ml.hyperparameters_path.read_text()), **tiny, "augmentation_type": "crop"}
+def test_recordio_streams_with_file_modes_numbers(recordio_bucket, tmp_path):
+    """The shared seeded run (File mode, RecordIO on disk) again, its channels streamed from the
+    bucket: the same losses, epoch for epoch."""
+    seeded, samples = recordio_bucket
+    hp = json.loads(seeded.hyperparameters_path.read_text())
     channels = {name: f"s3://{BUCKET}/rec/{name}" for name in ("train", "validation")}
-    _file_and_pipe(tmp_path, "rec", channels, hp)
+    output = _pipe(tmp_path, "rec", channels, hp)
+    assert _losses(output) == losses_of(seeded.metrics_path.read_bytes())
     assert_none_staged(tmp_path / "pipe", samples)
 
 
@@ -125,7 +123,12 @@ def test_a_manifest_streams_its_images_with_file_modes_numbers(s3_endpoint, tmp_
         "num_training_samples": str(len(lines["train"])),
     }
     channels = {name: f"s3://{BUCKET}/manifest/{name}" for name in ("train", "validation")}
-    _file_and_pipe(tmp_path, "manifest", channels, hp)
+    file = _job(tmp_path / "file", f"s3://{BUCKET}/out/manifest-file", channels, hp, {})
+    assert file["code"] == 0, file["log"][-3000:]
+    assert list((tmp_path / "file" / "input" / "data").iterdir())  # File mode staged them
+    assert _losses(_pipe(tmp_path, "manifest", channels, hp)) == _losses(
+        f"s3://{BUCKET}/out/manifest-file"
+    )
     assert_none_staged(tmp_path / "pipe", [p.read_bytes()[-256:] for p in images.rglob("*.jpg")])
 
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import shutil
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tasks.classification.serving import load_predictor
+from tasks.contract import MLRoot
 from tasks.train import main
+from tests.conftest import losses_of, train_seeded
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[4]
 
 
 def train(ml):
@@ -91,22 +89,11 @@ def test_truncated_recordio_names_the_byte_offset(tmp_path, shapes, make_ml_root
     assert "validation.rec: truncated record at byte offset" in failure
 
 
-def test_a_seeded_run_repeats_exactly(tmp_path, shapes, make_ml_root, tiny):
-    """VISION_PIPELINES_SEED: two runs, each in a fresh process, train the same model (every
-    epoch's losses equal to the last bit): seeded initial weights, shuffling and
-    augmentation, and TensorFlow's deterministic ops. (Unseeded, the losses differ.)"""
-    losses = []
-    for name in ("first", "second"):
-        ml = make_ml_root(tmp_path / name, shapes, {**tiny, "augmentation_type": "crop_color"})
-        done = subprocess.run(
-            [sys.executable, "-m", "tasks.train", "--algorithm", "image-classification"]
-            + ["--ml-root", str(ml.root)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "VISION_PIPELINES_SEED": "3"},
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        epochs = json.loads(ml.metrics_path.read_text())["epochs"]
-        losses.append([(e["train_loss"], e["validation_loss"]) for e in epochs])
-    assert losses[0] == losses[1]
+def test_a_seeded_run_repeats_exactly(tmp_path, seeded):
+    """VISION_PIPELINES_SEED: a second run in a fresh process trains the same model as the
+    shared seeded one (every epoch's losses equal to the last bit): seeded initial weights,
+    shuffling and augmentation, and TensorFlow's deterministic ops. (Unseeded, the losses
+    differ.)"""
+    ml = MLRoot(tmp_path / "ml")
+    shutil.copytree(seeded.root / "input", ml.root / "input")
+    assert train_seeded(ml) == losses_of(seeded.metrics_path.read_bytes())
