@@ -17,6 +17,7 @@ from tasks.data.pack import pack_lst
 from tasks.data.synthetic import make_shapes_dataset
 
 pytest_plugins = ["tests.s3"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
@@ -76,16 +77,24 @@ def tiny() -> dict[str, str]:
     return dict(TINY)
 
 
-def train_seeded(ml: MLRoot) -> list[tuple[float, float]]:
-    """`python -m tasks.train` of image classification in a fresh process, seeded with SEED; each
-    epoch's (training, validation) loss."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tasks.train", "--algorithm", "image-classification"]
-        + ["--ml-root", str(ml.root)],
-        cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, "VISION_PIPELINES_SEED": SEED},
+def run_cli(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m module args` in a process of its own, with `env` added to this one's."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def train_seeded(ml: MLRoot) -> list[tuple[float, float]]:
+    """`python -m tasks.train` of image classification, seeded with SEED; each epoch's
+    (training, validation) loss."""
+    done = run_cli(
+        "tasks.train",
+        *("--algorithm", "image-classification", "--ml-root", ml.root),
+        env={"VISION_PIPELINES_SEED": SEED},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return losses_of(ml.metrics_path.read_bytes())

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tasks.contract import MLRoot
 from tasks.data.synthetic import make_scenes_dataset
-from tests.conftest import made_once
+from tests.conftest import made_once, run_cli
 
 ROOT = Path(__file__).resolve().parents[4]
 ALGORITHM = "semantic-segmentation"
@@ -44,17 +41,6 @@ def make_ml_root(root: Path, data: Path | None, hyperparameters: dict, **configs
         (root / "input" / "data").parent.mkdir(parents=True, exist_ok=True)
         (root / "input" / "data").symlink_to(data, target_is_directory=True)
     return ml
-
-
-def run_cli(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m module args` in a process of its own, with `env` added to this one's."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="session")
