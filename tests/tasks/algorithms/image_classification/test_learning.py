@@ -56,9 +56,9 @@ def test_resnet20_reaches_95_percent_on_ten_generated_classes(tmp_path):
             "num_classes": "10",
             "num_training_samples": str(len(split.train)),
             "image_shape": "3,32,32",
-            # 10 epochs (unseeded) reached test accuracy 0.998 here; the run before had 14.
-            "epochs": "10",
-            "lr_scheduler_step": "6,8",
+            # 14 epochs: 10 reached 0.998 on one run and 0.886 on another (unseeded).
+            "epochs": "14",
+            "lr_scheduler_step": "9,12",
             "augmentation_type": "crop",
         },
     )
