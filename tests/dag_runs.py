@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.conftest import made_once
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
@@ -26,8 +29,10 @@ with create_session() as session:
 """
 
 
-def airflow_home(home: Path, **settings: str) -> dict[str, str]:
-    """The environment of a migrated Airflow home at `home` that runs our DAGs, plus `settings`."""
+def airflow_home(tmp_path_factory, **settings: str) -> dict[str, str]:
+    """The environment of a new Airflow home that runs our DAGs, plus `settings`: its SQLite
+    database a copy of the one this test run migrated once."""
+    home = tmp_path_factory.mktemp("airflow")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -37,8 +42,18 @@ def airflow_home(home: Path, **settings: str) -> dict[str, str]:
         "VISION_PIPELINES_WORK_DIR": str(home / "work"),
         **settings,
     }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+    shutil.copy(migrated_database(tmp_path_factory), home / "airflow.db")
     return env
+
+
+def migrated_database(tmp_path_factory) -> Path:
+    """An Airflow SQLite database that this test run migrated once, for new homes to copy."""
+
+    def migrate(folder: Path) -> None:
+        env = {**os.environ, "AIRFLOW_HOME": str(folder), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+
+    return made_once(tmp_path_factory, "airflow-migrated", migrate) / "airflow.db"
 
 
 def dags_test(env: dict, dag_id: str, logical_date: str, conf: dict) -> subprocess.CompletedProcess:

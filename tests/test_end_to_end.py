@@ -21,7 +21,7 @@ LOGICAL_DATE = "2026-01-01T00:00:00+00:00"
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
-    return airflow_home(tmp_path_factory.mktemp("airflow"))
+    return airflow_home(tmp_path_factory)
 
 
 def dags_test(env, conf, logical_date=LOGICAL_DATE):

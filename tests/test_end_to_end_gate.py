@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
     # Training is repeatable: "run 2 learns" must not hang on chance.
-    return airflow_home(tmp_path_factory.mktemp("airflow"), VISION_PIPELINES_SEED="1")
+    return airflow_home(tmp_path_factory, VISION_PIPELINES_SEED="1")
 
 
 def run(env, conf, logical_date):

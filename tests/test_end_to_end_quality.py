@@ -33,7 +33,7 @@ def suites(tmp_path_factory):
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory, suites):
     return airflow_home(
-        tmp_path_factory.mktemp("airflow"),
+        tmp_path_factory,
         VISION_PIPELINES_SEED="1",
         VISION_PIPELINES_EXPECTATIONS=str(suites),
     )

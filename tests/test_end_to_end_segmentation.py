@@ -21,7 +21,7 @@ RUN = "run=20260301T000000"
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
-    return airflow_home(tmp_path_factory.mktemp("airflow"))
+    return airflow_home(tmp_path_factory)
 
 
 def dags_test(env, conf):

@@ -33,7 +33,7 @@ def _airflow(env, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_three_shards_predict_what_one_transform_does(tmp_path_factory, tmp_path):
-    env = airflow_home(tmp_path_factory.mktemp("airflow"))
+    env = airflow_home(tmp_path_factory)
     dataset = make_shapes_dataset(tmp_path / "shapes", per_class=8, size=16)
     out = tmp_path / "out"
     # Trained in Pipe input mode: the form's choice reaches the trainer, nothing is staged.

@@ -30,11 +30,10 @@ def airflow_env(tmp_path_factory):
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    home = tmp_path_factory.mktemp("airflow")
     return airflow_home(
-        home,
+        tmp_path_factory,
         VISION_PIPELINES_TFHUB_MIRROR=f"file://{mirror}",
-        TFHUB_CACHE_DIR=str(home / "no-cache"),
+        TFHUB_CACHE_DIR=str(tmp_path_factory.mktemp("no-hub-cache")),
     )
 
 

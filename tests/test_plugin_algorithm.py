@@ -24,7 +24,7 @@ PLUGIN = {
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
-    return airflow_home(tmp_path_factory.mktemp("airflow"), **PLUGIN)
+    return airflow_home(tmp_path_factory, **PLUGIN)
 
 
 def test_a_fourth_algorithm_runs_end_to_end_from_its_own_package(airflow_env, tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tasks.data.synthetic import make_scenes_dataset, make_shapes_dataset
+from tests.dag_runs import migrated_database
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = ROOT / ".venv" / "bin" / "airflow"
@@ -113,6 +114,7 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     (home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
+    shutil.copy(migrated_database(tmp_path_factory), home / "airflow.db")
     port = _free_port()
     env = {
         **os.environ,
