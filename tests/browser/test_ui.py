@@ -59,7 +59,7 @@ def _open_trigger_form(browser, airflow, dag_id=DAG):
         browser, lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")
     )
     opener.click()
-    return _wait(
+    trigger = _wait(
         browser,
         lambda d: next(
             (
@@ -70,6 +70,9 @@ def _open_trigger_form(browser, airflow, dag_id=DAG):
             None,
         ),
     )
+    # The form's fields come after its buttons, once the DAG's params have arrived.
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=dialog] [name^=element_]"))
+    return trigger
 
 
 def _runs(airflow, dag_id=DAG) -> list[dict]:
