@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from functools import cache
+from pathlib import Path
 
 from operators.runners.base import StepRunner
+
+_DEFINES_RUNNER = re.compile(r"^RUNNER\s*(:[^=]*)?=", re.MULTILINE)
 
 
 @cache
 def runners() -> dict[str, StepRunner]:
-    """Every runner of this package by name, `local` first (the embedded default)."""
+    """Every runner of this package by name, `local` first (the embedded default).
+
+    Only modules whose source assigns `RUNNER` at top level are imported (as Airflow's DAG
+    discovery safe mode reads a file before importing it): the DAG files need this registry
+    when they are parsed, and a runner's helper module (kubernetes_job: the Kubernetes client)
+    would add most of a DAG file's parse time."""
     found: dict[str, StepRunner] = {}
     for module in pkgutil.iter_modules(__path__):
+        source = Path(__path__[0], f"{module.name}.py")
+        if module.ispkg or not _DEFINES_RUNNER.search(source.read_text()):
+            continue
         runner = getattr(importlib.import_module(f"{__name__}.{module.name}"), "RUNNER", None)
         if runner is not None:
             found[runner.name] = runner

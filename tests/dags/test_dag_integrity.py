@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,6 +192,24 @@ def test_airflow_layer_never_imports_tensorflow():
     for folder in ("dags", "operators", "plugins"):
         for path in (ROOT / folder).rglob("*.py"):
             assert not pattern.search(path.read_text()), path
+
+
+def test_parsing_a_dag_file_leaves_the_kubernetes_client_unimported():
+    """The DAG processor parses every file again and again: the Kubernetes client (most of a
+    parse's time) is imported when a step runs on Kubernetes, not when its DAG is parsed."""
+    check = (
+        "import runpy, sys\n"
+        f"for name in {PIPELINES!r}:\n"
+        "    runpy.run_path(f'dags/{name}.py')\n"
+        "from operators.runners import runners\n"
+        "assert list(runners()) == ['local', 'kubernetes'], list(runners())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('kubernetes')))\n"
+    )
+    parsed = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert parsed.returncode == 0, parsed.stderr[-2000:]
+    assert parsed.stdout.strip() == "[]"
 
 
 def test_promotion_not_training_updates_the_model_asset(dagbag):

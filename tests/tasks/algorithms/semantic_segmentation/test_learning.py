@@ -3,7 +3,10 @@ held-out mIoU, scored at full size by `tasks.evaluate`, clearly beats predicting
 class. A small recipe that fits the suite's budget on 2 CPU cores: 160 scenes of 48x40, crops of
 32, 8 epochs, inference at the full 48x40 (base_size). Seeded, so a run repeats exactly on the
 same hardware. On a CPU without AVX-512 (dilated convolutions as shifted taps) seeds 0 and 1
-reached held-out mIoU 0.73 and 0.70 (shape IoU 0.58, 0.54); 6 epochs reached only 0.60."""
+reached held-out mIoU 0.73 and 0.70 (shape IoU 0.58, 0.54); 6 epochs reached only 0.60.
+The validation channel (scored every epoch at full size; not what is asserted) holds 8 scenes:
+with 40 the test took 1.5 times the CPU for the same weights (held-out mIoU 0.8626 both ways;
+the seeded generator draws the training scenes first)"""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def majority_miou(annotations) -> float:
 
 def test_fcn_resnet50_learns_to_segment_unseen_scenes(tmp_path):
     data = make_scenes_dataset(
-        tmp_path / "data", train=160, validation=40, classes=2, size=(48, 40), seed=1
+        tmp_path / "data", train=160, validation=8, classes=2, size=(48, 40), seed=1
     )
     held_out = make_scenes_dataset(
         tmp_path / "held_out", train=0, validation=40, classes=2, size=(48, 40), seed=2
