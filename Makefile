@@ -137,15 +137,18 @@ TRAINER_TESTS := $(TRAINER_SLOW) $(filter-out $(TRAINER_SLOW),$(wildcard $(ALGOR
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py
 PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=15
 
-# The trainer session writes to its log while the other prints here; its log follows.
+# The trainer session writes to its log while the other prints here; its log follows. The
+# MXNet interoperability tests run once the Airflow-side session is done (it ends first),
+# beside the trainer session's last files, instead of before both on an otherwise idle core.
 TRAINER_LOG := $(or $(TMPDIR),/tmp)/vision-pipelines-trainer-tests.log
-test: setup $(AIRFLOW_HOME)/airflow.db lint test-interop browser images
+test: setup $(MXNET_VENV)/.installed $(AIRFLOW_HOME)/airflow.db lint browser images
 	@echo "trainer tests run beside these; their report follows ($(TRAINER_LOG))"
 	@$(MAKE) --no-print-directory test-trainer-side > $(TRAINER_LOG) 2>&1 & trainer=$$!; \
 	$(MAKE) --no-print-directory test-airflow-side && airflow=0 || airflow=$$?; \
+	$(MAKE) --no-print-directory test-interop && interop=0 || interop=$$?; \
 	wait $$trainer && trainer=0 || trainer=$$?; \
 	echo "--- trainer tests ($(TRAINER_VENV)):"; cat $(TRAINER_LOG); \
-	exit $$(( airflow || trainer ))
+	exit $$(( airflow || interop || trainer ))
 
 test-airflow-side:
 	$(VENV)/bin/$(PYTEST) $(AIRFLOW_TESTS)
