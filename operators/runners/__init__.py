@@ -26,9 +26,8 @@ def runners() -> dict[str, StepRunner]:
         source = Path(__path__[0], f"{module.name}.py")
         if module.ispkg or not _DEFINES_RUNNER.search(source.read_text()):
             continue
-        runner = getattr(importlib.import_module(f"{__name__}.{module.name}"), "RUNNER", None)
-        if runner is not None:
-            found[runner.name] = runner
+        runner = importlib.import_module(f"{__name__}.{module.name}").RUNNER
+        found[runner.name] = runner
     return dict(sorted(found.items(), key=lambda item: item[0] != "local"))
 
 
