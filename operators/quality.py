@@ -5,9 +5,10 @@ Airflow worker's memory and dependencies stay as they are."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,25 @@ from tasks.lifecycle.champion import read_pointer
 
 GE_PYTHON_ENV = "VISION_PIPELINES_GE_PYTHON"
 SUITES_ENV = "VISION_PIPELINES_EXPECTATIONS"
+TIMEOUT_ENV, DEFAULT_TIMEOUT_S = "VISION_PIPELINES_QUALITY_TIMEOUT_S", 600
+MEMORY_ENV, DEFAULT_MEMORY_MB = "VISION_PIPELINES_QUALITY_MEMORY_MB", 4096
+OUT_OF_MEMORY = ("MemoryError", "Cannot allocate memory", "failed to map segment")
+"""How Python, libc and the loader say that the address-space cap was reached."""
+
+
+def _limits() -> tuple[int, int]:
+    """(seconds, MiB) the validation may take."""
+    return (
+        int(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S),
+        int(os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_MB),
+    )
+
+
+def _cap_memory(mib: int) -> Callable[[], None]:
+    def cap() -> None:  # in the child, before GE starts: its address space, not the worker's
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
+
+    return cap
 
 
 def ge_python() -> str:
@@ -85,13 +105,27 @@ class DataQualityOperator(RunStepOperator):
                 self.log.info("no champion profile: the drift expectations are skipped")
             results = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             self.log.info("validating with %s", suite)
-            done = subprocess.run(
-                [*command, "--output", str(results)],
-                capture_output=True,
-                text=True,
-                env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-                check=False,
-            )
+            seconds, mib = _limits()
+            try:
+                done = subprocess.run(
+                    [*command, "--output", str(results)],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                    check=False,
+                    timeout=seconds,
+                    preexec_fn=_cap_memory(mib),
+                )
+            except subprocess.TimeoutExpired:
+                raise InputError(
+                    f"{suite}: validating the data took more than {seconds} s ({TIMEOUT_ENV}); "
+                    "fewer expectations or simpler regular expressions"
+                ) from None
+            if done.returncode != 0 and any(w in done.stderr for w in OUT_OF_MEMORY):
+                raise InputError(
+                    f"{suite}: validating the data needed more than {mib} MiB ({MEMORY_ENV}); "
+                    "fewer expectations or a smaller profile"
+                )
             for line in done.stdout.splitlines():
                 self.log.info("%s", line)
             # A rerun replaces what an earlier attempt published, kept even when it fails.

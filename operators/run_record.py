@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from operators.links import RunOutputsLink, RunReportLink
 from operators.refusals import RunRefused, refuse
-from operators.storage import write_text
+from operators.storage import read_text, write_text
 from tasks.contract import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, SUMMARY, Outcome, step_summary
 from tasks.errors import InputError
 from tasks.run_report import RUN_RECORD, run_prefix
@@ -48,7 +48,34 @@ def record_run(context: Any, output_uri: str) -> None:
         "logical_date": logical_date.isoformat() if logical_date else None,
         "params": params,
     }
+    claim_run_folder(prefix, record)
     write_text(f"{prefix}/{RUN_RECORD}", json.dumps(record, indent=2, default=str) + "\n")
+
+
+def claim_run_folder(prefix: str, record: Mapping[str, Any]) -> None:
+    """A run folder belongs to the run that created it, for good: refuse a step of any other
+    run (another DAG's run whose form points there, or a run whose key is the same) before it
+    writes anything, so that no run can take over another's folder and its report."""
+    path = f"{prefix}/{RUN_RECORD}"
+    try:
+        owner = json.loads(read_text(path))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        owner = None  # unreadable: nobody may claim it
+    if not isinstance(owner, dict) or (owner.get("dag_id"), owner.get("run_id")) != (
+        record["dag_id"],
+        record["run_id"],
+    ):
+        who = (
+            f"run {owner.get('run_id')!r} of DAG {owner.get('dag_id')!r}"
+            if isinstance(owner, dict)
+            else "another run"
+        )
+        raise refuse(
+            f"output folder {prefix} already belongs to {who}; a run writes only into a run "
+            "folder it created: choose another Output location"
+        )
 
 
 def record_failure(output_uri: str, step: str, code: int, reason: str) -> None:

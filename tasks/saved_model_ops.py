@@ -1,82 +1,112 @@
-"""The second wall against models that are code: a SavedModel whose graph holds file-system,
-process or I/O ops a vision model never needs is refused before it is loaded, whoever signed or
-pinned it. Trainer environment (reads TensorFlow's protos)."""
+"""The second wall against models that are code: a SavedModel runs only if every op of its graph
+is on the reviewed allow-list (`saved_model_allowed_ops.txt`: what our own models and the
+registry's feature-vector families need), whoever signed or pinned it. Checkpoint ops (SaveV2,
+RestoreV2, ...) are allowed only in the save and restore functions that the SavedModel's own
+saver names, and nothing else may call those. Trainer environment (reads TensorFlow's protos).
+
+`python -m tasks.saved_model_ops FOLDER...` lists the ops of SavedModels (to review the list)."""
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from tasks.errors import InputError
 
 SAVED_MODEL_PB = "saved_model.pb"
 MAX_GRAPH_BYTES = 2**31
-DENIED_OPS = frozenset(
+ALLOWED_OPS_FILE = Path(__file__).with_name("saved_model_allowed_ops.txt")
+EXTRA_OPS_ENV = "VISION_PIPELINES_EXTRA_ALLOWED_OPS"
+"""A deployment's own additions (a file in the list's format), for a module family of its own."""
+CHECKPOINT_FUNCTION = re.compile(r"__inference__traced_(save|restore)_\d+")
+"""The exact names TensorFlow gives the save and restore functions it traces for a SavedModel."""
+CHECKPOINT_OPS = frozenset(
     {
-        # files
-        "ReadFile", "WriteFile", "MatchingFiles", "ImmutableConst", "FileSystemSetConfiguration",
-        "Save", "SaveSlices", "Restore", "RestoreSlice", "LoadAndRemapMatrix",
-        "GenerateVocabRemapping", "InitializeTableFromTextFile", "InitializeTableFromTextFileV2",
-        "RecordInput", "DecodeProtoV2", "EncodeProto",
-        # readers and datasets that open paths
-        "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2",
-        "TFRecordReader", "TFRecordReaderV2", "FixedLengthRecordReader",
-        "FixedLengthRecordReaderV2", "IdentityReader", "IdentityReaderV2", "LMDBReader",
-        "TextLineDataset", "TFRecordDataset", "TFRecordDatasetV2", "FixedLengthRecordDataset",
-        "FixedLengthRecordDatasetV2", "LMDBDataset", "ExperimentalLMDBDataset", "CSVDataset",
-        "CSVDatasetV2", "ExperimentalCSVDataset", "SqlDataset", "ExperimentalSqlDataset",
-        "SaveDataset", "SaveDatasetV2", "LoadDataset", "ExperimentalLoadDataset",
-        "DatasetToTFRecord", "ExperimentalDatasetToTFRecord", "SnapshotDataset",
-        "SnapshotDatasetV2", "SnapshotDatasetReader", "SnapshotNestedDatasetReader",
-        "DataServiceDataset", "DataServiceDatasetV2", "DataServiceDatasetV3",
-        "DataServiceDatasetV4", "RegisterDataset", "RegisterDatasetV2",
-        # summaries, debugging and printing (all can name a file)
-        "CreateSummaryFileWriter", "CreateSummaryDbWriter", "WriteSummary",
-        "WriteRawProtoSummary", "WriteScalarSummary", "WriteHistogramSummary",
-        "WriteImageSummary", "WriteAudioSummary", "WriteGraphSummary", "ImportEvent",
-        "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3", "DebugNanCount",
-        "DebugNumericSummary", "DebugNumericSummaryV2", "Print", "PrintV2",
-        # Python callbacks
-        "PyFunc", "PyFuncStateless", "EagerPyFunc",
+        "SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename", "StringJoin",
+        "StaticRegexFullMatch", "DisableCopyOnRead", "Select", "Pack", "Const", "Identity",
+        "NoOp", "ReadVariableOp", "AssignVariableOp",
     }
 )  # fmt: skip
-CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints"})
-"""Allowed only in the functions TensorFlow writes to save and restore variables
-(`__inference__traced_save_*`, `..._traced_restore_*`), which no other function may call."""
-CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+"""What TensorFlow's traced save and restore functions use (all they may use)."""
 
 
 class UnsafeModelError(InputError):
-    """A SavedModel graph holding ops that reach outside the model."""
+    """A SavedModel graph holding ops that are not on the allow-list."""
 
 
-def _is_checkpoint_function(name: str) -> bool:
-    return "_traced_save_" in name or "_traced_restore_" in name
+def read_ops(path: Path) -> frozenset[str]:
+    """An op list: one op per line, `#` starts a comment."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return frozenset(line for line in lines if line)
 
 
-def _problems(graph) -> list[str]:
+def allowed_ops() -> frozenset[str]:
+    """The reviewed allow-list and the deployment's additions (EXTRA_OPS_ENV)."""
+    extra = os.environ.get(EXTRA_OPS_ENV)
+    return read_ops(ALLOWED_OPS_FILE) | (read_ops(Path(extra)) if extra else frozenset())
+
+
+def _called(node) -> set[str]:
+    """The functions a node names in its attributes (calls, branches, bodies)."""
+    names = set()
+    for value in node.attr.values():
+        if value.HasField("func"):
+            names.add(value.func.name)
+        names.update(f.name for f in value.list.func)
+    return names
+
+
+def _saver_functions(meta) -> set[str]:
+    """The save and restore functions the SavedModel's saver runs (by its node names)."""
+    saver = meta.saver_def
+    names = {saver.save_tensor_name.split(":")[0], saver.restore_op_name.split(":")[0]} - {""}
+    return {
+        called
+        for node in meta.graph_def.node
+        if node.name in names
+        for called in _called(node)
+        if CHECKPOINT_FUNCTION.fullmatch(called)
+    }
+
+
+def problems(meta, allowed: frozenset[str]) -> list[str]:
+    """Each op outside the allow-list, and each misuse of a checkpoint function, as a phrase."""
+    graph = meta.graph_def
+    checkpoint = _saver_functions(meta)
     found = []
-    checkpoint_functions = {
-        f.signature.name for f in graph.library.function
-        if _is_checkpoint_function(f.signature.name)
-    }  # fmt: skip
     for function in graph.library.function:
         name = function.signature.name
+        permitted = CHECKPOINT_OPS if name in checkpoint else allowed
         for node in function.node_def:
-            if node.op in DENIED_OPS or (
-                node.op in CHECKPOINT_OPS and name not in checkpoint_functions
-            ):
+            if node.op not in permitted:
                 found.append(f"{node.op} in function {name}")
-            if node.op in CALL_OPS and name not in checkpoint_functions:
-                called = node.attr["f"].func.name
-                if called in checkpoint_functions:
-                    found.append(f"a call of {called} in function {name}")
-    found += [f"{node.op} in the graph" for node in graph.node if node.op in DENIED_OPS]
+            found += [f"a call of {c} in function {name}" for c in _called(node) & checkpoint]
+    for node in graph.node:
+        if node.op not in allowed:
+            found.append(f"{node.op} in the graph")
+    exposed = checkpoint & set(meta.object_graph_def.concrete_functions)
+    found += [f"{name} callable from the model's objects" for name in sorted(exposed)]
     return found
 
 
-def check_saved_model(folder: Path, source: str) -> None:
-    """Refuse the SavedModel in `folder` if its graphs hold a denied op; one sentence naming the
-    ops and where they are."""
+def model_ops(folder: Path) -> set[str]:
+    """The ops of the SavedModel in `folder` that the allow-list must hold: all of them but
+    those of its saver's checkpoint functions."""
+    saved = _read(folder, str(folder))
+    found = set()
+    for meta in saved.meta_graphs:
+        checkpoint = _saver_functions(meta)
+        found |= {node.op for node in meta.graph_def.node}
+        for function in meta.graph_def.library.function:
+            if function.signature.name not in checkpoint:
+                found |= {node.op for node in function.node_def}
+    return found
+
+
+def _read(folder: Path, source: str):
     from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -84,21 +114,46 @@ def check_saved_model(folder: Path, source: str) -> None:
     try:
         if path.stat().st_size > MAX_GRAPH_BYTES:
             raise UnsafeModelError(f"{source}: {SAVED_MODEL_PB} is over 2 GiB; not loaded")
-        saved = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+        return saved_model_pb2.SavedModel.FromString(path.read_bytes())
     except (OSError, DecodeError) as e:
         raise InputError(f"{source}: {SAVED_MODEL_PB} is not a readable SavedModel ({e})") from e
-    found = sorted({p for meta in saved.meta_graphs for p in _problems(meta.graph_def)})
+
+
+def check_saved_model(folder: Path, source: str) -> None:
+    """Refuse the SavedModel in `folder` unless every op is allowed; one sentence naming the ops
+    and the functions they are in. `folder` must be the step's private copy (private_copy), the
+    same files the loader reads next."""
+    saved = _read(folder, source)
+    allowed = allowed_ops()
+    found = sorted({p for meta in saved.meta_graphs for p in problems(meta, allowed)})
     if found:
-        shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
+        first = {}  # each op (or misuse) once, with the first function it is in
+        for phrase in found:
+            first.setdefault(phrase.split(" in ")[0], phrase)
+        shown = "; ".join(list(first.values())[:8])
+        shown += f"; and {len(first) - 8} more" if len(first) > 8 else ""
         raise UnsafeModelError(
-            f"{source}: the SavedModel's graph holds ops a vision model never needs and that "
-            f"reach files or processes ({shown}); refused before loading (a SavedModel is code)"
+            f"{source}: the SavedModel's graph holds ops outside the allow-list of what vision "
+            f"models need ({shown}); refused before loading (a SavedModel is code; the list is "
+            f"{ALLOWED_OPS_FILE.name} of the trainer)"
         )
 
 
 def load_saved_model(folder: Path, source: str | None = None):
-    """tf.saved_model.load of a SavedModel that passed check_saved_model."""
+    """tf.saved_model.load of a SavedModel in a step-owned folder that passed
+    check_saved_model."""
     import tensorflow as tf
 
     check_saved_model(folder, source or str(folder))
     return tf.saved_model.load(str(folder))
+
+
+def main(argv: Iterable[str]) -> int:
+    for folder in argv:
+        print(f"# {folder}")
+        print("\n".join(sorted(model_ops(Path(folder)))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

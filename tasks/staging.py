@@ -8,7 +8,7 @@ from pathlib import Path
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from tasks.atomic import temporary_name
+from tasks.atomic import atomic_path
 from tasks.errors import InputError
 
 
@@ -56,20 +56,14 @@ def clear(path: Path) -> None:
 def upload(local: Path, uri: str) -> str:
     """Copy one file to `uri` so that readers see all of it or nothing: an object store's PUT
     is that already (a rename there would be a second copy); a file system gets a temporary
-    name, renamed into place, and removed if the copy fails."""
+    name, flushed to disk, renamed into place (the folder flushed too) and removed if the copy
+    fails (tasks.atomic)."""
     fs, path = _fs(uri)
     if not isinstance(fs, LocalFileSystem):
         fs.put_file(str(local), path)
         return uri
-    parent = path.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/{temporary_name(path.rsplit('/', 1)[1])}"
-    try:
-        fs.put_file(str(local), tmp)
-        fs.mv(tmp, path)
-    finally:
-        if fs.exists(tmp):
-            fs.rm_file(tmp)
+    with atomic_path(Path(path)) as tmp:
+        shutil.copyfile(local, tmp)
     return uri
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterator
+from pathlib import Path
 
 from tasks.errors import InputError
 
@@ -73,3 +75,17 @@ def check_uri(uri: str, what: str) -> str:
             f"{', '.join(prefixes)} ({ALLOWED_PREFIXES})"
         )
     return uri
+
+
+def walk_files(root: Path, what: str) -> Iterator[str]:
+    """Every file under the local folder `root`, relative, links followed as im2rec follows
+    them; where the deployment lists allowed prefixes, each file's real location must lie under
+    one (a link in an allowed dataset is no way out of it)."""
+    checked = bool(allowed_prefixes())
+    for folder, _, names in os.walk(root, followlinks=True):
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root)
+            if checked:
+                check_uri(path, f"{what}: {relative}")
+            yield Path(relative).as_posix()

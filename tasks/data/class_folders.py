@@ -15,6 +15,7 @@ from tasks.data.lst import IMAGE_EXTENSIONS
 from tasks.data.lst_validation import image_problem
 from tasks.errors import InputError
 from tasks.problems import Problem, describe
+from tasks.uris import walk_files
 
 
 class ClassFolderError(InputError):
@@ -98,11 +99,7 @@ def list_local(root: Path) -> tuple[list[str], list[str]]:
     """(files, top-level folders) under `root`, relative, following links as im2rec does."""
     if not root.is_dir():
         raise ClassFolderError(f"{root}: dataset folder does not exist")
-    files = [
-        Path(folder, name).relative_to(root).as_posix()
-        for folder, _, names in os.walk(root, followlinks=True)
-        for name in names
-    ]
+    files = list(walk_files(root, f"dataset {root}"))
     return files, [p.name for p in root.iterdir() if p.is_dir()]
 
 

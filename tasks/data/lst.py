@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.errors import InputError
+from tasks.uris import walk_files
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 
@@ -92,12 +93,7 @@ def list_class_folders(
     if not root.is_dir():
         raise LstError(f"{root}: image root is not a folder")
     if recursive:
-        files = (
-            Path(folder, name).relative_to(root).as_posix()
-            for folder, _, names in os.walk(root, followlinks=True)
-            for name in names
-            if os.path.isfile(os.path.join(folder, name))
-        )
+        files = (name for name in walk_files(root, f"image root {root}") if (root / name).is_file())
     else:
         files = (name for name in os.listdir(root) if (root / name).is_file())
     return class_folder_entries(files, exts, source=str(root))

@@ -29,6 +29,7 @@ import fsspec
 
 from tasks.errors import InputError
 from tasks.staging import upload
+from tasks.uris import check_uri
 
 CHAMPION = "champion.json"
 ATTEMPTS = 5
@@ -43,6 +44,10 @@ def pointer_uri(models_uri: str, pipeline: str) -> str:
     return f"{models_uri.rstrip('/')}/{pipeline}/{CHAMPION}"
 
 
+REFERENCES = ("model_uri", "profile_uri")
+"""The champion entry's fields that name what later steps read."""
+
+
 def _parse(uri: str, raw: bytes | None) -> dict[str, Any]:
     if raw is None:
         return {"champion": None, "history": []}
@@ -52,6 +57,11 @@ def _parse(uri: str, raw: bytes | None) -> dict[str, Any]:
             raise ValueError("expected an object with a 'history' list")
     except ValueError as e:
         raise InputError(f"{uri}: not a champion pointer ({e})") from e
+    champion = pointer.get("champion")
+    if isinstance(champion, dict):  # what steps read by reference: allowed as a form's URI is
+        for field in REFERENCES:
+            if isinstance(champion.get(field), str) and champion[field]:
+                check_uri(champion[field], f"{uri}: the champion's {field}")
     return pointer
 
 
@@ -164,6 +174,17 @@ def data_fingerprint(uris: Sequence[str]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def _free_folder(base: str) -> str:
+    """`base`, or `base.2`, `base.3`, ... when an earlier promotion of the same run key holds
+    it: an archived champion is never overwritten (a rollback may still need it)."""
+    fs, path = fsspec.core.url_to_fs(base)
+    folder, n = path, 1
+    while fs.exists(f"{folder}/model.tar.gz"):
+        n += 1
+        folder = f"{path}.{n}"
+    return base if n == 1 else f"{base}.{n}"
+
+
 def promote(
     models_uri: str,
     pipeline: str,
@@ -182,7 +203,7 @@ def promote(
     make it the champion; return its entry.
     When `gated`, `gated_against` is the champion's model URI the gate compared with (None:
     there was none), and a champion changed since refuses the promotion."""
-    folder = f"{models_uri.rstrip('/')}/{pipeline}/models/{run_key}"
+    folder = _free_folder(f"{models_uri.rstrip('/')}/{pipeline}/models/{run_key}")
     target = f"{folder}/model.tar.gz"
     kept_profile = None
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.contract import QUALITY
+from tasks.quality.suite_rules import RuleError, check_suite
 
 VALIDATION = "validation.json"
 PROFILE = "profile.csv.gz"
@@ -47,6 +48,10 @@ def read_suite(path: Path) -> dict[str, Any]:
         raise SuiteError(f"{path}: not a readable JSON expectation suite ({e})") from e
     if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
         raise SuiteError(f"{path}: an expectation suite is an object with an 'expectations' list")
+    try:
+        check_suite(suite)
+    except RuleError as e:
+        raise SuiteError(str(e)) from e
     return suite
 
 

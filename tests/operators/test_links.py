@@ -43,3 +43,29 @@ def test_a_disallowed_location_in_the_form_is_refused_before_run_json_is_written
     context["params"]["models_uri"] = f"file://{tmp_path}/ok/models"
     record_run(context, f"file://{run}/train")
     assert (run / "run.json").is_file()
+
+
+def test_a_run_folder_belongs_to_the_run_that_created_it(tmp_path):
+    """Hardening, third pass: a user who may trigger only DAG A pointed A's output location at
+    DAG B's and chose B's logical date: A's run rewrote B's run.json (B's report then opened for
+    A's readers and closed for B's). Now the step is refused before it writes anything."""
+    from types import SimpleNamespace
+
+    from operators.refusals import RunRefused
+    from operators.run_record import record_run
+    from tasks.run_report import find_run
+
+    runs = tmp_path / "runs"
+    run = runs / "b" / "run=20260101T000000"
+
+    def context(dag_id: str, run_id: str) -> dict:
+        return {"run_id": run_id, "dag": SimpleNamespace(dag_id=dag_id), "params": {}}
+
+    record_run(context("b", "scheduled__1"), f"file://{run}/train")
+    owned = (run / "run.json").read_text()
+    record_run(context("b", "scheduled__1"), f"file://{run}/evaluate")  # B's next step
+    for intruder in (context("a", "scheduled__1"), context("b", "manual__other")):
+        with pytest.raises(RunRefused, match="already belongs to run 'scheduled__1' of DAG 'b'"):
+            record_run(intruder, f"file://{run}/train")
+    assert (run / "run.json").read_text() == owned
+    assert find_run([runs], "b", run.name).owner == "b"

@@ -273,3 +273,29 @@ def test_a_promotion_gated_against_another_champion_is_refused(tmp_path):
     assert "(run b)" in str(e.value)
     pointer = read_pointer(models, "image_classification")
     assert pointer["champion"] == b and [h["run_id"] for h in pointer["history"]] == ["a", "b"]
+
+
+def test_a_second_promotion_of_the_same_run_key_keeps_the_archived_champion(tmp_path):
+    """Hardening, third pass: the second promotion overwrote models/<run key>/model.tar.gz, so a
+    rollback to the first one served the second model."""
+    models = f"file://{tmp_path}/models"
+    first = promote_run(models, _model(tmp_path, "a"), "key")
+    (tmp_path / "runs" / "b").mkdir(parents=True)
+    (tmp_path / "runs" / "b" / "model.tar.gz").write_bytes(b"b")
+    second = promote_run(models, f"file://{tmp_path}/runs/b/model.tar.gz", "key")
+    assert first["model_uri"] != second["model_uri"]
+    assert Path(first["model_uri"].removeprefix("file://")).read_bytes() == b"a"
+    assert Path(second["model_uri"].removeprefix("file://")).read_bytes() == b"b"
+
+
+def test_a_champion_pointer_cannot_send_a_step_outside_the_allowed_locations(tmp_path, monkeypatch):
+    """Hardening, third pass: the data-quality step's champion profile and the deploy step's
+    champion model were read from whatever champion.json named."""
+    models = tmp_path / "models"
+    pointer = models / "image_classification" / "champion.json"
+    pointer.parent.mkdir(parents=True)
+    entry = {"model_uri": "file:///etc/passwd", "profile_uri": None, "run_id": "x"}
+    pointer.write_text(json.dumps({"champion": entry, "history": [entry]}))
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}")
+    with pytest.raises(InputError, match="champion's model_uri 'file:///etc/passwd' is outside"):
+        read_pointer(f"file://{models}", "image_classification")

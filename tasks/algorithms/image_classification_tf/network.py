@@ -15,7 +15,7 @@ import tensorflow_hub as hub
 import tf_keras
 
 from tasks.algorithms.image_classification_tf.hub.mirror import fetch_module
-from tasks.algorithms.image_classification_tf.hub.trust import TrustedModule, recheck
+from tasks.algorithms.image_classification_tf.hub.trust import TrustedModule
 from tasks.algorithms.image_classification_tf.hyperparameters import TransferHyperparameters
 from tasks.errors import InputError
 from tasks.saved_model_ops import check_saved_model
@@ -37,10 +37,9 @@ class Network:
 
 
 def load_module(trusted: TrustedModule) -> Any:
-    """Load a TF2 SavedModel hub module the deployment trusts, unchanged since it was checked
-    and free of denied ops; anything else is refused by name."""
+    """Load a TF2 SavedModel hub module the deployment trusts, from the step's private copy
+    that was checked, with only allowed ops; anything else is refused by name."""
     source = trusted.source
-    recheck(trusted)
     check_saved_model(trusted.folder, source)
     try:
         module = hub.load(str(trusted.folder))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -131,22 +132,26 @@ def pretrained_module(
             f"channel 'model': expected one hub model (a SavedModel folder or .tar.gz) or one "
             f"model.tar.gz in {channel}, found {len(archives)} archives"
         )
-    archive = archives[0]
-    names = archive_names(archive, f"channel 'model': {archive}")
+    source = str(archives[0])
+    # Every check below and the loader read this private copy, never the channel again.
+    archive = work / "model-channel.tar.gz"
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(archives[0], archive)
+    names = archive_names(archive, f"channel 'model': {source}")
     ours = any(name.lstrip("./") == MANIFEST for name in names)
     if not ours:
         trust = trust_for_archive(archive, grant, hp.model_id)
-        return stage_user_module(archive, work / "hub", str(archive), trust=trust), None
+        return stage_user_module(archive, work / "hub", source, trust=trust), None
     previous = extract_artifact(archive, work / "previous")
     if not (previous.root / BACKBONE).is_dir():
         raise InputError(
-            f"channel 'model': {archive} is a pre-trained classifier packaged as is; fine-tune "
+            f"channel 'model': {source} is a pre-trained classifier packaged as is; fine-tune "
             "from its model_id instead (incremental training needs a model trained here)"
         )
     previous.manifest.check_compatible(
-        algorithm=ALGORITHM, architecture=hp.architecture(), source=str(archive)
+        algorithm=ALGORITHM, architecture=hp.architecture(), source=source
     )
-    return from_trusted_source(previous.root / BACKBONE, str(archive)), previous
+    return from_trusted_source(previous.root / BACKBONE, source), previous
 
 
 def build_optimizer(hp: TransferHyperparameters) -> Any:

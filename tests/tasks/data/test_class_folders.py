@@ -52,3 +52,23 @@ def test_the_split_is_stratified_seeded_and_keeps_every_class():
     assert len(train.images) + len(validation.images) == 14
     assert not {r for r, _ in train.images} & {r for r, _ in validation.images}
     assert stratified_split(dataset, 0.2, seed=5) == (train, validation)
+
+
+def test_a_linked_class_folder_that_leads_outside_the_allowed_locations_is_refused(
+    tmp_path, monkeypatch
+):
+    """Hardening, third pass: the dataset URI was checked, the files under its links were not
+    (os.walk follows links, as im2rec does): a class folder linking to a private folder was
+    listed and packed."""
+    from tasks.data.lst import list_class_folders
+
+    allowed = make_shapes_dataset(tmp_path / "allowed" / "shapes", per_class=2, size=8)
+    private = make_shapes_dataset(tmp_path / "private", per_class=2, size=8)
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}/allowed")
+    check_class_folders(allowed)  # links that stay inside are followed as before
+    (allowed / "secret").symlink_to(private / "circle", target_is_directory=True)
+    for listing in (check_class_folders, list_class_folders):
+        with pytest.raises(ValueError, match="secret/circle_0000.jpg' is outside the locations"):
+            listing(allowed)
+    monkeypatch.delenv("VISION_PIPELINES_ALLOWED_URIS")
+    assert "secret" in check_class_folders(allowed).classes  # no allow-list: links are followed

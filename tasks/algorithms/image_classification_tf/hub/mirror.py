@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -114,6 +115,26 @@ def find_saved_model(folder: Path, source: str) -> Path:
     return found[0].parent
 
 
+def private_copy(folder: Path, dest: Path, source: str) -> Path:
+    """The SavedModel under `folder` copied into `dest`, a new folder only this process may
+    write: checks and the loader then read the same bytes, whatever happens to `folder` (a
+    model channel or a cache anyone else can write). Regular files and folders only."""
+    found = find_saved_model(folder, source)
+    dest.mkdir(parents=True, mode=0o700)
+    for path in sorted(found.rglob("*")):
+        target = dest / path.relative_to(found)
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise InputError(
+                f"{source}: {path.relative_to(found)} is a link or special file; a SavedModel "
+                "folder holds regular files only"
+            )
+        if path.is_dir():
+            target.mkdir(mode=0o700, exist_ok=True)
+        else:
+            shutil.copyfile(path, target, follow_symlinks=False)
+    return dest
+
+
 def unpack(tar_path: Path, dest: Path, source: str | None = None) -> Path:
     """Extract a hub model `.tar.gz` (members checked) and return its SavedModel folder."""
     safe_extract(tar_path, dest)
@@ -125,7 +146,7 @@ def _fetch_folder(model_id: str, kind: Kind, dest: Path) -> tuple[Path, str]:
     if "://" not in found or found.startswith("file://"):
         path = Path(found.removeprefix("file://"))
         if path.is_dir():
-            return path, found
+            return private_copy(path, dest / kind, found), found
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / f"{kind}.tar.gz"
     with fsspec.open(found, "rb") as src, open(archive, "wb") as out:
@@ -152,8 +173,12 @@ def stage_user_module(
     path: Path, work: Path, source: str, *, trust: Callable[[Path, str], TrustedModule] = from_user
 ) -> TrustedModule:
     """A hub module given as a SavedModel folder or a .tar.gz of one, unpacked into `work` when
-    packed; `trust` decides (a run's module: refused unless the deployment pinned it)."""
-    folder = find_saved_model(path, source) if path.is_dir() else unpack(path, work, source)
+    packed, copied when not (the checks and the loader read only that private copy); `trust`
+    decides (a run's module: refused unless the deployment pinned it)."""
+    if path.is_dir():
+        folder = private_copy(path, work / "module", source)
+    else:
+        folder = unpack(path, work, source)
     return trust(folder, source)
 
 

@@ -101,14 +101,6 @@ def from_trusted_source(folder: Path, source: str) -> TrustedModule:
     return TrustedModule(folder, module_digest(folder), source)
 
 
-def recheck(module: TrustedModule) -> None:
-    """Refuse a module changed since it was checked (checked again right before loading)."""
-    if module_digest(module.folder) != module.digest:
-        raise UntrustedModuleError(
-            f"{module.source}: its files changed after they were checked; not loaded"
-        )
-
-
 def _grant_mac(archive_sha256: str) -> str:
     message = f"staged-module:{archive_sha256}".encode()
     return hmac.new(model_key(), message, hashlib.sha256).hexdigest()

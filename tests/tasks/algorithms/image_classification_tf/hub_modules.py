@@ -38,6 +38,26 @@ class _Payload(tf.Module):
         return tf.matmul(tf.reduce_mean(images, axis=[1, 2]), self.kernel)
 
 
+class _Smuggler(tf.Module):
+    """A feature vector whose call also runs `extra()` (ops the allow-list must refuse)."""
+
+    def __init__(self, extra):
+        super().__init__()
+        self.extra = extra
+        self.kernel = tf.Variable(tf.ones([3, FEATURES]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def __call__(self, images):
+        self.extra()  # kept in the function's graph, used or not
+        return tf.matmul(tf.reduce_mean(images, axis=[1, 2]), self.kernel)
+
+
+def save_smuggler_module(path: Path, extra) -> Path:
+    """A hub-shaped module whose call runs `extra` too."""
+    tf.saved_model.save(_Smuggler(extra), str(path))
+    return path
+
+
 def save_payload_module(path: Path, *, read: str, write: str) -> Path:
     """A hub-shaped module that copies `read` to `write` when it is called."""
     tf.saved_model.save(_Payload(read, write), str(path))
