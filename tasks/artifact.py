@@ -17,7 +17,7 @@ from typing import Any
 
 from tasks.atomic import atomic_path
 from tasks.errors import InputError
-from tasks.signing import KEY_ENV, model_key
+from tasks.signing import key_origin, model_key
 
 MAX_MEMBERS_ENV = "VISION_PIPELINES_MODEL_MAX_MEMBERS"
 MAX_BYTES_ENV = "VISION_PIPELINES_MODEL_MAX_BYTES"
@@ -71,6 +71,16 @@ class _CappedTarInfo(tarfile.TarInfo):
     def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
         self._check_header()
         return super()._proc_pax(tarfile)
+
+    def _refuse_sparse(self, *_: Any) -> None:
+        """GNU sparse members (old-style header chains, pax 0.0/0.1/1.0 maps): refused before
+        their map is read, whatever its length (a model archive holds plain files)."""
+        raise _OversizedHeader(
+            f"member {_shown(self.name)} is a GNU sparse file; a model archive holds regular "
+            "files and folders only"
+        )
+
+    _proc_sparse = _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _refuse_sparse
 
 
 def archive_names(tar_path: Path, source: str) -> list[str]:
@@ -253,7 +263,7 @@ def _check_provenance(root: Path, source: Path) -> None:
         )
     if not hmac.compare_digest(str(recorded.get("hmac_sha256")), _signature(files)):
         raise ArtifactError(
-            f"{source}: not signed with this deployment's key ({KEY_ENV} or its key file); " + hint
+            f"{source}: not signed with this deployment's key ({key_origin()}); " + hint
         )
 
 

@@ -5,6 +5,7 @@ deployment wrote are loaded)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import tempfile
@@ -15,6 +16,10 @@ from tasks.errors import InputError
 KEY_ENV = "VISION_PIPELINES_MODEL_KEY"
 KEY_FILE_ENV = "VISION_PIPELINES_MODEL_KEY_FILE"
 KEY_FILE_NAME = "vision-pipelines-model.key"
+MIN_KEY_BYTES = 32
+_GENERATED: set[Path] = set()
+"""Key files this process generated (key_origin)."""
+log = logging.getLogger(__name__)
 
 
 def key_file() -> Path:
@@ -39,27 +44,63 @@ def _generate(path: Path) -> None:
             os.fsync(f.fileno())
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
+            _GENERATED.add(path)
+            log.warning(
+                "no model-signing key on this machine: generated %s; archives signed with "
+                "another machine's key will be refused here (give every machine of the "
+                "deployment the same key: %s)",
+                path,
+                KEY_ENV,
+            )
     finally:
         os.unlink(tmp)
+
+
+def key_origin() -> str:
+    """Where this process's key comes from, for a refusal: a key generated just now on this
+    machine is the usual reason another machine's archives do not verify."""
+    if os.environ.get(KEY_ENV):
+        return f"the key is {KEY_ENV}"
+    path = key_file()
+    if path in _GENERATED:
+        return (
+            f"this machine had no deployment key and generated its own at {path} just now: give "
+            f"it the deployment's key ({KEY_ENV}, or the key file of the machine that signed it)"
+        )
+    return f"the key is the file {path}"
+
+
+def _too_short(key: str, where: str) -> InputError | None:
+    if len(key.encode()) >= MIN_KEY_BYTES:
+        return None
+    return InputError(
+        f"{where}: the model-signing key is {len(key.encode())} bytes; at least {MIN_KEY_BYTES} "
+        "are needed (e.g. the output of: openssl rand -hex 32)"
+    )
 
 
 def model_key() -> bytes:
     """The HMAC key archives are signed and checked with; generated on first use."""
     if key := os.environ.get(KEY_ENV):
+        if error := _too_short(key, KEY_ENV):
+            raise error
         return key.encode()
     path = key_file()
     try:
         if not path.exists():
             _generate(path)
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise InputError(
+                f"{path}: the model-signing key file can be read by others (mode "
+                f"{mode & 0o777:o}); make it readable by its owner only: chmod 600 {path}"
+            )
         key = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(
             f"{path}: cannot read or create the model-signing key ({e}); set {KEY_ENV} or point "
             f"{KEY_FILE_ENV} at a writable file"
         ) from e
-    if len(key) < 32:
-        raise InputError(
-            f"{path}: the model-signing key is {len(key)} characters; at least 32 are needed "
-            "(delete the file to have a new one generated)"
-        )
+    if error := _too_short(key, str(path)):
+        raise error
     return key.encode()

@@ -6,6 +6,7 @@ a problem names the file and the byte offset or line.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,7 +90,12 @@ def check_labels(
                     f"{place}: label {list(label)}; multi-label training needs a multi-hot "
                     f"vector of {num_classes} values 0 or 1 (num_classes={num_classes})"
                 )
-        elif len(label) != 1 or label[0] != int(label[0]) or not 0 <= label[0] < num_classes:
+        elif (
+            len(label) != 1
+            or not math.isfinite(label[0])
+            or label[0] != int(label[0])
+            or not 0 <= label[0] < num_classes
+        ):
             shown = f"{label[0]:g}" if len(label) == 1 else str(list(label))
             raise ChannelError(
                 f"{place}: label {shown}; allowed: one class index 0..{num_classes - 1} "

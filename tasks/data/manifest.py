@@ -178,6 +178,9 @@ def iter_manifest(
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 yield Problem(line_no, f"not a JSON object ({e})")
                 continue
+            except ValueError:  # Python refuses to convert integers of over 4300 digits
+                yield Problem(line_no, "a number of more than 4300 digits; labels are class ids")
+                continue
             if not isinstance(obj, dict):
                 yield Problem(line_no, f"expected a JSON object, got {raw[:60]!r}")
                 continue
@@ -206,8 +209,10 @@ def iter_manifest(
                     label_format=label_format,
                     num_classes=num_classes,
                 )
-            except (ValueError, TypeError) as e:
-                yield Problem(line_no, f"{second} = {json.dumps(obj[second])}: {e}")
+            except (ValueError, TypeError, OverflowError) as e:
+                shown = json.dumps(obj[second])
+                shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown)} chars)"
+                yield Problem(line_no, f"{second} = {shown}: {e}")
                 continue
             yield ManifestRecord(line_no, ref, label)
     if empty:

@@ -27,6 +27,15 @@ LENGTH_BITS = 29
 MAX_PART_LENGTH = (1 << LENGTH_BITS) - 1
 _LREC = struct.Struct("<II")
 
+MAX_RECORD_ENV = "VISION_PIPELINES_MAX_RECORD_BYTES"
+DEFAULT_MAX_RECORD_BYTES = 256 << 20
+"""One record is one encoded image: a bigger one is refused before it is read into memory."""
+
+
+def max_record_bytes() -> int:
+    return int(os.environ.get(MAX_RECORD_ENV) or DEFAULT_MAX_RECORD_BYTES)
+
+
 IMAGE_HEADER = struct.Struct("<IfQQ")
 """flag, label, id, id2: the 24-byte header that starts an image record's payload."""
 
@@ -200,6 +209,11 @@ class RecordIOReader:
                     f"{self.path}: truncated record at byte offset {pos}: header announces "
                     f"{length} payload bytes, only {self.size - pos - 8} left in the file"
                 )
+            if end - offset > max_record_bytes():
+                raise RecordIOError(
+                    f"{self.path}: the record at byte offset {offset} is over "
+                    f"{max_record_bytes()} bytes ({MAX_RECORD_ENV}); one record holds one image"
+                )
             parts.append(self._read(pos + 8, length))
             pos = end + _padding(length)
             if cflag in (0, 3):
@@ -247,6 +261,11 @@ def read_index(idx_path: str | os.PathLike) -> dict[int, int]:
                     f"{idx_path}, line {line_no}: expected '<integer key>\\t<byte offset>', "
                     f"got {line.rstrip()!r}"
                 ) from e
+            if offset < 0:
+                raise RecordIOError(
+                    f"{idx_path}, line {line_no}: byte offset {offset} is negative; an offset "
+                    "counts bytes from the start of the .rec"
+                )
             if key in index:
                 raise RecordIOError(f"{idx_path}, line {line_no}: key {key} appears twice")
             index[key] = offset

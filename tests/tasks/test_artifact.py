@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -13,7 +14,9 @@ from tasks.artifact import (
     SAVED_MODEL,
     ArtifactError,
     ModelManifest,
+    archive_names,
     extract_artifact,
+    safe_extract,
     write_artifact,
 )
 
@@ -196,10 +199,10 @@ def test_only_archives_this_pipeline_wrote_are_loaded(tmp_path, monkeypatch):
 
 def test_with_a_deployment_key_archives_are_signed(tmp_path, monkeypatch):
     monkeypatch.delenv("VISION_PIPELINES_ALLOW_FOREIGN_MODELS", raising=False)
-    monkeypatch.setenv("VISION_PIPELINES_MODEL_KEY", "k1")
+    monkeypatch.setenv("VISION_PIPELINES_MODEL_KEY", "k1" * 16)
     signed = _artifact(tmp_path / "one")
     assert extract_artifact(signed, tmp_path / "a").manifest == MANIFEST_VALUES
-    monkeypatch.setenv("VISION_PIPELINES_MODEL_KEY", "k2")
+    monkeypatch.setenv("VISION_PIPELINES_MODEL_KEY", "k2" * 16)
     with pytest.raises(ArtifactError, match="not signed with this deployment's key"):
         extract_artifact(signed, tmp_path / "b")
 
@@ -249,6 +252,44 @@ def test_without_a_configured_key_a_generated_one_signs_so_recomputed_checksums_
         extract_artifact(forged, tmp_path / "forged")
 
 
+def test_short_keys_and_keys_others_can_read_are_refused(tmp_path, monkeypatch):
+    """Hardening, third pass: a one-character key was accepted and a world-readable key file
+    used silently."""
+    from tasks.errors import InputError
+    from tasks.signing import KEY_ENV, KEY_FILE_ENV, model_key
+
+    monkeypatch.setenv(KEY_ENV, "k")
+    with pytest.raises(
+        InputError, match=f"{KEY_ENV}: the model-signing key is 1 bytes; at least 32"
+    ):
+        model_key()
+    monkeypatch.delenv(KEY_ENV)
+    key = tmp_path / "model.key"
+    key.write_text("a" * 64 + "\n")
+    key.chmod(0o644)
+    monkeypatch.setenv(KEY_FILE_ENV, str(key))
+    with pytest.raises(InputError, match="can be read by others .mode 644.*chmod 600"):
+        model_key()
+    key.chmod(0o600)
+    assert model_key() == b"a" * 64
+
+
+def test_a_machine_that_generated_its_own_key_says_so_when_an_archive_is_refused(
+    tmp_path, monkeypatch
+):
+    """Hardening, third pass: a second machine generated its own key without a word and then
+    refused the first one's archives as "not signed"."""
+    from tasks.signing import KEY_ENV, KEY_FILE_ENV
+
+    monkeypatch.delenv("VISION_PIPELINES_ALLOW_FOREIGN_MODELS", raising=False)
+    monkeypatch.setenv(KEY_ENV, "first machine's key, 32 bytes or more")
+    signed = _artifact(tmp_path / "first")
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "second" / "model.key"))
+    with pytest.raises(ArtifactError, match="generated its own at .*second/model.key just now"):
+        extract_artifact(signed, tmp_path / "x")
+
+
 def test_the_generated_key_is_kept_and_reused(tmp_path, monkeypatch):
     from tasks.signing import KEY_ENV, KEY_FILE_ENV, model_key
 
@@ -291,3 +332,23 @@ def test_refusals_quote_at_most_a_short_member_name(tmp_path):
     with pytest.raises(ArtifactError, match="has a name of 5000 characters; at most 4096") as e:
         extract_artifact(tar, tmp_path / "dest")
     assert len(str(e.value)) < 400
+
+
+def test_a_gnu_sparse_member_is_refused_before_its_map_is_read(tmp_path):
+    """Hardening, third pass: a GNU sparse-header chain of 1.1 MiB took 1.1 GB and 15 s before
+    it was refused. Now a sparse member is refused at its first header."""
+    header = tarfile.TarInfo("weights.bin")
+    header.type = tarfile.GNUTYPE_SPARSE
+    block = bytearray(header.tobuf(format=tarfile.GNU_FORMAT))
+    block[482] = 1  # "isextended": a chain of sparse blocks follows
+    block[148:156] = b" " * 8
+    block[148:155] = f"{sum(block):06o}\0".encode()
+    raw = io.BytesIO()
+    raw.write(bytes(block) + b"\1" * 512 * 64 + b"\0" * 1024)
+    tar = tmp_path / "model.tar.gz"
+    with gzip.open(tar, "wb") as f:
+        f.write(raw.getvalue())
+    with pytest.raises(ArtifactError, match="'weights.bin' is a GNU sparse file"):
+        safe_extract(tar, tmp_path / "out")
+    with pytest.raises(ArtifactError, match="GNU sparse file"):
+        archive_names(tar, "channel 'model'")

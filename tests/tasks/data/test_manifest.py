@@ -282,3 +282,21 @@ def test_validation_memory_stays_small_as_the_manifest_grows(tmp_path):
     # Python, numpy and our modules take about 30 MiB; 180,000 more records add a few MiB.
     assert peaks[200_000] < 100, peaks
     assert peaks[200_000] - peaks[20_000] < 20, peaks
+
+
+@pytest.mark.parametrize(
+    "label", ["NaN", "Infinity", "9" * 5001, '"' + "9" * 5001 + '"', "[" + "9" * 5001 + "]"]
+)
+def test_labels_that_are_not_class_indices_are_sentences_with_their_line(tmp_path, label):
+    """Hardening, third pass: NaN, inf or a 5001-digit integer ended in an internal error."""
+    from tasks.data.manifest import check_manifest
+
+    manifest = tmp_path / "train.manifest"
+    manifest.write_text(
+        '{"source-ref": "a.jpg", "class": 0}\n{"source-ref": "b.jpg", "class": ' + label + "}\n"
+    )
+    for multi_label in (False, True):
+        with pytest.raises(ManifestError, match=r"(?s)train.manifest.*line 2: "):
+            check_manifest(
+                str(manifest), multi_label=multi_label, label_format="class-id", num_classes=3
+            )

@@ -115,3 +115,24 @@ def test_a_non_text_idx_is_one_sentence(tmp_path):
     idx.write_bytes(b"0\t0\n\xff\xfe\t12\n")
     with pytest.raises(RecordIOError, match=r"train.idx, line 2: not text"):
         read_index(idx)
+
+
+def test_a_negative_idx_offset_and_a_huge_one_are_sentences(tmp_path):
+    """Hardening, third pass: a negative offset ended in an internal error (retried)."""
+    idx = tmp_path / "a.idx"
+    idx.write_text("0\t-24\n")
+    with pytest.raises(RecordIOError, match=r"a.idx, line 1: byte offset -24 is negative"):
+        read_index(idx)
+    idx.write_text("0\t" + "9" * 5001 + "\n")
+    with pytest.raises(RecordIOError, match="line 1: expected"):
+        read_index(idx)
+
+
+def test_a_record_over_the_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """Hardening, third pass: a 1 GiB record was read whole into memory."""
+    rec, _, offsets = write(tmp_path, [b"x" * 100, b"y" * 5000])
+    monkeypatch.setenv("VISION_PIPELINES_MAX_RECORD_BYTES", "1000")
+    with RecordIOReader(rec) as reader:
+        assert reader.read_at(offsets[0]).payload == b"x" * 100
+        with pytest.raises(RecordIOError, match=f"record at byte offset {offsets[1]} is over 1000"):
+            reader.read_at(offsets[1])

@@ -116,3 +116,13 @@ def test_transform_reads_a_manifest_in_its_order(tmp_path, shapes, make_ml_root,
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["source-ref"] for r in rows] == refs
     np.testing.assert_allclose([sum(r["prediction"]) for r in rows], 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 3.5e38])
+def test_a_recordio_label_that_is_not_a_class_index_is_a_sentence(value):
+    """Hardening, third pass: a RecordIO label of NaN or inf ended in an internal error."""
+    from tasks.classification.channels import ChannelError, check_labels
+
+    with pytest.raises(ChannelError, match=r"train.rec at byte offset 48: label .*allowed: one"):
+        check_labels([(0.0,), (value,)], ["x", "train.rec at byte offset 48"], num_classes=3,
+                     multi_label=False)  # fmt: skip
