@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,10 +67,21 @@ def run_params(dag_id: str, conf: Mapping[str, Any]) -> dict[str, Field] | None:
 ParamsOf = Callable[[str, Mapping[str, Any]], "dict[str, Field] | None"]
 
 
-def request_refusal(path: str, body: bytes, params_of: ParamsOf = run_params) -> str | None:
-    """The refusal of a trigger or backfill request, or None (also for bodies Airflow rejects)."""
+MAX_BODY_BYTES = 1 << 20
+"""A trigger's or backfill's JSON body: a conf of form values is a few KB."""
+BODY_TOO_LARGE = f"the request body is over {MAX_BODY_BYTES} bytes; a run's conf is form values"
+
+
+class _Undecodable(ValueError):
+    """A body no JSON parser should be asked to finish (nested beyond the parser's depth)."""
+
+
+def request_target(path: str, body: bytes) -> tuple[str, dict[str, Any]] | None:
+    """(DAG id, conf) of a trigger or backfill body; None for bodies Airflow rejects itself."""
     try:
         payload = json.loads(body or b"{}")
+    except RecursionError:
+        raise _Undecodable("the request body nests JSON deeper than Python's parser goes") from None
     except ValueError:
         return None
     if not isinstance(payload, dict):
@@ -82,24 +94,52 @@ def request_refusal(path: str, body: bytes, params_of: ParamsOf = run_params) ->
         return None
     if not isinstance(dag_id, str) or not isinstance(conf, dict | None):
         return None
-    fields = params_of(dag_id, conf or {})
-    return None if fields is None else conf_refusal(fields, conf or {})
+    return dag_id, conf or {}
 
 
-def _has_credentials(scope: Scope) -> bool:
-    headers = dict(scope.get("headers") or [])
-    return b"authorization" in headers or b"_token=" in headers.get(b"cookie", b"")
+Authorize = Callable[[Scope, "str | None"], Awaitable[bool]]
+
+
+async def may_trigger(scope: Scope, dag_id: str | None) -> bool:
+    """Whether Airflow would let this request's caller trigger `dag_id` (None: whether it
+    authenticates at all): the credential Airflow reads (the Authorization header's bearer
+    token, else the `_token` cookie as Starlette parses it), resolved and authorized by
+    Airflow's own auth manager."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import (
+        DagAccessEntity,
+        DagDetails,
+    )
+    from airflow.api_fastapi.core_api.security import resolve_user_from_token
+    from fastapi import HTTPException
+
+    request = Request(scope)
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    token = credential if scheme.lower() == "bearer" else request.cookies.get("_token")
+    try:
+        user = await resolve_user_from_token(token)
+    except HTTPException:
+        return False
+    return dag_id is None or get_auth_manager().is_authorized_dag(
+        method="POST",
+        access_entity=DagAccessEntity.RUN,
+        details=DagDetails(id=dag_id),
+        user=user,
+    )
 
 
 class TriggerChecks:
     """ASGI middleware: refuses a trigger or backfill whose Params contradict each other.
 
-    Requests without credentials pass through untouched, so Airflow's 401 comes first and an
-    anonymous caller learns nothing about a DAG's Params."""
+    It answers only a caller Airflow has authenticated and would let trigger the DAG; anyone
+    else's request passes through untouched, so Airflow's own 401 or 403 comes first and no one
+    learns a DAG's Params without the right to run it. Bodies are read up to MAX_BODY_BYTES."""
 
-    def __init__(self, app: ASGIApp, params_of: ParamsOf = run_params) -> None:
+    def __init__(
+        self, app: ASGIApp, params_of: ParamsOf = run_params, authorize: Authorize = may_trigger
+    ) -> None:
         self.app = app
-        self.params_of = params_of
+        self.params_of, self.authorize = params_of, authorize
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -107,7 +147,6 @@ class TriggerChecks:
             scope["type"] != "http"
             or scope["method"] != "POST"
             or not (TRIGGER.search(path) or BACKFILL.search(path))
-            or not _has_credentials(scope)
         ):
             await self.app(scope, receive, send)
             return
@@ -118,7 +157,10 @@ class TriggerChecks:
                 return  # the client went away
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        refusal = await run_in_threadpool(request_refusal, path, body, self.params_of)
+            if len(body) > MAX_BODY_BYTES:
+                await JSONResponse({"detail": BODY_TOO_LARGE}, 413)(scope, receive, send)
+                return
+        refusal = await self._refusal(scope, path, body)
         if refusal is not None:
             await JSONResponse({"detail": refusal}, status_code=400)(scope, receive, send)
             return
@@ -132,3 +174,13 @@ class TriggerChecks:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _refusal(self, scope: Scope, path: str, body: bytes) -> str | None:
+        try:
+            target = request_target(path, body)
+        except _Undecodable as e:  # answered for an authenticated caller only
+            return str(e) if await self.authorize(scope, None) else None
+        if target is None or not await self.authorize(scope, target[0]):
+            return None
+        fields = await run_in_threadpool(self.params_of, *target)
+        return None if fields is None else conf_refusal(fields, target[1])

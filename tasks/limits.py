@@ -17,7 +17,8 @@ from PIL import Image, UnidentifiedImageError
 from tasks.errors import InputError
 
 
-def _setting(name: str, default: int) -> int:
+def setting(name: str, default: int) -> int:
+    """A positive whole-number setting from the environment, else `default`."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -26,18 +27,18 @@ def _setting(name: str, default: int) -> int:
     return int(text)
 
 
-MAX_IMAGE_SIDE = _setting("VISION_PIPELINES_MAX_IMAGE_SIDE", 2048)
+MAX_IMAGE_SIDE = setting("VISION_PIPELINES_MAX_IMAGE_SIDE", 2048)
 """Largest network input side (`image_shape`, crop sizes), in pixels."""
-MAX_BATCH_SIZE = _setting("VISION_PIPELINES_MAX_BATCH_SIZE", 4096)
-MAX_IMAGE_PIXELS = _setting("VISION_PIPELINES_MAX_IMAGE_PIXELS", 89_478_485)
+MAX_BATCH_SIZE = setting("VISION_PIPELINES_MAX_BATCH_SIZE", 4096)
+MAX_IMAGE_PIXELS = setting("VISION_PIPELINES_MAX_IMAGE_PIXELS", 89_478_485)
 """Decoded pixels (width x height) of one input image; default: Pillow's bomb threshold."""
-MAX_IMAGE_BYTES = _setting("VISION_PIPELINES_MAX_IMAGE_BYTES", 50 * 2**20)
+MAX_IMAGE_BYTES = setting("VISION_PIPELINES_MAX_IMAGE_BYTES", 50 * 2**20)
 """Encoded bytes of one image sent for prediction."""
-MAX_EPOCHS = _setting("VISION_PIPELINES_MAX_EPOCHS", 10_000)
+MAX_EPOCHS = setting("VISION_PIPELINES_MAX_EPOCHS", 10_000)
 """Most training epochs a run may ask for (a run holds a GPU for as long as it trains)."""
-MAX_CLASSES = _setting("VISION_PIPELINES_MAX_CLASSES", 100_000)
+MAX_CLASSES = setting("VISION_PIPELINES_MAX_CLASSES", 100_000)
 """Largest number of classes (a class index sizes per-class lists on the Airflow worker)."""
-MAX_MANIFEST_LINE_BYTES = _setting("VISION_PIPELINES_MAX_MANIFEST_LINE_BYTES", 2**20)
+MAX_MANIFEST_LINE_BYTES = setting("VISION_PIPELINES_MAX_MANIFEST_LINE_BYTES", 2**20)
 """Longest line of an augmented manifest (one JSON object per line)."""
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -47,18 +48,22 @@ CACHE_BYTES_ENV = "VISION_PIPELINES_CACHE_BYTES"
 def fits_in_cache(nbytes: int) -> bool:
     """Whether decoded training data of `nbytes` may stay in memory across epochs
     ($VISION_PIPELINES_CACHE_BYTES, default 2 GiB; read when asked)."""
-    return nbytes <= _setting(CACHE_BYTES_ENV, 2 * 2**30)
+    return nbytes <= setting(CACHE_BYTES_ENV, 2 * 2**30)
 
 
-def check_encoded_image(name: str, blob: bytes) -> None:
-    """Refuse an image over the byte or pixel cap from its header, before it is decoded; an
-    unreadable header is left to the decoder's own message."""
+def check_encoded_image(name: str, blob: bytes, *, max_pixels: int | None = None) -> None:
+    """Refuse an image over the byte or pixel cap (`max_pixels`, default MAX_IMAGE_PIXELS) from
+    its header, before it is decoded; an unreadable header is left to the decoder's message."""
     if len(blob) > MAX_IMAGE_BYTES:
         raise InputError(
             f"{name}: {len(blob)} bytes; allowed: at most {MAX_IMAGE_BYTES} bytes an image "
             "(VISION_PIPELINES_MAX_IMAGE_BYTES)"
         )
-    allowed = f"allowed: at most {MAX_IMAGE_PIXELS} (VISION_PIPELINES_MAX_IMAGE_PIXELS)"
+    cap = max_pixels or MAX_IMAGE_PIXELS
+    which = (
+        "VISION_PIPELINES_SERVE_MAX_PIXELS" if max_pixels else "VISION_PIPELINES_MAX_IMAGE_PIXELS"
+    )
+    allowed = f"allowed: at most {cap} ({which})"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -68,5 +73,5 @@ def check_encoded_image(name: str, blob: bytes) -> None:
         raise InputError(f"{name}: over {2 * MAX_IMAGE_PIXELS} pixels; {allowed}") from None
     except (UnidentifiedImageError, OSError):
         return
-    if width * height > MAX_IMAGE_PIXELS:
+    if width * height > cap:
         raise InputError(f"{name}: {width}x{height} = {width * height} pixels; {allowed}")

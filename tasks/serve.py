@@ -19,12 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from aiohttp import web
-
 from tasks.errors import InputError
 from tasks.serving.layout import fetch_model
 from tasks.serving.responses import Responses
-from tasks.serving.server import Batcher, log, make_app
+from tasks.serving.server import Batcher, log, make_app, run_endpoint
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -47,14 +45,7 @@ def serve(args: argparse.Namespace) -> None:
             args.port,
             ", ".join(responses.accept),
         )
-        web.run_app(
-            make_app(batcher),
-            host=args.host,
-            port=args.port,
-            reuse_port=args.reuse_port,
-            print=None,
-            access_log=None,
-        )
+        run_endpoint(make_app(batcher), args.host, args.port, reuse_port=args.reuse_port)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,25 +4,72 @@ routes on aiohttp, concurrent requests batched."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image, UnidentifiedImageError
 
 from tasks.errors import InputError
-from tasks.limits import MAX_IMAGE_BYTES
+from tasks.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, check_encoded_image, setting
 from tasks.serving.responses import REQUEST, Body, Responses, one_by_one
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 log = logging.getLogger("vision_pipelines.serve")
+
+BYTES_IN_FLIGHT = setting("VISION_PIPELINES_SERVE_BYTES_IN_FLIGHT", 256 * 2**20)
+"""Request bodies the endpoint holds at once (all connections together)."""
+PIXELS_PER_REQUEST = min(MAX_IMAGE_PIXELS, setting("VISION_PIPELINES_SERVE_MAX_PIXELS", 40_000_000))
+PIXELS_IN_FLIGHT = setting("VISION_PIPELINES_SERVE_PIXELS_IN_FLIGHT", 4 * PIXELS_PER_REQUEST)
+"""Decoded pixels of the images being predicted at once."""
+BODY_SECONDS = setting("VISION_PIPELINES_SERVE_BODY_SECONDS", 30)
+"""How long a client may take to send its image."""
+IDLE_SECONDS = setting("VISION_PIPELINES_SERVE_IDLE_SECONDS", 15)
+"""How long a connection may stay open without a request (before the first one, too)."""
+HEADER_BYTES = 8190
+"""The longest request line and header field (aiohttp's own default, named here)."""
+TRIM_PIXELS = 4_000_000
+"""After a batch with more decoded pixels, freed memory goes back to the system."""
+
+
+class Budget:
+    """What all requests in flight may hold together; the event loop is its only user."""
+
+    def __init__(self, limit: int, what: str, setting_name: str):
+        self.limit, self.used, self.what, self.setting_name = limit, 0, what, setting_name
+
+    def take(self, amount: int) -> None:
+        if self.used + amount > self.limit:
+            raise Busy(
+                f"the endpoint holds {self.used} {self.what} of other requests (at most "
+                f"{self.limit}, {self.setting_name}); try again shortly"
+            )
+        self.used += amount
+
+    def give(self, amount: int) -> None:
+        self.used -= amount
+
+
+class Busy(Exception):
+    """A request refused with 503 until others are done."""
+
+
+def _trim_memory() -> None:
+    """Give freed heap back to the system (glibc keeps it after a large image otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @dataclass
 class _Request:
     image: bytes
     accept: str
+    pixels: int = 0
     answer: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -38,8 +85,8 @@ class Batcher:
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="predict")
 
-    async def answer(self, image: bytes, accept: str) -> Body:
-        request = _Request(image, accept)
+    async def answer(self, image: bytes, accept: str, pixels: int = 0) -> Body:
+        request = _Request(image, accept, pixels)
         await self._queue.put(request)
         return await request.answer
 
@@ -70,10 +117,13 @@ class Batcher:
                 for request, answer in zip(same, answers, strict=True):
                     if not request.answer.done():
                         request.answer.set_result(answer)
+            if sum(r.pixels for r in batch) > TRIM_PIXELS:
+                await loop.run_in_executor(self._pool, _trim_memory)
 
 
-async def _body(request: web.Request) -> bytes:
-    """The request's image, refused with a sentence once it is over the byte cap."""
+async def _body(request: web.Request, budget: Budget, taken: list[int]) -> bytes:
+    """The request's image, refused with a sentence once it is over the byte cap; its bytes are
+    taken from `budget` as they arrive (`taken` says how many, to give back)."""
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(1 << 16):
         size += len(chunk)
@@ -82,10 +132,23 @@ async def _body(request: web.Request) -> bytes:
                 f"{REQUEST}: more than {MAX_IMAGE_BYTES} bytes; allowed: at most "
                 f"{MAX_IMAGE_BYTES} bytes an image (VISION_PIPELINES_MAX_IMAGE_BYTES)"
             )
+        budget.take(len(chunk))
+        taken[0] += len(chunk)
         chunks.append(chunk)
     if not size:
         raise InputError(f"{REQUEST}: empty; send one JPEG or PNG image")
     return b"".join(chunks)
+
+
+def _pixels(image: bytes) -> int:
+    """Width x height from the image's header (0 when unreadable: the decoder says why),
+    refused over the endpoint's cap."""
+    check_encoded_image(REQUEST, image, max_pixels=PIXELS_PER_REQUEST)
+    try:
+        with Image.open(io.BytesIO(image)) as img:
+            return img.size[0] * img.size[1]
+    except (UnidentifiedImageError, OSError):
+        return 0
 
 
 def _refusal(status: int, sentence: str) -> web.Response:
@@ -95,6 +158,8 @@ def _refusal(status: int, sentence: str) -> web.Response:
 def make_app(batcher: Batcher) -> web.Application:
     """The endpoint's routes over a running batcher."""
     offered = ", ".join(batcher.responses.accept)
+    body_budget = Budget(BYTES_IN_FLIGHT, "bytes", "VISION_PIPELINES_SERVE_BYTES_IN_FLIGHT")
+    pixel_budget = Budget(PIXELS_IN_FLIGHT, "pixels", "VISION_PIPELINES_SERVE_PIXELS_IN_FLIGHT")
 
     async def ping(_: web.Request) -> web.Response:
         return web.Response(text="")
@@ -111,11 +176,28 @@ def make_app(batcher: Batcher) -> web.Application:
             return _refusal(
                 406, f"Accept {request.headers.get('Accept')} cannot be served; allowed: {offered}"
             )
+        taken, pixels = [0], 0
         try:
-            image = await _body(request)
+            async with asyncio.timeout(BODY_SECONDS):
+                image = await _body(request, body_budget, taken)
+            pixels = _pixels(image)
+            pixel_budget.take(pixels)
         except InputError as e:
             return _refusal(400, str(e))
-        answer = await batcher.answer(image, accept)
+        except Busy as e:
+            return _refusal(503, str(e))
+        except TimeoutError:
+            return _refusal(
+                408,
+                f"{REQUEST}: not received within {BODY_SECONDS} s "
+                "(VISION_PIPELINES_SERVE_BODY_SECONDS)",
+            )
+        finally:
+            body_budget.give(taken[0])
+        try:
+            answer = await batcher.answer(image, accept, pixels)
+        finally:
+            pixel_budget.give(pixels)
         if isinstance(answer, InputError):
             return _refusal(400, str(answer))
         if isinstance(answer, Exception):
@@ -123,7 +205,10 @@ def make_app(batcher: Batcher) -> web.Application:
         body, content_type = answer
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    app = web.Application(client_max_size=MAX_IMAGE_BYTES + (1 << 20))
+    app = web.Application(
+        client_max_size=MAX_IMAGE_BYTES + (1 << 20),
+        handler_args={"max_line_size": HEADER_BYTES, "max_field_size": HEADER_BYTES},
+    )
     app.router.add_get("/ping", ping)
     app.router.add_post("/invocations", invocations)
 
@@ -134,3 +219,16 @@ def make_app(batcher: Batcher) -> web.Application:
 
     app.cleanup_ctx.append(start_batcher)
     return app
+
+
+def run_endpoint(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Serve `app` until stopped, idle connections closed after IDLE_SECONDS."""
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        reuse_port=reuse_port,
+        print=None,
+        access_log=None,
+        keepalive_timeout=IDLE_SECONDS,
+    )

@@ -111,7 +111,13 @@ def api():
         asked.append(dag_id)
         return fields({**DEFAULTS, **conf}) if dag_id == "image_classification" else None
 
-    app.add_middleware(TriggerChecks, params_of=params_of)
+    async def authorize(scope, dag_id):  # Airflow's auth manager stands in: token "t" only
+        request = Request(scope)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token if scheme == "Bearer" else request.cookies.get("_token")
+        return token == "t" and dag_id != "not_yours"
+
+    app.add_middleware(TriggerChecks, params_of=params_of, authorize=authorize)
     client = TestClient(app, headers={"Authorization": "Bearer t"})
     return client, received, asked
 
@@ -150,13 +156,61 @@ def test_an_admissible_trigger_reaches_airflow_with_its_body_intact(api, dag_id,
     assert received == [body]
 
 
-def test_an_anonymous_trigger_is_left_to_airflow_s_401(api):
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer garbage"},
+        {"Cookie": "_token=garbage"},
+    ],
+)
+def test_a_caller_airflow_does_not_authenticate_is_left_to_airflow(api, headers):
+    """Hardening, third pass: a garbage token got the Params' refusal (the checks answered
+    before Airflow authenticated)."""
     client, received, asked = api
     client.headers.pop("Authorization")
     answer = client.post(
-        "/api/v2/dags/image_classification/dagRuns", json={"conf": {"instance_count": 3}}
+        "/api/v2/dags/image_classification/dagRuns",
+        json={"conf": {"instance_count": 3}},
+        headers=headers,
     )
     assert answer.status_code == 200 and asked == []  # the stand-in has no auth of its own
+
+
+def test_a_dag_the_caller_may_not_trigger_is_left_to_airflow_s_403(api):
+    client, received, asked = api
+    answer = client.post("/api/v2/dags/not_yours/dagRuns", json={"conf": {"instance_count": 3}})
+    assert answer.status_code == 200 and asked == []
+
+
+def test_the_cookie_airflow_reads_is_the_one_checked(api):
+    """Hardening, third pass: with two Cookie headers the checks read the last one (no token:
+    passed through) while Airflow read the first (the token): a refused conf ran."""
+    client, received, _ = api
+    client.headers.pop("Authorization")
+    answer = client.post(
+        "/api/v2/dags/image_classification/dagRuns",
+        content=json.dumps({"conf": {"instance_count": 3}}).encode(),
+        headers=[("content-type", "application/json"), ("cookie", "_token=t"),
+                 ("cookie", "theme=dark")],
+    )  # fmt: skip
+    assert answer.status_code == 400 and received == []
+
+
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        (b"[" * 20000, 400, "nests JSON deeper"),
+        (b'{"conf": {}, "note": "' + b"x" * (2 << 20) + b'"}', 413, "over 1048576 bytes"),
+    ],
+)
+def test_bodies_are_bounded_before_they_are_parsed(api, body, status, words):
+    """Hardening, third pass: 20 KB of "[" was a RecursionError 500; a 96 MiB body cost 11 s of
+    CPU."""
+    client, received, _ = api
+    answer = client.post("/api/v2/dags/image_classification/dagRuns", content=body)
+    assert answer.status_code == status and words in answer.json()["detail"]
+    assert received == []
 
 
 def test_bounds_move_where_the_form_does_not_clamp_and_refuse_the_same_values():
