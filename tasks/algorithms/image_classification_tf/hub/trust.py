@@ -97,7 +97,7 @@ def from_user(folder: Path, source: str) -> TrustedModule:
 def from_trusted_source(folder: Path, source: str) -> TrustedModule:
     """A module trusted for where it comes from, not for its digest: inside a model.tar.gz whose
     signature extract_artifact checked, or named by the person at the command line themselves
-    (`tasks.hub package --model`). The op deny-list still applies when it is loaded."""
+    (`tasks.hub package --model`). The op allow-list still applies when it is loaded."""
     return TrustedModule(folder, module_digest(folder), source)
 
 
