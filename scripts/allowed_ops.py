@@ -204,6 +204,13 @@ def registry_families(work: Path) -> dict[str, Path]:
         "Inception-ResNet V2": (apps.InceptionResNetV2, 96),
     }
     found = {}
+    import keras  # a plug-in algorithm's Keras 3 model, saved the plain TensorFlow way
+
+    plain = keras.Sequential(
+        [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.Dense(3)]
+    )
+    tf.saved_model.save(plain, str(work / "keras3"))
+    found["Keras 3 model (tf.saved_model.save)"] = work / "keras3"
     for name, (build, size) in families.items():
         model = build(input_shape=(size, size, 3), include_top=False, weights=None, pooling="avg")
         path = work / "families" / name.replace(" ", "_")

@@ -48,7 +48,8 @@ def test_a_disallowed_location_in_the_form_is_refused_before_run_json_is_written
 def test_a_run_folder_belongs_to_the_run_that_created_it(tmp_path):
     """Hardening, third pass: a user who may trigger only DAG A pointed A's output location at
     DAG B's and chose B's logical date: A's run rewrote B's run.json (B's report then opened for
-    A's readers and closed for B's). Now the step is refused before it writes anything."""
+    A's readers and closed for B's). Now the step is refused before it writes anything; a
+    rerun of the same interval by B itself still replaces it."""
     from types import SimpleNamespace
 
     from operators.refusals import RunRefused
@@ -64,8 +65,10 @@ def test_a_run_folder_belongs_to_the_run_that_created_it(tmp_path):
     record_run(context("b", "scheduled__1"), f"file://{run}/train")
     owned = (run / "run.json").read_text()
     record_run(context("b", "scheduled__1"), f"file://{run}/evaluate")  # B's next step
-    for intruder in (context("a", "scheduled__1"), context("b", "manual__other")):
-        with pytest.raises(RunRefused, match="already belongs to run 'scheduled__1' of DAG 'b'"):
-            record_run(intruder, f"file://{run}/train")
+    for dag_id in ("a", "c"):
+        with pytest.raises(RunRefused, match="already belongs to DAG 'b' .run 'scheduled__1'"):
+            record_run(context(dag_id, "scheduled__1"), f"file://{run}/train")
     assert (run / "run.json").read_text() == owned
     assert find_run([runs], "b", run.name).owner == "b"
+    record_run(context("b", "backfill__2"), f"file://{run}/train")  # B reruns that interval
+    assert find_run([runs], "b", run.name).record["run_id"] == "backfill__2"

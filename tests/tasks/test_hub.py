@@ -103,7 +103,12 @@ def test_the_hub_cache_layout_resolves_a_handle(tmp_path, monkeypatch):
     cached = module(tmp_path / hashlib.sha1(handle.encode()).hexdigest())
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
     assert locate(DEFAULT_MODEL_ID) == str(cached)
-    assert fetch(DEFAULT_MODEL_ID, "feature_vector", tmp_path / "x") == cached
+    # The step's private copy of the cached module: what is checked and loaded.
+    fetched = fetch(DEFAULT_MODEL_ID, "feature_vector", tmp_path / "x")
+    assert fetched.is_relative_to(tmp_path / "x") and oct(fetched.stat().st_mode & 0o777) == "0o700"
+    assert {p.relative_to(fetched): p.read_bytes() for p in fetched.rglob("*") if p.is_file()} == {
+        p.relative_to(cached): p.read_bytes() for p in cached.rglob("*") if p.is_file()
+    }
 
 
 def test_nothing_offline_says_where_it_looked():
