@@ -75,3 +75,75 @@ def claim_run_folder(prefix: str, record: Mapping[str, Any]) -> None:
         f"output folder {prefix} already belongs to {who}; a run writes only into its own "
         "DAG's run folders: choose another Output location"
     )
+
+
+def record_failure(output_uri: str, step: str, code: int, reason: str) -> None:
+    """`<output_uri>/summary.json` for a failed step: the report shows its reason. Best effort:
+    the step's own error, not this one, is what the task fails with."""
+    summary = step_summary(step=step, algorithm=None, outcome=Outcome(code, reason=reason))
+    try:
+        write_text(f"{output_uri.rstrip('/')}/{SUMMARY}", json.dumps(summary, indent=2) + "\n")
+    except Exception:  # noqa: BLE001 - reporting must not hide the failure it reports
+        log.warning("could not write the failure summary under %s", output_uri, exc_info=True)
+
+
+def pipeline_step(execute: F) -> F:
+    """Decorate an operator's `execute` (an operator with `output_uri`): the run is recorded
+    first; a user's bad input fails the task once with its message, without retries; any
+    failure leaves its reason beside the step's outputs. A skip (the gate kept the champion)
+    is no failure and leaves none."""
+
+    @functools.wraps(execute)
+    def wrapper(self: Any, context: Any) -> Any:
+        self.check_uris({name: getattr(self, name) for name in self.uri_fields})
+        record_run(context, self.output_uri)
+        try:
+            self.check_inputs()
+            return execute(self, context)
+        except AirflowSkipException:
+            raise  # a decision (the champion stays), not a failure: nothing to report as one
+        except InputError as e:
+            record_failure(self.output_uri, self.task_id, EXIT_BAD_INPUT, str(e))
+            raise refuse(str(e)) from e
+        except RunRefused as e:
+            record_failure(self.output_uri, self.task_id, EXIT_BAD_INPUT, str(e))
+            raise
+        except Exception as e:
+            reason = f"internal error: {type(e).__name__}: {e}"
+            record_failure(self.output_uri, self.task_id, EXIT_INTERNAL_ERROR, reason)
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RunStepOperator(BaseOperator):
+    """A step of a pipeline run (it has an `output_uri` under the run prefix): its task page
+    links to the run's report and, in object storage, to its outputs."""
+
+    operator_extra_links = (RunReportLink(), RunOutputsLink())
+    uri_fields: tuple[str, ...] = ("output_uri",)
+    """Attributes that hold storage URIs: checked against the deployment's allow-list."""
+    inputs: Mapping[str, str] = {}
+    """Attributes naming data the step reads -> what they may hold: a URI given there must
+    exist, or the step fails with one sentence naming its form field (`field_titles`)."""
+
+    def __init__(self, *, field_titles: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.field_titles = dict(field_titles or {})
+
+    def check_inputs(self) -> None:
+        """InputError for the first input URI that does not exist, named as the form names it."""
+        for name, allowed in self.inputs.items():
+            uri = str(getattr(self, name) or "").strip()
+            if uri and not ObjectStoragePath(uri).exists():
+                title = self.field_titles.get(name, name)
+                raise InputError(f"{title} {uri} does not exist; allowed: {allowed}")
+
+    def check_uris(self, uris: Mapping[str, str]) -> None:
+        """Refuse, before anything is read or written, a URI the deployment does not allow."""
+        try:
+            for name, uri in uris.items():
+                if uri and str(uri).strip():
+                    check_uri(str(uri), name)
+        except InputError as e:
+            raise refuse(str(e)) from e
