@@ -46,7 +46,7 @@ def package_classifier(
         else:
             trusted = stage_user_module(model, work / "hub", str(model), trust=from_trusted_source)
         module = load_module(trusted)
-        size = declared_input_size(module, entry.input_size)
+        size = declared_input_size(module, (entry.input_size, entry.input_size))
         inputs = tf_keras.Input((*size, 3))
         logits = hub.KerasLayer(module, trainable=False)(inputs)
         outputs = int(logits.shape[-1])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import tensorflow as tf
 import tf_keras
+from PIL import Image
 
 from tasks.algorithms.image_classification_tf.hyperparameters import TransferHyperparameters
 from tasks.data.class_folders import ClassFolders
@@ -37,6 +38,18 @@ def image_dataset(
         num_parallel_calls=AUTOTUNE,
     )
     return ds.cache() if fits_in_cache(len(paths) * size[0] * size[1] * 3 * 4) else ds
+
+
+def common_size(dataset: ClassFolders, root: Path) -> tuple[int, int] | None:
+    """The (height, width) every image of `dataset` has, from their headers; None when they
+    differ."""
+    sizes = set()
+    for rel, _ in dataset.images:
+        with Image.open(root / rel) as img:
+            sizes.add((img.height, img.width))
+        if len(sizes) > 1:
+            return None
+    return sizes.pop() if sizes else None
 
 
 def augmentation(hp: TransferHyperparameters) -> tf_keras.Sequential | None:

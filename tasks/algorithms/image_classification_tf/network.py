@@ -53,15 +53,15 @@ def load_module(trusted: TrustedModule) -> Any:
     return module
 
 
-def declared_input_size(module: Any, default: int) -> tuple[int, int]:
-    """The (height, width) the module's call signature fixes, else the registry's square."""
+def declared_input_size(module: Any, default: tuple[int, int]) -> tuple[int, int]:
+    """The (height, width) the module's call signature fixes, else `default`."""
     for function in getattr(module.__call__, "concrete_functions", []):
         args = function.structured_input_signature[0]
         spec = args[0] if args else None
         shape = getattr(spec, "shape", None)
         if shape is not None and shape.rank == 4 and shape[1] and shape[2]:
             return int(shape[1]), int(shape[2])
-    return default, default
+    return default
 
 
 def in_replica(layer: Any, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
@@ -72,13 +72,18 @@ def in_replica(layer: Any, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
     return strategy.experimental_local_results(result)[0]
 
 
-def build_network(hp: TransferHyperparameters, trusted: TrustedModule) -> Network:
-    """The network on the hub module `trusted`; the top layer randomly initialized."""
+def build_network(
+    hp: TransferHyperparameters, trusted: TrustedModule, fallback: tuple[int, int] | None = None
+) -> Network:
+    """The network on the hub module `trusted`; the top layer randomly initialized. Its input
+    size: what the module's signature fixes, else what the registry documents for it, else
+    `fallback` (the size it was trained at), else the model id's registry size."""
     if hp.num_classes is None:
         raise ValueError("num_classes is known from the data before the network is built")
     source = trusted.source
     module = load_module(trusted)
-    size = declared_input_size(module, hp.model.input_size)
+    documented = (trusted.input_size,) * 2 if trusted.input_size else None
+    size = declared_input_size(module, documented or fallback or (hp.model.input_size,) * 2)
     backbone = hub.KerasLayer(module, trainable=not hp.train_only_top_layer, name="pretrained")
     probe = in_replica(backbone, tf.zeros([1, *size, 3]))
     if len(probe.shape) != 2:

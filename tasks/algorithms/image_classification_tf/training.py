@@ -17,7 +17,12 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
-from tasks.algorithms.image_classification_tf.data import augmentation, batches, image_dataset
+from tasks.algorithms.image_classification_tf.data import (
+    augmentation,
+    batches,
+    common_size,
+    image_dataset,
+)
 from tasks.algorithms.image_classification_tf.hub.mirror import fetch_module, stage_user_module
 from tasks.algorithms.image_classification_tf.hub.trust import (
     GRANT_HYPERPARAMETER,
@@ -213,11 +218,27 @@ def train(ml: MLRoot) -> dict:
             )
         strategy = distribution_strategy(cluster.current())
         with strategy.scope():
-            network = build_network(hp, module)
+            network = build_network(hp, module, _trained_size(module, previous, data))
+            log.info("input size %dx%d", *network.input_size)
             if previous is not None and hp.reinitialize_top_layer != "True":
                 log.info("incremental training: the top layer continues from %s", source)
                 load_head(network, previous.root / HEAD_WEIGHTS)
             return _fit_and_save(ml, hp, data, network, source, strategy)
+
+
+def _trained_size(
+    module: TrustedModule, previous: ExtractedModel | None, data: Data
+) -> tuple[int, int] | None:
+    """The size a module that fixes none was trained at, where the registry does not say it:
+    our earlier model's input size (incremental training), else, for a run's own module, the
+    training images' own size when they all share one (what the plain recipe, feeding its
+    images to hub.KerasLayer as they are, would use)."""
+    trained = previous.manifest.input.get("size") if previous is not None else None
+    if trained:
+        return int(trained[0]), int(trained[1])
+    if module.input_size is None:
+        return common_size(data.train, data.train_root)
+    return None
 
 
 def _fit_and_save(

@@ -39,6 +39,9 @@ class TrustedModule:
     folder: Path
     digest: str
     source: str
+    input_size: int | None = None
+    """The square input the registry documents for it; None for a module the registry does not
+    describe (a run's own, or one inside our model.tar.gz)."""
 
 
 def module_digest(folder: Path) -> str:
@@ -78,7 +81,7 @@ def from_registry(folder: Path, model_id: str, kind: Kind, where: str) -> Truste
             f"but the model registry pins {pinned}; the cache or mirror holds another module "
             "than the one pinned: replace it with the pinned download or re-pin it"
         )
-    return TrustedModule(folder, digest, model_id)
+    return TrustedModule(folder, digest, model_id, registry()[model_id].input_size)
 
 
 def from_user(folder: Path, source: str) -> TrustedModule:
