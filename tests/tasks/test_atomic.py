@@ -45,3 +45,28 @@ def test_stale_temporary_files_are_cleaned_on_the_next_write(tmp_path):
     atomic_write_text(tmp_path / "metrics.json", "{}")
     assert (tmp_path / "metrics.json").read_text() == "{}"
     assert not stale.exists() and live.exists()
+
+
+def test_an_upload_to_a_local_path_is_flushed_before_and_after_its_rename(tmp_path, monkeypatch):
+    """Hardening, third pass: promote renamed the champion's model into place without fsync, so
+    a crash could leave the pointer naming a file that never reached the disk."""
+    import os
+
+    from tasks import atomic
+    from tasks.staging import upload
+
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    local = tmp_path / "model.tar.gz"
+    local.write_bytes(b"model")
+    target = tmp_path / "models" / "run" / "model.tar.gz"
+    upload(local, f"file://{target}")
+    assert target.read_bytes() == b"model"
+    assert ".model.tar.gz.tmp-" in synced[0]  # the data, before the rename
+    assert synced[1] == str(target.parent)  # the folder, after it
