@@ -128,7 +128,7 @@ AIRFLOW_TESTS := $(AIRFLOW_SLOW) tests/dags tests/operators tests/plugins tests/
 	tests/test_base_images.py tests/test_deploy.py
 ALGORITHM_TESTS := tests/tasks/algorithms
 TRAINER_SLOW := $(addprefix $(ALGORITHM_TESTS)/,semantic_segmentation/test_learning.py \
-	image_classification_tf/test_parity.py \
+	image_classification_tf/test_parity.py image_classification/test_parity.py \
 	image_classification/test_multi_worker.py semantic_segmentation/test_training.py \
 	image_classification/test_learning.py semantic_segmentation/test_pipe_mode.py \
 	semantic_segmentation/test_resume.py semantic_segmentation/test_multi_worker.py \
