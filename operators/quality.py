@@ -23,7 +23,13 @@ GE_PYTHON_ENV = "VISION_PIPELINES_GE_PYTHON"
 SUITES_ENV = "VISION_PIPELINES_EXPECTATIONS"
 TIMEOUT_ENV, DEFAULT_TIMEOUT_S = "VISION_PIPELINES_QUALITY_TIMEOUT_S", 600
 MEMORY_ENV, DEFAULT_MEMORY_MB = "VISION_PIPELINES_QUALITY_MEMORY_MB", 4096
-OUT_OF_MEMORY = ("MemoryError", "Cannot allocate memory", "failed to map segment")
+OUT_OF_MEMORY = (
+    "MemoryError",
+    "Cannot allocate memory",
+    "failed to map segment",
+    "std::bad_alloc",
+    "out of memory",
+)
 """How Python, libc and the loader say that the address-space cap was reached."""
 
 
