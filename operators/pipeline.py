@@ -26,6 +26,7 @@ from tasks.algorithms import AlgorithmSpec
 from tasks.contract import GATE_FOLDER, QUALITY_FOLDER, STEP_FOLDERS, Step
 from tasks.data.profile import PROFILE
 from tasks.hyperparameters import Hyperparameter, Parts
+from tasks.settings import setting
 from tasks.streaming import FILE, INPUT_MODES, PIPE
 
 RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
@@ -177,25 +178,20 @@ def input_mode_param(spec: AlgorithmSpec) -> Param:
     )
 
 
-def _int_setting(name: str, default: int, *, minimum: int = 0) -> int:
-    text = os.environ.get(name) or str(default)
-    if not text.isdigit() or int(text) < minimum:
-        raise ValueError(f"{name}={text!r}: expected a whole number >= {minimum}")
-    return int(text)
-
-
 def task_defaults() -> dict[str, Any]:
     """Every task's retries and time limit, set by the deployment. Infrastructure failures
     (a lost pod, a storage hiccup) are retried with exponential backoff; a user's bad input
     fails at once (operators/refusals.py)."""
     return {
         "retry_policy": FAIL_REFUSALS_AT_ONCE,
-        "retries": _int_setting("VISION_PIPELINES_RETRIES", 2),
-        "retry_delay": timedelta(seconds=_int_setting("VISION_PIPELINES_RETRY_DELAY_SECONDS", 60)),
+        "retries": setting("VISION_PIPELINES_RETRIES", 2, minimum=0),
+        "retry_delay": timedelta(
+            seconds=setting("VISION_PIPELINES_RETRY_DELAY_SECONDS", 60, minimum=0)
+        ),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(hours=1),
         "execution_timeout": timedelta(
-            minutes=_int_setting("VISION_PIPELINES_TASK_TIMEOUT_MINUTES", 24 * 60, minimum=1)
+            minutes=setting("VISION_PIPELINES_TASK_TIMEOUT_MINUTES", 24 * 60)
         ),
     }
 

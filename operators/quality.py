@@ -4,11 +4,12 @@ Airflow worker's memory and dependencies stay as they are."""
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import local_copy, remove_prefix, upload
 from tasks.errors import InputError
 from tasks.lifecycle.champion import read_pointer
+from tasks.settings import setting
 
 GE_PYTHON_ENV = "VISION_PIPELINES_GE_PYTHON"
 SUITES_ENV = "VISION_PIPELINES_EXPECTATIONS"
@@ -31,21 +33,6 @@ OUT_OF_MEMORY = (
     "out of memory",
 )
 """How Python, libc and the loader say that the address-space cap was reached."""
-
-
-def _limits() -> tuple[int, int]:
-    """(seconds, MiB) the validation may take."""
-    return (
-        int(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S),
-        int(os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_MB),
-    )
-
-
-def _cap_memory(mib: int) -> Callable[[], None]:
-    def cap() -> None:  # in the child, before GE starts: its address space, not the worker's
-        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
-
-    return cap
 
 
 def ge_python() -> str:
@@ -111,7 +98,9 @@ class DataQualityOperator(RunStepOperator):
                 self.log.info("no champion profile: the drift expectations are skipped")
             results = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             self.log.info("validating with %s", suite)
-            seconds, mib = _limits()
+            seconds = setting(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+            mib = setting(MEMORY_ENV, DEFAULT_MEMORY_MB)
+            cap = (mib << 20, mib << 20)  # the child's address space, set before GE starts
             try:
                 done = subprocess.run(
                     [*command, "--output", str(results)],
@@ -120,7 +109,7 @@ class DataQualityOperator(RunStepOperator):
                     env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
                     check=False,
                     timeout=seconds,
-                    preexec_fn=_cap_memory(mib),
+                    preexec_fn=functools.partial(resource.setrlimit, resource.RLIMIT_AS, cap),
                 )
             except subprocess.TimeoutExpired:
                 raise InputError(

@@ -12,8 +12,10 @@ environment; a few minutes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -132,9 +134,6 @@ def our_models(work: Path) -> dict[str, Path]:
     shapes = make_shapes_dataset(work / "shapes", per_class=8, size=32)
     module = save_feature_vector(work / "hub" / "module")
     cache = work / "tfhub-cache"
-    import hashlib
-    import shutil
-
     handle = get_model(DEFAULT_MODEL_ID).feature_vector
     shutil.copytree(module, cache / hashlib.sha1(handle.encode()).hexdigest())
     found = {"hub module": module}
@@ -188,6 +187,7 @@ def our_models(work: Path) -> dict[str, Path]:
 def registry_families(work: Path) -> dict[str, Path]:
     """A Keras-applications model of each hub registry family, saved as a SavedModel as TF
     Hub's feature vectors are (random weights: the ops, not the numbers, matter)."""
+    import keras
     import tensorflow as tf
     import tf_keras
 
@@ -204,8 +204,7 @@ def registry_families(work: Path) -> dict[str, Path]:
         "Inception-ResNet V2": (apps.InceptionResNetV2, 96),
     }
     found = {}
-    import keras  # a plug-in algorithm's Keras 3 model, saved the plain TensorFlow way
-
+    # A plug-in algorithm's Keras 3 model, saved the plain TensorFlow way.
     plain = keras.Sequential(
         [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.Dense(3)]
     )

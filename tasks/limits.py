@@ -9,23 +9,12 @@ the pixel cap, so every Pillow decode in data preparation honours it too.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 
 from PIL import Image, UnidentifiedImageError
 
 from tasks.errors import InputError
-
-
-def setting(name: str, default: int) -> int:
-    """A positive whole-number setting from the environment, else `default`."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise InputError(f"setting {name}={text!r}: allowed: a positive whole number")
-    return int(text)
-
+from tasks.settings import setting
 
 MAX_IMAGE_SIDE = setting("VISION_PIPELINES_MAX_IMAGE_SIDE", 2048)
 """Largest network input side (`image_shape`, crop sizes), in pixels."""
@@ -51,27 +40,30 @@ def fits_in_cache(nbytes: int) -> bool:
     return nbytes <= setting(CACHE_BYTES_ENV, 2 * 2**30)
 
 
-def check_encoded_image(name: str, blob: bytes, *, max_pixels: int | None = None) -> None:
-    """Refuse an image over the byte or pixel cap (`max_pixels`, default MAX_IMAGE_PIXELS) from
-    its header, before it is decoded; an unreadable header is left to the decoder's message."""
+def check_encoded_image(
+    name: str,
+    blob: bytes,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    setting_name: str = "VISION_PIPELINES_MAX_IMAGE_PIXELS",
+) -> int:
+    """Refuse an image over the byte cap or `max_pixels` from its header, before it is decoded;
+    return its pixel count (0 for an unreadable header, left to the decoder's own message)."""
     if len(blob) > MAX_IMAGE_BYTES:
         raise InputError(
             f"{name}: {len(blob)} bytes; allowed: at most {MAX_IMAGE_BYTES} bytes an image "
             "(VISION_PIPELINES_MAX_IMAGE_BYTES)"
         )
-    cap = max_pixels or MAX_IMAGE_PIXELS
-    which = (
-        "VISION_PIPELINES_SERVE_MAX_PIXELS" if max_pixels else "VISION_PIPELINES_MAX_IMAGE_PIXELS"
-    )
-    allowed = f"allowed: at most {cap} ({which})"
+    allowed = f"allowed: at most {max_pixels} ({setting_name})"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(blob)) as img:
                 width, height = img.size
-    except Image.DecompressionBombError:  # Pillow refuses twice the cap before giving a size
+    except Image.DecompressionBombError:  # Pillow refuses twice its cap before giving a size
         raise InputError(f"{name}: over {2 * MAX_IMAGE_PIXELS} pixels; {allowed}") from None
     except (UnidentifiedImageError, OSError):
-        return
-    if width * height > cap:
+        return 0
+    if width * height > max_pixels:
         raise InputError(f"{name}: {width}x{height} = {width * height} pixels; {allowed}")
+    return width * height

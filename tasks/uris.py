@@ -39,9 +39,9 @@ def allowed_prefixes() -> list[str]:
     return [_normalized(p.strip()) for p in text.split(",") if p.strip()]
 
 
-def check_uri(uri: str, what: str) -> str:
+def check_uri(uri: str, what: str, *, prefixes: list[str] | None = None) -> str:
     """`uri` if runs may use it; else one sentence naming `what` (e.g. "dataset_uri"), the URI
-    and what is allowed."""
+    and what is allowed. `prefixes`: allowed_prefixes(), when the caller checks many URIs."""
     scheme, sep, rest = uri.partition("://")
     if (not sep or scheme == "file") and not (rest if sep else uri).startswith("/"):
         # A relative local path: the Airflow side and the step would resolve it from different
@@ -65,7 +65,7 @@ def check_uri(uri: str, what: str) -> str:
             f"{what} {uri!r}: Airflow connection ids in URIs (s3://<conn_id>@bucket) are not "
             "used; write s3://bucket/... (the deployment's storage credentials apply)"
         )
-    prefixes = allowed_prefixes()
+    prefixes = allowed_prefixes() if prefixes is None else prefixes
     normalized = _normalized(uri)
     if prefixes and not any(
         normalized == p or normalized.startswith(p.rstrip("/") + "/") for p in prefixes
@@ -81,11 +81,11 @@ def walk_files(root: Path, what: str) -> Iterator[str]:
     """Every file under the local folder `root`, relative, links followed as im2rec follows
     them; where the deployment lists allowed prefixes, each file's real location must lie under
     one (a link in an allowed dataset is no way out of it)."""
-    checked = bool(allowed_prefixes())
+    prefixes = allowed_prefixes()
     for folder, _, names in os.walk(root, followlinks=True):
         for name in names:
             path = os.path.join(folder, name)
             relative = os.path.relpath(path, root)
-            if checked:
-                check_uri(path, f"{what}: {relative}")
+            if prefixes:
+                check_uri(path, f"{what}: {relative}", prefixes=prefixes)
             yield Path(relative).as_posix()

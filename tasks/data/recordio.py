@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 
 from tasks.errors import InputError
+from tasks.settings import setting
 from tasks.streaming import local_path, open_input
 
 MAGIC = 0xCED7230A
@@ -33,7 +34,7 @@ DEFAULT_MAX_RECORD_BYTES = 256 << 20
 
 
 def max_record_bytes() -> int:
-    return int(os.environ.get(MAX_RECORD_ENV) or DEFAULT_MAX_RECORD_BYTES)
+    return setting(MAX_RECORD_ENV, DEFAULT_MAX_RECORD_BYTES)
 
 
 IMAGE_HEADER = struct.Struct("<IfQQ")
@@ -165,6 +166,7 @@ class RecordIOReader:
     def __init__(self, rec_path: str | os.PathLike):
         local = local_path(rec_path if isinstance(rec_path, str) else Path(rec_path))
         self.path: Path | str = local if local is not None else str(rec_path)
+        self.max_record = max_record_bytes()
         self._file = open_input(self.path)
         self._map: mmap.mmap | bytes | None = None
         if local is not None:
@@ -209,10 +211,10 @@ class RecordIOReader:
                     f"{self.path}: truncated record at byte offset {pos}: header announces "
                     f"{length} payload bytes, only {self.size - pos - 8} left in the file"
                 )
-            if end - offset > max_record_bytes():
+            if end - offset > self.max_record:
                 raise RecordIOError(
                     f"{self.path}: the record at byte offset {offset} is over "
-                    f"{max_record_bytes()} bytes ({MAX_RECORD_ENV}); one record holds one image"
+                    f"{self.max_record} bytes ({MAX_RECORD_ENV}); one record holds one image"
                 )
             parts.append(self._read(pos + 8, length))
             pos = end + _padding(length)

@@ -2,20 +2,17 @@
 with its own arguments of the right JSON kind, reach Great Expectations; no row conditions (the
 pandas parser evaluates Python), no suite parameters, regular expressions without nested
 unbounded repeats, alternatives inside them or back-references (catastrophic backtracking),
-and at most MAX_EXPECTATIONS_ENV expectations. Anything else is refused with one sentence naming the
-expectation, the field and what is allowed."""
+and at most MAX_EXPECTATIONS_ENV expectations. Anything else is refused with one sentence
+naming the expectation, the field and what is allowed."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
+from re import _parser as regex_parser  # the standard library's own parse tree of a pattern
 from typing import Any
 
-try:  # Python 3.11 names the regex parser sre_parse; 3.12 and newer re._parser
-    import re._parser as regex_parser  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - 3.11
-    import sre_parse as regex_parser  # type: ignore[no-redef]
+from tasks.settings import setting
 
 MAX_EXPECTATIONS_ENV = "VISION_PIPELINES_MAX_EXPECTATIONS"
 DEFAULT_MAX_EXPECTATIONS = 200
@@ -116,7 +113,7 @@ def _repeats(parsed, inside_unbounded: bool, where: str) -> None:
     for op, arg in parsed:
         name = str(op)
         if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            low, high, body = arg
+            _, high, body = arg
             unbounded = high == regex_parser.MAXREPEAT or high > 100
             if unbounded and inside_unbounded:
                 raise RuleError(
@@ -196,10 +193,6 @@ def _expectation(item: Any, where: str) -> None:
             )
 
 
-def max_expectations() -> int:
-    return int(os.environ.get(MAX_EXPECTATIONS_ENV) or DEFAULT_MAX_EXPECTATIONS)
-
-
 def check_suite(suite: Mapping[str, Any]) -> None:
     """Refuse a suite that is more than data (see the module's docstring)."""
     extra = set(suite) - SUITE_FIELDS
@@ -210,7 +203,7 @@ def check_suite(suite: Mapping[str, Any]) -> None:
         )
     _plain_data(suite.get("meta"), "suite meta")
     expectations = suite["expectations"]
-    if len(expectations) > (limit := max_expectations()):
+    if len(expectations) > (limit := setting(MAX_EXPECTATIONS_ENV, DEFAULT_MAX_EXPECTATIONS)):
         raise RuleError(
             f"{len(expectations)} expectations; at most {limit} ({MAX_EXPECTATIONS_ENV})"
         )

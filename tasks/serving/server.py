@@ -6,25 +6,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from PIL import Image, UnidentifiedImageError
 
 from tasks.errors import InputError
-from tasks.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, check_encoded_image, setting
+from tasks.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, check_encoded_image
 from tasks.serving.responses import REQUEST, Body, Responses, one_by_one
+from tasks.settings import setting
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 log = logging.getLogger("vision_pipelines.serve")
 
 BYTES_IN_FLIGHT = setting("VISION_PIPELINES_SERVE_BYTES_IN_FLIGHT", 256 * 2**20)
 """Request bodies the endpoint holds at once (all connections together)."""
-PIXELS_PER_REQUEST = min(MAX_IMAGE_PIXELS, setting("VISION_PIPELINES_SERVE_MAX_PIXELS", 40_000_000))
+PIXELS_SETTING = "VISION_PIPELINES_SERVE_MAX_PIXELS"
+PIXELS_PER_REQUEST = min(MAX_IMAGE_PIXELS, setting(PIXELS_SETTING, 40_000_000))
 PIXELS_IN_FLIGHT = setting("VISION_PIPELINES_SERVE_PIXELS_IN_FLIGHT", 4 * PIXELS_PER_REQUEST)
 """Decoded pixels of the images being predicted at once."""
 BODY_SECONDS = setting("VISION_PIPELINES_SERVE_BODY_SECONDS", 30)
@@ -140,17 +140,6 @@ async def _body(request: web.Request, budget: Budget, taken: list[int]) -> bytes
     return b"".join(chunks)
 
 
-def _pixels(image: bytes) -> int:
-    """Width x height from the image's header (0 when unreadable: the decoder says why),
-    refused over the endpoint's cap."""
-    check_encoded_image(REQUEST, image, max_pixels=PIXELS_PER_REQUEST)
-    try:
-        with Image.open(io.BytesIO(image)) as img:
-            return img.size[0] * img.size[1]
-    except (UnidentifiedImageError, OSError):
-        return 0
-
-
 def _refusal(status: int, sentence: str) -> web.Response:
     return web.Response(status=status, text=sentence + "\n")
 
@@ -180,7 +169,9 @@ def make_app(batcher: Batcher) -> web.Application:
         try:
             async with asyncio.timeout(BODY_SECONDS):
                 image = await _body(request, body_budget, taken)
-            pixels = _pixels(image)
+            pixels = check_encoded_image(
+                REQUEST, image, max_pixels=PIXELS_PER_REQUEST, setting_name=PIXELS_SETTING
+            )
             pixel_budget.take(pixels)
         except InputError as e:
             return _refusal(400, str(e))

@@ -12,6 +12,7 @@ from PIL import Image
 from tasks import limits
 from tasks.errors import InputError
 from tasks.inference import predict_images
+from tasks.settings import setting
 
 
 def png(width: int, height: int) -> bytes:
@@ -61,4 +62,4 @@ def test_byte_cap_and_images_within_the_caps(monkeypatch):
 def test_a_setting_that_is_not_a_number_is_named(monkeypatch):
     monkeypatch.setenv("VISION_PIPELINES_MAX_BATCH_SIZE", "lots")
     with pytest.raises(InputError, match="VISION_PIPELINES_MAX_BATCH_SIZE='lots'"):
-        limits.setting("VISION_PIPELINES_MAX_BATCH_SIZE", 4096)
+        setting("VISION_PIPELINES_MAX_BATCH_SIZE", 4096)

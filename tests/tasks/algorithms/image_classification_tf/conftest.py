@@ -47,3 +47,23 @@ def make_ml_root(root: Path, training: Path, hyperparameters: dict, model: Path 
     ml.config_dir.mkdir(parents=True)
     ml.hyperparameters_path.write_text(json.dumps(hyperparameters))
     return ml
+
+
+def train_on_pinned_module(
+    root: Path, data: dict[str, Path], hyperparameters: dict, module: Path
+) -> MLRoot:
+    """`python -m tasks.train` of transfer learning on `data`'s training and validation class
+    folders from `module`, which the deployment pins for this run; seeded, so the run repeats
+    exactly (in a process of its own: a seeded run turns TensorFlow's op determinism on for
+    good)."""
+    from tasks.algorithms.image_classification_tf.hub.trust import TRUSTED_ENV, module_digest
+    from tests.conftest import run_cli
+
+    ml = make_ml_root(root, data["train"], hyperparameters, model=module)
+    ml.channel("validation").symlink_to(data["validation"], target_is_directory=True)
+    done = run_cli(
+        "tasks.train", "--algorithm", "image-classification-tf", "--ml-root", str(ml.root),
+        env={TRUSTED_ENV: module_digest(module), "VISION_PIPELINES_SEED": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return ml

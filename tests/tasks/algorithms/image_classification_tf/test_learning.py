@@ -8,11 +8,9 @@ import json
 
 import pytest
 
-from tasks.algorithms.image_classification_tf.hub.trust import TRUSTED_ENV, module_digest
 from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 from tasks.data.synthetic import make_shapes_dataset
-from tests.conftest import run_cli
-from tests.tasks.algorithms.image_classification_tf.conftest import make_ml_root
+from tests.tasks.algorithms.image_classification_tf.conftest import train_on_pinned_module
 from tests.tasks.algorithms.image_classification_tf.hub_modules import save_feature_vector
 
 SEEN = ("circle", "square", "cross", "triangle")
@@ -33,12 +31,10 @@ def data(tmp_path_factory):
 
 
 def validation_accuracy(data, module, name) -> float:
-    """Fine-tunes on `module`, which the deployment pins for this run; seeded, so the run and
-    the asserted figures repeat exactly (in a process of its own: a seeded run turns
-    TensorFlow's op determinism on for good)."""
-    ml = make_ml_root(
+    """Fine-tunes on `module`, seeded: the asserted figures repeat exactly."""
+    ml = train_on_pinned_module(
         data["root"] / name,
-        data["train"],
+        data,
         {
             "model_id": DEFAULT_MODEL_ID,
             "train_only_top_layer": "True",
@@ -47,14 +43,8 @@ def validation_accuracy(data, module, name) -> float:
             "learning_rate": "0.05",
             "label_smoothing": "0",
         },
-        model=module,
+        module,
     )
-    ml.channel("validation").symlink_to(data["validation"], target_is_directory=True)
-    done = run_cli(
-        "tasks.train", "--algorithm", "image-classification-tf", "--ml-root", str(ml.root),
-        env={TRUSTED_ENV: module_digest(module), "VISION_PIPELINES_SEED": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(ml.metrics_path.read_text())["final"]["validation_accuracy"]
 
 

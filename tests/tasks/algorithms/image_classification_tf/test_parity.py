@@ -27,12 +27,10 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
-from tasks.algorithms.image_classification_tf.hub.trust import TRUSTED_ENV, module_digest
 from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 from tasks.artifact import extract_artifact
 from tasks.data.synthetic import make_shapes_dataset
-from tests.conftest import run_cli
-from tests.tasks.algorithms.image_classification_tf.conftest import make_ml_root
+from tests.tasks.algorithms.image_classification_tf.conftest import train_on_pinned_module
 from tests.tasks.algorithms.image_classification_tf.hub_modules import save_feature_vector
 
 SEEN = ("circle", "square", "cross", "triangle")
@@ -69,14 +67,7 @@ def ours(data: dict, module: Path, work: Path, top_only: bool) -> float:
         "optimizer": "adam",
         "early_stopping": "False",
     }  # dropout 0.2, L2 1e-4 and label smoothing 0.1: the algorithm's defaults, the tutorial's
-    ml = make_ml_root(work, data["train"], hp, model=module)
-    ml.channel("validation").symlink_to(data["validation"], target_is_directory=True)
-    # A process of its own: a seeded run turns on TensorFlow's op determinism for good.
-    done = run_cli(
-        "tasks.train", "--algorithm", "image-classification-tf", "--ml-root", str(ml.root),
-        env={TRUSTED_ENV: module_digest(module), "VISION_PIPELINES_SEED": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    ml = train_on_pinned_module(work, data, hp, module)
     model = extract_artifact(ml.model_archive, work.with_name(f"{work.name}-extracted"))
     serve = tf.saved_model.load(str(model.root / "saved_model")).signatures["serving_default"]
     files = sorted(data["test"].rglob("*.jpg"))
