@@ -228,8 +228,8 @@ def run_job(job: Callable[[], Any], failure_path: Path | None) -> int:
 
 
 def primary_value(step: Step | str, result: Any, metric: str) -> float | None:
-    """The primary metric in a step's result: `validation_<metric>` of training's last epoch,
-    `<metric>` of an evaluation; None when the step has none."""
+    """The primary metric in a step's result: `validation_<metric>` of training's kept epoch
+    (the last unless restore_best_weights), `<metric>` of an evaluation; None when it has none."""
     if not isinstance(result, dict):
         return None
     if step == Step.TRAIN:

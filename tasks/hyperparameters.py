@@ -260,6 +260,19 @@ def early_stopping_params(
     )
 
 
+def restore_best_weights_param(metric: str) -> Hyperparameter:
+    """restore_best_weights (Keras' name): end on the epoch with the best validation `metric`
+    instead of the last one (the managed algorithms keep the last: off by default)."""
+    return Hyperparameter(
+        "restore_best_weights",
+        boolean,
+        "True or False",
+        "False",
+        description=f"Keep the weights of the epoch with the best validation {metric}, not the "
+        "last epoch's.",
+    )
+
+
 def parse_hyperparameters(
     raw: Mapping[str, str], table: Sequence[Hyperparameter], *, source: str = "hyperparameters"
 ) -> dict[str, Any]:

@@ -1,23 +1,27 @@
 """Resumable training: Keras' BackupAndRestore under checkpoints/, kept only for the same network,
-and the per-epoch history that survives restarts."""
+the per-epoch history and the best epoch's weights (restore_best_weights), which survive
+restarts."""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
+import math
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
-from tasks.atomic import atomic_write_text
+from tasks.atomic import atomic_path, atomic_write_text
 
 HISTORY = "history.csv"
 BACKUP = "backup"
 ARCHITECTURE = "architecture.json"
+BEST_WEIGHTS = "best_weights.npz"
 log = logging.getLogger("vision_pipelines")
 
 
@@ -53,8 +57,9 @@ class Checkpoints:
             resumed = 0
         if resumed:
             log.info("resuming from the checkpoint after epoch %d", resumed)
-        elif self.history_path.exists():
-            self.history_path.unlink()
+        else:
+            self.history_path.unlink(missing_ok=True)
+            (self.folder / BEST_WEIGHTS).unlink(missing_ok=True)
         return resumed
 
     def callbacks(
@@ -88,3 +93,55 @@ class Checkpoints:
                     row[name] = float(value)
                 rows[epoch] = row
         return [rows[e] for e in sorted(rows)]
+
+
+def kept_numbers(epochs: list[dict], kept_epoch: int | None) -> dict:
+    """The metrics of the epoch kept (the last when `kept_epoch` is None), without its number."""
+    row = next((r for r in epochs if r["epoch"] == kept_epoch), epochs[-1])
+    return {k: v for k, v in row.items() if isinstance(v, int | float) and k != "epoch"}
+
+
+class BestWeights:
+    """Keras' restore_best_weights for any Keras generation (mixed into its Callback): after each
+    epoch whose `monitor` (higher is better) beats every earlier one, of this attempt or of an
+    interrupted one, the weights go to checkpoints/best_weights.npz; when training ends, they
+    are put back. `kept` is {"epoch", "value"} of the epoch kept (None: no validation value)."""
+
+    def __init__(self, *, monitor: str, folder: Path):
+        super().__init__()
+        self.monitor, self.path = monitor, folder / BEST_WEIGHTS
+        self.kept: dict | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.kept = None
+        if self.path.exists():
+            with np.load(self.path) as saved:
+                self.kept = {"epoch": int(saved["epoch"]), "value": float(saved["value"])}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        if self.kept is None or value > self.kept["value"]:
+            self.kept = {"epoch": epoch + 1, "value": float(value)}
+            weights = {f"w{i}": w for i, w in enumerate(self.model.get_weights())}
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, epoch=epoch + 1, value=float(value), **weights)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.kept is None:
+            log.warning("restore_best_weights: no epoch reported %s; the last epoch is kept",
+                        self.monitor)  # fmt: skip
+            return
+        with np.load(self.path) as saved:
+            count = sum(1 for name in saved.files if name.startswith("w"))
+            self.model.set_weights([saved[f"w{i}"] for i in range(count)])
+        print(
+            f"restore_best_weights: kept epoch {self.kept['epoch']} "
+            f"({self.monitor}={self.kept['value']:.4f})",
+            flush=True,
+        )
+
+
+class BestWeightsCallback(BestWeights, keras.callbacks.Callback):
+    """BestWeights as a Keras 3 callback."""

@@ -19,7 +19,7 @@ from tasks.artifact import ModelManifest
 from tasks.contract import MLRoot
 from tasks.training import cluster
 from tasks.training.callbacks import RelativeEarlyStopping, ThroughputLogger
-from tasks.training.checkpoints import Checkpoints
+from tasks.training.checkpoints import BestWeightsCallback, Checkpoints, kept_numbers
 from tasks.training.outputs import frameworks, now, write_keras_outputs
 from tasks.training.strategy import distribution_strategy, has_gpu, set_precision
 from tasks.training.workers import InStep, log_fingerprint, prepare, steps_per_epoch
@@ -76,6 +76,8 @@ class TrainingPlan:
     monitor: str = "accuracy"
     """The validation metric early stopping watches (higher is better)."""
     early_stopping: EarlyStopping | None = None
+    restore_best_weights: bool = False
+    """End on the epoch with the best validation `monitor` instead of the last one."""
     precision: str = "float32"
     """float16: mixed precision where there is a GPU."""
     checkpoint_every: int = 1
@@ -92,13 +94,13 @@ class Trained:
     """Per-epoch metrics (checkpoints.history, across restarts)."""
     seconds: float
     resumed_after_epoch: int
+    kept_epoch: int | None = None
+    """The epoch whose weights the model holds (restore_best_weights), None: the last."""
 
     @property
     def final(self) -> dict:
-        """The last epoch's numbers."""
-        return {
-            k: v for k, v in self.epochs[-1].items() if isinstance(v, int | float) and k != "epoch"
-        }
+        """The numbers of the epoch whose weights the model holds."""
+        return kept_numbers(self.epochs, self.kept_epoch)
 
 
 class _InStep(InStep, keras.callbacks.Callback):
@@ -159,6 +161,9 @@ def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
                 tolerance=stop.tolerance,
             )
         )
+    best = BestWeightsCallback(monitor=f"val_{plan.monitor}", folder=ml.checkpoints_dir)
+    if plan.restore_best_weights:
+        callbacks.append(best)  # last: it sets the weights after the workers' averaging
     started = time.monotonic()
     model.fit(
         fitting.train_data,
@@ -171,7 +176,10 @@ def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
         shuffle=False,  # the tf.data pipeline shuffles
     )
     log_fingerprint(workers, model.get_weights())
-    return Trained(model, checkpoints.history(), round(time.monotonic() - started, 1), resumed)
+    kept = best.kept["epoch"] if plan.restore_best_weights and best.kept else None
+    return Trained(
+        model, checkpoints.history(), round(time.monotonic() - started, 1), resumed, kept
+    )
 
 
 def save(
@@ -190,6 +198,7 @@ def save(
         "algorithm": manifest.algorithm,
         **result,
         "final": trained.final,
+        "kept_epoch": trained.kept_epoch or trained.epochs[-1]["epoch"],
         "epochs": trained.epochs,
         "training_seconds": trained.seconds,
         "resumed_after_epoch": trained.resumed_after_epoch,

@@ -15,6 +15,7 @@ from tasks.hyperparameters import (
     Parts,
     choice,
     early_stopping_params,
+    restore_best_weights_param,
     epochs_hyperparameter,
     int_list,
     integer,
@@ -166,6 +167,7 @@ TABLE = (
         description="Epochs between checkpoints (at most epochs).",
     ),
     *early_stopping_params("accuracy", min_epochs="10", patience="5"),
+    restore_best_weights_param("accuracy"),
     Hyperparameter(
         "multi_label",
         integer(0, 1),
@@ -225,6 +227,7 @@ class ImageClassificationHyperparameters:
     early_stopping_min_epochs: int
     early_stopping_patience: int
     early_stopping_tolerance: float
+    restore_best_weights: bool
     multi_label: int
     precision_dtype: str
     kv_store: str | None

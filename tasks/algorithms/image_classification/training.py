@@ -188,6 +188,7 @@ def _plan(
         epochs=hp.epochs,
         monitor="accuracy",
         early_stopping=early_stopping_of(hp),
+        restore_best_weights=hp.restore_best_weights,
         precision=hp.precision_dtype,
         checkpoint_every=hp.checkpoint_frequency,
     )

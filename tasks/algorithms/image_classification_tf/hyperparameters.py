@@ -25,6 +25,7 @@ from tasks.hyperparameters import (
     integer,
     number,
     parse_hyperparameters,
+    restore_best_weights_param,
     to_strings,
 )
 from tasks.limits import MAX_BATCH_SIZE
@@ -201,6 +202,7 @@ TABLE = (
         "5",
         description="Epochs without improvement before stopping.",
     ),
+    restore_best_weights_param("accuracy"),
     Hyperparameter(
         "validation_split_ratio",
         number(0, 1, low_open=True),
@@ -240,6 +242,7 @@ class TransferHyperparameters:
     early_stopping: bool
     early_stopping_min_delta: float
     early_stopping_patience: int
+    restore_best_weights: bool
     validation_split_ratio: float
 
     def __post_init__(self) -> None:

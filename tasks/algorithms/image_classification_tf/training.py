@@ -62,7 +62,7 @@ from tasks.errors import InputError
 from tasks.progress import Progress
 from tasks.training import cluster
 from tasks.training.callbacks import ThroughputLog
-from tasks.training.checkpoints import Checkpoints
+from tasks.training.checkpoints import BestWeights, Checkpoints, kept_numbers
 from tasks.training.outputs import frameworks, now, write_outputs
 from tasks.training.strategy import distribution_strategy
 from tasks.training.workers import InStep, log_fingerprint, prepare, steps_per_epoch
@@ -74,6 +74,10 @@ CLASS_INDEX = "class_label_to_prediction_index.json"
 
 class ThroughputLogger(ThroughputLog, tf_keras.callbacks.Callback):
     """ThroughputLog as a Keras 2 callback."""
+
+
+class BestWeightsCallback(BestWeights, tf_keras.callbacks.Callback):
+    """BestWeights as a Keras 2 callback."""
 
 
 class WorkersInStep(InStep, tf_keras.callbacks.Callback):
@@ -277,6 +281,9 @@ def _fit_and_save(
     callbacks = _callbacks(hp, checkpoints, steps, workers.count)
     if workers.count > 1:
         callbacks.append(WorkersInStep(strategy))
+    best = BestWeightsCallback(monitor="val_accuracy", folder=ml.checkpoints_dir)
+    if hp.restore_best_weights:
+        callbacks.append(best)  # last: it sets the weights after the workers' averaging
     started = time.monotonic()
     fit_model.fit(
         fitting.train_data,
@@ -294,11 +301,13 @@ def _fit_and_save(
     log_fingerprint(workers, fit_model.get_weights())
     resumed = fitting.initial_epoch
     epochs = checkpoints.history()
+    kept = best.kept["epoch"] if hp.restore_best_weights and best.kept else None
     result = {
         "algorithm": ALGORITHM,
         "model_id": hp.model_id,
         "pretrained": source,
-        "final": {k: v for k, v in epochs[-1].items() if k != "epoch"},
+        "final": kept_numbers(epochs, kept),
+        "kept_epoch": kept or epochs[-1]["epoch"],
         "epochs": epochs,
         "training_seconds": round(time.monotonic() - started, 1),
         "resumed_after_epoch": resumed,

@@ -14,6 +14,7 @@ from tasks.hyperparameters import (
     boolean,
     choice,
     early_stopping_params,
+    restore_best_weights_param,
     epochs_hyperparameter,
     int_list,
     integer,
@@ -157,6 +158,7 @@ TABLE = (
         description="Batch-norm statistics across GPUs.",
     ),
     *early_stopping_params("mIoU", min_epochs="5", patience="4"),
+    restore_best_weights_param("mIoU"),
 )
 
 
@@ -188,6 +190,7 @@ class SegmentationHyperparameters:
     early_stopping_min_epochs: int
     early_stopping_patience: int
     early_stopping_tolerance: float
+    restore_best_weights: bool
 
     def __post_init__(self) -> None:
         # As the reference: the crop side is rounded up to the encoder's stride.

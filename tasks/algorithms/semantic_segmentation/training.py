@@ -223,6 +223,7 @@ def _plan(
         epochs=hp.epochs,
         monitor="mIoU",
         early_stopping=early_stopping_of(hp),
+        restore_best_weights=hp.restore_best_weights,
         # No precision_dtype in the reference's table: mixed precision wherever there is a GPU.
         precision="float16",
         callbacks=[PerClassIoU(miou, names, per_class_path)],
