@@ -66,8 +66,10 @@ class ContainerStepOperator(RunStepOperator):
     """A container step whose runner, image and GPU count are chosen per run (DAG Params).
 
     The runner (operators/runners/) builds the operator that runs the step; one that defers
-    (a pod: no worker slot is held while it trains) is resumed in `execute_complete`, which
-    rebuilds it and hands it the trigger's event.
+    (a pod: no worker slot is held while it trains), once or again, is resumed in
+    `execute_complete` only: on a freshly built operator, with the trigger's event and the name
+    of the method it deferred to (carried in the deferral's kwargs, never in attributes of the
+    instance that deferred: a triggerer or worker restart resumes on another).
     A failed step is failed without retry when it reports bad input (exit code 2 in its
     `summary.json`) and retried otherwise (internal error, or a step that never reported).
 
@@ -206,26 +208,36 @@ class ContainerStepOperator(RunStepOperator):
         remove_prefix(self._output)
         runner = self._runner
         operator = self._running = self.build(context)
-        try:
-            return self._finish(context, lambda: runner.start(operator, context))
-        except TaskDeferred as deferred:
-            # Resume here, whatever the runner's operator calls its own resume method.
-            self.defer(
-                trigger=deferred.trigger,
-                method_name="execute_complete",
-                kwargs=deferred.kwargs,
-                timeout=deferred.timeout,
-            )
+        return self._finish(context, lambda: runner.start(operator, context))
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the runner's trigger fired: logs, clean-up and the step's outputs."""
+    def execute_complete(
+        self,
+        context: Any,
+        event: dict[str, Any],
+        *,
+        resume_method: str,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Resume after the runner's trigger fired: the runner's operator, built afresh,
+        finishes (logs, clean-up) in the method it deferred to; then the step's outputs."""
         runner = self._runner
         operator = self._running = self.build(context)
-        return self._finish(context, lambda: runner.resume(operator, context, event))
+        return self._finish(
+            context, lambda: runner.resume(operator, context, event, resume_method, kwargs)
+        )
 
     def _finish(self, context: Any, run: Callable[[], Any]) -> dict[str, Any]:
         try:
             run()
+        except TaskDeferred as deferred:
+            # Whatever the runner's operator resumes in, and however often it defers, the
+            # task resumes here; the method's name travels with the deferral.
+            self.defer(
+                trigger=deferred.trigger,
+                method_name="execute_complete",
+                kwargs={**(deferred.kwargs or {}), "resume_method": deferred.method_name},
+                timeout=deferred.timeout,
+            )
         except Exception as e:
             raise self._failure(e) from e
         return self._result(context)

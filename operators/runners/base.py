@@ -81,7 +81,8 @@ class Deployment:
 
 class StepRunner(ABC):
     """One place a step runs. `build` makes the operator; `start` runs it to completion or
-    defers (raises TaskDeferred); `resume` finishes it after the trigger fired. The step
+    defers (raises TaskDeferred); `resume` finishes it after the trigger fired, on an operator
+    built afresh (it may defer again). The step
     operator reads the outcome from the step's `summary.json` whatever the runner."""
 
     name: ClassVar[str]
@@ -116,6 +117,17 @@ class StepRunner(ABC):
         """The interpreter that has `tasks.serve` where this runner runs steps."""
         return "python"
 
-    def resume(self, operator: BaseOperator, context: Any, event: dict[str, Any]) -> None:
-        """Runners that never defer have nothing to resume (their `start` runs to the end)."""
-        raise AirflowException(f"the {self.name} runner never defers; nothing to resume")
+    def resume(
+        self,
+        operator: BaseOperator,
+        context: Any,
+        event: dict[str, Any],
+        method: str,
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        """Finish a deferred step: `operator` is built afresh from the same request; `method`
+        and `kwargs` are what its deferral named (a runner that never defers never gets here)."""
+        resume = getattr(operator, method, None)
+        if not callable(resume):
+            raise AirflowException(f"the {self.name} runner's operator cannot resume in {method!r}")
+        resume(context, event, **kwargs)

@@ -278,13 +278,5 @@ class KubernetesRunner(StepRunner):
         apply_inference_service(resource, log)
         return {"inference_service": resource}
 
-    def resume(self, operator: BaseOperator, context: Any, event: dict[str, Any]) -> None:
-        from operators.runners.kubernetes_job import WorkersJobOperator
-
-        if isinstance(operator, WorkersJobOperator):
-            operator.execute_complete(context, event)
-        else:
-            operator.trigger_reentry(context, event)
-
 
 RUNNER = KubernetesRunner()

@@ -3,7 +3,9 @@
 hardened pod as a single step's, plus a headless Service that gives each worker a DNS name
 (`<job>-<index>.<service>`). tasks.train builds TF_CONFIG from the pod's JOB_COMPLETION_INDEX,
 hostname and subdomain (tasks/training/cluster.py). The Job and the Service are deleted when
-the step ends, fails or is killed."""
+the step ends, fails or is killed, also when it resumes after a deferral on another operator
+instance (the Job's name comes from the trigger's event); a finished Job left behind anyway
+goes after JOB_TTL_SECONDS (ttlSecondsAfterFinished)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ DEFAULT_JOB_DEADLINE = 24 * 3600
 """A Job whose workers are not all done by then fails (a worker never scheduled, e.g. no GPU
 free, would otherwise keep the others waiting)."""
 WORKERS_LABEL = "vision-pipelines/workers"
+JOB_TTL_SECONDS = 3600
+"""The cluster deletes a finished Job (and its pods) this long after it ended, whatever became
+of the task that made it."""
 
 
 def headless_service(name: str, namespace: str) -> k8s.V1Service:
@@ -64,6 +69,7 @@ class WorkersJobOperator(KubernetesJobOperator):
             # resume from the chief's last checkpoint.
             backoff_limit=0,
             wait_until_job_complete=True,
+            ttl_seconds_after_finished=JOB_TTL_SECONDS,
             **kwargs,
         )
         self.instance_count = instance_count
@@ -101,16 +107,27 @@ class WorkersJobOperator(KubernetesJobOperator):
         except TaskDeferred:
             raise  # execute_complete cleans up
         except BaseException:
-            self._clean_up(context)
+            self._clean_up(context, self.job)
             raise
-        self._clean_up(context)
+        self._clean_up(context, self.job)
         return result
 
     def execute_complete(self, context: Any, event: dict, **kwargs: Any) -> Any:
+        """Resume (on any instance): the Job is the one the trigger's event names."""
         try:
             return super().execute_complete(context, event, **kwargs)
         finally:
-            self._clean_up(context)
+            job = event.get("job") or {}
+            metadata = job.get("metadata") or {}
+            self._clean_up(
+                context,
+                k8s.V1Job(
+                    metadata=k8s.V1ObjectMeta(
+                        name=event.get("name") or metadata.get("name"),
+                        namespace=event.get("namespace") or metadata.get("namespace"),
+                    )
+                ),
+            )
 
     def on_kill(self) -> None:
         super().on_kill()
@@ -118,14 +135,19 @@ class WorkersJobOperator(KubernetesJobOperator):
         if context is not None:
             self._delete_service(context)
 
-    def _clean_up(self, context: Any) -> None:
-        job = getattr(self, "job", None)
-        if job is not None and job.metadata is not None:
-            self.hook.batch_v1_client.delete_namespaced_job(
-                job.metadata.name,
-                job.metadata.namespace or self.namespace,
-                propagation_policy="Foreground",
-            )
+    def _clean_up(self, context: Any, job: k8s.V1Job | None) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        if job is not None and job.metadata is not None and job.metadata.name:
+            try:
+                self.hook.batch_v1_client.delete_namespaced_job(
+                    job.metadata.name,
+                    job.metadata.namespace or self.namespace,
+                    propagation_policy="Foreground",
+                )
+            except ApiException as e:
+                if e.status != 404:  # gone already (its TTL, or an operator by hand)
+                    raise
         self._delete_service(context)
 
     def _delete_service(self, context: Any) -> None:

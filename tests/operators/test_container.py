@@ -292,7 +292,11 @@ def test_kubernetes_steps_defer_and_resume_through_the_step_operator(tmp_path, m
         json.dumps({"exit_code": 0, "primary_metric": "accuracy", "value": 0.75})
     )
     event = {"status": "success", "name": "vision-evaluate-abc", "namespace": "default"}
-    result = op.resume_execution("execute_complete", {"event": event}, context)
+    # As Airflow resumes: the deferral's kwargs and the event, on a freshly built operator.
+    fresh = _deferrable_step(str(out))
+    result = fresh.resume_execution(
+        deferred.value.method_name, {**deferred.value.kwargs, "event": event}, context
+    )
     assert seen == [event]
     assert result["metrics"] == {"accuracy": 0.75, "samples": 4}
     assert result["primary_metric"] == {"accuracy": 0.75}
@@ -324,7 +328,11 @@ def test_failure_class_comes_from_the_step_summary(tmp_path, monkeypatch, summar
     op = _deferrable_step(str(out))
     context = {"run_id": "r", "logical_date": None, "ti": _TaskInstance(), "outlet_events": {}}
     with pytest.raises(error) as raised:
-        op.execute_complete(context, {"status": "failed", "name": "p", "namespace": "default"})
+        op.execute_complete(
+            context,
+            {"status": "failed", "name": "p", "namespace": "default"},
+            resume_method="trigger_reentry",
+        )
     assert type(raised.value) is error
     if summary is None:
         assert "without reporting a result" in str(raised.value)

@@ -7,9 +7,7 @@ from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from operators.container import ContainerStepOperator, container_task
 from operators.refusals import RunRefused
@@ -135,58 +133,6 @@ def test_only_training_runs_on_several_machines():
         instance_count="4",
     )
     assert type(op.build({**CONTEXT, "logical_date": None})).__name__ == "KubernetesPodOperator"
-
-
-class FakeApi:
-    def __init__(self):
-        self.calls: list[tuple[str, str]] = []
-
-    def create_namespaced_service(self, namespace, body):
-        self.calls.append(("create service", body.metadata.name))
-
-    def delete_namespaced_service(self, name, namespace):
-        self.calls.append(("delete service", name))
-        raise ApiException(status=404)
-
-    def delete_namespaced_job(self, name, namespace, propagation_policy):
-        self.calls.append(("delete job", name))
-
-
-@pytest.mark.parametrize("outcome", ["fails", "succeeds", "defers"])
-def test_the_job_and_service_are_deleted_when_the_step_ends(monkeypatch, outcome):
-    op = job_operator()
-    api = FakeApi()
-    op.__dict__["hook"] = SimpleNamespace(
-        core_v1_client=api, batch_v1_client=api, is_in_cluster=False
-    )
-
-    def run_job(self, context):
-        self.job = self.build_job_request_obj(context)
-        if outcome == "fails":
-            raise RuntimeError("a worker failed")
-        if outcome == "defers":
-            raise TaskDeferred(trigger=None, method_name="execute_complete")
-        return None
-
-    monkeypatch.setattr(WorkersJobOperator.__mro__[1], "execute", run_job)
-    monkeypatch.setattr(WorkersJobOperator.__mro__[1], "execute_complete", lambda *a, **k: None)
-    service = op.service_name(CONTEXT)
-    expected = {"fails": RuntimeError, "defers": TaskDeferred, "succeeds": None}[outcome]
-    if expected:
-        with pytest.raises(expected):
-            op.execute(CONTEXT)
-    else:
-        op.execute(CONTEXT)
-    if outcome == "defers":
-        assert api.calls == [("delete service", service), ("create service", service)]
-        op.execute_complete(CONTEXT, {"status": "success"})
-    job = op.job.metadata.name
-    assert api.calls == [
-        ("delete service", service),  # a leftover of a killed attempt goes first
-        ("create service", service),
-        ("delete job", job),
-        ("delete service", service),
-    ]
 
 
 def test_the_pipeline_with_two_machines_on_kubernetes_renders_the_job_and_service():

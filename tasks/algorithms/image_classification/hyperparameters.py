@@ -15,13 +15,13 @@ from tasks.hyperparameters import (
     Parts,
     choice,
     early_stopping_params,
-    restore_best_weights_param,
     epochs_hyperparameter,
     int_list,
     integer,
     integer_choice,
     number,
     parse_hyperparameters,
+    restore_best_weights_param,
     to_strings,
 )
 from tasks.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIDE

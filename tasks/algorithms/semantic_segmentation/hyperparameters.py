@@ -14,12 +14,12 @@ from tasks.hyperparameters import (
     boolean,
     choice,
     early_stopping_params,
-    restore_best_weights_param,
     epochs_hyperparameter,
     int_list,
     integer,
     number,
     parse_hyperparameters,
+    restore_best_weights_param,
     to_strings,
 )
 from tasks.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIDE
