@@ -119,7 +119,7 @@ class GateOperator(RunStepOperator):
         quality = (
             _json_or_none(f"{self.quality_uri.rstrip('/')}/{QUALITY}") if self.quality_uri else None
         )
-        logical_date = context.get("logical_date")
+        data_end = context.get("data_interval_end")
         decision: Decision = decide(
             challenger,
             rescored if champion else None,
@@ -133,8 +133,8 @@ class GateOperator(RunStepOperator):
                 no_promotion_on_drift=str(self.no_promotion_on_drift).lower() == "true",
             ),
             drift=(quality or {}).get("drift"),
-            challenger_date=logical_date.isoformat() if logical_date else None,
-            champion_date=champion.get("data_date") if champion else None,
+            challenger_data_end=data_end.isoformat() if data_end else None,
+            champion_data_end=champion.get("data_interval_end") if champion else None,
         )
         result = {
             **decision.to_dict(),
@@ -195,9 +195,9 @@ class PromoteOperator(RunStepOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         gate = json.loads(read_text(f"{self.gate_uri.rstrip('/')}/{GATE}"))
         if not gate["promote"]:
-            raise AirflowSkipException(
-                "the champion stays: " + "; ".join(r for r in gate["reasons"])
-            )
+            for reason in gate["reasons"]:  # the skip's own message is not in the task log
+                self.log.info("the champion stays: %s", reason)
+            raise AirflowSkipException("the champion stays: " + "; ".join(gate["reasons"]))
         logical_date = context.get("logical_date")
         entry = promote(
             self.models_uri,
@@ -206,7 +206,11 @@ class PromoteOperator(RunStepOperator):
             run_key=run_key(logical_date, context["run_id"]),
             metrics={gate["metric"]: gate["challenger"]},
             run_id=context["run_id"],
-            data_date=logical_date.isoformat() if logical_date else None,
+            data_interval_end=(
+                context["data_interval_end"].isoformat()
+                if context.get("data_interval_end")
+                else None
+            ),
             fingerprint=data_fingerprint(self.data_uris),
             gated=True,
             gated_against=gate.get("champion_model_uri"),

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, Param
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.utils.dates import cron_presets
 
 from operators.container import ContainerStepOperator
 from operators.form_schema import ALLOWED_KEY, unclamped
@@ -199,16 +200,20 @@ def task_defaults() -> dict[str, Any]:
 def schedule_of(dag_id: str, dataset: Asset | None = None) -> Any:
     """`VISION_PIPELINES_<DAG_ID>_SCHEDULE` (cron or preset), and with
     `VISION_PIPELINES_<DAG_ID>_ON_DATASET_CHANGE=true` also (or only) every update of the
-    pipeline's dataset asset; none by default."""
-    cron = os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE") or None
+    pipeline's dataset asset; none by default. A cron schedule has data intervals (Airflow 2's
+    cron semantics, whatever `create_cron_data_intervals` says): a manual run's is the last
+    complete one, as a scheduled run's, so the gate's backfill rule sees both on the same clock."""
+    expression = os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE") or None
+    cron = None
+    if expression is not None:
+        is_cron = not expression.startswith("@") or expression in cron_presets
+        cron = CronDataIntervalTimetable(expression, timezone="UTC") if is_cron else expression
     on_change = os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_ON_DATASET_CHANGE", "")
     if dataset is None or on_change.strip().lower() not in ("1", "true", "yes"):
         return cron
     if cron is None:
         return [dataset]
-    return AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[dataset]
-    )
+    return AssetOrTimeSchedule(timetable=cron, assets=[dataset])
 
 
 def pipeline_dag(

@@ -32,6 +32,7 @@ from tasks.contract import (
     unwritable,
 )
 from tasks.data.manifest import MANIFEST_SUFFIXES
+from tasks.signing import require_deployment_key
 from tasks.staging import check_exists, clear, remove_prefix, stage_in, upload_folder
 from tasks.streaming import PIPE, URI_KEY, input_mode, pipe_uri
 from tasks.train import summarize
@@ -140,10 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_uris(channels: dict[str, str], output_uri: str) -> None:
+def _check_start(channels: dict[str, str], output_uri: str) -> None:
+    """What a step needs before it starts: URIs the deployment allows, its signing key."""
     for name, uri in channels.items():
         check_uri(uri, f"channel {name!r}")
     check_uri(output_uri, "--output-uri")
+    require_deployment_key()
 
 
 class StepTerminated(Exception):
@@ -181,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
     channels = dict(args.channel)
-    # Before anything is read or written (no failure file either): the Airflow side's check.
-    refused = run_job(lambda: _check_uris(channels, args.output_uri), None)
+    # Before anything is read or written (no failure file either): the Airflow side's checks.
+    refused = run_job(lambda: _check_start(channels, args.output_uri), None)
     if refused:
         return refused
     ml = MLRoot(args.ml_root)

@@ -1,6 +1,7 @@
 """The deployment's model-signing key: `VISION_PIPELINES_MODEL_KEY`, else a key file generated on
-first use, so that archives are signed by default (a SavedModel is code: only archives this
-deployment wrote are loaded)."""
+first use on the deployment's own machine, so that archives are signed by default (a SavedModel
+is code: only archives this deployment wrote are loaded). A step (a pod, a container, the local
+runner's process) never generates one: it is given the deployment's (`require_deployment_key`)."""
 
 from __future__ import annotations
 
@@ -104,3 +105,23 @@ def model_key() -> bytes:
     if error := _too_short(key, str(path)):
         raise error
     return key.encode()
+
+
+def require_deployment_key() -> None:
+    """Refuse a step that has no deployment key: with one of its own (generated in a pod or a
+    container that then goes away) it would sign models the deployment refuses."""
+    if os.environ.get(KEY_ENV) or key_file().exists():
+        model_key()  # a short or readable key is refused here too, before any work
+        return
+    raise InputError(
+        f"this step has no model-signing key ({KEY_ENV} is not set and {key_file()} does not "
+        f"exist); give it the deployment's key: {KEY_ENV} (a Kubernetes pod gets it from its "
+        f"Secret), or {KEY_FILE_ENV} naming the deployment's key file, before it runs"
+    )
+
+
+def step_key_environment() -> dict[str, str]:
+    """What a step process started on this machine needs to find the deployment's key (the key
+    generated here on first use when none is set)."""
+    model_key()
+    return {} if os.environ.get(KEY_ENV) else {KEY_FILE_ENV: str(key_file())}

@@ -10,8 +10,17 @@ import tempfile
 from pathlib import Path
 
 from tasks.algorithms import ALGORITHMS, get_algorithm
-from tasks.contract import DEFAULT_ML_ROOT, MLRoot, Step, attempt, unwritable, write_summary
+from tasks.contract import (
+    DEFAULT_ML_ROOT,
+    MLRoot,
+    Step,
+    attempt,
+    run_job,
+    unwritable,
+    write_summary,
+)
 from tasks.errors import InputError
+from tasks.signing import require_deployment_key
 from tasks.training import cluster
 
 SEED_ENV = "VISION_PIPELINES_SEED"
@@ -72,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm", required=True, help="one of " + ", ".join(ALGORITHMS))
     parser.add_argument("--ml-root", type=Path, default=Path(DEFAULT_ML_ROOT))
     args = parser.parse_args(argv)
+    if refused := run_job(require_deployment_key, None):
+        return refused
     ml = MLRoot(args.ml_root)
     workers = attempt(lambda: cluster.resolve(ml.config_dir), None)
     if workers.code:

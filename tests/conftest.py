@@ -57,6 +57,20 @@ def _make_ml_root(root: Path, images: Path, hyperparameters: dict[str, str]) -> 
     return ml
 
 
+@pytest.fixture(scope="session", autouse=True)
+def deployment_key(tmp_path_factory) -> Path:
+    """The test run's deployment key file, given to every step process the tests start as a
+    deployment gives it (a step never makes its own); one for all the test runner's workers."""
+    from tasks.signing import KEY_ENV, KEY_FILE_ENV, model_key
+
+    folder = made_once(tmp_path_factory, "deployment-key", lambda _: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(KEY_ENV, raising=False)
+        patch.setenv(KEY_FILE_ENV, str(folder / "model.key"))
+        model_key()  # generated on first use, as on the deployment's machine
+        yield folder / "model.key"
+
+
 @pytest.fixture(scope="session")
 def shapes(tmp_path_factory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), per_class=8, size=16)

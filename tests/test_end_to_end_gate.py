@@ -30,9 +30,9 @@ def test_the_gate_promotes_a_better_challenger_and_keeps_a_better_champion(
     """Run 1 cannot learn (learning rate 1e-7, one epoch): the first model, promoted over no
     champion. Run 2 learns: re-scored on the same data it beats the champion, is promoted, and
     the asset event carries its URI. Run 3, a backfill of an earlier interval, cannot learn
-    again: the gate keeps run 2's model for both reasons (older data, a lower score), says so in
-    the log and gate.json, and batch transform predicts with the champion. (That a backfill
-    which learns is kept out too is the gate's unit test.)"""
+    again: the gate keeps run 2's model for both reasons (an earlier data interval, a lower
+    score), says so in the log and gate.json, and batch transform predicts with the champion.
+    (That a backfill which learns is kept out too is the gate's unit test.)"""
     data = make_shapes_dataset(tmp_path_factory.mktemp("gate-shapes"), per_class=32, size=16)
     out = tmp_path_factory.mktemp("gate-runs")
     pointer = out.parent / f"{out.name}-models" / "image_classification" / "champion.json"
@@ -51,7 +51,7 @@ def test_the_gate_promotes_a_better_challenger_and_keeps_a_better_champion(
 
     first = run(airflow_env, conf(data, out, **blind), "2026-03-01T00:00:00+00:00")
     assert first.returncode == 0, first.stdout[-3000:]
-    assert json.loads(pointer.read_text())["champion"]["data_date"].startswith("2026-03-01")
+    assert json.loads(pointer.read_text())["champion"]["data_interval_end"].startswith("2026-03-01")
 
     # The per-class rule is the next test's subject: a blind champion may have recall 1.0 on
     # the class it always predicts.
@@ -72,7 +72,7 @@ def test_the_gate_promotes_a_better_challenger_and_keeps_a_better_champion(
     assert gate["promote"] is False and gate["champion"] > gate["challenger"], gate
     assert gate["champion_run_id"] == champion["run_id"]
     assert "gate: KEEP THE CHAMPION" in backfill.stdout
-    assert any("older than the champion's" in r for r in gate["reasons"]), gate
+    assert any(r.startswith("a backfill: its data interval") for r in gate["reasons"]), gate
     assert any("at least +0.0000 is required" in r for r in gate["reasons"]), gate
     for reason in gate["reasons"]:
         assert reason in backfill.stdout

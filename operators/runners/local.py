@@ -21,6 +21,7 @@ from operators.refusals import refuse
 from operators.runners.base import STEP_ENVIRONMENT, Deployment, StepRequest, StepRunner
 from tasks.algorithms import TRAINER, Environment
 from tasks.contract import FAILED_PREFIX
+from tasks.signing import step_key_environment
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # TensorFlow's C++ startup chatter (info/warning lines in absl's format, printed before any
@@ -71,7 +72,12 @@ class LocalStepOperator(BaseOperator):
                 "or set VISION_PIPELINES_TRAINER_PYTHON"
             )
         command = [self.python, "-m", "tasks.job", *self.arguments]
-        env = {**STEP_ENVIRONMENT, **os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+        env = {
+            **STEP_ENVIRONMENT,
+            **os.environ,
+            **step_key_environment(),
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
         self.log.info("running: %s", subprocess.list2cmdline(command))
         self._process = subprocess.Popen(
             command,

@@ -1,9 +1,10 @@
 """The champion/challenger gate: a pure decision from two evaluations on the same data.
 
 Rules, all of which must hold to promote: the challenger's primary metric reaches the absolute
-floor; it is not trained on older data than the champion (a backfill never replaces a newer
-model); it beats the champion's, re-scored on the same data, by at least `min_improvement`; and
-no class present in both loses more than `max_class_drop` of its per-class metric; and, when
+floor; it is not a backfill behind the champion (a run whose data interval ends before the
+champion's never replaces it; a run on the latest data competes whatever its run type); it
+beats the champion's, re-scored on the same data, by at least `min_improvement`; no class
+present in both loses more than `max_class_drop` of its per-class metric; and, when
 `no_promotion_on_drift` is on, no drift expectation of the data-quality step failed.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -66,14 +68,15 @@ def decide(
     higher_is_better: bool,
     per_class_metric: str,
     rules: GateRules,
-    challenger_date: str | None = None,
-    champion_date: str | None = None,
+    challenger_data_end: str | None = None,
+    champion_data_end: str | None = None,
     drift: list[str] | None = None,
 ) -> Decision:
     """Promote the challenger or not, with a sentence per rule that decided it. `champion` is
     the champion's evaluation on the challenger's data (None: there is no champion, or it could
     not be scored there; then only the floor applies). `drift`: the failed drift expectations
-    of the run's data, as sentences."""
+    of the run's data, as sentences. `challenger_data_end`, `champion_data_end`: the ends of the
+    data intervals the two were trained on (ISO 8601; None: unknown, the rule does not apply)."""
     value = float(challenger[metric])
     reasons: list[str] = []
     promote = True
@@ -93,11 +96,16 @@ def decide(
         reasons.append("no champion to compare with: the floor decides")
     else:
         champion_value = float(champion[metric])
-        if challenger_date and champion_date and challenger_date < champion_date:
+        if (
+            challenger_data_end
+            and champion_data_end
+            and datetime.fromisoformat(challenger_data_end)
+            < datetime.fromisoformat(champion_data_end)
+        ):
             promote = False
             reasons.append(
-                f"trained on data of {challenger_date}, older than the champion's "
-                f"({champion_date}): a backfill does not replace a newer model"
+                f"a backfill: its data interval ends at {challenger_data_end}, before the "
+                f"champion's ({champion_data_end}); a model of older data does not replace it"
             )
         gain = _better(value, champion_value, higher_is_better)
         if gain < rules.min_improvement:

@@ -197,7 +197,7 @@ def test_the_champion_pointer_in_s3_is_written_by_conditional_writes(s3, tmp_pat
     model.write_bytes(b"m")
     for run in ("r1", "r2"):
         promote(models, "p", model_uri=f"file://{model}", run_key=run, metrics={}, run_id=run,
-                data_date=None, fingerprint="")  # fmt: skip
+                data_interval_end=None, fingerprint="")  # fmt: skip
     fs, path = fsspec.core.url_to_fs(pointer_uri(models, "p"))
     stale = fs.info(path)["ETag"]
     assert rollback(models, "p", "r1")["run_id"] == "r1"

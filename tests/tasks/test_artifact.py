@@ -352,3 +352,42 @@ def test_a_gnu_sparse_member_is_refused_before_its_map_is_read(tmp_path):
         safe_extract(tar, tmp_path / "out")
     with pytest.raises(ArtifactError, match="GNU sparse file"):
         archive_names(tar, "channel 'model'")
+
+
+def test_a_step_without_the_deployment_key_refuses_to_start(tmp_path, shapes):
+    """Issue 43: a trainer pod or container without the deployment key signed with a key it
+    generated, so every model it trained was refused later. Now the step refuses first, in one
+    sentence, and makes no key of its own; given the key file, the same step runs."""
+    from tasks.signing import KEY_ENV, KEY_FILE_ENV
+    from tests.conftest import run_cli
+
+    missing = tmp_path / "no-key" / "model.key"
+    without_key = {KEY_ENV: "", KEY_FILE_ENV: str(missing)}
+    outputs = tmp_path / "outputs"
+    job = ("tasks.job", "train", "--channel", f"training=file://{shapes}",
+           "--ml-root", tmp_path / "ml", "--output-uri", f"file://{outputs}")  # fmt: skip
+    train = ("tasks.train", "--algorithm", "image-classification", "--ml-root", tmp_path / "ml")
+    for command in (job, train):
+        done = run_cli(*command, env=without_key)
+        assert done.returncode != 0
+        message = f"FAILED: this step has no model-signing key ({KEY_ENV} is not set and {missing}"
+        assert message in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]
+        assert "Traceback" not in done.stdout + done.stderr
+    assert not missing.parent.exists() and not outputs.exists()  # no key made, nothing written
+
+
+def test_the_local_runner_hands_its_steps_the_deployment_key(tmp_path, monkeypatch):
+    """The Airflow machine generates the deployment key on first use (beside its settings) and
+    names it to the step process it starts; with VISION_PIPELINES_MODEL_KEY set, that is
+    inherited instead."""
+    from tasks.signing import KEY_ENV, KEY_FILE_ENV, model_key, step_key_environment
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    env = step_key_environment()
+    assert env == {KEY_FILE_ENV: str(tmp_path / "airflow" / "vision-pipelines-model.key")}
+    monkeypatch.setenv(KEY_FILE_ENV, env[KEY_FILE_ENV])
+    assert model_key() == (tmp_path / "airflow" / "vision-pipelines-model.key").read_bytes().strip()
+    monkeypatch.setenv(KEY_ENV, "the deployment's key, 32 bytes or more")
+    assert step_key_environment() == {}

@@ -86,11 +86,18 @@ def test_a_backfill_never_replaces_a_newer_champion():
     decision = gate(
         evaluation(0.99, a=0.99),
         evaluation(0.5, a=0.5),
-        challenger_date="2026-01-01T00:00:00+00:00",
-        champion_date="2026-02-01T00:00:00+00:00",
+        challenger_data_end="2026-01-02T00:00:00+00:00",
+        champion_data_end="2026-02-01T00:00:00+01:00",
     )
     assert not decision.promote
-    assert any("older than the champion's" in r for r in decision.reasons)
+    assert any("a backfill: its data interval ends at" in r for r in decision.reasons)
+    same_interval = gate(
+        evaluation(0.99, a=0.99),
+        evaluation(0.5, a=0.5),
+        challenger_data_end="2026-02-01T00:00:00+01:00",
+        champion_data_end="2026-01-31T23:00:00+00:00",
+    )
+    assert same_interval.promote, same_interval.reasons
 
 
 def test_lower_is_better_metrics():
@@ -121,7 +128,7 @@ def promote_run(models: str, model: str, run: str, date: str | None = None) -> d
         run_key=run,
         metrics={"accuracy": 0.9},
         run_id=run,
-        data_date=date,
+        data_interval_end=date,
         fingerprint="sha256:x",
     )
 
@@ -252,7 +259,7 @@ def _gated(models: str, model: str, run: str, against: str | None) -> dict:
         run_key=run,
         metrics={},
         run_id=run,
-        data_date=None,
+        data_interval_end=None,
         fingerprint="",
         gated=True,
         gated_against=against,

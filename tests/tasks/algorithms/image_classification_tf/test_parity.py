@@ -45,7 +45,7 @@ def make_data(root: Path, seed: int) -> dict[str, Path]:
             root / "pretrain", per_class=80, size=32, classes=SEEN, seed=seed
         ),
         "train": make_shapes_dataset(
-            root / "train", per_class=40, size=32, classes=UNSEEN, seed=seed + 100
+            root / "train", per_class=100, size=32, classes=UNSEEN, seed=seed + 100
         ),
         "validation": make_shapes_dataset(
             root / "validation", per_class=20, size=32, classes=UNSEEN, seed=seed + 200
