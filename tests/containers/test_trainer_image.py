@@ -258,6 +258,7 @@ def test_an_ml_root_the_pod_user_cannot_write_is_named_in_one_sentence(podman, t
         "--ml-root",
         "/opt/ml",
         volumes={ml.root: "/opt/ml"},
+        env={MODEL_KEY: uuid.uuid4().hex},
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.strip() == (
@@ -266,3 +267,19 @@ def test_an_ml_root_the_pod_user_cannot_write_is_named_in_one_sentence(podman, t
         "a container, chown the mounted folder to that user (podman: mount it with `:U`) or "
         "run with its owner's --user"
     )
+
+
+def test_a_container_without_the_deployment_key_refuses_to_start(podman, tmp_path):
+    """Issue 43: a trainer container run without the deployment key signed with a key of its
+    own, and every model it trained was refused later. Now: exit 2 and what to give it."""
+    images = make_shapes_dataset(tmp_path / "images", per_class=2, size=16)
+    ml = _make_ml_root(tmp_path / "ml", images, TINY_IC)
+    done = podman.run(
+        TRAINER, "python", "-m", "tasks.train", "--algorithm", "image-classification",
+        "--ml-root", "/opt/ml", volumes={ml.root: "/opt/ml:U"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().startswith(
+        f"FAILED: this step has no model-signing key ({MODEL_KEY} is not set and "
+    ), done.stderr[-2000:]
+    assert not (ml.root / "model" / "model.tar.gz").exists()
