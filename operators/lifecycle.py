@@ -11,10 +11,10 @@ from typing import Any
 import yaml
 from airflow.sdk.exceptions import AirflowSkipException
 
+from operators.deployers import get_deployer
+from operators.deployers.base import Deployment
 from operators.paths import run_key
 from operators.run_record import RunStepOperator, pipeline_step
-from operators.runners import get_runner
-from operators.runners.base import Deployment
 from operators.storage import read_text, write_text
 from tasks.algorithms import get_algorithm
 from tasks.contract import (
@@ -255,9 +255,9 @@ class RollbackOperator(RunStepOperator):
 class DeployOperator(RunStepOperator):
     """Serves the pipeline's champion: its SavedModel becomes the next version under
     `<models_uri>/serving/<pipeline>/` (the layout TensorFlow Serving and KServe load), then the
-    runner serves it (kubernetes: a KServe InferenceService, also written as
-    `inferenceservice.yaml`; local: the command that serves it here, in the log). Writes
-    `deploy.json`. Skipped while the pipeline has no champion.
+    deployer of the run's runner serves it (operators/deployers; kubernetes: a KServe
+    InferenceService, also written as `inferenceservice.yaml`; local: the command that serves
+    it here, in the log). Writes `deploy.json`. Skipped while the pipeline has no champion.
 
     :param algorithm: the pipeline's algorithm (the environment that serves it).
     :param models_uri: where champion pointers live (templated).
@@ -302,7 +302,7 @@ class DeployOperator(RunStepOperator):
             deployment.model_uri, deployment.model_base_path, deployment.version
         )
         self.log.info("champion of run %s exported as %s", deployment.run_id, exported)
-        served = get_runner(self.runner).deploy(deployment, self.log)
+        served = get_deployer(self.runner).deploy(deployment, self.log)
         output = self.output_uri.rstrip("/")
         if resource := served.pop("inference_service", None):
             write_text(f"{output}/{INFERENCE_SERVICE}", yaml.safe_dump(resource, sort_keys=False))

@@ -1,33 +1,23 @@
-"""The runners: one module each, collected by name (a new runner is one new module here)."""
+"""The runners: one module each (operators/plugins.py's rule: a new runner is one new public
+module here, its helpers private `_` modules), or entry points of the group
+`vision_pipelines.runners` in another distribution."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import re
 from functools import cache
-from pathlib import Path
 
+from operators.plugins import collect
 from operators.runners.base import StepRunner
 
-_DEFINES_RUNNER = re.compile(r"^RUNNER\s*(:[^=]*)?=", re.MULTILINE)
+GROUP = "vision_pipelines.runners"
 
 
 @cache
 def runners() -> dict[str, StepRunner]:
-    """Every runner of this package by name, `local` first (the embedded default).
-
-    Only modules whose source assigns `RUNNER` at top level are imported (as Airflow's DAG
-    discovery safe mode reads a file before importing it): the DAG files need this registry
-    when they are parsed, and a runner's helper module (kubernetes_job: the Kubernetes client)
-    would add most of a DAG file's parse time."""
-    found: dict[str, StepRunner] = {}
-    for module in pkgutil.iter_modules(__path__):
-        source = Path(__path__[0], f"{module.name}.py")
-        if module.ispkg or not _DEFINES_RUNNER.search(source.read_text()):
-            continue
-        runner = importlib.import_module(f"{__name__}.{module.name}").RUNNER
-        found[runner.name] = runner
+    """Every runner by name, `local` first (the embedded default). The DAG files need this
+    registry when they are parsed: a runner module imports its engine's client only when it
+    builds an operator, and its helpers (the Indexed Job's) are private modules."""
+    found = collect(__name__, __path__, "RUNNER", GROUP)
     return dict(sorted(found.items(), key=lambda item: item[0] != "local"))
 
 

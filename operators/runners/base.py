@@ -2,7 +2,9 @@
 
 A runner turns one container step (`python -m tasks.job STEP ...` with the container contract's
 ml-root) into an Airflow operator and runs it: a local process, a pod, ... Each runner is one
-module of this package defining `RUNNER`; the `runner` Param names it.
+public module of this package defining `RUNNER` (helpers are private `_` modules), or an entry
+point of the group `vision_pipelines.runners` in another distribution; the `runner` Param names
+it. Serving the champion is the deployers' business (operators/deployers).
 """
 
 from __future__ import annotations
@@ -66,19 +68,6 @@ class StepRequest:
     deferrable: bool = False
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """A champion to serve: its archive and its SavedModel versions in TF Serving's layout."""
-
-    pipeline: str
-    model_uri: str
-    run_id: str
-    version: int
-    model_base_path: str
-    """`<models_uri>/serving/<pipeline>`, holding `<version>/saved_model.pb`."""
-    environment: Environment
-
-
 class StepRunner(ABC):
     """One place a step runs. `build` makes the operator; `start` runs it to completion or
     defers (raises TaskDeferred); `resume` finishes it after the trigger fired, on an operator
@@ -96,26 +85,6 @@ class StepRunner(ABC):
 
     def start(self, operator: BaseOperator, context: Any) -> None:
         operator.execute(context)
-
-    def deploy(self, deployment: Deployment, log: Any) -> dict[str, Any]:
-        """Serve the champion where this runner runs; returns what the deploy step records.
-        A runner without a serving engine logs the commands that serve it on one machine: our
-        endpoint (the managed service's contract) or TensorFlow Serving over its versions."""
-        command = (
-            f"{self.serve_python(deployment)} -m tasks.serve --model {deployment.model_uri} "
-            "--port 8080"
-        )
-        log.info("serve the champion with: %s", command)
-        log.info(
-            "or with TensorFlow Serving: --model_name=%s --model_base_path=%s",
-            deployment.pipeline,
-            deployment.model_base_path,
-        )
-        return {"serve_command": command}
-
-    def serve_python(self, deployment: Deployment) -> str:
-        """The interpreter that has `tasks.serve` where this runner runs steps."""
-        return "python"
 
     def resume(
         self,

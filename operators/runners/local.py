@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from operators.paths import PROJECT_ROOT
 from operators.refusals import refuse
-from operators.runners.base import STEP_ENVIRONMENT, Deployment, StepRequest, StepRunner
+from operators.runners.base import STEP_ENVIRONMENT, StepRequest, StepRunner
 from tasks.algorithms import TRAINER, Environment
 from tasks.contract import FAILED_PREFIX
 from tasks.signing import step_key_environment
@@ -119,9 +119,6 @@ class LocalRunner(StepRunner):
             arguments=request.step.arguments(request.local_ml_root),
             python=trainer_python(request.environment),
         )
-
-    def serve_python(self, deployment: Deployment) -> str:
-        return f"PYTHONPATH={PROJECT_ROOT} {trainer_python(deployment.environment)}"
 
     def start(self, operator: BaseOperator, context: Any) -> None:
         # Called directly: the subprocess needs nothing from the task runner.

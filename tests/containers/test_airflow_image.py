@@ -38,8 +38,9 @@ def test_the_dags_parse_with_no_import_errors(podman):
 
 
 RENDER = (
-    "import json; from operators.runners.base import Deployment;"
-    "from operators.runners.kubernetes import KubernetesSettings, inference_service_of;"
+    "import json; from operators.deployers.base import Deployment;"
+    "from operators.deployers.kubernetes import inference_service_of;"
+    "from operators.kubernetes_pods import KubernetesSettings;"
     "from tasks.algorithms import get_algorithm;"
     "d = Deployment('image_classification', 's3://m/image_classification/models/r/model.tar.gz',"
     " 'r', 3, 's3://m/serving/image_classification',"

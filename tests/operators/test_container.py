@@ -13,9 +13,10 @@ from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
 
 from operators.container import ContainerStepOperator, container_task
+from operators.kubernetes_pods import KubernetesSettings
 from operators.refusals import RunRefused
 from operators.runners.base import ContainerStep, StepRequest
-from operators.runners.kubernetes import KubernetesRunner, KubernetesSettings
+from operators.runners.kubernetes import KubernetesRunner
 from operators.runners.local import LocalStepOperator
 from tasks.algorithms import TRAINER
 

@@ -11,9 +11,10 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from operators.deployers.base import Deployment
+from operators.deployers.kubernetes import inference_service_of
+from operators.kubernetes_pods import KubernetesSettings
 from operators.lifecycle import DeployOperator
-from operators.runners.base import Deployment
-from operators.runners.kubernetes import KubernetesSettings, inference_service_of
 from tasks.algorithms import get_algorithm
 from tasks.artifact import SAVED_MODEL, ModelManifest, write_artifact
 from tasks.errors import InputError

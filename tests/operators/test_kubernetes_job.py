@@ -10,10 +10,11 @@ import pytest
 from kubernetes.client import ApiClient
 
 from operators.container import ContainerStepOperator, container_task
+from operators.kubernetes_pods import KubernetesSettings
 from operators.refusals import RunRefused
+from operators.runners._kubernetes_job import WORKERS_LABEL, WorkersJobOperator
 from operators.runners.base import StepRequest
-from operators.runners.kubernetes import KubernetesRunner, KubernetesSettings
-from operators.runners.kubernetes_job import WORKERS_LABEL, WorkersJobOperator
+from operators.runners.kubernetes import KubernetesRunner
 from tasks.algorithms import TRAINER
 from tasks.errors import InputError
 from tasks.training.cluster import HEARTBEAT_TIMEOUT_ENV, from_indexed_job, heartbeat_timeout_s

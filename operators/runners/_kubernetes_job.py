@@ -17,9 +17,9 @@ from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperato
 from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import models as k8s
 
+from operators.kubernetes_pods import KubernetesSettings
 from operators.refusals import refuse
 from operators.runners.base import StepRequest
-from operators.runners.kubernetes import KubernetesSettings
 from tasks.errors import InputError
 from tasks.training.cluster import (
     DEFAULT_PORT,
