@@ -8,12 +8,11 @@ only the ml-root's place differs (`/opt/ml` in a pod, a run-scoped folder on loc
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from operators.paths import PROJECT_ROOT, run_key
@@ -21,7 +20,7 @@ from operators.refusals import refuse
 from operators.run_record import RunStepOperator, record_run
 from operators.runners import get_runner, machines_refusal
 from operators.runners.base import ContainerStep, StepRequest, StepRunner
-from operators.storage import remove_prefix
+from operators.storage import remove_prefix, storage_path
 from tasks.algorithms import get_algorithm
 from tasks.contract import (
     EXIT_BAD_INPUT,
@@ -30,6 +29,7 @@ from tasks.contract import (
     SUMMARY,
     Step,
 )
+from tasks.settings import setting_text
 from tasks.streaming import FILE, INPUT_MODES, MODE_KEY, PIPE
 
 
@@ -148,7 +148,7 @@ class ContainerStepOperator(RunStepOperator):
             hyperparameters={k: str(v) for k, v in values.items() if v not in (None, "")},
             input_data_config=self._input_data_config(channels),
         )
-        work = Path(os.environ.get("VISION_PIPELINES_WORK_DIR", PROJECT_ROOT / "data" / "work"))
+        work = Path(setting_text("VISION_PIPELINES_WORK_DIR") or PROJECT_ROOT / "data" / "work")
         key = run_key(context.get("logical_date"), context["run_id"])
         # A mapped step (a transform shard) works in a folder of its own.
         map_index = getattr(context.get("ti"), "map_index", -1)
@@ -244,7 +244,7 @@ class ContainerStepOperator(RunStepOperator):
 
     def _failure(self, error: Exception) -> Exception:
         """The error to fail the task with: the step's own reason, no retry for bad input."""
-        summary_path = ObjectStoragePath(f"{self._output}/{SUMMARY}")
+        summary_path = storage_path(f"{self._output}/{SUMMARY}")
         if not summary_path.exists():
             return AirflowException(
                 f"{self.step} ended without reporting a result ({error}); it may have been "
@@ -263,15 +263,13 @@ class ContainerStepOperator(RunStepOperator):
             result["model"] = f"{output}/{MODEL_ARCHIVE}"
         if self.step is Step.TRANSFORM:
             result["predictions"] = f"{output}/{STEP_RESULTS[self.step]}"
-        summary_path = ObjectStoragePath(f"{output}/{SUMMARY}")
+        summary_path = storage_path(f"{output}/{SUMMARY}")
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
             if summary.get("value") is not None:
                 result["primary_metric"] = {summary["primary_metric"]: summary["value"]}
         if self.step is not Step.TRANSFORM:
-            metrics = json.loads(
-                ObjectStoragePath(f"{output}/{STEP_RESULTS[self.step]}").read_text()
-            )
+            metrics = json.loads(storage_path(f"{output}/{STEP_RESULTS[self.step]}").read_text())
             # Training's last epoch, or an evaluation's top-level numbers (any algorithm's).
             result["metrics"] = metrics.get("final") or {
                 k: v for k, v in metrics.items() if isinstance(v, int | float)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 from operators.refusals import refuse
 from tasks.algorithms import TRAINER, Environment
+from tasks.settings import setting_text
 
 
 def allowed_images(environment: Environment = TRAINER) -> list[str]:
     """The images a run may choose (`VISION_PIPELINES_TRAINER_IMAGES`, comma-separated; else
     `VISION_PIPELINES_TRAINER_IMAGE` or the algorithm's): the first is the default."""
-    listed = os.environ.get("VISION_PIPELINES_TRAINER_IMAGES", "")
+    listed = setting_text("VISION_PIPELINES_TRAINER_IMAGES") or ""
     images = [i.strip() for i in listed.split(",") if i.strip()]
-    return images or [os.environ.get("VISION_PIPELINES_TRAINER_IMAGE") or environment.image]
+    return images or [setting_text("VISION_PIPELINES_TRAINER_IMAGE") or environment.image]
 
 
 def check_image(image: str, environment: Environment = TRAINER) -> str:

@@ -4,23 +4,24 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from tasks.settings import setting_text
 
 POD_ML_ROOT = "/opt/ml"
 """The container contract's ml-root in a step pod."""
 
 
 def _json_env(name: str, default: Any) -> Any:
-    text = os.environ.get(name)
-    if not text:
+    value = setting_text(name)
+    if value is None:
         return default
     try:
-        return json.loads(text)
+        return json.loads(value)
     except json.JSONDecodeError as e:
-        raise ValueError(f"environment variable {name} must be JSON, got {text!r}") from e
+        raise ValueError(f"setting {name} must be JSON, got {value!r}") from e
 
 
 DEFAULT_RESOURCES = {
@@ -40,8 +41,10 @@ POD_VOLUMES = {"ml-root": POD_ML_ROOT, "tmp": "/tmp"}
 
 @dataclass(frozen=True)
 class KubernetesSettings:
-    """Where and how training pods run; from `VISION_PIPELINES_K8S_*` environment variables."""
+    """Where and how training pods run: the deployment's `K8S_*` settings (tasks/settings.py)."""
 
+    conn_id: str = "kubernetes_default"
+    """The Airflow connection to the cluster (the providers' `kubernetes_conn_id`)."""
     namespace: str = "default"
     service_account: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
@@ -85,18 +88,17 @@ class KubernetesSettings:
     @classmethod
     def from_env(cls) -> KubernetesSettings:
         return cls(
-            namespace=os.environ.get("VISION_PIPELINES_K8S_NAMESPACE", "default"),
-            service_account=os.environ.get("VISION_PIPELINES_K8S_SERVICE_ACCOUNT") or None,
+            conn_id=setting_text("VISION_PIPELINES_KUBERNETES_CONN_ID") or "kubernetes_default",
+            namespace=setting_text("VISION_PIPELINES_K8S_NAMESPACE") or "default",
+            service_account=setting_text("VISION_PIPELINES_K8S_SERVICE_ACCOUNT"),
             node_selector=_json_env("VISION_PIPELINES_K8S_NODE_SELECTOR", {}),
             tolerations=tuple(_json_env("VISION_PIPELINES_K8S_TOLERATIONS", [])),
-            image_pull_policy=os.environ.get(
-                "VISION_PIPELINES_K8S_IMAGE_PULL_POLICY", "IfNotPresent"
-            ),
+            image_pull_policy=setting_text("VISION_PIPELINES_K8S_IMAGE_PULL_POLICY")
+            or "IfNotPresent",
             resources=_json_env("VISION_PIPELINES_K8S_RESOURCES", DEFAULT_RESOURCES),
-            automount_token=os.environ.get("VISION_PIPELINES_K8S_AUTOMOUNT_TOKEN", "") == "true",
-            model_key_secret=os.environ.get(
-                "VISION_PIPELINES_K8S_MODEL_KEY_SECRET", "vision-pipelines-model-key"
-            ),
+            automount_token=setting_text("VISION_PIPELINES_K8S_AUTOMOUNT_TOKEN") == "true",
+            model_key_secret=setting_text("VISION_PIPELINES_K8S_MODEL_KEY_SECRET")
+            or "vision-pipelines-model-key",
             serving_resources=_json_env(
                 "VISION_PIPELINES_K8S_SERVING_RESOURCES", DEFAULT_SERVING_RESOURCES
             ),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime
 from pathlib import Path
+
+from tasks.settings import setting_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 """The checkout (or the image's /opt/vision-pipelines): its environments, suites and data."""
@@ -14,7 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def data_root() -> Path:
     """Where local data lives: `VISION_PIPELINES_DATA_ROOT`, default `./data` in the project."""
     default = PROJECT_ROOT / "data"
-    return Path(os.environ.get("VISION_PIPELINES_DATA_ROOT", default))
+    return Path(setting_text("VISION_PIPELINES_DATA_ROOT") or default)
 
 
 def run_key(logical_date: datetime | None, run_id: str) -> str:

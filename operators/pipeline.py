@@ -7,7 +7,6 @@ checks them), container steps with the per-run runner, and XCom templates.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -27,7 +26,7 @@ from tasks.algorithms import AlgorithmSpec
 from tasks.contract import GATE_FOLDER, QUALITY_FOLDER, STEP_FOLDERS, Step
 from tasks.data.profile import PROFILE
 from tasks.hyperparameters import Hyperparameter, Parts
-from tasks.settings import setting
+from tasks.settings import setting, setting_text
 from tasks.streaming import FILE, INPUT_MODES, PIPE
 
 RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
@@ -47,7 +46,7 @@ def xcom(task_id: str, key: str) -> str:
 
 def deployment_runner() -> str:
     """Where this deployment runs container steps by default: `VISION_PIPELINES_RUNNER`."""
-    value = os.environ.get("VISION_PIPELINES_RUNNER") or "local"
+    value = setting_text("VISION_PIPELINES_RUNNER") or "local"
     if value not in runners():
         allowed = ", ".join(runners())
         raise ValueError(f"VISION_PIPELINES_RUNNER={value!r}: allowed are {allowed}")
@@ -203,12 +202,12 @@ def schedule_of(dag_id: str, dataset: Asset | None = None) -> Any:
     pipeline's dataset asset; none by default. A cron schedule has data intervals (Airflow 2's
     cron semantics, whatever `create_cron_data_intervals` says): a manual run's is the last
     complete one, as a scheduled run's, so the gate's backfill rule sees both on the same clock."""
-    expression = os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE") or None
+    expression = setting_text(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE")
     cron = None
     if expression is not None:
         is_cron = not expression.startswith("@") or expression in cron_presets
         cron = CronDataIntervalTimetable(expression, timezone="UTC") if is_cron else expression
-    on_change = os.environ.get(f"VISION_PIPELINES_{dag_id.upper()}_ON_DATASET_CHANGE", "")
+    on_change = setting_text(f"VISION_PIPELINES_{dag_id.upper()}_ON_DATASET_CHANGE") or ""
     if dataset is None or on_change.strip().lower() not in ("1", "true", "yes"):
         return cron
     if cron is None:

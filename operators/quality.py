@@ -19,7 +19,7 @@ from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import local_copy, remove_prefix, upload
 from tasks.errors import InputError
 from tasks.lifecycle.champion import read_pointer
-from tasks.settings import setting
+from tasks.settings import setting, setting_text
 
 GE_PYTHON_ENV = "VISION_PIPELINES_GE_PYTHON"
 SUITES_ENV = "VISION_PIPELINES_EXPECTATIONS"
@@ -37,12 +37,12 @@ OUT_OF_MEMORY = (
 
 def ge_python() -> str:
     """The interpreter of Great Expectations' environment (`make setup` makes `.venv-ge`)."""
-    return os.environ.get(GE_PYTHON_ENV) or str(PROJECT_ROOT / ".venv-ge" / "bin" / "python")
+    return setting_text(GE_PYTHON_ENV) or str(PROJECT_ROOT / ".venv-ge" / "bin" / "python")
 
 
 def suite_path(pipeline: str) -> Path:
     """`<VISION_PIPELINES_EXPECTATIONS or expectations/>/<pipeline>.json`."""
-    folder = Path(os.environ.get(SUITES_ENV) or PROJECT_ROOT / "expectations")
+    folder = Path(setting_text(SUITES_ENV) or PROJECT_ROOT / "expectations")
     path = folder / f"{pipeline}.json"
     if not path.is_file():
         raise InputError(

@@ -10,12 +10,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
+from operators.connections import use_aws_connection
 from operators.links import RunOutputsLink, RunReportLink
 from operators.refusals import RunRefused, refuse
-from operators.storage import read_text, write_text
+from operators.storage import read_text, storage_path, write_text
 from tasks.contract import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, SUMMARY, Outcome, step_summary
 from tasks.errors import InputError
 from tasks.run_report import RUN_RECORD, run_prefix
@@ -95,6 +96,7 @@ def pipeline_step(execute: F) -> F:
 
     @functools.wraps(execute)
     def wrapper(self: Any, context: Any) -> Any:
+        use_aws_connection(self.aws_conn_id)
         self.check_uris({name: getattr(self, name) for name in self.uri_fields})
         record_run(context, self.output_uri)
         try:
@@ -127,15 +129,23 @@ class RunStepOperator(BaseOperator):
     """Attributes naming data the step reads -> what they may hold: a URI given there must
     exist, or the step fails with one sentence naming its form field (`field_titles`)."""
 
-    def __init__(self, *, field_titles: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        field_titles: Mapping[str, str] | None = None,
+        aws_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.field_titles = dict(field_titles or {})
+        self.aws_conn_id = aws_conn_id
+        """The connection to object storage (None: the deployment's aws_conn_id)."""
 
     def check_inputs(self) -> None:
         """InputError for the first input URI that does not exist, named as the form names it."""
         for name, allowed in self.inputs.items():
             uri = str(getattr(self, name) or "").strip()
-            if uri and not ObjectStoragePath(uri).exists():
+            if uri and not storage_path(uri).exists():
                 title = self.field_titles.get(name, name)
                 raise InputError(f"{title} {uri} does not exist; allowed: {allowed}")
 

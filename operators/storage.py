@@ -1,4 +1,5 @@
-"""Object storage on the Airflow side (ObjectStoragePath): local paths to work on, atomic writes."""
+"""Object storage on the Airflow side (ObjectStoragePath, through the process' connection:
+operators/connections.py): local paths to work on, atomic writes."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from pathlib import Path
 
 from airflow.sdk import ObjectStoragePath
 
+from operators.connections import current_aws_conn_id
 from tasks.atomic import temporary_name
 from tasks.errors import InputError
+
+
+def storage_path(uri: str) -> ObjectStoragePath:
+    """`uri` as an ObjectStoragePath; in S3 through this process' connection."""
+    if uri.startswith(("s3://", "s3a://")):
+        return ObjectStoragePath(uri, conn_id=current_aws_conn_id())
+    return ObjectStoragePath(uri)
 
 
 def _is_local(path: ObjectStoragePath) -> bool:
@@ -20,14 +29,14 @@ def _is_local(path: ObjectStoragePath) -> bool:
 
 def local_path(uri: str) -> Path | None:
     """The local path of a file:// URI (or plain path); None for object storage."""
-    path = ObjectStoragePath(uri)
+    path = storage_path(uri)
     return Path(path.path) if _is_local(path) else None
 
 
 @contextmanager
 def local_copy(uri: str) -> Iterator[Path]:
     """A local path holding `uri` (file or folder): the path itself for file://, else a download."""
-    path = ObjectStoragePath(uri)
+    path = storage_path(uri)
     if _is_local(path):
         yield Path(path.path)
         return
@@ -42,7 +51,7 @@ def local_copy(uri: str) -> Iterator[Path]:
 
 def list_files(uri: str) -> list[str]:
     """Every file under `uri`, as paths relative to it: one listing, nothing downloaded."""
-    root = ObjectStoragePath(uri)
+    root = storage_path(uri)
     if not root.is_dir():
         raise InputError(f"{uri}: not a folder (or it does not exist)")
     base = root.path.rstrip("/") + "/"
@@ -53,7 +62,7 @@ def list_files(uri: str) -> list[str]:
 def local_files(root_uri: str, rel_paths: Sequence[str]) -> Iterator[Path]:
     """A local folder holding `rel_paths` of `root_uri`: the folder itself for file://, else a
     concurrent download of only those files (not the whole root)."""
-    root = ObjectStoragePath(root_uri)
+    root = storage_path(root_uri)
     if _is_local(root):
         yield Path(root.path)
         return
@@ -69,7 +78,7 @@ def local_files(root_uri: str, rel_paths: Sequence[str]) -> Iterator[Path]:
 
 def upload(local: Path, uri: str) -> str:
     """Copy `local` to `uri` under a temporary name, then rename it into place."""
-    target = ObjectStoragePath(uri)
+    target = storage_path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / temporary_name(target.name)
     if _is_local(target):
@@ -82,7 +91,7 @@ def upload(local: Path, uri: str) -> str:
 
 def remove_prefix(uri: str) -> None:
     """Delete everything under `uri` (what an earlier attempt of a step published)."""
-    path = ObjectStoragePath(uri)
+    path = storage_path(uri)
     if path.is_dir():
         path.rmdir(recursive=True)
     elif path.exists():
@@ -98,4 +107,4 @@ def write_text(uri: str, text: str) -> str:
 
 
 def read_text(uri: str) -> str:
-    return ObjectStoragePath(uri).read_text(encoding="utf-8")
+    return storage_path(uri).read_text(encoding="utf-8")

@@ -30,6 +30,7 @@ from fastapi.responses import (
 )
 from upath import UPath
 
+from operators.connections import use_aws_connection
 from operators.links import RunOutputsLink, RunReportLink
 from operators.paths import data_root
 from operators.trigger_checks import TriggerChecks
@@ -84,7 +85,9 @@ async def login_first(request: Request, error: HTTPException) -> Response:
 
 
 def runs_root() -> list[UPath]:
-    """The local runs folder and the deployment's object-storage run prefixes."""
+    """The local runs folder and the deployment's object-storage run prefixes (read through
+    the deployment's aws_conn_id)."""
+    use_aws_connection()
     return runs_roots(data_root() / "runs")
 
 

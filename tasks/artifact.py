@@ -17,6 +17,7 @@ from typing import Any
 
 from tasks.atomic import atomic_path
 from tasks.errors import InputError
+from tasks.settings import setting, setting_text
 from tasks.signing import key_origin, model_key
 
 MAX_MEMBERS_ENV = "VISION_PIPELINES_MODEL_MAX_MEMBERS"
@@ -243,7 +244,7 @@ def add_foreign_model_option(parser: argparse.ArgumentParser) -> None:
 def _check_provenance(root: Path, source: Path) -> None:
     """Refuse an archive this pipeline did not write, or one changed since (loading a
     SavedModel runs its graph), unless the deployment or the user allows foreign models."""
-    if os.environ.get(ALLOW_FOREIGN_ENV) == "1":
+    if setting_text(ALLOW_FOREIGN_ENV) == "1":
         return
     hint = (
         f"load it anyway only if you trust it: {ALLOW_FOREIGN_ENV}=1 "
@@ -285,8 +286,8 @@ def _checked_members(tar: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo
     """Every member, checked by us whatever tarfile's filters do on this Python (CVE-2025-4517
     bypassed them with symlink chains): regular files and folders only, relative names that
     stay inside, and caps on the count and the unpacked size."""
-    max_members = int(os.environ.get(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS))
-    max_bytes = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
+    max_members = setting(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS)
+    max_bytes = setting(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
     members, total = [], 0
     for member in tar:
         name = PurePosixPath(member.name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,6 +28,7 @@ from tasks.contract import (
     Step,
 )
 from tasks.errors import InputError
+from tasks.settings import setting_text
 
 SERVED = (".png", ".json", ".jsonl", ".html")
 """What the files route serves: pictures, results, and the Data Docs page (.html, sent sandboxed:
@@ -157,7 +157,7 @@ REPORT_URIS_ENV = "VISION_PIPELINES_REPORT_URIS"
 def runs_roots(local: Path) -> list[UPath]:
     """Where runs are looked for: the local runs folder, then the deployment's object-storage
     prefixes (`VISION_PIPELINES_REPORT_URIS`, comma-separated)."""
-    listed = [u.strip().rstrip("/") for u in os.environ.get(REPORT_URIS_ENV, "").split(",")]
+    listed = [u.strip().rstrip("/") for u in (setting_text(REPORT_URIS_ENV) or "").split(",")]
     return [UPath(local), *(UPath(u) for u in listed if u)]
 
 

@@ -8,13 +8,13 @@ saver names, and nothing else may call those. Trainer environment (reads TensorF
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from tasks.errors import InputError
+from tasks.settings import setting_text
 
 SAVED_MODEL_PB = "saved_model.pb"
 MAX_GRAPH_BYTES = 2**31
@@ -45,7 +45,7 @@ def read_ops(path: Path) -> frozenset[str]:
 
 def allowed_ops() -> frozenset[str]:
     """The reviewed allow-list and the deployment's additions (EXTRA_OPS_ENV)."""
-    extra = os.environ.get(EXTRA_OPS_ENV)
+    extra = setting_text(EXTRA_OPS_ENV)
     return read_ops(ALLOWED_OPS_FILE) | (read_ops(Path(extra)) if extra else frozenset())
 
 

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from tasks.errors import InputError
+from tasks.settings import setting_text
 
 KEY_ENV = "VISION_PIPELINES_MODEL_KEY"
 KEY_FILE_ENV = "VISION_PIPELINES_MODEL_KEY_FILE"
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 def key_file() -> Path:
     """Where the generated key is kept: `$VISION_PIPELINES_MODEL_KEY_FILE`, else beside the
     deployment's Airflow settings (`$AIRFLOW_HOME`), else `~/.config/vision-pipelines/`."""
-    if path := os.environ.get(KEY_FILE_ENV):
+    if path := setting_text(KEY_FILE_ENV):
         return Path(path)
     if home := os.environ.get("AIRFLOW_HOME"):
         return Path(home) / KEY_FILE_NAME
@@ -60,7 +61,7 @@ def _generate(path: Path) -> None:
 def key_origin() -> str:
     """Where this process's key comes from, for a refusal: a key generated just now on this
     machine is the usual reason another machine's archives do not verify."""
-    if os.environ.get(KEY_ENV):
+    if setting_text(KEY_ENV):
         return f"the key is {KEY_ENV}"
     path = key_file()
     if path in _GENERATED:
@@ -82,7 +83,7 @@ def _too_short(key: str, where: str) -> InputError | None:
 
 def model_key() -> bytes:
     """The HMAC key archives are signed and checked with; generated on first use."""
-    if key := os.environ.get(KEY_ENV):
+    if key := setting_text(KEY_ENV):
         if error := _too_short(key, KEY_ENV):
             raise error
         return key.encode()
@@ -110,7 +111,7 @@ def model_key() -> bytes:
 def require_deployment_key() -> None:
     """Refuse a step that has no deployment key: with one of its own (generated in a pod or a
     container that then goes away) it would sign models the deployment refuses."""
-    if os.environ.get(KEY_ENV) or key_file().exists():
+    if setting_text(KEY_ENV) or key_file().exists():
         model_key()  # a short or readable key is refused here too, before any work
         return
     raise InputError(
@@ -124,4 +125,4 @@ def step_key_environment() -> dict[str, str]:
     """What a step process started on this machine needs to find the deployment's key (the key
     generated here on first use when none is set)."""
     model_key()
-    return {} if os.environ.get(KEY_ENV) else {KEY_FILE_ENV: str(key_file())}
+    return {} if setting_text(KEY_ENV) else {KEY_FILE_ENV: str(key_file())}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from tasks.contract import (
     write_summary,
 )
 from tasks.errors import InputError
+from tasks.settings import setting_text
 from tasks.signing import require_deployment_key
 from tasks.training import cluster
 
@@ -37,7 +37,7 @@ def run(algorithm: str, ml: MLRoot) -> dict:
         from tasks.training.strategy import distribution_strategy
 
         distribution_strategy(workers)
-    seed = os.environ.get(SEED_ENV, "").strip()
+    seed = setting_text(SEED_ENV) or ""
     if seed:
         if not seed.isdigit():
             raise InputError(f"setting {SEED_ENV}={seed!r}: allowed: a whole number")

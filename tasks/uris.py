@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tasks.errors import InputError
+from tasks.settings import setting_text
 
 SCHEMES = ("file", "s3", "memory")  # memory: fsspec's in-process store (nothing leaves the worker)
 ALLOWED_PREFIXES = "VISION_PIPELINES_ALLOWED_URIS"
@@ -35,8 +36,8 @@ def _normalized(uri: str) -> str:
 
 
 def allowed_prefixes() -> list[str]:
-    text = os.environ.get(ALLOWED_PREFIXES, "")
-    return [_normalized(p.strip()) for p in text.split(",") if p.strip()]
+    listed = setting_text(ALLOWED_PREFIXES) or ""
+    return [_normalized(p.strip()) for p in listed.split(",") if p.strip()]
 
 
 def check_uri(uri: str, what: str, *, prefixes: list[str] | None = None) -> str:

@@ -45,14 +45,14 @@ def inference_service_of(deployment: Deployment, settings: KubernetesSettings) -
     )
 
 
-def apply_inference_service(resource: Mapping[str, Any], log: Any) -> None:
+def apply_inference_service(resource: Mapping[str, Any], conn_id: str, log: Any) -> None:
     """Create the InferenceService, or replace the one of that name (same resourceVersion)."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
     from kubernetes.client.exceptions import ApiException
 
     from tasks.serving.kserve import GROUP, PLURAL, VERSION
 
-    api = KubernetesHook().custom_object_client
+    api = KubernetesHook(conn_id=conn_id).custom_object_client
     name, namespace = resource["metadata"]["name"], resource["metadata"]["namespace"]
     where = dict(group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL)
     try:
@@ -78,7 +78,7 @@ class KServeDeployer(Deployer):
     def deploy(self, deployment: Deployment, log: Any) -> dict[str, Any]:
         settings = self.settings or KubernetesSettings.from_env()
         resource = inference_service_of(deployment, settings)
-        apply_inference_service(resource, log)
+        apply_inference_service(resource, settings.conn_id, log)
         return {"inference_service": resource}
 
 

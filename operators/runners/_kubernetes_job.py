@@ -10,7 +10,6 @@ goes after JOB_TTL_SECONDS (ttlSecondsAfterFinished)."""
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
@@ -21,6 +20,7 @@ from operators.kubernetes_pods import KubernetesSettings
 from operators.refusals import refuse
 from operators.runners.base import StepRequest
 from tasks.errors import InputError
+from tasks.settings import setting
 from tasks.training.cluster import (
     DEFAULT_PORT,
     HEARTBEAT_TIMEOUT_ENV,
@@ -166,7 +166,7 @@ def workers_job(
     request: StepRequest, settings: KubernetesSettings, pod: dict[str, Any]
 ) -> WorkersJobOperator:
     """The Indexed Job of `request.instance_count` workers, each pod as `pod` describes."""
-    deadline = int(os.environ.get(JOB_DEADLINE_ENV, DEFAULT_JOB_DEADLINE))
+    deadline = setting(JOB_DEADLINE_ENV, DEFAULT_JOB_DEADLINE)
     try:  # the deployment's setting, checked before any pod starts
         heartbeat = heartbeat_timeout_s()
     except InputError as e:

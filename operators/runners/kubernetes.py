@@ -19,6 +19,7 @@ from operators.kubernetes_pods import (
 )
 from operators.refusals import refuse
 from operators.runners.base import STEP_ENVIRONMENT, StepRequest, StepRunner
+from tasks.settings import step_environment
 from tasks.signing import KEY_ENV as MODEL_KEY_ENV
 
 
@@ -43,6 +44,7 @@ def pod_arguments(request: StepRequest, settings: KubernetesSettings) -> dict[st
     return dict(
         task_id=request.task_id,
         name=f"vision-{step.step}",
+        kubernetes_conn_id=settings.conn_id,
         namespace=settings.namespace,
         image=check_image(image or allowed_images(request.environment)[0], request.environment),
         image_pull_policy=settings.image_pull_policy,
@@ -70,7 +72,12 @@ def pod_arguments(request: StepRequest, settings: KubernetesSettings) -> dict[st
             "app.kubernetes.io/part-of": "vision-pipelines",
             "vision-pipelines/step": step.step,
         },
-        env_vars={**STEP_ENVIRONMENT, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"},
+        env_vars={
+            **step_environment(),
+            **STEP_ENVIRONMENT,
+            "HOME": "/tmp",
+            "MPLCONFIGDIR": "/tmp/matplotlib",
+        },
         secrets=[Secret("env", MODEL_KEY_ENV, settings.model_key_secret, "key")],
         get_logs=True,
         deferrable=request.deferrable,

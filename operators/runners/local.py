@@ -16,11 +16,13 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from operators.connections import aws_step_environment
 from operators.paths import PROJECT_ROOT
 from operators.refusals import refuse
 from operators.runners.base import STEP_ENVIRONMENT, StepRequest, StepRunner
 from tasks.algorithms import TRAINER, Environment
 from tasks.contract import FAILED_PREFIX
+from tasks.settings import setting_text, step_environment
 from tasks.signing import step_key_environment
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -37,7 +39,7 @@ NATIVE_NOISE = re.compile(
 def trainer_python(environment: Environment = TRAINER) -> str:
     """The interpreter of an algorithm's environment (`VISION_PIPELINES_TRAINER_PYTHON` wins)."""
     default = PROJECT_ROOT / environment.venv / "bin" / "python"
-    return os.environ.get("VISION_PIPELINES_TRAINER_PYTHON", str(default))
+    return setting_text("VISION_PIPELINES_TRAINER_PYTHON") or str(default)
 
 
 def _die_with_parent() -> Callable[[], None]:
@@ -75,7 +77,9 @@ class LocalStepOperator(BaseOperator):
         env = {
             **STEP_ENVIRONMENT,
             **os.environ,
+            **step_environment(),
             **step_key_environment(),
+            **aws_step_environment(),
             "PYTHONPATH": str(PROJECT_ROOT),
         }
         self.log.info("running: %s", subprocess.list2cmdline(command))

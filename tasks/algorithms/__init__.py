@@ -11,7 +11,6 @@ DAG (docs/architecture.md).
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -24,6 +23,7 @@ from tasks.algorithms.spec import (
     Environment,
     UnknownAlgorithmError,
 )
+from tasks.settings import setting_text
 
 PACKAGES_ENV = "VISION_PIPELINES_ALGORITHM_PACKAGES"
 
@@ -69,7 +69,7 @@ class _Registry(Mapping[str, AlgorithmSpec]):
     """Algorithm id -> spec, collected on first use (and again when the setting changes)."""
 
     def _specs(self) -> dict[str, AlgorithmSpec]:
-        return _collect(os.environ.get(PACKAGES_ENV, ""))
+        return _collect(setting_text(PACKAGES_ENV) or "")
 
     def __getitem__(self, key: str) -> AlgorithmSpec:
         return self._specs()[key]

@@ -3,7 +3,6 @@ the starting points every algorithm on a ResNet shares."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from tasks.backbones.resnet import build_resnet
 from tasks.backbones.resnet_depths import IMAGENET_DEPTHS
 from tasks.contract import find_model_archive
 from tasks.errors import InputError
+from tasks.settings import setting_text
 
 WEIGHTS_ENV = "VISION_PIPELINES_IMAGENET_WEIGHTS"
 IMAGENET_CLASSES = 1000
@@ -24,7 +24,7 @@ IMAGENET_CLASSES = 1000
 def imagenet_weights_file(num_layers: int) -> str:
     """`$VISION_PIPELINES_IMAGENET_WEIGHTS`: a weights file, or a folder (local or s3://) of
     `resnet<N>_v1_imagenet.weights.h5` files."""
-    location = os.environ.get(WEIGHTS_ENV)
+    location = setting_text(WEIGHTS_ENV)
     if not location:
         raise InputError(
             f"use_pretrained_model=1 needs ImageNet weights: set {WEIGHTS_ENV} to a weights file "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import os
 import re
 import sys
 import zipfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import InputError
+from tasks.settings import setting_text
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -73,7 +73,7 @@ def _types_in(source: str) -> Iterator[tuple[str, ObjectType]]:
 
 def sdk_wheel() -> Path:
     """The KServe SDK wheel the schema is read from."""
-    if path := os.environ.get(SDK_ENV):
+    if path := setting_text(SDK_ENV):
         return Path(path)
     found = sorted(SDK_FOLDER.glob("kserve-*.whl"))
     if not found:

@@ -6,7 +6,6 @@ augmentation run in parallel in the pipeline.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,8 +13,9 @@ import tensorflow as tf
 
 from tasks.classification.channels import LabelledImages
 from tasks.data.recordio import RecordIOReader, unpack
+from tasks.settings import setting
 
-SHUFFLE_BUFFER_BYTES = int(os.environ.get("VISION_PIPELINES_SHUFFLE_BUFFER_BYTES", 256 << 20))
+SHUFFLE_BUFFER_BYTES = setting("VISION_PIPELINES_SHUFFLE_BUFFER_BYTES", 256 << 20)
 """Encoded images a streamed channel shuffles within (staged ones shuffle over all of them)."""
 
 

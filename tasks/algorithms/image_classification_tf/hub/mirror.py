@@ -29,6 +29,7 @@ from tasks.algorithms.image_classification_tf.hub.trust import (
 )
 from tasks.artifact import safe_extract
 from tasks.errors import InputError
+from tasks.settings import setting_text
 from tasks.staging import upload
 
 CACHE_ENV = "TFHUB_CACHE_DIR"
@@ -50,7 +51,7 @@ def cache_folder(handle: str) -> Path | None:
 
 
 def mirror_prefix() -> str | None:
-    return (os.environ.get(MIRROR_ENV) or "").rstrip("/") or None
+    return (setting_text(MIRROR_ENV) or "").rstrip("/") or None
 
 
 def mirror_uri(model_id: str, kind: Kind, prefix: str | None = None) -> str:

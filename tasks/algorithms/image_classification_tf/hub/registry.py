@@ -7,13 +7,13 @@ its own models, in the same format, with `VISION_PIPELINES_TFHUB_REGISTRY` (a JS
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 from tasks.errors import InputError
+from tasks.settings import setting_text
 
 REGISTRY_FILE = Path(__file__).with_name("models.json")
 EXTRA_REGISTRY_ENV = "VISION_PIPELINES_TFHUB_REGISTRY"
@@ -74,7 +74,7 @@ def _registry(extra: str) -> dict[str, HubModel]:
 
 def registry() -> dict[str, HubModel]:
     """Every known model by id: the shipped registry, then the deployment's additions."""
-    return _registry(os.environ.get(EXTRA_REGISTRY_ENV, ""))
+    return _registry(setting_text(EXTRA_REGISTRY_ENV) or "")
 
 
 def get_model(model_id: str) -> HubModel:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.algorithms.image_classification_tf.hub.registry import EXTRA_REGISTRY_ENV, Kind, registry
 from tasks.errors import InputError
+from tasks.settings import setting_text
 from tasks.signing import model_key
 
 TRUSTED_ENV = "VISION_PIPELINES_TRUSTED_MODULES"
@@ -64,7 +64,7 @@ def trusted_digests() -> dict[str, str]:
         for m in registry().values()
         for kind, digest in m.sha256.items()
     }
-    for digest in os.environ.get(TRUSTED_ENV, "").split(","):
+    for digest in (setting_text(TRUSTED_ENV) or "").split(","):
         if digest.strip():
             found[digest.strip().lower()] = TRUSTED_ENV
     return found
