@@ -42,9 +42,8 @@ def _defined(conn_id: str) -> bool:
 def use_aws_connection(conn_id: str | None = None) -> None:
     """This process reaches object storage through `conn_id` (None: the deployment's)."""
     conn_id = conn_id or aws_conn_id()
+    forget_aws_connection()
     _current["conn_id"] = conn_id
-    _current["environment"] = {}
-    fsspec.config.conf.pop("s3", None)
     if not _defined(conn_id):
         return
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -70,6 +69,12 @@ def use_aws_connection(conn_id: str | None = None) -> None:
         }
     fsspec.config.conf["s3"] = options
     _current["environment"] = {k: v for k, v in environment.items() if v}
+
+
+def forget_aws_connection() -> None:
+    """Back to the deployment's connection, nothing of an earlier one kept."""
+    _current.update(conn_id=None, environment={})
+    fsspec.config.conf.pop("s3", None)
 
 
 def aws_step_environment() -> dict[str, str]:

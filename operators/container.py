@@ -15,6 +15,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
+from operators.connections import use_aws_connection
 from operators.paths import PROJECT_ROOT, run_key
 from operators.refusals import refuse
 from operators.run_record import RunStepOperator, record_run
@@ -199,6 +200,7 @@ class ContainerStepOperator(RunStepOperator):
             running.on_kill()
 
     def execute(self, context: Any) -> dict[str, Any]:
+        use_aws_connection(self.aws_conn_id)
         self.check_uris(
             {**{f"channel {k!r}": v for k, v in self.channels.items()}, "output_uri": self._output}
         )
@@ -220,6 +222,7 @@ class ContainerStepOperator(RunStepOperator):
     ) -> dict[str, Any]:
         """Resume after the runner's trigger fired: the runner's operator, built afresh,
         finishes (logs, clean-up) in the method it deferred to; then the step's outputs."""
+        use_aws_connection(self.aws_conn_id)
         runner = self._runner
         operator = self._running = self.build(context)
         return self._finish(
@@ -239,7 +242,9 @@ class ContainerStepOperator(RunStepOperator):
                 timeout=deferred.timeout,
             )
         except Exception as e:
+            use_aws_connection(self.aws_conn_id)  # fresh credentials after a long step
             raise self._failure(e) from e
+        use_aws_connection(self.aws_conn_id)
         return self._result(context)
 
     def _failure(self, error: Exception) -> Exception:

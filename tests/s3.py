@@ -24,9 +24,14 @@ def _moto_server() -> Path:
 
 
 def _forget_file_systems() -> None:
+    import fsspec
     from s3fs import S3FileSystem
 
     S3FileSystem.clear_instance_cache()
+    # A step operator's connection (operators/connections.py) to an earlier emulator.
+    fsspec.config.conf.pop("s3", None)
+    if connections := sys.modules.get("operators.connections"):
+        connections.forget_aws_connection()
     if store := sys.modules.get("airflow.sdk.io.store"):  # the Airflow environment only
         store._STORE_CACHE.clear()
 

@@ -147,9 +147,7 @@ def own_connection(s3_endpoint, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_TEAM_STORE", json.dumps(connection))
     _forget_file_systems()
     yield s3_endpoint
-    fsspec.config.conf.pop("s3", None)
     _forget_file_systems()
-    use_aws_connection.__globals__["_current"].update(conn_id=None, environment={})
 
 
 def test_object_storage_through_the_deployments_connection(
