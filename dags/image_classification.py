@@ -20,6 +20,7 @@ from airflow.sdk import Param, TaskGroup
 
 from operators.dag_builder import Tail, pipeline
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
+from operators.form_schema import input_location
 from operators.paths import data_root
 from operators.pipeline import RUN, or_run_file, other_hyperparameters_param, xcom
 from tasks.algorithms import get_algorithm
@@ -55,6 +56,7 @@ with pipeline(
             title="Dataset",
             description="Class-folder images (<dataset_uri>/<class name>/<image>.jpg|.png), or "
             "an augmented manifest (.manifest/.jsonl with source-ref and class; file:// or s3://).",
+            **input_location(LstGenerationOperator.inputs["images_uri"]),
         ),
         "initial_model_uri": Param(
             None,

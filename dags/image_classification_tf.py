@@ -21,6 +21,7 @@ from airflow.sdk import Param
 
 from operators.dag_builder import Tail, pipeline
 from operators.data_prep import ClassFolderDatasetOperator
+from operators.form_schema import input_location
 from operators.paths import data_root
 from operators.pipeline import RUN, or_run_file, other_hyperparameters_param, xcom
 from operators.pretrained import (
@@ -56,6 +57,7 @@ with pipeline(
             title="Dataset",
             description="Class folders: <dataset_uri>/<class name>/<image>.jpg|.jpeg|.png "
             "(file:// or s3://); class index = sorted folder name.",
+            **input_location(ClassFolderDatasetOperator.inputs["dataset_uri"]),
         ),
         "validation_uri": Param(
             None,
@@ -63,6 +65,7 @@ with pipeline(
             title="Validation dataset",
             description="Separate validation class folders (same class names). Empty: a "
             "stratified split of the dataset.",
+            **input_location(ClassFolderDatasetOperator.inputs["validation_uri"]),
         ),
         "validation_split_ratio": Param(
             0.2,

@@ -20,6 +20,7 @@ from airflow.sdk import Param
 
 from operators.dag_builder import Tail, pipeline
 from operators.data_prep import LabelMapRemapOperator, SegmentationLayoutOperator
+from operators.form_schema import input_location
 from operators.paths import data_root
 from operators.pipeline import (
     RUN,
@@ -76,6 +77,7 @@ with pipeline(
             title="Dataset",
             description="Root of train/, train_annotation/, validation/, "
             "validation_annotation/ and optional label_map/ (file:// or s3://).",
+            **input_location(SegmentationLayoutOperator.inputs["dataset_uri"]),
         ),
         "label_map_uri": Param(
             None,
@@ -83,6 +85,7 @@ with pipeline(
             title="Label map",
             description='A label map JSON ({"scale": "k"} or {"map": {"<class>": <value>}}) '
             "for both splits. Empty: the dataset's label_map/ files, else pixel value = class.",
+            **input_location(SegmentationLayoutOperator.inputs["label_map_uri"]),
         ),
         "transform_uri": Param(
             None,

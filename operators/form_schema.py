@@ -29,6 +29,18 @@ ALLOWED_KEY = "x-allowed"
 trainer refuses with (the hyperparameter table's)."""
 
 
+INPUT_KEY = "x-input"
+"""A schema keyword of ours on a Param that names data the run reads: what it may be, in words.
+The trigger checks refuse such a location when the deployment does not allow it or it does not
+exist, before a run is made."""
+
+
+def input_location(may_hold: str) -> dict[str, str]:
+    """Schema keywords of a Param naming data the run reads (`may_hold`: what it may be, the
+    words of the step that reads it)."""
+    return {INPUT_KEY: may_hold}
+
+
 def allowed(schema: Mapping[str, Any], description: str | None = None) -> str:
     """What a Param's JSON schema allows, in words."""
     if ALLOWED_KEY in schema:
@@ -89,15 +101,22 @@ def unclamped(param: Any) -> Any:
     return Param(param.value, description=param.description, schema=schema)
 
 
+def label(name: str, schema: Mapping[str, Any]) -> str:
+    """How a refusal names a field: `[Title] name` (the form's title, the Param's name)."""
+    title = schema.get("title") or name
+    return f"[{title}] {name}" if title != name else f"[{name}]"
+
+
 def field_refusal(name: str, field: Field) -> str | None:
     """One sentence when `field`'s value breaks its schema: the form's title, the Param's name,
     the value and what is allowed (Airflow's own refusal is a schema dump)."""
     try:
         jsonschema.validate(field.value, field.schema)
     except jsonschema.ValidationError:
-        title = field.schema.get("title") or name
-        label = f"[{title}] {name}" if title != name else f"[{name}]"
-        return f"{label} got {field.value!r}; allowed: {allowed(field.schema, field.description)}"
+        return (
+            f"{label(name, field.schema)} got {field.value!r}; allowed: "
+            f"{allowed(field.schema, field.description)}"
+        )
     except jsonschema.SchemaError:
         return None
     return None

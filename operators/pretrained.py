@@ -12,6 +12,7 @@ from typing import Any
 import fsspec
 from airflow.sdk import Param
 
+from operators.form_schema import input_location
 from operators.pipeline import hyperparameter_param
 from operators.run_record import RunStepOperator, pipeline_step
 from operators.storage import remove_prefix, upload
@@ -133,4 +134,5 @@ def pretrained_model_param() -> Param:
         title="Pre-trained model",
         description=f"Fine-tune this module instead of the model id's: {MODULE_ALLOWED}. The "
         "model id still sets the input size. Empty: the model id's module.",
+        **input_location(MODULE_ALLOWED),
     )

@@ -4,10 +4,11 @@ Airflow validates each Param against its own schema and refuses with a schema du
 that ties two fields together ([Machines] above 1 only with a runner that starts several
 machines) cannot live in a schema at all. The API server's root middleware `TriggerChecks`
 checks a trigger (the form's Trigger button, `POST /api/v2/dags/{dag_id}/dagRuns`) and a backfill
-(`POST /api/v2/backfills`) first: each value against its Param's schema, then the rules across
-Params, and answers a refusal as Airflow does: 400 with one sentence as `detail` (the field's
-form title and name, the value, what is allowed), which the trigger form shows at the top of its
-dialog. Nothing is created for a refused run.
+(`POST /api/v2/backfills`) first: each value against its Param's schema, the data the run would
+read (a location the deployment allows, that exists), then the rules across Params, and answers
+a refusal as Airflow does: 400 with one sentence as `detail` (the field's form title and name,
+the value, what is allowed), which the trigger form shows at the top of its dialog. Nothing is
+created for a refused run.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from operators.form_schema import Field, field_refusal
+from operators.connections import use_aws_connection
+from operators.form_schema import INPUT_KEY, Field, field_refusal, label
 from operators.runners import machines_refusal
+from operators.storage import storage_path
+from tasks.errors import InputError
+from tasks.uris import check_uri
 
 TRIGGER = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/?$")
 BACKFILL = re.compile(r"/api/v2/backfills(?:/dry_run)?/?$")
@@ -37,6 +42,9 @@ def conf_refusal(fields: Mapping[str, Field], conf: Mapping[str, Any]) -> str | 
     for name in conf:
         if name in fields and (refusal := field_refusal(name, fields[name])):
             return refusal
+    for name, field in fields.items():
+        if INPUT_KEY in field.schema and (refusal := input_refusal(name, field)):
+            return refusal
     if "runner" not in fields or "instance_count" not in fields:
         return None
     try:
@@ -44,6 +52,26 @@ def conf_refusal(fields: Mapping[str, Field], conf: Mapping[str, Any]) -> str | 
         return machines_refusal(str(fields["runner"].value), count)
     except (TypeError, ValueError):
         return None  # not a number or an unknown runner: Airflow's schema check names the field
+
+
+def input_refusal(name: str, field: Field) -> str | None:
+    """Why the data a Param names cannot be read, as the step that reads it would say it: a
+    location the deployment does not allow, or one that does not exist; None when it may be
+    read (or is not given)."""
+    uri = field.value.strip() if isinstance(field.value, str) else ""
+    if not uri:
+        return None
+    named = label(name, field.schema)
+    try:
+        check_uri(uri, named)
+    except InputError as e:
+        return str(e)
+    use_aws_connection()
+    try:
+        found = storage_path(uri).exists()
+    except Exception:  # noqa: BLE001 - cannot tell here (credentials, network): the step checks
+        return None
+    return None if found else f"{named} {uri} does not exist; allowed: {field.schema[INPUT_KEY]}"
 
 
 def run_params(dag_id: str, conf: Mapping[str, Any]) -> dict[str, Field] | None:

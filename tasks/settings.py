@@ -48,11 +48,15 @@ SETTINGS: tuple[Setting, ...] = (
     _s("WORK_DIR", "./data/work", "the local runner's ml-root folders"),
     _s(
         "ALLOWED_URIS",
-        "the data root",
-        "comma-separated prefixes runs may read and write",
+        "none: every location",
+        "comma-separated prefixes runs may read and write (set it in every shared deployment)",
         steps=True,
     ),
-    _s("REPORT_URIS", "the data root's runs", "comma-separated prefixes the report pages list"),
+    _s(
+        "REPORT_URIS",
+        "none",
+        "comma-separated object-storage prefixes the report pages list, beside the local runs",
+    ),
     _s(
         "AWS_CONN_ID",
         "aws_default",

@@ -366,22 +366,24 @@ def test_a_run_that_keeps_the_champion_reads_as_a_decision(user, airflow, shots)
     assert "champion kept" in row and "fail" not in row
 
 
-def test_a_missing_dataset_fails_its_run_in_one_sentence(user, airflow, shots):
-    """The data-prep step refuses a dataset that does not exist, naming the form's field; the
-    run's report shows that sentence alone."""
+def test_a_missing_dataset_is_refused_in_the_dialog(user, airflow, shots):
+    """Trigger with a dataset that does not exist: the dialog says so in one sentence, naming
+    the form's field and what the data-prep step reads, and no run is made (it used to start a
+    run that failed in its first step)."""
     browser = user
     before = _run_ids(airflow)
     missing = f"file://{airflow.data_root}/datasets/no-such-dataset"
     trigger = _open_trigger_form(browser, airflow)
     _type_into(browser, "dataset_uri", missing)
     trigger.click()
-    run = _finished_run(browser, airflow, before=before, state="failed")
-    _open_report(browser, airflow, run["dag_run_id"], task="make_lst")
-    browser.save_screenshot(str(shots / "5b-missing-dataset-report.png"))
-    failures = browser.find_element(_by().CSS_SELECTOR, "table.failures").text
-    assert f"[Dataset] dataset_uri {missing} does not exist; allowed: " in failures
-    for noise in ("Traceback", "internal error", "Exception"):
-        assert noise not in failures
+    message = _refusal_in_dialog(browser, f"[Dataset] dataset_uri {missing} does not exist")
+    browser.execute_script("arguments[0].scrollIntoView()", message)
+    browser.save_screenshot(str(shots / "5b-missing-dataset-refused.png"))
+    assert message.text.startswith(
+        f"[Dataset] dataset_uri {missing} does not exist; allowed: a folder of class folders "
+        "(<class>/<image>.jpg|.png) or an augmented manifest (.manifest/.jsonl)"
+    ), message.text
+    assert _run_ids(airflow) == before
 
 
 def test_transfer_learning_from_its_form_defaults_to_the_report(user, airflow, shots):

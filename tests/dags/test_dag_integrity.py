@@ -439,3 +439,21 @@ def test_fields_the_local_runner_does_not_need_are_not_marked_required(dagbag):
         assert extra.render(params={"hyperparameters": None}) == "{}"
     gpus = jinja2.Template(GPUS)
     assert [gpus.render(params={"gpu_count": n}) for n in (None, 0, 2)] == ["1", "0", "2"]
+
+
+def test_the_pipelines_mark_the_data_they_read_with_the_reading_steps_words(dagbag):
+    """Every location Param a data-prep step reads carries `x-input` with that step's words."""
+    from operators.data_prep import LstGenerationOperator
+
+    inputs = {
+        dag_id: sorted(n for n in dag.params if "x-input" in dag.params.get_param(n).schema)
+        for dag_id, dag in dagbag.dags.items()
+        if not dag_id.endswith("_rollback")
+    }
+    assert inputs == {
+        "image_classification": ["dataset_uri"],
+        "image_classification_tf": ["dataset_uri", "pretrained_model_uri", "validation_uri"],
+        "semantic_segmentation": ["dataset_uri", "label_map_uri"],
+    }
+    schema = dagbag.dags["image_classification"].params.get_param("dataset_uri").schema
+    assert schema["x-input"] == LstGenerationOperator.inputs["images_uri"]

@@ -234,3 +234,30 @@ def test_bounds_move_where_the_form_does_not_clamp_and_refuse_the_same_values():
     assert _valid(optional.schema, None) and not _valid(optional.schema, -1)
     plain = Param("a", type="string")
     assert unclamped(plain) is plain
+
+
+DATASET = {"type": ["null", "string"], "title": "Dataset", "x-input": "a folder of class folders"}
+
+
+def test_data_the_run_would_read_must_exist_and_be_allowed_before_a_run_is_made(
+    tmp_path, monkeypatch
+):
+    """Issue 43: a missing dataset and file:///etc started runs (the latter walked /etc before
+    failing). Now the trigger is refused in one sentence, with the words the reading step uses."""
+    monkeypatch.delenv("VISION_PIPELINES_ALLOWED_URIS", raising=False)
+    (tmp_path / "shapes" / "circle").mkdir(parents=True)
+
+    def checked(value):
+        return conf_refusal({"dataset_uri": Field(value, DATASET)}, {"dataset_uri": value})
+
+    missing = f"file://{tmp_path}/no-such-dataset"
+    assert checked(missing) == (
+        f"[Dataset] dataset_uri {missing} does not exist; allowed: a folder of class folders"
+    )
+    assert checked(f"file://{tmp_path}/shapes") is None
+    assert checked("") is None and checked(None) is None  # not given: the step's default rules
+    monkeypatch.setenv("VISION_PIPELINES_ALLOWED_URIS", f"file://{tmp_path}/")
+    assert checked("file:///etc") == (
+        "[Dataset] dataset_uri 'file:///etc' is outside the locations this deployment allows: "
+        f"file://{tmp_path} (VISION_PIPELINES_ALLOWED_URIS)"
+    )

@@ -83,7 +83,7 @@ TABLE = (
         integer(1, MAX_BATCH_SIZE),
         f"an integer from 1 to {MAX_BATCH_SIZE}",
         "32",
-        description="Global batch size (split across GPUs).",
+        description="Batch size per machine, split across its GPUs (global: x machines).",
     ),
     Hyperparameter(
         "learning_rate",

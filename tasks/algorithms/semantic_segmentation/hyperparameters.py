@@ -141,7 +141,7 @@ TABLE = (
         integer(1, MAX_BATCH_SIZE),
         f"an integer from 1 to {MAX_BATCH_SIZE}",
         "4",
-        description="Global training batch size (split across GPUs).",
+        description="Training batch size per machine, split across its GPUs (global: x machines).",
     ),
     Hyperparameter(
         "validation_mini_batch_size",
