@@ -200,6 +200,7 @@ class ContainerStepOperator(RunStepOperator):
             running.on_kill()
 
     def execute(self, context: Any) -> dict[str, Any]:
+        # The local runner's step process gets this connection's credentials.
         use_aws_connection(self.aws_conn_id)
         self.check_uris(
             {**{f"channel {k!r}": v for k, v in self.channels.items()}, "output_uri": self._output}
@@ -222,7 +223,7 @@ class ContainerStepOperator(RunStepOperator):
     ) -> dict[str, Any]:
         """Resume after the runner's trigger fired: the runner's operator, built afresh,
         finishes (logs, clean-up) in the method it deferred to; then the step's outputs."""
-        use_aws_connection(self.aws_conn_id)
+        use_aws_connection(self.aws_conn_id)  # a new process: the step's outputs are read with it
         runner = self._runner
         operator = self._running = self.build(context)
         return self._finish(
@@ -242,9 +243,7 @@ class ContainerStepOperator(RunStepOperator):
                 timeout=deferred.timeout,
             )
         except Exception as e:
-            use_aws_connection(self.aws_conn_id)  # fresh credentials after a long step
             raise self._failure(e) from e
-        use_aws_connection(self.aws_conn_id)
         return self._result(context)
 
     def _failure(self, error: Exception) -> Exception:

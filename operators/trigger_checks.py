@@ -24,7 +24,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from operators.connections import use_aws_connection
 from operators.form_schema import INPUT_KEY, Field, field_refusal, label
 from operators.runners import machines_refusal
 from operators.storage import storage_path
@@ -66,8 +65,7 @@ def input_refusal(name: str, field: Field) -> str | None:
         check_uri(uri, named)
     except InputError as e:
         return str(e)
-    use_aws_connection()
-    try:
+    try:  # through the deployment's aws_conn_id (storage_path names it)
         found = storage_path(uri).exists()
     except Exception:  # noqa: BLE001 - cannot tell here (credentials, network): the step checks
         return None

@@ -86,9 +86,11 @@ async def login_first(request: Request, error: HTTPException) -> Response:
 
 def runs_root() -> list[UPath]:
     """The local runs folder and the deployment's object-storage run prefixes (read through
-    the deployment's aws_conn_id)."""
-    use_aws_connection()
-    return runs_roots(data_root() / "runs")
+    the deployment's aws_conn_id, looked up only where there are such prefixes)."""
+    roots = runs_roots(data_root() / "runs")
+    if len(roots) > 1:
+        use_aws_connection()
+    return roots
 
 
 def airflow_runs(runs: Iterable[RunSummary]) -> dict[tuple[str, str], tuple[str, float]]:
@@ -156,11 +158,12 @@ def index(can_read: Reader) -> str:
 @reports.get("/files/{relative:path}")
 def file(relative: str, can_read: Reader) -> Response:
     pipeline, _, rest = relative.partition("/")
-    dag_id = run_dag(runs_root(), pipeline, rest.partition("/")[0])
+    roots = runs_root()
+    dag_id = run_dag(roots, pipeline, rest.partition("/")[0])
     try:
         if dag_id is None:
             raise InputError("not a report file")
-        path = report_file(runs_root(), relative)
+        path = report_file(roots, relative)
     except InputError as e:
         raise HTTPException(status_code=404, detail=str(e)) from e
     if not can_read(dag_id):
