@@ -46,7 +46,7 @@ def container_task(
     deferrable: bool = False,
 ) -> BaseOperator:
     """The one place a container step becomes an operator: the chosen runner's, in the
-    environment the step's algorithm needs (tasks/algorithms.py)."""
+    environment the step's algorithm needs (tasks/algorithms/)."""
     request = StepRequest(
         task_id=task_id,
         step=step,
@@ -75,7 +75,7 @@ class ContainerStepOperator(RunStepOperator):
     `summary.json`) and retried otherwise (internal error, or a step that never reported).
 
     :param step: train, evaluate or transform.
-    :param algorithm: the algorithm id (tasks/algorithms.py).
+    :param algorithm: the algorithm id (tasks/algorithms/).
     :param channels: channel name -> URI (templated).
     :param output_uri: where model/ and output/ are uploaded (templated).
     :param hyperparameters: values derived by the pipeline or chosen in the form (templated).

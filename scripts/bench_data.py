@@ -114,7 +114,7 @@ print(seen / (time.perf_counter() - start))
 
 def shorter_sides(rec: Path) -> set[int]:
     sys.path.insert(0, str(ROOT))
-    from tasks.data.recordio import RecordIOReader, unpack
+    from tasks.data.recordio_format import RecordIOReader, unpack
 
     with RecordIOReader(rec) as reader:
         return {min(Image.open(io.BytesIO(unpack(r.payload)[1])).size) for r in reader}

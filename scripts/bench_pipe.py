@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from scripts.benchmark_report import benchmark_parser, write_section  # noqa: E402
 from tasks.contract import MLRoot  # noqa: E402
-from tasks.data.recordio import ImageHeader, RecordIOReader, RecordIOWriter, pack  # noqa: E402
+from tasks.data.recordio_format import ImageHeader, RecordIOReader, RecordIOWriter, pack  # noqa: E402
 
 BUCKET = "bench"
 

@@ -2,7 +2,7 @@
 
 The same command runs in a Kubernetes pod (ml-root /opt/ml) and in the local runner (ml-root on
 local disk): channels are staged from their URIs into `<ml-root>/input/data/<channel>/`, the step
-runs under the container contract with the algorithm's code (tasks/algorithms.py), and `model/`
+runs under the container contract with the algorithm's code (tasks.steps), and `model/`
 and `output/` are uploaded to `--output-uri`: the step's results, `summary.json` (exit code,
 failure class, primary metric) and, when the step fails, the `failure` reason.
 """
@@ -20,24 +20,18 @@ from tasks.algorithms import ALGORITHMS, get_algorithm
 from tasks.atomic import atomic_write_text
 from tasks.contract import (
     DEFAULT_ML_ROOT,
-    EVALUATION,
-    PREDICTIONS,
     SUMMARY,
     MLRoot,
     Step,
     attempt,
-    find_model_archive,
-    read_input_data_config,
     run_job,
     unwritable,
 )
-from tasks.data.manifest import MANIFEST_SUFFIXES
 from tasks.signing import require_deployment_key
 from tasks.staging import check_exists, clear, remove_prefix, stage_in, upload_folder
-from tasks.streaming import PIPE, URI_KEY, input_mode, pipe_uri
-from tasks.train import summarize
+from tasks.steps import execute
+from tasks.streaming import PIPE, URI_KEY, input_mode
 from tasks.training import cluster
-from tasks.transform_shards import INPUTS_SUFFIX
 from tasks.uris import check_uri
 
 
@@ -67,45 +61,6 @@ def prepare(
         else:
             stage_in(uri, ml.channel(name))
     atomic_write_text(ml.input_data_config_path, json.dumps(config, indent=2) + "\n")
-
-
-def run_step(step: Step | str, algorithm: str, ml: MLRoot) -> Any:
-    """Run one step on a prepared ml-root; outputs land in model/ and output/."""
-    step = Step(step)
-    spec = get_algorithm(algorithm)
-    streamed = {c for c, settings in read_input_data_config(ml).items() if pipe_uri(settings)}
-    spec.check_channels(
-        step, [c for c in spec.channels[step].allowed if ml.channel(c).exists() or c in streamed]
-    )
-    if step is Step.TRAIN:
-        from tasks.train import run
-
-        return run(spec.id, ml)
-    model = find_model_archive(ml.channel("model"))
-    if step is Step.EVALUATE:
-        from tasks.evaluate import evaluate, evaluate_champion
-
-        data = ml.channel("validation")
-        metrics = evaluate(model, data, ml.output_dir / EVALUATION, algorithm=spec.id)
-        if ml.channel("champion").exists():  # re-scored on the same data, for the gate
-            champion = find_model_archive(ml.channel("champion"))
-            evaluate_champion(champion, data, ml.output_dir, metrics, algorithm=spec.id)
-        return metrics
-    from tasks.transform import transform
-
-    count = transform(
-        model, _data_input(ml.channel("data")), ml.output_dir / PREDICTIONS, algorithm=spec.id
-    )
-    return {"predictions": count}
-
-
-def _data_input(channel: Path) -> Path:
-    """The transform input: the channel folder, or the one `.lst` / manifest staged into it
-    (resolved, so that its relative image paths point where the file really is)."""
-    lists = [
-        p for p in channel.iterdir() if p.suffix in (".lst", *MANIFEST_SUFFIXES, INPUTS_SUFFIX)
-    ]
-    return lists[0].resolve() if len(lists) == 1 else channel
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,27 +112,6 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise StepTerminated("stopped by SIGTERM (pod deleted or evicted, or the task killed)")
 
 
-def _run(
-    args: argparse.Namespace, channels: dict[str, str], ml: MLRoot, workers: cluster.Workers
-) -> Any:
-    spec = get_algorithm(args.algorithm)
-    spec.check_channels(args.step, channels, complete=False)
-    spec.check_input_modes(args.step, args.input_data_config)
-    prepare(ml, channels, args.hyperparameters, args.input_data_config)
-    cluster.publish(workers, ml.config_dir)
-    return run_step(args.step, args.algorithm, ml)
-
-
-def _worker(
-    args: argparse.Namespace, channels: dict[str, str], ml: MLRoot, workers: cluster.Workers
-) -> int:
-    """A training worker other than the chief: it trains in step with the others, and its
-    outputs (the chief's twins) stay in its pod."""
-    outcome = attempt(lambda: _run(args, channels, ml, workers), ml.failure_path)
-    print(f"worker {workers.index}: exit {outcome.code}; the chief uploads the outputs", flush=True)
-    return outcome.code
-
-
 def main(argv: list[str] | None = None) -> int:
     # As PID 1 in a pod, Python ignores SIGTERM unless it has a handler: it would be killed
     # after the grace period, mid-upload. With one, the step ends as a failure on record.
@@ -192,9 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     workers = attempt(lambda: cluster.resolve(ml.config_dir), None)
     if workers.code:
         return workers.code
+
+    def stage() -> None:
+        spec = get_algorithm(args.algorithm)
+        spec.check_channels(args.step, channels, complete=False)
+        spec.check_input_modes(args.step, args.input_data_config)
+        prepare(ml, channels, args.hyperparameters, args.input_data_config)
+
     if not workers.result.is_chief:
-        # Training on several machines: the chief alone publishes the step's outputs.
-        return _worker(args, channels, ml, workers.result)
+        # Training on several machines: its outputs (the chief's twins) stay in its pod.
+        return execute(args.step, args.algorithm, ml, workers.result, stage)
     if code := unwritable(ml):
         return code
     # A rerun starts from clean outputs (checkpoints stay, so training resumes).
@@ -206,13 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     # must not stay beside this one's failure. summary.json, uploaded last, marks it complete.
     remove_prefix(output_uri)
 
-    outcome = attempt(lambda: _run(args, channels, ml, workers.result), ml.failure_path)
-    summarize(ml, args.step, args.algorithm, outcome)
+    code = execute(args.step, args.algorithm, ml, workers.result, stage)
     uploaded = upload_folder(ml.model_dir, output_uri) + upload_folder(
         ml.output_dir, output_uri, last=SUMMARY
     )
     print("uploaded: " + ", ".join(uploaded), flush=True)
-    return outcome.code
+    return code
 
 
 if __name__ == "__main__":

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 from tasks.contract import run_job
-from tasks.data.lst import write_lst
-from tasks.data.manifest import (
+from tasks.data.augmented_manifest import (
     DEFAULT_ATTRIBUTES,
     check_manifest,
     parse_options,
     to_lst_entries,
 )
+from tasks.data.lst import write_lst
 from tasks.data.manifest_validation import validate_manifest
 from tasks.data.pack import PackOptions, pack_lst
 

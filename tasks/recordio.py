@@ -21,7 +21,7 @@ from typing import TextIO
 from PIL import Image, UnidentifiedImageError
 
 from tasks.contract import atomic_write_text, run_job
-from tasks.data.recordio import (
+from tasks.data.recordio_format import (
     ImageHeader,
     RecordIOError,
     RecordIOReader,

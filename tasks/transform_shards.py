@@ -23,9 +23,9 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from tasks.contract import PREDICTIONS
+from tasks.data.augmented_manifest import MANIFEST_SUFFIXES, check_manifest, manifest_paths
 from tasks.data.lst import IMAGE_EXTENSIONS
 from tasks.data.lst_validation import validate_lst
-from tasks.data.manifest import MANIFEST_SUFFIXES, check_manifest, manifest_paths
 from tasks.errors import InputError
 from tasks.staging import remove_prefix, upload
 from tasks.uris import check_uri

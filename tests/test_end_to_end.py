@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from tasks.data.lst_validation import validate_lst
-from tasks.data.recordio import RecordIOReader, read_index
+from tasks.data.recordio_format import RecordIOReader, read_index
 from tasks.data.synthetic import make_multilabel_dataset, make_shapes_dataset
 from tests.dag_runs import airflow_home, assert_refused_alone, last_model_event
 from tests.dag_runs import dags_test as run_dag

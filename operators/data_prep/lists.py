@@ -18,19 +18,19 @@ from operators.storage import (
     write_text,
 )
 from tasks.contract import MANIFEST_VALIDATION
+from tasks.data.augmented_manifest import (
+    DEFAULT_ATTRIBUTES,
+    MANIFEST_SUFFIXES,
+    check_manifest,
+    manifest_entries,
+    parse_options,
+)
 from tasks.data.lst import (
     IMAGE_EXTENSIONS,
     class_folder_entries,
     list_class_folders,
     train_validation_split,
     write_lst,
-)
-from tasks.data.manifest import (
-    DEFAULT_ATTRIBUTES,
-    MANIFEST_SUFFIXES,
-    check_manifest,
-    manifest_entries,
-    parse_options,
 )
 from tasks.data.manifest_validation import validate_manifest
 

@@ -4,8 +4,10 @@ hardened pod as a single step's, plus a headless Service that gives each worker 
 (`<job>-<index>.<service>`). tasks.train builds TF_CONFIG from the pod's JOB_COMPLETION_INDEX,
 hostname and subdomain (tasks/training/cluster.py). The Job and the Service are deleted when
 the step ends, fails or is killed, also when it resumes after a deferral on another operator
-instance (the Job's name comes from the trigger's event); a finished Job left behind anyway
-goes after JOB_TTL_SECONDS (ttlSecondsAfterFinished)."""
+instance (the Job's name comes from the trigger's event) and when a user clears, fails or
+succeeds the task while it is deferred (the trigger's on_kill, which the triggerer calls for
+those and not when it restarts); a finished Job left behind anyway goes after JOB_TTL_SECONDS
+(ttlSecondsAfterFinished)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import hashlib
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
+from airflow.providers.cncf.kubernetes.triggers.job import KubernetesJobTrigger
 from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import models as k8s
 
@@ -55,6 +58,41 @@ def headless_service(name: str, namespace: str) -> k8s.V1Service:
             ports=[k8s.V1ServicePort(name="workers", port=DEFAULT_PORT, target_port=DEFAULT_PORT)],
         ),
     )
+
+
+class WorkersJobTrigger(KubernetesJobTrigger):
+    """The provider's Job trigger, and what the step created (its Job, the workers' Service)
+    deleted when a user acts on the deferred task."""
+
+    def __init__(self, *, service_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service_name = service_name
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        _, kwargs = super().serialize()
+        return f"{__name__}.{type(self).__qualname__}", {
+            **kwargs,
+            "service_name": self.service_name,
+        }
+
+    async def on_kill(self) -> None:
+        from kubernetes_asyncio import client
+
+        async with self.hook.get_conn() as api:
+            deletions = (
+                client.BatchV1Api(api).delete_namespaced_job(
+                    self.job_name, self.job_namespace, propagation_policy="Foreground"
+                ),
+                client.CoreV1Api(api).delete_namespaced_service(
+                    self.service_name, self.job_namespace
+                ),
+            )
+            for deletion in deletions:
+                try:
+                    await deletion
+                except client.ApiException as e:
+                    if e.status != 404:  # best effort: the task is being killed anyway
+                        self.log.warning("could not delete %s: %s", self.job_name, e)
 
 
 class WorkersJobOperator(KubernetesJobOperator):
@@ -111,6 +149,24 @@ class WorkersJobOperator(KubernetesJobOperator):
             raise
         self._clean_up(context, self.job)
         return result
+
+    def execute_deferrable(self) -> None:
+        trigger = WorkersJobTrigger(
+            service_name=self.service_name(self._context),
+            job_name=self.job.metadata.name,
+            job_namespace=self.job.metadata.namespace,
+            pod_names=[pod.metadata.name for pod in self.pods],
+            pod_namespace=self.pods[0].metadata.namespace,
+            base_container_name=self.base_container_name,
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            cluster_context=self.cluster_context,
+            config_file=self.config_file,
+            in_cluster=self.in_cluster,
+            poll_interval=self.job_poll_interval,
+            get_logs=self.get_logs,
+            do_xcom_push=self.do_xcom_push,
+        )
+        self.defer(trigger=trigger, method_name="execute_complete")
 
     def execute_complete(self, context: Any, event: dict, **kwargs: Any) -> Any:
         """Resume (on any instance): the Job is the one the trigger's event names."""

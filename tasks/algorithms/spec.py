@@ -117,7 +117,7 @@ class AlgorithmSpec:
             if name not in names:
                 raise InputError(
                     f"step {step.value!r} of {self.id} needs the {name!r} channel "
-                    f"(--channel {name}=URI)"
+                    f"(input/data/{name} under the ml-root; tasks.job: --channel {name}=URI)"
                 )
         unknown = sorted(names - set(channels.allowed))
         if unknown:

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.data.lst_validation import validate_lst
-from tasks.data.manifest import (
+from tasks.data.augmented_manifest import (
     DEFAULT_ATTRIBUTES,
     MANIFEST_SUFFIXES,
     check_manifest,
     label_format_of,
     manifest_paths,
 )
-from tasks.data.recordio import RecordIOReader, read_index, unpack
+from tasks.data.lst_validation import validate_lst
+from tasks.data.recordio_format import RecordIOReader, read_index, unpack
 from tasks.errors import InputError
 from tasks.staging import read_file
 from tasks.streaming import Location, files_under, name_of, pipe_uri

@@ -18,7 +18,7 @@ from tasks.classification.channels import (
     from_manifest,
     from_recordio,
 )
-from tasks.data.manifest import MANIFEST_SUFFIXES
+from tasks.data.augmented_manifest import MANIFEST_SUFFIXES
 from tasks.errors import InputError
 from tasks.inference import LoadedModel, find_images, predict_images
 

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.atomic import atomic_write_text
-from tasks.data.manifest import ManifestError, ManifestRecord, iter_manifest, parse_options
+from tasks.data.augmented_manifest import (
+    ManifestError,
+    ManifestRecord,
+    iter_manifest,
+    parse_options,
+)
 from tasks.problems import MAX_SHOWN, Problem, ProblemLog
 
 # s3://bucket/key, file:///absolute, or a relative path that neither starts with / nor uses '..'.

@@ -16,7 +16,7 @@ from PIL import ExifTags, Image, ImageOps
 from tasks.atomic import atomic_path
 from tasks.data.lst import LstEntry
 from tasks.data.lst_validation import DECODE_ERRORS
-from tasks.data.recordio import ImageHeader, RecordIOWriter, pack
+from tasks.data.recordio_format import ImageHeader, RecordIOWriter, pack
 from tasks.errors import InputError
 from tasks.progress import Progress
 

@@ -51,5 +51,5 @@ def test_two_containers_train_one_model(podman, network, tmp_path):
     fingerprints = [FINGERPRINT.findall(t)[-1] for t in texts]
     assert fingerprints[0] == fingerprints[1]  # one model, trained in step
     assert (pod.out / "train/model.tar.gz").is_file()  # the chief's upload
-    assert "the chief uploads the outputs" in texts[1]
+    assert "the chief writes the outputs" in texts[1]
     assert json.loads((pod.out / "train/summary.json").read_text())["status"] == "succeeded"

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tasks.data.lst import LstEntry, write_lst
-from tasks.data.recordio import MAGIC_BYTES, RecordIOReader, RecordIOWriter, read_index
+from tasks.data.recordio_format import MAGIC_BYTES, RecordIOReader, RecordIOWriter, read_index
 from tasks.data.synthetic import make_shapes_dataset
 
 pytestmark = pytest.mark.interop

@@ -167,6 +167,7 @@ class KubeApi:
             body.update(apiVersion=api_version, kind=kind)
             if plural == "pods":
                 body.setdefault("status", {"phase": "Pending"})
+                self.logs.setdefault(meta["name"], [f"log line of {meta['name']}"])
             obj = self._store(plural, body)
             if plural == "jobs":
                 self._start_pods(obj)

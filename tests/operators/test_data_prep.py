@@ -14,7 +14,7 @@ from operators.data_prep import (
     SegmentationLayoutOperator,
 )
 from operators.refusals import RunRefused
-from tasks.data.recordio import RecordIOReader
+from tasks.data.recordio_format import RecordIOReader
 from tasks.data.synthetic import make_shapes_dataset
 
 
@@ -204,7 +204,7 @@ def test_a_manifest_class_index_cannot_size_the_workers_memory(tmp_path, label):
 def test_an_overlong_manifest_line_is_refused_without_being_kept(tmp_path, monkeypatch):
     """Hardening item 6: one 200 MiB line peaked at 1.4 GiB and was accepted. Now a line over
     the cap is one problem, read in bounded pieces."""
-    import tasks.data.manifest as manifests
+    import tasks.data.augmented_manifest as manifests
 
     monkeypatch.setattr(manifests, "MAX_MANIFEST_LINE_BYTES", 1024)
     manifest = tmp_path / "train.manifest"

@@ -1,8 +1,9 @@
 """The kubernetes runner through the real client stack: the provider's operators and hook, the
 kubernetes client and the triggerer's async client, against the stand-in API server
 (tests/operators/kube_api.py) reached through the `kubernetes_default` connection: create,
-defer, resume on a new operator instance, retry, deadline, kill; every pod's log lines in the
-task log; nothing left in the cluster."""
+defer, resume on a new operator instance, retry, deadline, kill while running, clear while
+deferred (the trigger rebuilt from what the trigger table stores); one machine (a pod) and
+several (an Indexed Job); every pod's log lines in the task log; nothing left in the cluster."""
 
 from __future__ import annotations
 
@@ -167,4 +168,53 @@ def test_a_step_killed_while_its_job_runs_deletes_it(cluster):
     operator.on_kill()
     thread.join(30)
     assert not thread.is_alive() and failed
+    assert nothing_left(cluster)
+
+
+def triggerer_copy(trigger):
+    """The trigger as the triggerer runs it: rebuilt from what it serialized, in another
+    process (here: another instance) than the task that deferred."""
+    from airflow._shared.module_loading import import_string
+    from airflow.models.trigger import Trigger
+
+    classpath, kwargs = trigger.serialize()
+    stored = Trigger.encrypt_kwargs(kwargs)  # as the trigger table keeps them
+    return import_string(classpath)(**Trigger._decrypt_kwargs(stored))
+
+
+def test_a_step_cleared_while_deferred_deletes_its_job_and_service(cluster):
+    """A user clearing (or marking) a deferred task: no worker runs the operator any more, the
+    triggerer calls the trigger's on_kill; a triggerer restart (cleanup alone) deletes nothing."""
+    with pytest.raises(TaskDeferred) as deferred:
+        train_step(2).execute(context())
+    trigger = triggerer_copy(deferred.value.trigger)
+    asyncio.run(trigger.cleanup())  # the triggerer restarting: the Job runs on
+    assert cluster.names("jobs") and cluster.names("services") and cluster.names("pods")
+    asyncio.run(trigger.on_kill())
+    assert nothing_left(cluster)
+    asyncio.run(triggerer_copy(deferred.value.trigger).on_kill())  # twice: already gone, quiet
+
+
+def test_a_resumed_single_machine_step_deletes_its_pod_and_logs_it(cluster, capsys):
+    """One machine: the provider's pod operator defers to its pod trigger; the pod's phases
+    as the triggerer's async client polls them; the step resumes on a new instance."""
+    with pytest.raises(TaskDeferred) as deferred:
+        train_step(1).execute(context())
+    [pod] = cluster.names("pods")
+    assert not cluster.names("jobs")
+    cluster.set_pod_phase("ml", pod, "Running")
+    cluster.set_pod_phase("ml", pod, "Succeeded")
+    event = fire(triggerer_copy(deferred.value.trigger))
+    assert event["status"] == "success", event
+    publish_results()
+    train_step(1).execute_complete(context(), event, **deferred.value.kwargs)
+    assert nothing_left(cluster)
+    assert f"log line of {pod}" in capsys.readouterr().out
+
+
+def test_a_single_machine_step_cleared_while_deferred_deletes_its_pod(cluster):
+    with pytest.raises(TaskDeferred) as deferred:
+        train_step(1).execute(context())
+    assert cluster.names("pods")
+    asyncio.run(triggerer_copy(deferred.value.trigger).on_kill())
     assert nothing_left(cluster)

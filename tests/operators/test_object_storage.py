@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from operators.data_prep import LstGenerationOperator, RecordIOPackOperator
-from tasks.data.recordio import RecordIOReader
+from tasks.data.recordio_format import RecordIOReader
 from tasks.data.synthetic import make_shapes_dataset
 from tasks.staging import stage_in, upload_folder
 from tests.s3 import BUCKET

@@ -5,7 +5,7 @@ take it as they are (VISION_PIPELINES_ALGORITHM_PACKAGES=tests.plugin_algorithm)
 from __future__ import annotations
 
 from tasks.algorithms.spec import TRAINER, AlgorithmSpec, Channels
-from tasks.classification.steps import SERVING_CHANNELS, SERVING_ENTRY_POINTS
+from tasks.classification.declarations import SERVING_CHANNELS, SERVING_ENTRY_POINTS
 from tasks.contract import Step
 from tasks.hyperparameters import Hyperparameter, integer, number
 

@@ -4,7 +4,7 @@ import io
 
 from PIL import Image
 
-from tasks.data.recordio import RecordIOReader, unpack
+from tasks.data.recordio_format import RecordIOReader, unpack
 from tasks.im2rec import main
 
 

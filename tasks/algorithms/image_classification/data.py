@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.classification.channels import LabelledImages
-from tasks.data.recordio import RecordIOReader, unpack
+from tasks.data.recordio_format import RecordIOReader, unpack
 from tasks.settings import setting
 
 SHUFFLE_BUFFER_BYTES = setting("VISION_PIPELINES_SHUFFLE_BUFFER_BYTES", 256 << 20)

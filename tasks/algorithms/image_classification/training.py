@@ -17,7 +17,7 @@ from tasks.algorithms.image_classification.serving import export_saved_model
 from tasks.backbones.resnet import RGB_MEAN, RGB_STD
 from tasks.classification.channels import LabelledImages, load_channel
 from tasks.contract import MLRoot, class_names, read_hyperparameters, read_input_data_config
-from tasks.data.manifest import label_format_of
+from tasks.data.augmented_manifest import label_format_of
 from tasks.training.skeleton import (
     Compiled,
     TrainingPlan,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tasks.algorithms.image_classification_tf import hyperparameters as hp
 from tasks.algorithms.spec import TRAINER, AlgorithmSpec, Channels
-from tasks.classification.steps import SERVING_CHANNELS, SERVING_ENTRY_POINTS
+from tasks.classification.declarations import SERVING_CHANNELS, SERVING_ENTRY_POINTS
 from tasks.contract import Step
 
 SPEC = AlgorithmSpec(

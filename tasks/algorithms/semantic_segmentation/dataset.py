@@ -11,8 +11,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from tasks.data.augmented_manifest import (
+    MANIFEST_SUFFIXES,
+    ManifestError,
+    check_manifest,
+    manifest_paths,
+)
 from tasks.data.label_map import LabelMap, LabelMapError, read_label_map
-from tasks.data.manifest import MANIFEST_SUFFIXES, ManifestError, check_manifest, manifest_paths
 from tasks.data.segmentation_layout import (
     LABEL_MAP_FILES,
     Pair,

@@ -12,8 +12,8 @@ from tasks.algorithms.semantic_segmentation.dataset import Split, label_map_of, 
 from tasks.algorithms.semantic_segmentation.prediction import segment, training_label_map
 from tasks.algorithms.semantic_segmentation.scores import confusion, summarize
 from tasks.atomic import atomic_write_text
+from tasks.data.augmented_manifest import MANIFEST_SUFFIXES
 from tasks.data.label_map import LabelMap
-from tasks.data.manifest import MANIFEST_SUFFIXES
 from tasks.data.segmentation_layout import raise_problems
 from tasks.errors import InputError
 from tasks.inference import LoadedModel

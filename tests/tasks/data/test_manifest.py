@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.data.manifest import ManifestError, label_format_of, read_manifest, to_lst_entries
+from tasks.data.augmented_manifest import (
+    ManifestError,
+    label_format_of,
+    read_manifest,
+    to_lst_entries,
+)
 from tasks.data.manifest_validation import validate_manifest
 from tasks.data.synthetic import write_reference_manifest
 from tasks.manifest import main as manifest_cli
@@ -152,7 +157,7 @@ def test_convert_writes_lst_and_packed_records(tmp_path):
 def test_s3_references_outside_the_manifests_folder_are_refused(tmp_path):
     """Audit: `s3://other-bucket/x.jpg` was silently read as
     `<manifest folder>/other-bucket/x.jpg`."""
-    from tasks.data.manifest import ManifestRecord, manifest_entries
+    from tasks.data.augmented_manifest import ManifestRecord, manifest_entries
 
     records = [
         ManifestRecord(1, "s3://b/data/cats/1.jpg", (0.0,)),
@@ -175,7 +180,7 @@ def test_inference_manifests_cannot_reach_files_outside_their_folder(tmp_path, m
     """Audit: evaluate/transform resolved references from `/`, so `file:///etc/passwd` was
     opened, and the error told whether a file existed. Now every reference is checked first,
     and an existing file gets the same refusal as a missing one."""
-    from tasks.transform import inputs
+    from tasks.steps.batch_prediction import inputs
 
     data, outside = tmp_path / "data", tmp_path / "private"
     data.mkdir(), outside.mkdir()
@@ -289,7 +294,7 @@ def test_validation_memory_stays_small_as_the_manifest_grows(tmp_path):
 )
 def test_labels_that_are_not_class_indices_are_sentences_with_their_line(tmp_path, label):
     """Hardening, third pass: NaN, inf or a 5001-digit integer ended in an internal error."""
-    from tasks.data.manifest import check_manifest
+    from tasks.data.augmented_manifest import check_manifest
 
     manifest = tmp_path / "train.manifest"
     manifest.write_text(

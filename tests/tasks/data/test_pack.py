@@ -7,7 +7,7 @@ from PIL import Image
 
 from tasks.data.lst import LstEntry
 from tasks.data.pack import PackError, PackOptions, pack_lst
-from tasks.data.recordio import RecordIOReader, read_index, unpack
+from tasks.data.recordio_format import RecordIOReader, read_index, unpack
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from tasks.data.recordio import (
+from tasks.data.recordio_format import (
     MAGIC_BYTES,
     ImageHeader,
     RecordIOError,
@@ -109,7 +109,7 @@ def test_malformed_index_line_is_named(tmp_path):
 
 def test_a_non_text_idx_is_one_sentence(tmp_path):
     """Hardening item 8: a non-UTF-8 .idx raised UnicodeDecodeError (retried as internal)."""
-    from tasks.data.recordio import RecordIOError, read_index
+    from tasks.data.recordio_format import RecordIOError, read_index
 
     idx = tmp_path / "train.idx"
     idx.write_bytes(b"0\t0\n\xff\xfe\t12\n")

@@ -13,8 +13,8 @@ from tasks.algorithms.image_classification.data import augment, training_dataset
 from tasks.classification.channels import ChannelError, load_channel
 from tasks.data.lst import list_class_folders, write_lst
 from tasks.data.synthetic import make_multilabel_dataset
+from tasks.steps.batch_prediction import transform
 from tasks.train import main as train_main
-from tasks.transform import transform
 
 
 def image_format_root(tmp_path, shapes, make_ml_root, tiny):

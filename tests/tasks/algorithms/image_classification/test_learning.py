@@ -17,7 +17,7 @@ from tasks.contract import MLRoot
 from tasks.data.lst import list_class_folders, split_entries
 from tasks.data.pack import pack_lst
 from tasks.data.synthetic import TEN_CLASSES, make_multilabel_dataset, make_shapes_dataset
-from tasks.evaluate import evaluate
+from tasks.steps.scoring import evaluate
 from tests.conftest import train_seeded
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ from tasks.contract import MLRoot
 from tasks.data.lst import list_class_folders, split_entries
 from tasks.data.pack import pack_lst
 from tasks.data.synthetic import TEN_CLASSES, make_shapes_dataset
-from tasks.evaluate import evaluate
+from tasks.steps.scoring import evaluate
 from tests.conftest import run_cli
 
 EPOCHS, BATCH, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 12, 32, 0.05, 0.9, 0.0001

@@ -13,7 +13,7 @@ import pytest
 from s3fs import S3FileSystem
 
 from tasks.contract import MLRoot
-from tasks.data.recordio import RecordIOReader, unpack
+from tasks.data.recordio_format import RecordIOReader, unpack
 from tasks.data.synthetic import make_shapes_dataset
 from tests.conftest import SEED, losses_of
 from tests.s3 import BUCKET, assert_none_staged

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tasks.steps.batch_prediction import transform
 from tasks.train import main as train_main
-from tasks.transform import transform
 from tests.conftest import _make_ml_root
 from tests.serving import post, served
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.transform import transform
+from tasks.steps.batch_prediction import transform
 from tests.serving import post, served
 
 pytestmark = pytest.mark.integration
