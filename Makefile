@@ -118,7 +118,7 @@ AIRFLOW_SLOW := tests/browser/test_ui.py tests/test_end_to_end_gate.py tests/tes
 	tests/test_end_to_end_segmentation.py tests/test_end_to_end_quality.py \
 	tests/containers/test_trainer_image.py tests/test_end_to_end_shards.py \
 	tests/test_end_to_end_tf.py tests/test_plugin_algorithm.py tests/containers/test_workers.py \
-	tests/containers/test_airflow_image.py
+	tests/containers/test_airflow_image.py tests/containers/test_kube_play.py
 AIRFLOW_TESTS := $(AIRFLOW_SLOW) tests/dags tests/operators tests/plugins tests/tasks/data \
 	tests/tasks/test_recordio_cli.py tests/tasks/test_im2rec.py tests/tasks/test_atomic.py \
 	tests/tasks/test_artifact.py tests/tasks/test_hyperparameter_schemas.py \
