@@ -184,15 +184,13 @@ def task_defaults() -> dict[str, Any]:
     fails at once (operators/refusals.py)."""
     return {
         "retry_policy": FAIL_REFUSALS_AT_ONCE,
-        "retries": setting("VISION_PIPELINES_RETRIES", 2, minimum=0),
+        "retries": setting("VISION_PIPELINES_RETRIES", minimum=0),
         "retry_delay": timedelta(
-            seconds=setting("VISION_PIPELINES_RETRY_DELAY_SECONDS", 60, minimum=0)
+            seconds=setting("VISION_PIPELINES_RETRY_DELAY_SECONDS", minimum=0)
         ),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(hours=1),
-        "execution_timeout": timedelta(
-            minutes=setting("VISION_PIPELINES_TASK_TIMEOUT_MINUTES", 24 * 60)
-        ),
+        "execution_timeout": timedelta(minutes=setting("VISION_PIPELINES_TASK_TIMEOUT_MINUTES")),
     }
 
 

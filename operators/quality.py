@@ -23,8 +23,8 @@ from tasks.settings import setting, setting_text
 
 GE_PYTHON_ENV = "VISION_PIPELINES_GE_PYTHON"
 SUITES_ENV = "VISION_PIPELINES_EXPECTATIONS"
-TIMEOUT_ENV, DEFAULT_TIMEOUT_S = "VISION_PIPELINES_QUALITY_TIMEOUT_S", 600
-MEMORY_ENV, DEFAULT_MEMORY_MB = "VISION_PIPELINES_QUALITY_MEMORY_MB", 4096
+TIMEOUT_ENV = "VISION_PIPELINES_QUALITY_TIMEOUT_S"
+MEMORY_ENV = "VISION_PIPELINES_QUALITY_MEMORY_MB"
 OUT_OF_MEMORY = (
     "MemoryError",
     "Cannot allocate memory",
@@ -98,8 +98,8 @@ class DataQualityOperator(RunStepOperator):
                 self.log.info("no champion profile: the drift expectations are skipped")
             results = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             self.log.info("validating with %s", suite)
-            seconds = setting(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
-            mib = setting(MEMORY_ENV, DEFAULT_MEMORY_MB)
+            seconds = setting(TIMEOUT_ENV)
+            mib = setting(MEMORY_ENV)
             cap = (mib << 20, mib << 20)  # the child's address space, set before GE starts
             try:
                 done = subprocess.run(

@@ -22,8 +22,6 @@ from tasks.signing import key_origin, model_key
 
 MAX_MEMBERS_ENV = "VISION_PIPELINES_MODEL_MAX_MEMBERS"
 MAX_BYTES_ENV = "VISION_PIPELINES_MODEL_MAX_BYTES"
-DEFAULT_MAX_MEMBERS = 10_000
-DEFAULT_MAX_BYTES = 16 * 2**30
 MANIFEST = "manifest.json"
 CHECKSUMS = "checksums.json"
 """SHA-256 of every other member, HMAC-signed with the deployment's key (tasks.signing)."""
@@ -286,8 +284,8 @@ def _checked_members(tar: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo
     """Every member, checked by us whatever tarfile's filters do on this Python (CVE-2025-4517
     bypassed them with symlink chains): regular files and folders only, relative names that
     stay inside, and caps on the count and the unpacked size."""
-    max_members = setting(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS)
-    max_bytes = setting(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+    max_members = setting(MAX_MEMBERS_ENV)
+    max_bytes = setting(MAX_BYTES_ENV)
     members, total = [], 0
     for member in tar:
         name = PurePosixPath(member.name)

@@ -16,18 +16,18 @@ from PIL import Image, UnidentifiedImageError
 from tasks.errors import InputError
 from tasks.settings import setting
 
-MAX_IMAGE_SIDE = setting("VISION_PIPELINES_MAX_IMAGE_SIDE", 2048)
+MAX_IMAGE_SIDE = setting("VISION_PIPELINES_MAX_IMAGE_SIDE")
 """Largest network input side (`image_shape`, crop sizes), in pixels."""
-MAX_BATCH_SIZE = setting("VISION_PIPELINES_MAX_BATCH_SIZE", 4096)
-MAX_IMAGE_PIXELS = setting("VISION_PIPELINES_MAX_IMAGE_PIXELS", 89_478_485)
+MAX_BATCH_SIZE = setting("VISION_PIPELINES_MAX_BATCH_SIZE")
+MAX_IMAGE_PIXELS = setting("VISION_PIPELINES_MAX_IMAGE_PIXELS")
 """Decoded pixels (width x height) of one input image; default: Pillow's bomb threshold."""
-MAX_IMAGE_BYTES = setting("VISION_PIPELINES_MAX_IMAGE_BYTES", 50 * 2**20)
+MAX_IMAGE_BYTES = setting("VISION_PIPELINES_MAX_IMAGE_BYTES")
 """Encoded bytes of one image sent for prediction."""
-MAX_EPOCHS = setting("VISION_PIPELINES_MAX_EPOCHS", 10_000)
+MAX_EPOCHS = setting("VISION_PIPELINES_MAX_EPOCHS")
 """Most training epochs a run may ask for (a run holds a GPU for as long as it trains)."""
-MAX_CLASSES = setting("VISION_PIPELINES_MAX_CLASSES", 100_000)
+MAX_CLASSES = setting("VISION_PIPELINES_MAX_CLASSES")
 """Largest number of classes (a class index sizes per-class lists on the Airflow worker)."""
-MAX_MANIFEST_LINE_BYTES = setting("VISION_PIPELINES_MAX_MANIFEST_LINE_BYTES", 2**20)
+MAX_MANIFEST_LINE_BYTES = setting("VISION_PIPELINES_MAX_MANIFEST_LINE_BYTES")
 """Longest line of an augmented manifest (one JSON object per line)."""
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -37,7 +37,7 @@ CACHE_BYTES_ENV = "VISION_PIPELINES_CACHE_BYTES"
 def fits_in_cache(nbytes: int) -> bool:
     """Whether decoded training data of `nbytes` may stay in memory across epochs
     ($VISION_PIPELINES_CACHE_BYTES, default 2 GiB; read when asked)."""
-    return nbytes <= setting(CACHE_BYTES_ENV, 2 * 2**30)
+    return nbytes <= setting(CACHE_BYTES_ENV)
 
 
 def check_encoded_image(

@@ -249,11 +249,15 @@ def setting_text(name: str) -> str | None:
     return value or None
 
 
-def setting(name: str, default: int, *, minimum: int = 1) -> int:
-    """The whole number setting `name` (at least `minimum`), else `default` when it is unset."""
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str, default: int | None = None, *, minimum: int = 1) -> int:
+    """The whole number setting `name` (at least `minimum`); unset, the table's default, or
+    `default` where the table's is a rule rather than a number (SERVE_PIXELS_IN_FLIGHT)."""
     value = setting_text(name)
     if value is None:
-        return default
+        return int(_BY_NAME[name].default) if default is None else default
     if not value.isdigit() or int(value) < minimum:
         raise InputError(f"setting {name}={value!r}: allowed: a whole number >= {minimum}")
     return int(value)

@@ -20,7 +20,7 @@ from tasks.settings import setting
 FILE, PIPE = "File", "Pipe"
 INPUT_MODES = (FILE, PIPE)
 MODE_KEY, URI_KEY = "TrainingInputMode", "Uri"
-READ_AHEAD_BYTES = setting("VISION_PIPELINES_READ_AHEAD_BYTES", 32 << 20)
+READ_AHEAD_BYTES = setting("VISION_PIPELINES_READ_AHEAD_BYTES")
 """Bytes fetched per ranged read of a streamed object; the next range is fetched in the
 background while this one is read (two in memory)."""
 

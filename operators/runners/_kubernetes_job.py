@@ -33,7 +33,6 @@ from tasks.training.cluster import (
 )
 
 JOB_DEADLINE_ENV = "VISION_PIPELINES_K8S_JOB_DEADLINE_SECONDS"
-DEFAULT_JOB_DEADLINE = 24 * 3600
 """A Job whose workers are not all done by then fails (a worker never scheduled, e.g. no GPU
 free, would otherwise keep the others waiting)."""
 WORKERS_LABEL = "vision-pipelines/workers"
@@ -222,7 +221,7 @@ def workers_job(
     request: StepRequest, settings: KubernetesSettings, pod: dict[str, Any]
 ) -> WorkersJobOperator:
     """The Indexed Job of `request.instance_count` workers, each pod as `pod` describes."""
-    deadline = setting(JOB_DEADLINE_ENV, DEFAULT_JOB_DEADLINE)
+    deadline = setting(JOB_DEADLINE_ENV)
     try:  # the deployment's setting, checked before any pod starts
         heartbeat = heartbeat_timeout_s()
     except InputError as e:

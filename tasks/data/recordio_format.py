@@ -29,12 +29,11 @@ MAX_PART_LENGTH = (1 << LENGTH_BITS) - 1
 _LREC = struct.Struct("<II")
 
 MAX_RECORD_ENV = "VISION_PIPELINES_MAX_RECORD_BYTES"
-DEFAULT_MAX_RECORD_BYTES = 256 << 20
 """One record is one encoded image: a bigger one is refused before it is read into memory."""
 
 
 def max_record_bytes() -> int:
-    return setting(MAX_RECORD_ENV, DEFAULT_MAX_RECORD_BYTES)
+    return setting(MAX_RECORD_ENV)
 
 
 IMAGE_HEADER = struct.Struct("<IfQQ")

@@ -15,7 +15,6 @@ from typing import Any
 from tasks.settings import setting
 
 MAX_EXPECTATIONS_ENV = "VISION_PIPELINES_MAX_EXPECTATIONS"
-DEFAULT_MAX_EXPECTATIONS = 200
 MAX_REGEX_CHARS = 500
 MAX_LIST_ITEMS = 10_000
 
@@ -203,7 +202,7 @@ def check_suite(suite: Mapping[str, Any]) -> None:
         )
     _plain_data(suite.get("meta"), "suite meta")
     expectations = suite["expectations"]
-    if len(expectations) > (limit := setting(MAX_EXPECTATIONS_ENV, DEFAULT_MAX_EXPECTATIONS)):
+    if len(expectations) > (limit := setting(MAX_EXPECTATIONS_ENV)):
         raise RuleError(
             f"{len(expectations)} expectations; at most {limit} ({MAX_EXPECTATIONS_ENV})"
         )

@@ -21,15 +21,15 @@ from tasks.settings import setting
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 log = logging.getLogger("vision_pipelines.serve")
 
-BYTES_IN_FLIGHT = setting("VISION_PIPELINES_SERVE_BYTES_IN_FLIGHT", 256 * 2**20)
+BYTES_IN_FLIGHT = setting("VISION_PIPELINES_SERVE_BYTES_IN_FLIGHT")
 """Request bodies the endpoint holds at once (all connections together)."""
 PIXELS_SETTING = "VISION_PIPELINES_SERVE_MAX_PIXELS"
-PIXELS_PER_REQUEST = min(MAX_IMAGE_PIXELS, setting(PIXELS_SETTING, 40_000_000))
+PIXELS_PER_REQUEST = min(MAX_IMAGE_PIXELS, setting(PIXELS_SETTING))
 PIXELS_IN_FLIGHT = setting("VISION_PIPELINES_SERVE_PIXELS_IN_FLIGHT", 4 * PIXELS_PER_REQUEST)
 """Decoded pixels of the images being predicted at once."""
-BODY_SECONDS = setting("VISION_PIPELINES_SERVE_BODY_SECONDS", 30)
+BODY_SECONDS = setting("VISION_PIPELINES_SERVE_BODY_SECONDS")
 """How long a client may take to send its image."""
-IDLE_SECONDS = setting("VISION_PIPELINES_SERVE_IDLE_SECONDS", 15)
+IDLE_SECONDS = setting("VISION_PIPELINES_SERVE_IDLE_SECONDS")
 """How long a connection may stay open without a request (before the first one, too)."""
 HEADER_BYTES = 8190
 """The longest request line and header field (aiohttp's own default, named here)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tasks.atomic import atomic_write_text
 from tasks.errors import InputError
+from tasks.settings import setting
 
 TF_CONFIG = "TF_CONFIG"
 RESOURCE_CONFIG = "resourceconfig.json"
@@ -23,7 +24,6 @@ SUBDOMAIN_ENV = "VISION_PIPELINES_WORKER_SUBDOMAIN"
 """A Kubernetes Indexed Job's pods: their headless Service, so `<job>-<i>.<subdomain>` resolves."""
 JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"
 HEARTBEAT_TIMEOUT_ENV = "VISION_PIPELINES_HEARTBEAT_TIMEOUT_SECONDS"
-DEFAULT_HEARTBEAT_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,7 @@ def current() -> Workers:
     return from_tf_config(text) if text else ONE
 
 
-def heartbeat_timeout_s(env: Mapping[str, str] = os.environ) -> int:
+def heartbeat_timeout_s() -> int:
     """How long the workers wait for a silent one before they give the job up (TensorFlow's
     own 10 s loses jobs to a worker stalled by a busy machine or a pod's CPU limit)."""
-    raw = env.get(HEARTBEAT_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_HEARTBEAT_TIMEOUT_S
-    if not raw.isdigit() or int(raw) < 1:
-        raise InputError(f"{HEARTBEAT_TIMEOUT_ENV}={raw!r}; allowed: whole seconds >= 1")
-    return int(raw)
+    return setting(HEARTBEAT_TIMEOUT_ENV)

@@ -184,13 +184,21 @@ def test_the_workers_heartbeat_timeout_is_the_deployments_checked_before_any_pod
         job_operator()
 
 
-def test_a_heartbeat_timeout_defaults_to_60_seconds():
-    assert heartbeat_timeout_s({}) == 60
-    assert heartbeat_timeout_s({HEARTBEAT_TIMEOUT_ENV: " 90 "}) == 90
+def test_a_heartbeat_timeout_defaults_to_60_seconds(monkeypatch):
+    monkeypatch.delenv(HEARTBEAT_TIMEOUT_ENV, raising=False)
+    assert heartbeat_timeout_s() == 60
+    monkeypatch.setenv(HEARTBEAT_TIMEOUT_ENV, " 90 ")
+    assert heartbeat_timeout_s() == 90
+    monkeypatch.setenv("AIRFLOW__VISION_PIPELINES__HEARTBEAT_TIMEOUT_SECONDS", "120")
+    assert heartbeat_timeout_s() == 120  # the Airflow side's configuration first
 
 
 @pytest.mark.parametrize("bad", ["0", "-5", "1.5", "soon"])
-def test_a_heartbeat_timeout_is_whole_seconds(bad):
+def test_a_heartbeat_timeout_is_whole_seconds(bad, monkeypatch):
+    monkeypatch.setenv(HEARTBEAT_TIMEOUT_ENV, bad)
     with pytest.raises(InputError) as refused:
-        heartbeat_timeout_s({HEARTBEAT_TIMEOUT_ENV: bad})
-    assert str(refused.value) == f"{HEARTBEAT_TIMEOUT_ENV}={bad!r}; allowed: whole seconds >= 1"
+        heartbeat_timeout_s()
+    assert (
+        str(refused.value)
+        == f"setting {HEARTBEAT_TIMEOUT_ENV}={bad!r}: allowed: a whole number >= 1"
+    )

@@ -34,6 +34,49 @@ def test_the_readme_table_is_the_settings_table():
     assert found.group(1) == markdown_table(), "run: python -m tasks.settings, into README.md"
 
 
+def _whole_number_settings() -> dict[str, bool]:
+    """Every setting the code reads with `setting(...)`, and whether the call gives a default of
+    its own (the names of module constants resolved)."""
+    import ast
+
+    found: dict[str, bool] = {}
+    for folder in ("operators", "tasks", "dags", "plugins"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            constants = {
+                t.id: n.value.value
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+                for t in n.targets
+                if isinstance(t, ast.Name)
+            }
+            for call in ast.walk(tree):
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Name)
+                    and call.func.id == "setting"
+                ):
+                    first = call.args[0]
+                    name = first.value if isinstance(first, ast.Constant) else constants[first.id]
+                    found[name] = len(call.args) > 1
+    return found
+
+
+def test_whole_number_settings_take_their_default_from_the_table(monkeypatch):
+    """One place for a default: a `setting(NAME)` call reads the table's, which the README shows."""
+    from tasks.settings import setting
+
+    by_name = {s.name: s for s in SETTINGS}
+    read = _whole_number_settings()
+    assert "VISION_PIPELINES_MAX_IMAGE_SIDE" in read and "VISION_PIPELINES_RETRIES" in read
+    for name, own_default in read.items():
+        monkeypatch.delenv(name, raising=False)
+        if own_default:  # a rule, not a number, in the table
+            assert not by_name[name].default.isdigit(), name
+        else:
+            assert setting(name, minimum=0) == int(by_name[name].default), name
+
+
 def test_every_setting_the_code_reads_is_in_the_table_and_none_that_it_does_not():
     code = subprocess.run(
         ["git", "grep", "-h", "-o", r"\bVISION_PIPELINES_[A-Z0-9][A-Z0-9_]*[A-Z0-9]", "--",

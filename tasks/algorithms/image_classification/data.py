@@ -15,7 +15,7 @@ from tasks.classification.channels import LabelledImages
 from tasks.data.recordio_format import RecordIOReader, unpack
 from tasks.settings import setting
 
-SHUFFLE_BUFFER_BYTES = setting("VISION_PIPELINES_SHUFFLE_BUFFER_BYTES", 256 << 20)
+SHUFFLE_BUFFER_BYTES = setting("VISION_PIPELINES_SHUFFLE_BUFFER_BYTES")
 """Encoded images a streamed channel shuffles within (staged ones shuffle over all of them)."""
 
 
