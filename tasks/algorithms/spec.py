@@ -81,6 +81,12 @@ class AlgorithmSpec:
     """What a fixed evaluation set may be (the form's [Fixed evaluation set])."""
     streamed_channels: tuple[str, ...] = ()
     """Training channels it can read where they lie, in Pipe input mode (tasks/streaming.py)."""
+    metrics: tuple[str, ...] = ()
+    """Validation metrics training reports every epoch (`validation_<name>` in metrics.json),
+    besides the primary one: what a tuning job may optimize (`validation:<name>`)."""
+    tuning_ranges: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The reference's recommended ranges of the hyperparameters worth tuning: a tuning job's
+    default search space (tasks/tuning/space.py reads and checks them)."""
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.hyperparameters]

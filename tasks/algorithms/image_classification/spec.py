@@ -21,6 +21,13 @@ SPEC = AlgorithmSpec(
     architecture=hp.ARCHITECTURE_KEYS,
     primary_metric="accuracy",
     higher_is_better=True,
+    tuning_ranges={
+        "learning_rate": {"type": "continuous", "min": 1e-6, "max": 0.5, "scale": "log"},
+        "mini_batch_size": {"type": "integer", "min": 8, "max": 512, "scale": "log"},
+        "momentum": {"type": "continuous", "min": 0.0, "max": 0.999},
+        "optimizer": {"type": "categorical", "values": ["sgd", "adam", "rmsprop", "nag"]},
+        "weight_decay": {"type": "continuous", "min": 0.0, "max": 0.999},
+    },
     per_class_metric="recall",
     environment=TRAINER,
     streamed_channels=("train", "validation"),

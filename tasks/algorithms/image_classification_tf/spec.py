@@ -18,6 +18,13 @@ SPEC = AlgorithmSpec(
     architecture=hp.ARCHITECTURE_KEYS,
     primary_metric="accuracy",
     higher_is_better=True,
+    tuning_ranges={
+        "learning_rate": {"type": "continuous", "min": 1e-6, "max": 0.5, "scale": "log"},
+        "batch_size": {"type": "integer", "min": 4, "max": 128, "scale": "log"},
+        "optimizer": {"type": "categorical", "values": ["adam", "sgd", "rmsprop"]},
+        "dropout_rate": {"type": "continuous", "min": 0.0, "max": 0.9},
+        "regularizers_l2": {"type": "continuous", "min": 1e-6, "max": 0.1, "scale": "log"},
+    },
     per_class_metric="recall",
     environment=TRAINER,
     entry_points={

@@ -23,6 +23,15 @@ SPEC = AlgorithmSpec(
     architecture=hp.ARCHITECTURE_KEYS,
     primary_metric="mIoU",
     higher_is_better=True,
+    metrics=("pixel_accuracy",),
+    tuning_ranges={
+        "learning_rate": {"type": "continuous", "min": 1e-4, "max": 0.1, "scale": "log"},
+        "mini_batch_size": {"type": "integer", "min": 1, "max": 128, "scale": "log"},
+        "momentum": {"type": "continuous", "min": 0.9, "max": 0.999},
+        # the reference's third, adadelta, is not one of this trainer's optimizers
+        "optimizer": {"type": "categorical", "values": ["sgd", "adam"]},
+        "weight_decay": {"type": "continuous", "min": 1e-5, "max": 1e-3, "scale": "log"},
+    },
     per_class_metric="iou",
     environment=TRAINER,
     evaluation_data="a folder with validation/ and validation_annotation/, a folder of images "
