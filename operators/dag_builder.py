@@ -63,6 +63,23 @@ class Tail:
     data-quality step."""
 
 
+TRAINING, GATE, TRANSFORM = "Training", "Champion gate", "Batch transform"
+"""The trigger form's sections after its first (the data and where runs write) and before
+Machines; every field but a pipeline's own data fields is in one."""
+
+
+def form_sections(spec: AlgorithmSpec, form: Sequence[str], models_uri: str) -> dict[str, str]:
+    """Section of each shared field."""
+    training = [k for name in form for k in hyperparameter_params(spec, name)]
+    transform = ["transform_uri", "transform_shards", "transform_model"]
+    gate = [k for k in lifecycle_params(spec, models_uri) if k not in transform]
+    return {
+        **dict.fromkeys(["initial_model_uri", *training, "hyperparameters"], TRAINING),
+        **dict.fromkeys(gate, GATE),
+        **dict.fromkeys(transform, TRANSFORM),
+    }
+
+
 def shared_params(
     spec: AlgorithmSpec, dag_id: str, form: Sequence[str], models_uri: str
 ) -> dict[str, Param]:
@@ -244,13 +261,16 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     """The pipeline DAG `dag_id` as the DAG context. Its form: the first of its own `params`
     (the dataset), the output location, its other own params, then the shared ones and the
-    `form` hyperparameters (a key of `params` replaces a shared one in place). Its rollback DAG
-    is defined beside it."""
+    `form` hyperparameters in the sections Training, Champion gate, Batch transform and Machines
+    (a key of `params` replaces a shared one in place). Its rollback DAG is defined beside it."""
     models_uri = f"file://{data_root()}/models"
     shared = shared_params(spec, dag_id, form, models_uri)
     own = [k for k in params if k not in shared]
     # The dataset (the first of its own), where runs write, its other own fields, the rest.
     order = [*own[:1], "output_uri", *own[1:], *(k for k in shared if k != "output_uri")]
+    sections = form_sections(spec, form, models_uri)
+    ranks = {None: 0, TRAINING: 1, GATE: 2, TRANSFORM: 3}
+    order.sort(key=lambda k: ranks[sections.get(k)])  # each section's fields together
     merged = {k: params.get(k, shared.get(k)) for k in order}
     model_asset = Asset(name=f"{dag_id}_model")
     dataset_asset = Asset(name=f"{dag_id}_dataset")
@@ -262,6 +282,7 @@ def pipeline(
         doc_md=doc_md,
         params=merged,
         tags=tags,
+        sections=sections,
     ) as dag:
         built = Pipeline(dag, spec, tuple(form), model_asset, dataset_asset)
         yield built

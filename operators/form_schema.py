@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 from airflow.sdk import Param
 
+from tasks.data.layouts import Input
+
 
 @dataclass(frozen=True)
 class Field:
@@ -31,14 +33,16 @@ trainer refuses with (the hyperparameter table's)."""
 
 INPUT_KEY = "x-input"
 """A schema keyword of ours on a Param that names data the run reads: what it may be, in words.
-The trigger checks refuse such a location when the deployment does not allow it or it does not
-exist, before a run is made."""
+The trigger checks refuse such a location when the deployment does not allow it, it does not
+exist, or it is not of the layout `x-input-layout` names (tasks/data/layouts.py), before a run
+is made."""
+LAYOUT_KEY = "x-input-layout"
 
 
-def input_location(may_hold: str) -> dict[str, str]:
-    """Schema keywords of a Param naming data the run reads (`may_hold`: what it may be, the
-    words of the step that reads it)."""
-    return {INPUT_KEY: may_hold}
+def input_location(data: Input) -> dict[str, str]:
+    """Schema keywords of a Param naming data the run reads: what it may hold (the words of the
+    step that reads it) and its layout."""
+    return {INPUT_KEY: data.may_hold, **({LAYOUT_KEY: data.layout} if data.layout else {})}
 
 
 def allowed(schema: Mapping[str, Any], description: str | None = None) -> str:

@@ -222,9 +222,12 @@ def pipeline_dag(
     params: Mapping[str, Param],
     tags: Iterable[str] = (),
     dataset: Asset | None = None,
+    sections: Mapping[str, str] | None = None,
 ) -> DAG:
-    """The DAG of one pipeline: its Params plus the runner's, the run-prefix macro, the
-    schedule from configuration, one active run at a time."""
+    """The DAG of one pipeline: its Params plus the runner's (those in the form's section
+    Machines, the others in their `sections`), the run-prefix macro, the schedule from
+    configuration, one active run at a time."""
+    sections = {**(sections or {}), **dict.fromkeys(runner_params(spec), MACHINES)}
     return DAG(
         dag_id=dag_id,
         description=description,
@@ -237,8 +240,22 @@ def pipeline_dag(
         user_defined_macros={"run_uri": run_uri, "champion_model": champion_model},
         tags=["vision-pipelines", spec.id, *tags],
         # Bounds the form refuses instead of silently changing (operators/trigger_checks.py).
-        params={k: unclamped(v) for k, v in {**params, **runner_params(spec)}.items()},
+        params={
+            k: in_section(unclamped(v), sections.get(k))
+            for k, v in {**params, **runner_params(spec)}.items()
+        },
     )
+
+
+MACHINES = "Machines"
+
+
+def in_section(param: Any, section: str | None) -> Any:
+    """`param` shown in the trigger form's section `section` (None: the form's first one)."""
+    if section is None or not isinstance(param, Param):
+        return param
+    schema = {**param.schema, "section": section}
+    return Param(param.value, description=param.description, schema=schema)
 
 
 def container_step(

@@ -27,6 +27,7 @@ from tasks.algorithms.image_classification_tf.hub.registry import get_model, reg
 from tasks.algorithms.image_classification_tf.hub.trust import TRUSTED_ENV, staging_grant
 from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 from tasks.algorithms.spec import AlgorithmSpec
+from tasks.data.layouts import Input
 from tasks.staging import stage_in
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class StagePretrainedModelOperator(RunStepOperator):
     """
 
     uri_fields = ("output_uri", "pretrained_uri")
-    inputs = {"pretrained_uri": MODULE_ALLOWED}
+    inputs = {"pretrained_uri": Input(MODULE_ALLOWED)}
     template_fields: Sequence[str] = ("model_id", "output_uri", "pretrained_uri")
 
     def __init__(
@@ -134,5 +135,5 @@ def pretrained_model_param() -> Param:
         title="Pre-trained model",
         description=f"Fine-tune this module instead of the model id's: {MODULE_ALLOWED}. The "
         "model id still sets the input size. Empty: the model id's module.",
-        **input_location(MODULE_ALLOWED),
+        **input_location(Input(MODULE_ALLOWED)),
     )

@@ -18,6 +18,7 @@ from operators.links import RunOutputsLink, RunReportLink
 from operators.refusals import RunRefused, refuse
 from operators.storage import read_text, storage_path, write_text
 from tasks.contract import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, SUMMARY, Outcome, step_summary
+from tasks.data.layouts import layout_refusal
 from tasks.errors import InputError
 from tasks.run_report import RUN_RECORD, run_prefix
 from tasks.uris import check_uri
@@ -142,12 +143,17 @@ class RunStepOperator(BaseOperator):
         """The connection to object storage (None: the deployment's aws_conn_id)."""
 
     def check_inputs(self) -> None:
-        """InputError for the first input URI that does not exist, named as the form names it."""
-        for name, allowed in self.inputs.items():
+        """InputError for the first input URI that does not exist or is not of its layout,
+        named as the form names it."""
+        for name, data in self.inputs.items():
             uri = str(getattr(self, name) or "").strip()
-            if uri and not storage_path(uri).exists():
+            if not uri:
+                continue
+            path = storage_path(uri)
+            reason = "does not exist" if not path.exists() else layout_refusal(path, data.layout)
+            if reason:
                 title = self.field_titles.get(name, name)
-                raise InputError(f"{title} {uri} does not exist; allowed: {allowed}")
+                raise InputError(f"{title} {uri} {reason}; allowed: {data.may_hold}")
 
     def check_uris(self, uris: Mapping[str, str]) -> None:
         """Refuse, before anything is read or written, a URI the deployment does not allow."""

@@ -24,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from operators.form_schema import INPUT_KEY, Field, field_refusal, label
+from operators.form_schema import INPUT_KEY, LAYOUT_KEY, Field, field_refusal, label
 from operators.runners import machines_refusal
 from operators.storage import storage_path
+from tasks.data.layouts import layout_refusal
 from tasks.errors import InputError
 from tasks.uris import check_uri
 
@@ -66,10 +67,15 @@ def input_refusal(name: str, field: Field) -> str | None:
     except InputError as e:
         return str(e)
     try:  # through the deployment's aws_conn_id (storage_path names it)
-        found = storage_path(uri).exists()
+        path = storage_path(uri)
+        reason = (
+            layout_refusal(path, field.schema.get(LAYOUT_KEY))
+            if path.exists()
+            else "does not exist"
+        )
     except Exception:  # noqa: BLE001 - cannot tell here (credentials, network): the step checks
         return None
-    return None if found else f"{named} {uri} does not exist; allowed: {field.schema[INPUT_KEY]}"
+    return f"{named} {uri} {reason}; allowed: {field.schema[INPUT_KEY]}" if reason else None
 
 
 def run_params(dag_id: str, conf: Mapping[str, Any]) -> dict[str, Field] | None:

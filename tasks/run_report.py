@@ -21,6 +21,7 @@ from tasks.contract import (
     GATE,
     GATE_FOLDER,
     METRICS,
+    PREDICTIONS,
     QUALITY,
     QUALITY_FOLDER,
     STEP_FOLDERS,
@@ -63,6 +64,10 @@ class RunSummary:
     """evaluate/summary.json: the algorithm's primary metric and its value."""
     quality: dict | None = None
     """quality/quality.json: each expectation's outcome on the run's data profile."""
+    predictions: list[dict] = field(default_factory=list)
+    """The first PREDICTIONS_SHOWN lines of batch transform's predictions."""
+    predictions_file: str | None = None
+    """Batch transform's predictions file, relative to the runs root (None: not written)."""
 
     @property
     def dag_id(self) -> str | None:
@@ -108,6 +113,46 @@ def _json(path: UPath) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+PREDICTIONS_SHOWN = 10
+PICTURE_TITLES = {
+    "learning_curves": "Learning curves",
+    "evaluation_confusion_matrix": "Confusion matrix",
+    "evaluation_overlays": "Predicted masks over images",
+    "champion_evaluation_confusion_matrix": "The champion's confusion matrix",
+    "champion_evaluation_overlays": "The champion's predicted masks",
+    "champion_vs_challenger": "Champion and challenger, per class",
+}
+STEP_WORDS = {"train": "training", "evaluate": "evaluation", "quality": "data quality"}
+
+
+def _head(path: UPath, count: int) -> list[dict]:
+    """The JSON objects of the first `count` lines of a JSON Lines file ([] when missing)."""
+    rows: list[dict] = []
+    try:
+        with path.open("r", encoding="utf-8") as lines:
+            for line in lines:
+                if len(rows) == count:
+                    break
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    break
+                if isinstance(row, dict):
+                    rows.append(row)
+    except (OSError, ValueError):
+        return []
+    return rows
+
+
+def picture_title(relative: str) -> str:
+    """A picture's heading in words: "Confusion matrix (evaluation)", not its file path."""
+    parts = relative.split("/")
+    stem = parts[-1].removesuffix(".png")
+    title = PICTURE_TITLES.get(stem, stem.replace("_", " ").capitalize())
+    step = parts[-2] if len(parts) > 1 else ""
+    return f"{title} ({STEP_WORDS.get(step, step)})" if step else title
+
+
 def _text(values: Mapping | None, key: str) -> str | None:
     value = (values or {}).get(key)
     return value if isinstance(value, str) else None
@@ -135,6 +180,7 @@ def _relative(path: UPath, root: UPath) -> str:
 
 
 def _summary(root: UPath, folder: UPath) -> RunSummary:
+    predictions = folder / STEP_FOLDERS[Step.TRANSFORM] / PREDICTIONS
     return RunSummary(
         pipeline=folder.parent.name,
         run=folder.name,
@@ -148,6 +194,8 @@ def _summary(root: UPath, folder: UPath) -> RunSummary:
         gate=_json(folder / GATE_FOLDER / GATE),
         evaluation_summary=_json(folder / STEP_FOLDERS[Step.EVALUATE] / SUMMARY),
         quality=_json(folder / QUALITY_FOLDER / QUALITY),
+        predictions=_head(predictions, PREDICTIONS_SHOWN),
+        predictions_file=_relative(predictions, root) if predictions.exists() else None,
     )
 
 
@@ -434,8 +482,30 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
         parts.append(_render_quality(run))
     if run.gate:
         parts.append(_render_gate(run.gate))
-    parts += [f"<h3>{html.escape(p)}</h3><img src='../../files/{_href(p)}'>" for p in run.pictures]
+    if run.predictions_file:
+        parts.append(_render_predictions(run))
+    parts += [
+        f"<h3>{html.escape(picture_title(p))}</h3><a href='../../files/{_href(p)}'>"
+        f"<img src='../../files/{_href(p)}' alt='{html.escape(p)}'></a>"
+        for p in run.pictures
+    ]
     return _page(f"{run.pipeline} / {run.run}", "".join(parts))
+
+
+def _render_predictions(run: RunSummary) -> str:
+    """Batch transform's first predictions, each line's source-ref and the rest of its JSON."""
+    rows = []
+    for row in run.predictions:
+        rest = {k: v for k, v in row.items() if k != "source-ref"}
+        text = json.dumps(rest, separators=(", ", ": "))
+        rows.append((row.get("source-ref", ""), text[:200] + ("..." if len(text) > 200 else "")))
+    link = f"../../files/{_href(run.predictions_file or '')}"
+    return (
+        "<h2>Predictions (batch transform)</h2>"
+        f"<p>The first {len(rows)} lines of <a class='predictions' href='{link}'>"
+        f"{html.escape(PREDICTIONS)}</a>:</p>"
+        + _grid("predictions", ["source-ref", "prediction"], rows)
+    )
 
 
 def _page(title: str, body: str) -> str:

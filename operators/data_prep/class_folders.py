@@ -25,6 +25,7 @@ from tasks.data.class_folders import (
     scan,
     stratified_split,
 )
+from tasks.data.layouts import Input
 from tasks.data.lst_validation import inspect_images
 from tasks.data.profile import PROFILE, ImageFacts, ProfileRow, write_profile
 from tasks.problems import Problem, describe
@@ -51,8 +52,12 @@ class ClassFolderDatasetOperator(RunStepOperator):
 
     uri_fields = ("dataset_uri", "validation_uri", "output_uri")
     inputs = {
-        "dataset_uri": "a folder of class folders (<class>/<image>.jpg|.png)",
-        "validation_uri": "a folder of class folders (<class>/<image>.jpg|.png)",
+        "dataset_uri": Input(
+            "a folder of class folders (<class>/<image>.jpg|.png)", "class-folders"
+        ),
+        "validation_uri": Input(
+            "a folder of class folders (<class>/<image>.jpg|.png)", "class-folders"
+        ),
     }
     template_fields: Sequence[str] = (
         "dataset_uri",

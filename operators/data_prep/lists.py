@@ -25,6 +25,7 @@ from tasks.data.augmented_manifest import (
     manifest_entries,
     parse_options,
 )
+from tasks.data.layouts import Input
 from tasks.data.lst import (
     IMAGE_EXTENSIONS,
     class_folder_entries,
@@ -51,8 +52,11 @@ class LstGenerationOperator(RunStepOperator):
 
     uri_fields = ("images_uri", "output_uri")
     inputs = {
-        "images_uri": "a folder of class folders (<class>/<image>.jpg|.png) or an augmented "
-        "manifest (.manifest/.jsonl)"
+        "images_uri": Input(
+            "a folder of class folders (<class>/<image>.jpg|.png) or an augmented "
+            "manifest (.manifest/.jsonl)",
+            "class-folders-or-manifest",
+        )
     }
     template_fields: Sequence[str] = (
         "images_uri",

@@ -16,6 +16,7 @@ from operators.storage import (
     write_text,
 )
 from tasks.data.label_map import LabelMapError, read_label_map, remap_folder
+from tasks.data.layouts import Input
 from tasks.data.profile import PROFILE, profile_beside, write_profile
 from tasks.data.segmentation_layout import SPLITS, LayoutError, check_segmentation_layout
 
@@ -92,9 +93,11 @@ class SegmentationLayoutOperator(RunStepOperator):
 
     uri_fields = ("dataset_uri", "label_map_uri", "output_uri")
     inputs = {
-        "dataset_uri": "a folder holding train/, train_annotation/, validation/ and "
-        "validation_annotation/",
-        "label_map_uri": "a label map JSON file",
+        "dataset_uri": Input(
+            "a folder holding train/, train_annotation/, validation/ and validation_annotation/",
+            "segmentation",
+        ),
+        "label_map_uri": Input("a label map JSON file", "file"),
     }
     template_fields: Sequence[str] = ("dataset_uri", "label_map_uri", "output_uri")
 

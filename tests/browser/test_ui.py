@@ -75,6 +75,47 @@ def _open_trigger_form(browser, airflow, dag_id=DAG):
     return trigger
 
 
+SECTIONS = ("Training", "Champion gate", "Batch transform", "Machines")
+
+
+def _field(browser, name: str):
+    """The form's field `name`; its section is opened first when it is closed (one section is
+    open at a time), as a user looking for the field would."""
+    By = _by()
+
+    def shown():
+        return next(
+            (f for f in browser.find_elements(By.NAME, f"element_{name}") if f.is_displayed()),
+            None,
+        )
+
+    for section in [None, *SECTIONS]:
+        if section is not None:
+            [trigger] = [b for b in _section_buttons(browser) if b.text.strip() == section]
+            if trigger.get_attribute("aria-expanded") == "false":
+                browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", trigger)
+                _wait(browser, lambda d, t=trigger: _clicked(t))
+                _wait(browser, lambda d, t=trigger: t.get_attribute("aria-expanded") == "true")
+        if found := shown():
+            return found
+    raise AssertionError(f"the form has no field {name}")
+
+
+def _clicked(element) -> bool:
+    """Clicked; False while another element covers it (a section opening slides the others)."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    try:
+        element.click()
+    except ElementClickInterceptedException:
+        return False
+    return True
+
+
+def _section_buttons(browser) -> list:
+    return browser.find_elements(_by().CSS_SELECTOR, "[role=dialog] button[aria-expanded]")
+
+
 def _runs(airflow, dag_id=DAG) -> list[dict]:
     return airflow.api(f"/api/v2/dags/{dag_id}/dagRuns", token=airflow.token())["dag_runs"]
 
@@ -166,8 +207,7 @@ def _refusal_in_dialog(browser, text: str):
 def _type_into(browser, name: str, text: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
-    By = _by()
-    field = browser.find_element(By.NAME, f"element_{name}")
+    field = _field(browser, name)
     browser.execute_script("arguments[0].scrollIntoView()", field)
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(text)
@@ -221,7 +261,7 @@ def test_letters_in_a_number_field_are_refused_not_run(user, airflow, shots):
 
     By, browser = _by(), user
     trigger = _open_trigger_form(browser, airflow)
-    field = browser.find_element(By.NAME, "element_image_height")
+    field = _field(browser, "image_height")
     browser.execute_script("arguments[0].scrollIntoView()", field)
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(Keys.BACKSPACE, "x")
@@ -304,6 +344,15 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     reasons = browser.find_element(By.CSS_SELECTOR, "ul.gate-reasons").text.splitlines()
     assert reasons == gate["reasons"]
     assert _pictures_load(browser) >= 2
+    # Pictures under headings in words; batch transform's first predictions (issue 43).
+    headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h3")]
+    assert {"Learning curves (training)", "Confusion matrix (evaluation)"} <= set(headings)
+    assert not any("/" in h for h in headings), headings
+    first = json.loads(
+        (folder / "batch_transform" / "predictions.jsonl").read_text().splitlines()[0]
+    )
+    shown = browser.find_element(By.CSS_SELECTOR, "table.predictions").text
+    assert first["source-ref"] in shown
     # The data-quality step's outcomes (Great Expectations) and its Data Docs page.
     quality = json.loads((folder / "quality" / "quality.json").read_text())
     outcomes = browser.find_element(By.CSS_SELECTOR, "table.quality").text
@@ -367,9 +416,9 @@ def test_a_run_that_keeps_the_champion_reads_as_a_decision(user, airflow, shots)
 
 
 def test_a_missing_dataset_is_refused_in_the_dialog(user, airflow, shots):
-    """Trigger with a dataset that does not exist: the dialog says so in one sentence, naming
-    the form's field and what the data-prep step reads, and no run is made (it used to start a
-    run that failed in its first step)."""
+    """Trigger with a dataset that does not exist, then with one that holds no dataset: the
+    dialog says so in one sentence, naming the form's field and what the data-prep step reads,
+    and no run is made (it used to start a run that failed in its first step)."""
     browser = user
     before = _run_ids(airflow)
     missing = f"file://{airflow.data_root}/datasets/no-such-dataset"
@@ -382,6 +431,20 @@ def test_a_missing_dataset_is_refused_in_the_dialog(user, airflow, shots):
     assert message.text.startswith(
         f"[Dataset] dataset_uri {missing} does not exist; allowed: a folder of class folders "
         "(<class>/<image>.jpg|.png) or an augmented manifest (.manifest/.jsonl)"
+    ), message.text
+    # The form's fields in sections, in this order.
+    headings = [b.text.strip() for b in _section_buttons(browser) if b.text.strip() in SECTIONS]
+    assert headings == list(SECTIONS), headings
+    # A location that exists but holds no dataset (it used to start a run that walked /etc).
+    trigger = _open_trigger_form(browser, airflow)
+    _type_into(browser, "dataset_uri", "file:///etc")
+    trigger.click()
+    message = _refusal_in_dialog(browser, "[Dataset] dataset_uri file:///etc holds no class")
+    browser.execute_script("arguments[0].scrollIntoView()", message)
+    browser.save_screenshot(str(shots / "5c-not-a-dataset-refused.png"))
+    assert message.text.startswith(
+        "[Dataset] dataset_uri file:///etc holds no class folder with images; allowed: a folder "
+        "of class folders"
     ), message.text
     assert _run_ids(airflow) == before
 

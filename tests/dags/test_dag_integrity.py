@@ -456,4 +456,16 @@ def test_the_pipelines_mark_the_data_they_read_with_the_reading_steps_words(dagb
         "semantic_segmentation": ["dataset_uri", "label_map_uri"],
     }
     schema = dagbag.dags["image_classification"].params.get_param("dataset_uri").schema
-    assert schema["x-input"] == LstGenerationOperator.inputs["images_uri"]
+    read = LstGenerationOperator.inputs["images_uri"]
+    assert (schema["x-input"], schema["x-input-layout"]) == (read.may_hold, read.layout)
+
+
+def test_the_trigger_forms_fields_come_in_sections(dagbag):
+    """Issue 43: 27 fields in one list. The data fields first, then Training, Champion gate,
+    Batch transform and Machines, each section's fields together."""
+    for dag_id in ("image_classification", "image_classification_tf", "semantic_segmentation"):
+        params = dagbag.dags[dag_id].params
+        sections = [params.get_param(k).schema.get("section") for k in params]
+        order = [s for i, s in enumerate(sections) if i == 0 or s != sections[i - 1]]
+        assert order == [None, "Training", "Champion gate", "Batch transform", "Machines"], dag_id
+        assert sections[0] is None and params.get_param("epochs").schema["section"] == "Training"

@@ -261,3 +261,45 @@ def test_data_the_run_would_read_must_exist_and_be_allowed_before_a_run_is_made(
         "[Dataset] dataset_uri 'file:///etc' is outside the locations this deployment allows: "
         f"file://{tmp_path} (VISION_PIPELINES_ALLOWED_URIS)"
     )
+
+
+@pytest.mark.parametrize(
+    ("layout", "made", "target", "reason"),
+    [
+        ("class-folders-or-manifest", "etc/ssh/config", "etc", "holds no class folder with images"),
+        ("class-folders-or-manifest", "loose/a.jpg", "loose", "holds no class folder with images"),
+        ("class-folders-or-manifest", "notes.txt", "notes.txt", "is a file but not a manifest"),
+        ("class-folders", "notes.txt", "notes.txt", "is not a folder"),
+        ("segmentation", "scenes/train/a.jpg", "scenes", "has no train_annotation/ folder"),
+        ("file", "scenes/train/a.jpg", "scenes", "is not a file"),
+    ],
+)
+def test_data_of_another_layout_is_refused_before_a_run_is_made(
+    tmp_path, layout, made, target, reason
+):
+    """Issue 43: with no allow-list, file:///etc started a run that walked /etc for 8 s before
+    failing; a location that exists but holds no data of the step's layout is refused at once."""
+    (tmp_path / made).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / made).write_bytes(b"x")
+    uri = f"file://{tmp_path / target}"
+    schema = {**DATASET, "x-input-layout": layout}
+    refusal = conf_refusal({"dataset_uri": Field(uri, schema)}, {"dataset_uri": uri})
+    assert refusal == f"[Dataset] dataset_uri {uri} {reason}; allowed: a folder of class folders"
+
+
+def test_data_of_the_steps_layout_passes(tmp_path):
+    (tmp_path / "shapes" / "circle").mkdir(parents=True)
+    (tmp_path / "shapes" / "circle" / "0.png").write_bytes(b"\x89PNG")
+    (tmp_path / "train.manifest").write_text("{}\n")
+    for name in ("train", "train_annotation", "validation", "validation_annotation"):
+        (tmp_path / "scenes" / name).mkdir(parents=True)
+    for layout, target in (
+        ("class-folders", "shapes"),
+        ("class-folders-or-manifest", "shapes"),
+        ("class-folders-or-manifest", "train.manifest"),
+        ("segmentation", "scenes"),
+        ("file", "train.manifest"),
+    ):
+        uri = f"file://{tmp_path}/{target}"
+        schema = {**DATASET, "x-input-layout": layout}
+        assert conf_refusal({"d": Field(uri, schema)}, {"d": uri}) is None, (layout, target)

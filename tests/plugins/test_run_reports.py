@@ -70,7 +70,10 @@ def test_run_page_shows_metrics_and_pictures(client):
     assert response.status_code == 200
     assert "validation_accuracy" in response.text and "0.9750" in response.text
     src = "../../files/image_classification/run=20260101T000000/train/learning_curves.png"
-    assert f"<img src='{src}'>" in response.text
+    assert f"<img src='{src}'" in response.text
+    # Issue 43: the heading says what the picture is, not where its file lies.
+    assert "<h3>Learning curves (training)</h3>" in response.text
+    assert "<h3>image_classification/" not in response.text
     picture = client.get(
         "/files/image_classification/run=20260101T000000/train/learning_curves.png"
     )
@@ -422,3 +425,44 @@ def test_the_index_lists_the_newest_airflow_run_first(client, tmp_path, monkeypa
     order = [page.index(f">run={name}<") for name in ("a", "c", "b")]
     assert order == sorted(order)
     assert page.index(">run=c<") < page.index(">run=20260101T000000<")  # not known to Airflow
+
+
+def test_run_page_shows_the_first_predictions_and_links_the_file(client, tmp_path):
+    """Issue 43: the report had no predictions section: batch transform's first lines, each
+    image's source-ref with its prediction, and the whole file one click away."""
+    run = tmp_path / "runs" / "image_classification" / "run=20260101T000000"
+    (run / "batch_transform").mkdir()
+    rows = [{"source-ref": f"circle/{i:03d}.jpg", "prediction": [0.9, 0.1]} for i in range(12)]
+    (run / "batch_transform" / "predictions.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows)
+    )
+    page = client.get("/image_classification/run=20260101T000000/").text
+    assert "<h2>Predictions (batch transform)</h2>" in page
+    assert "circle/009.jpg" in page and "circle/010.jpg" not in page
+    assert html.escape('"prediction": [0.9, 0.1]') in page
+    link = "../../files/image_classification/run=20260101T000000/batch_transform/predictions.jsonl"
+    assert f"href='{link}'" in page
+    served = client.get(link.removeprefix("../.."))
+    assert served.status_code == 200 and served.text.count("\n") == 12
+    empty = client.get("/image_classification/run=20260101T000000/").text
+    (run / "batch_transform" / "predictions.jsonl").unlink()
+    assert (
+        "Predictions" in empty
+        and "Predictions" not in client.get("/image_classification/run=20260101T000000/").text
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "title"),
+    [
+        ("p/run=1/train/learning_curves.png", "Learning curves (training)"),
+        ("p/run=1/evaluate/evaluation_confusion_matrix.png", "Confusion matrix (evaluation)"),
+        ("p/run=1/evaluate/champion_vs_challenger.png",
+         "Champion and challenger, per class (evaluation)"),
+        ("p/run=1/quality/label_share.png", "Label share (data quality)"),
+    ],
+)  # fmt: skip
+def test_pictures_are_titled_in_words(path, title):
+    from tasks.run_report import picture_title
+
+    assert picture_title(path) == title
