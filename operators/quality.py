@@ -89,6 +89,7 @@ class DataQualityOperator(RunStepOperator):
         with ExitStack() as stack:
             profiles = [stack.enter_context(local_copy(uri)) for uri in self.profile_uris]
             command = [ge_python(), "-m", "tasks.quality", "--suite", str(suite)]
+            command += ["--run-name", str(context["run_id"])]
             for path in profiles:
                 command += ["--profile", str(path)]
             if champion.get("profile_uri"):

@@ -177,6 +177,20 @@ def file(relative: str, can_read: Reader) -> Response:
     return Response(content=path.read_bytes(), media_type=media_type, headers=headers)
 
 
+@reports.get("/runs/{dag_id}/{run_id}/")
+def run_of_airflow(dag_id: str, run_id: str, can_read: Reader) -> RedirectResponse:
+    """The report of an Airflow run (the "Run report" tab of Airflow's run page): redirected to
+    its run folder's page, whose links are relative to it."""
+    if not can_read(dag_id):
+        raise HTTPException(status_code=403, detail="not allowed to read this run")
+    found = next(
+        (r for r in find_runs(runs_root()) if (r.dag_id, r.run_id) == (dag_id, run_id)), None
+    )
+    if found is None:
+        raise HTTPException(status_code=404, detail="this run has written no report yet")
+    return RedirectResponse(f"../../../{quote(found.pipeline)}/{quote(found.run, safe='=')}/")
+
+
 @reports.get("/{pipeline}/{run}/", response_class=HTMLResponse)
 def run_page(pipeline: str, run: str, can_read: Reader) -> str:
     summary = find_run(runs_root(), pipeline, run)
@@ -205,5 +219,12 @@ class VisionPipelinesPlugin(AirflowPlugin):
             "category": "browse",
             # Shown inside Airflow's UI (its navigation around it), not in a new tab.
             "url_route": "training-runs",
-        }
+        },
+        {
+            # A tab of every run's page in Airflow: the run's report inside Airflow's frame.
+            "name": "Run report",
+            "href": "vision-pipelines/runs/{DAG_ID}/{RUN_ID}/",
+            "destination": "dag_run",
+            "url_route": "run-report",
+        },
     ]

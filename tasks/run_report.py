@@ -325,16 +325,16 @@ def render_index(
         f"<tr class='{'champion' if (r.dag_id, r.run_id) in champions else 'run'}'>"
         f"<td>{html.escape(r.pipeline)}</td><td><a href='{_href(f'{r.pipeline}/{r.run}')}/'>"
         f"{html.escape(r.run)}</a></td><td>{html.escape(r.run_id or '')}</td>"
-        f"<td>{html.escape(states.get((r.dag_id, r.run_id), ''))}</td>"
-        f"<td>{html.escape(_headline(r, None))}</td>"
-        f"<td>{html.escape(_gate_verdict(r.gate))}</td>"
-        f"<td>{'champion' if (r.dag_id, r.run_id) in champions else ''}</td></tr>"
+        f"<td class='word'>{html.escape(states.get((r.dag_id, r.run_id), ''))}</td>"
+        f"<td class='result'>{html.escape(_headline(r, None))}</td>"
+        f"<td class='word'>{html.escape(_gate_verdict(r.gate))}</td>"
+        f"<td class='word'>{'champion' if (r.dag_id, r.run_id) in champions else ''}</td></tr>"
         for r in runs
     )
     return _page(
         "Training runs",
-        "<table><tr><th>pipeline</th><th>run folder</th><th>Airflow run</th><th>state</th>"
-        f"<th>result</th><th>gate</th><th>current</th></tr>{rows}</table>"
+        "<table class='runs'><tr><th>pipeline</th><th>run folder</th><th>Airflow run</th>"
+        f"<th>state</th><th>result</th><th>gate</th><th>current</th></tr>{rows}</table>"
         if runs
         else "<p>No runs yet.</p>",
     )
@@ -516,6 +516,9 @@ def _page(title: str, body: str) -> str:
         "text-align:left;vertical-align:top;overflow-wrap:anywhere}"
         # A key column (step, parameter) breaks between words only; long values anywhere.
         "td:first-child{overflow-wrap:normal;white-space:nowrap}img{max-width:100%}"
+        # Short words never break; a message breaks between its words (inside one only when a
+        # word is wider than the column), not wherever the table's widths would squeeze it.
+        "td.word{white-space:nowrap}td.result{overflow-wrap:break-word;min-width:16em}"
         "</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )

@@ -4,6 +4,7 @@ Airflow's aws_default settings pointing at it (the `s3` fixture, a plug-in of te
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -36,26 +37,35 @@ def _forget_file_systems() -> None:
         store._STORE_CACHE.clear()
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A moto S3 server on a free port holding the bucket BUCKET, with boto's env and
-    Airflow's aws_default pointing at it; yields its endpoint URL."""
+def moto_server(host: str = "127.0.0.1", **env: str) -> tuple[subprocess.Popen, int]:
+    """moto's S3 server on a free port of `host` (with `env` added to its environment, `{port}`
+    in a value replaced by the port), once it accepts connections; the process and its port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen(
-        [_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
+        [_moto_server(), "-H", host, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **{k: v.format(port=port) for k, v in env.items()}},
     )
-    endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait for the port to accept connections
+    while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            return server, port
         except OSError:
             time.sleep(0.1)
+    server.kill()
+    raise AssertionError("the S3 emulator (moto_server) did not start")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto S3 server on a free port holding the bucket BUCKET, with boto's env and
+    Airflow's aws_default pointing at it; yields its endpoint URL."""
+    server, port = moto_server()
+    endpoint = f"http://127.0.0.1:{port}"
     # fsspec caches file systems by their arguments, Airflow's ObjectStoragePath its stores by
     # connection: one made for an earlier module's emulator (another port) must not be reused.
     from s3fs import S3FileSystem

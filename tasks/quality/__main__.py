@@ -1,6 +1,7 @@
 """`python -m tasks.quality --profile P [--profile P ...] --suite S --output DIR
-[--champion-profile C]`: exit 0 when no critical expectation failed (warnings are printed),
-2 with one sentence per failed critical expectation, 2 for a suite that cannot run."""
+[--champion-profile C] [--run-name RUN]`: exit 0 when no critical expectation failed (warnings
+are printed), 2 with one sentence per failed critical expectation, 2 for a suite that cannot
+run."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--champion-profile", type=Path)
+    parser.add_argument("--run-name", help="the Airflow run, as Data Docs names the validation")
     args = parser.parse_args(argv)
     try:
-        summary = run(args.profile, args.suite, args.output, args.champion_profile)
+        summary = run(args.profile, args.suite, args.output, args.champion_profile, args.run_name)
     except SuiteError as e:
         print(f"{args.suite}: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +143,10 @@ def validate(
     output: Path,
     *,
     champion: pd.DataFrame | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Run the suite on the profile; write VALIDATION, DATA_DOCS and SUMMARY under `output`
-    and return the summary."""
+    and return the summary. `run_name` (the Airflow run) names the validation in Data Docs."""
     import great_expectations as gx
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
@@ -171,6 +173,10 @@ def validate(
         .get_batch(batch_parameters={"dataframe": profile})
     )
     result = batch.validate(gx_suite, result_format="SUMMARY")
+    if run_name:  # else Data Docs shows "Run Name: __none__"
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        result.meta["run_id"] = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
     for item in result.results:
         item.result = _plain(item.result)
         item.success = bool(item.success)
@@ -222,7 +228,11 @@ def validate(
 
 
 def run(
-    profiles: Sequence[Path], suite_path: Path, output: Path, champion: Path | None
+    profiles: Sequence[Path],
+    suite_path: Path,
+    output: Path,
+    champion: Path | None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """validate() from files."""
     return validate(
@@ -230,4 +240,5 @@ def run(
         read_suite(suite_path),
         output,
         champion=read_profile([champion]) if champion else None,
+        run_name=run_name,
     )

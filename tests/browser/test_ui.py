@@ -91,14 +91,28 @@ def _field(browser, name: str):
 
     for section in [None, *SECTIONS]:
         if section is not None:
-            [trigger] = [b for b in _section_buttons(browser) if b.text.strip() == section]
-            if trigger.get_attribute("aria-expanded") == "false":
-                browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", trigger)
-                _wait(browser, lambda d, t=trigger: _clicked(t))
-                _wait(browser, lambda d, t=trigger: t.get_attribute("aria-expanded") == "true")
+            _open_section(browser, section)
         if found := shown():
             return found
     raise AssertionError(f"the form has no field {name}")
+
+
+def _open_section(browser, section: str) -> None:
+    """Open the form's section `section` (the one open before closes)."""
+    [trigger] = [b for b in _section_buttons(browser) if b.text.strip() == section]
+    if trigger.get_attribute("aria-expanded") == "false":
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", trigger)
+        _wait(browser, lambda d: _clicked(trigger))
+        _wait(browser, lambda d: trigger.get_attribute("aria-expanded") == "true")
+
+
+def _form_text(browser) -> str:
+    """The form's text, each of its sections opened in turn."""
+    texts = [_report_text(browser)]
+    for section in SECTIONS:
+        _open_section(browser, section)
+        texts.append(_report_text(browser))
+    return "\n".join(texts)
 
 
 def _clicked(element) -> bool:
@@ -186,6 +200,19 @@ def test_anonymous_requests_are_refused(airflow):
     assert airflow.status("/api/v2/dags") == 401
 
 
+def _refused(browser, airflow, typed: dict[str, str], found: str, shot: Path):
+    """Trigger from the form with the `typed` values: the dialog's refusal (found by `found`),
+    no run made, kept in the screenshot `shot`."""
+    trigger = _open_trigger_form(browser, airflow)
+    for name, text in typed.items():
+        _type_into(browser, name, text)
+    trigger.click()
+    message = _refusal_in_dialog(browser, found)
+    browser.execute_script("arguments[0].scrollIntoView()", message)
+    browser.save_screenshot(str(shot))
+    return message
+
+
 def _refusal_in_dialog(browser, text: str):
     """The refusal the dialog shows at its top after Trigger, found by `text`."""
     By = _by()
@@ -241,12 +268,13 @@ def test_a_value_below_its_minimum_is_refused_not_changed(
     """The form keeps what was typed (Airflow's number input clamps to a schema `minimum` when
     the field is left: epochs 0 once became 1 and ran) and Trigger refuses it in one sentence."""
     browser = user
-    trigger = _open_trigger_form(browser, airflow)
-    _type_into(browser, name, typed)
-    trigger.click()
-    message = _refusal_in_dialog(browser, f"[{title}] {name} got")
-    browser.execute_script("arguments[0].scrollIntoView()", message)
-    browser.save_screenshot(str(shots / f"2-{name}-below-minimum.png"))
+    message = _refused(
+        browser,
+        airflow,
+        {name: typed},
+        f"[{title}] {name} got",
+        shots / f"2-{name}-below-minimum.png",
+    )
     assert message.text.startswith(f"[{title}] {name} got {typed}; allowed: {allowed}"), (
         message.text
     )
@@ -283,12 +311,13 @@ def test_letters_in_a_number_field_are_refused_not_run(user, airflow, shots):
 
 def test_several_machines_with_the_local_runner_are_refused_in_the_form(user, airflow, shots):
     browser = user
-    trigger = _open_trigger_form(browser, airflow)
-    _type_into(browser, "instance_count", "2")
-    trigger.click()
-    message = _refusal_in_dialog(browser, "[Machines]")
-    browser.execute_script("arguments[0].scrollIntoView()", message)
-    browser.save_screenshot(str(shots / "2-several-machines-locally.png"))
+    message = _refused(
+        browser,
+        airflow,
+        {"instance_count": "2"},
+        "[Machines]",
+        shots / "2-several-machines-locally.png",
+    )
     assert "[Machines] instance_count 2 needs a runner that trains on several" in message.text
     assert "[Runner] local trains on one" in message.text
     assert _runs(airflow) == []
@@ -306,7 +335,7 @@ def _run_form_defaults(browser, airflow, shots, dag_id, shot_names, link_shot=No
     folders = set((airflow.data_root / "runs" / dag_id).glob("run=*"))
     trigger = _open_trigger_form(browser, airflow, dag_id)
     browser.save_screenshot(str(shots / form_shot))
-    form = _report_text(browser)
+    form = _form_text(browser)
     assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
     trigger.click()
     run = _finished_run(browser, airflow, dag_id)
@@ -381,6 +410,14 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     _wait(browser, lambda d: run_id in d.find_element(By.TAG_NAME, "body").text)
     browser.switch_to.default_content()
     browser.save_screenshot(str(shots / "6a-training-runs-in-airflow.png"))
+    # The run's own page in Airflow has the report as a tab, inside Airflow's frame (issue 43).
+    browser.get(f"{airflow.url}/dags/{DAG}/runs/{quote(run_id, safe='')}/run-report")
+    frame = _wait(browser, lambda d: d.find_elements(By.TAG_NAME, "iframe"), 60)[0]
+    browser.switch_to.frame(frame)
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "p.headline"), 60)
+    assert f"accuracy {evaluation['accuracy']:.4f}" in _report_text(browser)
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(shots / "6c-run-report-tab.png"))
     browser.get(data_docs)
     _wait(browser, lambda d: "Overview" in d.find_element(By.TAG_NAME, "body").text)
     browser.save_screenshot(str(shots / "6b-data-docs.png"))
@@ -422,12 +459,13 @@ def test_a_missing_dataset_is_refused_in_the_dialog(user, airflow, shots):
     browser = user
     before = _run_ids(airflow)
     missing = f"file://{airflow.data_root}/datasets/no-such-dataset"
-    trigger = _open_trigger_form(browser, airflow)
-    _type_into(browser, "dataset_uri", missing)
-    trigger.click()
-    message = _refusal_in_dialog(browser, f"[Dataset] dataset_uri {missing} does not exist")
-    browser.execute_script("arguments[0].scrollIntoView()", message)
-    browser.save_screenshot(str(shots / "5b-missing-dataset-refused.png"))
+    message = _refused(
+        browser,
+        airflow,
+        {"dataset_uri": missing},
+        f"[Dataset] dataset_uri {missing} does not exist",
+        shots / "5b-missing-dataset-refused.png",
+    )
     assert message.text.startswith(
         f"[Dataset] dataset_uri {missing} does not exist; allowed: a folder of class folders "
         "(<class>/<image>.jpg|.png) or an augmented manifest (.manifest/.jsonl)"
@@ -436,12 +474,13 @@ def test_a_missing_dataset_is_refused_in_the_dialog(user, airflow, shots):
     headings = [b.text.strip() for b in _section_buttons(browser) if b.text.strip() in SECTIONS]
     assert headings == list(SECTIONS), headings
     # A location that exists but holds no dataset (it used to start a run that walked /etc).
-    trigger = _open_trigger_form(browser, airflow)
-    _type_into(browser, "dataset_uri", "file:///etc")
-    trigger.click()
-    message = _refusal_in_dialog(browser, "[Dataset] dataset_uri file:///etc holds no class")
-    browser.execute_script("arguments[0].scrollIntoView()", message)
-    browser.save_screenshot(str(shots / "5c-not-a-dataset-refused.png"))
+    message = _refused(
+        browser,
+        airflow,
+        {"dataset_uri": "file:///etc"},
+        "[Dataset] dataset_uri file:///etc holds no class",
+        shots / "5c-not-a-dataset-refused.png",
+    )
     assert message.text.startswith(
         "[Dataset] dataset_uri file:///etc holds no class folder with images; allowed: a folder "
         "of class folders"
@@ -482,3 +521,62 @@ def test_segmentation_from_its_form_defaults_to_the_report(user, airflow, shots)
     scored = [v["iou"] for v in evaluation["per_class"].values() if v["iou"] is not None]
     assert scored and all(f"iou {iou:.4f}" in per_class for iou in scored)
     assert _pictures_load(browser) >= 2  # confusion matrix, overlays, learning curves
+
+
+@pytest.mark.parametrize("width", [1400, 1600])
+def test_the_runs_table_breaks_a_long_message_between_words(browser, tmp_path, width):
+    """Issue 43: at 1600 px a long message in the Training runs table broke the other columns'
+    words (and its own) anywhere. Short cells stay on one line; the message wraps at spaces."""
+    from tasks.run_report import RunSummary, StepFailure, render_index
+
+    reason = "trained on data of 2026-12-06T00:00:00+00:00, older than the champion's " * 3
+    runs = [
+        RunSummary(
+            pipeline="image_classification_tf", run=f"run=2026120{i}T000000", folder=tmp_path,
+            training=None, evaluation=None, pictures=[],
+            record={"dag_id": "image_classification_tf",
+                    "run_id": f"scheduled__2026-12-0{i}T00:00:00+00:00"},
+            failures=[StepFailure("gate", reason)] if i == 1 else [],
+            gate={"promote": False, "reasons": [reason]},
+        )
+        for i in (1, 2)
+    ]  # fmt: skip
+    page = tmp_path / "runs.html"
+    page.write_text(render_index(runs, {("image_classification_tf", runs[0].run_id): "success"}))
+    browser.set_window_size(width, 1000)
+    try:
+        browser.get(page.as_uri())
+        lines = browser.execute_script(
+            """
+            const height = (cell) => {
+              const range = document.createRange(); range.selectNodeContents(cell);
+              return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+            };
+            const rows = [...document.querySelectorAll('table tr')].slice(1);
+            return rows.map(row => [...row.cells].map(height));
+            """
+        )
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"
+        )
+        for row in lines:
+            pipeline, folder, run_id, state, result, gate, current = row
+            assert pipeline == 1 and gate <= 1 and state <= 1 and current <= 1, row
+        broken = browser.execute_script(
+            """
+            const cell = document.querySelector('table tr:nth-child(2) td:nth-child(5)');
+            const node = cell.firstChild;
+            const words = [], text = node.textContent;
+            for (const match of text.matchAll(/\\S+/g)) {
+              const range = document.createRange();
+              range.setStart(node, match.index);
+              range.setEnd(node, match.index + match[0].length);
+              const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+              if (tops.size > 1) words.push(match[0]);
+            }
+            return [words, cell.getClientRects()[0].height];
+            """
+        )
+        assert broken[0] == [], broken  # the message's lines break between its words
+    finally:
+        browser.set_window_size(1400, 1000)

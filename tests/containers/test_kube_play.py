@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
 import subprocess
-import time
 import uuid
 from types import SimpleNamespace
 
@@ -19,30 +16,11 @@ import yaml
 
 from tests.containers.conftest import TRAINER
 from tests.containers.test_trainer_image import recordio_data
-from tests.s3 import _moto_server
+from tests.s3 import moto_server
 
 BUCKET = "kube-play"
 HOST = "host.containers.internal"
 """How a podman pod reaches the machine it runs on (the emulator listens there)."""
-
-
-def _moto(port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [_moto_server(), "-H", "0.0.0.0", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # path-style requests to HOST: not a bucket named "host" (virtual-hosted style)
-        env={**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": f"http://{HOST}:{port}"},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise AssertionError("the S3 emulator did not start")
 
 
 def _rendered_train_pod(monkeypatch, hyperparameters: dict) -> dict:
@@ -76,10 +54,8 @@ def test_the_rendered_train_pod_plays_in_podman_and_writes_its_outputs(
 
     podman.require(TRAINER)
     data, hyperparameters = recordio_data(tmp_path, per_class=6)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = _moto(port)
+    # Path-style requests to HOST: moto would read "host" as a bucket name (virtual hosts).
+    server, port = moto_server("0.0.0.0", MOTO_S3_CUSTOM_ENDPOINTS=f"http://{HOST}:{{port}}")
     identity = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

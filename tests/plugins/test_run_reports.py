@@ -3,6 +3,7 @@ from __future__ import annotations
 import html
 import io
 import json
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -332,6 +333,9 @@ def test_each_run_is_shown_only_to_readers_of_its_dag(tmp_path, monkeypatch):
         assert client.get("/b/run=1/?dag_id=a").status_code == 403
         assert client.get("/files/b/run=1/evaluate/evaluation.json?dag_id=a").status_code == 403
         assert client.get("/files/a/run=1/evaluate/evaluation.json").status_code == 200
+        # the Run report tab of Airflow's run page: by DAG and run id, authorized by the DAG
+        assert client.get("/runs/b/secret-of-b/", follow_redirects=False).status_code == 403
+        assert client.get("/runs/a/secret-of-a/", follow_redirects=False).status_code == 307
     finally:
         reports.dependency_overrides.clear()
 
@@ -466,3 +470,21 @@ def test_pictures_are_titled_in_words(path, title):
     from tasks.run_report import picture_title
 
     assert picture_title(path) == title
+
+
+def test_an_airflow_runs_report_tab_leads_to_its_run_folders_page(client, tmp_path):
+    """Issue 43: the report opened outside Airflow's frame. A tab of each run's page in Airflow
+    (an external view with destination dag_run) asks for the run by its ids."""
+    from plugins.vision_pipelines import VisionPipelinesPlugin
+
+    [tab] = [v for v in VisionPipelinesPlugin.external_views if v["destination"] == "dag_run"]
+    assert tab["href"] == "vision-pipelines/runs/{DAG_ID}/{RUN_ID}/"
+    run = tmp_path / "runs" / "image_classification" / "run=20260101T000000"
+    _record(run)
+    run_id = quote("manual__2026-11-23T10:00:00+00:00", safe="")
+    answer = client.get(f"/runs/image_classification/{run_id}/", follow_redirects=False)
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "../../../image_classification/run=20260101T000000/"
+    page = client.get(f"/runs/image_classification/{run_id}/")
+    assert page.status_code == 200 and "manual__2026-11-23T10:00:00+00:00" in page.text
+    assert client.get("/runs/image_classification/manual__other/").status_code == 404

@@ -10,9 +10,12 @@ SPEC = AlgorithmSpec(
     id=hp.ALGORITHM,
     package=__package__,
     channels={
+        # The annotation channels go with images in folders; augmented manifests in train/ and
+        # validation/ name their annotations themselves (the reference's Pipe layout). The
+        # trainer refuses a folder layout without them ("folder train_annotation/ is missing").
         Step.TRAIN: Channels(
-            required=("train", "validation", "train_annotation", "validation_annotation"),
-            optional=("label_map", "model"),
+            required=("train", "validation"),
+            optional=("train_annotation", "validation_annotation", "label_map", "model"),
         ),
         Step.EVALUATE: Channels(
             required=("model", "validation"), optional=("validation_annotation", "champion")
