@@ -89,7 +89,8 @@ class DataQualityOperator(RunStepOperator):
         with ExitStack() as stack:
             profiles = [stack.enter_context(local_copy(uri)) for uri in self.profile_uris]
             command = [ge_python(), "-m", "tasks.quality", "--suite", str(suite)]
-            command += ["--run-name", str(context["run_id"])]
+            if run_id := context.get("run_id"):  # Data Docs names the validation by it
+                command += ["--run-name", str(run_id)]
             for path in profiles:
                 command += ["--profile", str(path)]
             if champion.get("profile_uri"):

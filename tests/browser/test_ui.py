@@ -411,7 +411,7 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     browser.switch_to.default_content()
     browser.save_screenshot(str(shots / "6a-training-runs-in-airflow.png"))
     # The run's own page in Airflow has the report as a tab, inside Airflow's frame (issue 43).
-    browser.get(f"{airflow.url}/dags/{DAG}/runs/{quote(run_id, safe='')}/run-report")
+    browser.get(f"{airflow.url}/dags/{DAG}/runs/{quote(run_id, safe='')}/plugin/run-report")
     frame = _wait(browser, lambda d: d.find_elements(By.TAG_NAME, "iframe"), 60)[0]
     browser.switch_to.frame(frame)
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "p.headline"), 60)
