@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         spec.check_channels(args.step, channels, complete=False)
         spec.check_input_modes(args.step, args.input_data_config)
         prepare(ml, channels, args.hyperparameters, args.input_data_config)
+        spec.check_channels(args.step, channels)  # what staging did not already refuse
 
     if not workers.result.is_chief:
         # Training on several machines: its outputs (the chief's twins) stay in its pod.

@@ -115,22 +115,22 @@ class AlgorithmSpec:
     def check_channels(
         self, step: Step | str, names: Iterable[str], *, complete: bool = True
     ) -> None:
-        """Refuse a channel the step does not read and, when the set is `complete`, a missing
-        required one."""
+        """Refuse a channel the step does not read (first: a misspelt name is also why the
+        channel it meant is missing) and, when the set is `complete`, a missing required one."""
         step = Step(step)
         channels, names = self.channels[step], set(names)
-        for name in channels.required if complete else ():
-            if name not in names:
-                raise InputError(
-                    f"step {step.value!r} of {self.id} needs the {name!r} channel "
-                    f"(input/data/{name} under the ml-root; tasks.job: --channel {name}=URI)"
-                )
         unknown = sorted(names - set(channels.allowed))
         if unknown:
             raise InputError(
                 f"step {step.value!r} of {self.id} does not read a channel {unknown[0]!r}; "
                 f"allowed: {', '.join(channels.allowed)}"
             )
+        for name in channels.required if complete else ():
+            if name not in names:
+                raise InputError(
+                    f"step {step.value!r} of {self.id} needs the {name!r} channel "
+                    f"(input/data/{name} under the ml-root; tasks.job: --channel {name}=URI)"
+                )
 
     def check_input_modes(self, step: Step | str, config: Mapping[str, Mapping]) -> None:
         """Refuse Pipe input mode for a channel this algorithm (or step) cannot stream."""

@@ -34,14 +34,16 @@ def run_step(step: Step | str, algorithm: str, ml: MLRoot) -> Any:
     """Run one step on a prepared ml-root; outputs land in model/ and output/."""
     step = Step(step)
     spec = get_algorithm(algorithm)
+    if step is Step.TRAIN:
+        # The trainer reads its hyperparameters and settings before its data, and names a
+        # missing channel itself (a manifest may stand in for the annotation channels).
+        from tasks.steps.fitting import fit
+
+        return fit(spec.id, ml)
     streamed = {c for c, settings in read_input_data_config(ml).items() if pipe_uri(settings)}
     spec.check_channels(
         step, [c for c in spec.channels[step].allowed if ml.channel(c).exists() or c in streamed]
     )
-    if step is Step.TRAIN:
-        from tasks.steps.fitting import fit
-
-        return fit(spec.id, ml)
     model = find_model_archive(ml.channel("model"))
     if step is Step.EVALUATE:
         from tasks.steps.scoring import evaluate, evaluate_champion

@@ -212,18 +212,3 @@ def test_sigterm_stops_the_step_as_a_recorded_failure(tmp_path):
         signal.signal(signal.SIGTERM, previous)
     assert outcome.code == 1
     assert "stopped by SIGTERM" in (tmp_path / "failure").read_text()
-
-
-def test_the_trainer_cli_checks_channels_as_the_job_does(tmp_path):
-    """`python -m tasks.train` runs the step through the same flow as `tasks.job train`
-    (tasks.steps.execute): a missing channel is refused there before the trainer starts."""
-    from tasks.contract import MLRoot
-    from tasks.train import main as train_main
-
-    ml = MLRoot(tmp_path / "ml")
-    ml.config_dir.mkdir(parents=True)
-    assert train_main(["--algorithm", "image-classification", "--ml-root", str(ml.root)]) == 2
-    expected = "step 'train' of image-classification needs the 'train' channel"
-    assert expected in ml.failure_path.read_text()
-    summary = json.loads(ml.summary_path.read_text())
-    assert (summary["exit_code"], summary["failure"], summary["step"]) == (2, "bad_input", "train")
