@@ -40,6 +40,7 @@ from tasks.run_report import (
     RunSummary,
     find_run,
     find_runs,
+    folder_of_run,
     render_index,
     render_run,
     report_file,
@@ -183,12 +184,11 @@ def run_of_airflow(dag_id: str, run_id: str, can_read: Reader) -> RedirectRespon
     its run folder's page, whose links are relative to it."""
     if not can_read(dag_id):
         raise HTTPException(status_code=403, detail="not allowed to read this run")
-    found = next(
-        (r for r in find_runs(runs_root()) if (r.dag_id, r.run_id) == (dag_id, run_id)), None
-    )
+    found = folder_of_run(runs_root(), dag_id, run_id)
     if found is None:
         raise HTTPException(status_code=404, detail="this run has written no report yet")
-    return RedirectResponse(f"../../../{quote(found.pipeline)}/{quote(found.run, safe='=')}/")
+    pipeline, run = found
+    return RedirectResponse(f"../../../{quote(pipeline)}/{quote(run, safe='=')}/")
 
 
 @reports.get("/{pipeline}/{run}/", response_class=HTMLResponse)

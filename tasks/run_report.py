@@ -233,6 +233,18 @@ def find_runs(roots: Iterable[UPath]) -> list[RunSummary]:
     return [_summary(root, folder) for root, folder in found]
 
 
+def folder_of_run(roots: Iterable[UPath], dag_id: str, run_id: str) -> tuple[str, str] | None:
+    """(pipeline, run folder) that the Airflow run `run_id` of `dag_id` wrote, found by the
+    folders' run.json alone; None when none has."""
+    for root in roots:
+        if root.is_dir():
+            for folder in root.glob(f"*/{RUN_FOLDER_PREFIX}*"):
+                record = _json(folder / RUN_RECORD) or {}
+                if (record.get("dag_id"), record.get("run_id")) == (dag_id, run_id):
+                    return folder.parent.name, folder.name
+    return None
+
+
 def _run_folder(roots: Iterable[UPath], pipeline: str, run: str) -> tuple[UPath, UPath] | None:
     """(root, `<root>/<pipeline>/<run>`) of the first root that has the run; None when none
     does (or the names try to leave the roots)."""
