@@ -42,7 +42,53 @@ SINGLE_LABEL = "single-label"
 # VISION_PIPELINES_IMAGE_CLASSIFICATION_ON_DATASET_CHANGE=true each update of the dataset's
 # (docs/examples/dataset_producer.py) starts a retraining.
 
-with pipeline(
+
+def prepare() -> Tail:
+    """make_lst -> pack_recordio (in the training DAG and in its tuning DAG)."""
+    make_lst = LstGenerationOperator(
+        task_id="make_lst",
+        images_uri="{{ params.dataset_uri }}",
+        field_titles={"images_uri": "[Dataset] dataset_uri"},
+        output_uri=f"{RUN}/lists",
+        validation_split="{{ params.validation_split }}",
+        # Single-label lists carry no label format.
+        label_format=f"{{{{ '' if params.label_format == '{SINGLE_LABEL}' "
+        "else params.label_format }}",
+    )
+    with TaskGroup("pack_recordio") as pack_recordio:
+        for split in ("train", "validation"):
+            RecordIOPackOperator(
+                task_id=split,
+                lst_uri=xcom("make_lst", f"{split}_lst"),
+                images_uri=xcom("make_lst", "image_root"),
+                output_uri=f"{RUN}/recordio/{split}",
+                class_names="{{ ti.xcom_pull(task_ids='make_lst')['classes'] | tojson }}",
+                # All labels of a multi-label list; one-label lists pack as before.
+                options=PackOptions(pack_label=True),
+            )
+    return Tail(
+        after=[make_lst >> pack_recordio],
+        train_channels={
+            "train": f"{RUN}/recordio/train",
+            "validation": f"{RUN}/recordio/validation",
+        },
+        train_hyperparameters={
+            **{k: xcom("make_lst", k) for k in ("num_classes", "num_training_samples")},
+            "multi_label": xcom("make_lst", "multi_label"),
+        },
+        evaluation_channels={
+            "validation": or_run_file("params.eval_uri", "recordio/validation"),
+        },
+        data_uris=[
+            f"{RUN}/lists/{name}" for name in ("train.lst", "validation.lst", "classes.json")
+        ],
+        profile_uris=[
+            xcom(f"pack_recordio.{split}", "profile") for split in ("train", "validation")
+        ],
+    )
+
+
+image_classification = pipeline(
     dag_id="image_classification",
     spec=SPEC,
     description="ResNet image classification: .lst -> RecordIO -> train -> evaluate -> transform",
@@ -90,47 +136,5 @@ with pipeline(
             "derived from the data."
         ),
     },
-) as image_classification:
-    make_lst = LstGenerationOperator(
-        task_id="make_lst",
-        images_uri="{{ params.dataset_uri }}",
-        field_titles={"images_uri": "[Dataset] dataset_uri"},
-        output_uri=f"{RUN}/lists",
-        validation_split="{{ params.validation_split }}",
-        # Single-label lists carry no label format.
-        label_format=f"{{{{ '' if params.label_format == '{SINGLE_LABEL}' "
-        "else params.label_format }}",
-    )
-    with TaskGroup("pack_recordio") as pack_recordio:
-        for split in ("train", "validation"):
-            RecordIOPackOperator(
-                task_id=split,
-                lst_uri=xcom("make_lst", f"{split}_lst"),
-                images_uri=xcom("make_lst", "image_root"),
-                output_uri=f"{RUN}/recordio/{split}",
-                class_names="{{ ti.xcom_pull(task_ids='make_lst')['classes'] | tojson }}",
-                # All labels of a multi-label list; one-label lists pack as before.
-                options=PackOptions(pack_label=True),
-            )
-    image_classification.tail(
-        after=[make_lst >> pack_recordio],
-        tail=Tail(
-            train_channels={
-                "train": f"{RUN}/recordio/train",
-                "validation": f"{RUN}/recordio/validation",
-            },
-            train_hyperparameters={
-                **{k: xcom("make_lst", k) for k in ("num_classes", "num_training_samples")},
-                "multi_label": xcom("make_lst", "multi_label"),
-            },
-            evaluation_channels={
-                "validation": or_run_file("params.eval_uri", "recordio/validation"),
-            },
-            data_uris=[
-                f"{RUN}/lists/{name}" for name in ("train.lst", "validation.lst", "classes.json")
-            ],
-            profile_uris=[
-                xcom(f"pack_recordio.{split}", "profile") for split in ("train", "validation")
-            ],
-        ),
-    )
+    prepare=prepare,
+).dag

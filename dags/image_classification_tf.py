@@ -43,7 +43,46 @@ FORM_HYPERPARAMETERS = (
     "train_only_top_layer",
 )
 
-with pipeline(
+
+def prepare() -> Tail:
+    """The dataset and the TF Hub module staged (in the training DAG and in its tuning DAG)."""
+    dataset = ClassFolderDatasetOperator(
+        task_id="dataset",
+        dataset_uri="{{ params.dataset_uri }}",
+        validation_uri="{{ params.validation_uri or '' }}",
+        field_titles={
+            "dataset_uri": "[Dataset] dataset_uri",
+            "validation_uri": "[Validation dataset] validation_uri",
+        },
+        validation_split_ratio="{{ params.validation_split_ratio }}",
+        output_uri=f"{RUN}/data",
+    )
+    stage_model = StagePretrainedModelOperator(
+        task_id="stage_model",
+        model_id="{{ params.model_id }}",
+        pretrained_uri="{{ params.pretrained_model_uri or '' }}",
+        field_titles={"pretrained_uri": "[Pre-trained model] pretrained_model_uri"},
+        output_uri=f"{RUN}/pretrained",
+    )
+    return Tail(
+        after=[dataset, stage_model],
+        train_channels={
+            "training": xcom("dataset", "training_uri"),
+            "validation": xcom("dataset", "validation_uri"),
+            "model": "{{ params.initial_model_uri or "
+            "ti.xcom_pull(task_ids='stage_model')['model_uri'] }}",
+        },
+        train_hyperparameters={
+            "num_classes": xcom("dataset", "num_classes"),
+            GRANT_HYPERPARAMETER: xcom("stage_model", "grant"),
+        },
+        evaluation_channels={"validation": or_run_file("params.eval_uri", "data/validation")},
+        data_uris=[f"{RUN}/data/class_folders.json"],
+        profile_uris=[xcom("dataset", "profile")],
+    )
+
+
+image_classification_tf = pipeline(
     dag_id="image_classification_tf",
     spec=SPEC,
     description="TF Hub transfer learning: class folders -> fine-tune -> evaluate -> transform",
@@ -91,40 +130,5 @@ with pipeline(
             "derived from the data."
         ),
     },
-) as image_classification_tf:
-    dataset = ClassFolderDatasetOperator(
-        task_id="dataset",
-        dataset_uri="{{ params.dataset_uri }}",
-        validation_uri="{{ params.validation_uri or '' }}",
-        field_titles={
-            "dataset_uri": "[Dataset] dataset_uri",
-            "validation_uri": "[Validation dataset] validation_uri",
-        },
-        validation_split_ratio="{{ params.validation_split_ratio }}",
-        output_uri=f"{RUN}/data",
-    )
-    stage_model = StagePretrainedModelOperator(
-        task_id="stage_model",
-        model_id="{{ params.model_id }}",
-        pretrained_uri="{{ params.pretrained_model_uri or '' }}",
-        field_titles={"pretrained_uri": "[Pre-trained model] pretrained_model_uri"},
-        output_uri=f"{RUN}/pretrained",
-    )
-    image_classification_tf.tail(
-        after=[dataset, stage_model],
-        tail=Tail(
-            train_channels={
-                "training": xcom("dataset", "training_uri"),
-                "validation": xcom("dataset", "validation_uri"),
-                "model": "{{ params.initial_model_uri or "
-                "ti.xcom_pull(task_ids='stage_model')['model_uri'] }}",
-            },
-            train_hyperparameters={
-                "num_classes": xcom("dataset", "num_classes"),
-                GRANT_HYPERPARAMETER: xcom("stage_model", "grant"),
-            },
-            evaluation_channels={"validation": or_run_file("params.eval_uri", "data/validation")},
-            data_uris=[f"{RUN}/data/class_folders.json"],
-            profile_uris=[xcom("dataset", "profile")],
-        ),
-    )
+    prepare=prepare,
+).dag

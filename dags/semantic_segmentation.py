@@ -63,7 +63,50 @@ def annotations(split: str) -> str:
     return f"{RUN}/data/{split}_annotation"
 
 
-with pipeline(
+def prepare() -> Tail:
+    """layout -> remap_train, remap_validation (in the training DAG and in its tuning DAG)."""
+    layout = SegmentationLayoutOperator(
+        task_id="layout",
+        dataset_uri="{{ params.dataset_uri }}",
+        label_map_uri="{{ params.label_map_uri or '' }}",
+        field_titles={
+            "dataset_uri": "[Dataset] dataset_uri",
+            "label_map_uri": "[Label map] label_map_uri",
+        },
+        output_uri=f"{RUN}/data",
+    )
+    remaps = [
+        LabelMapRemapOperator(
+            task_id=f"remap_{split}",
+            annotations_uri=dataset_file(f"{split}_annotation"),
+            label_map_uri=xcom("layout", f"{split}_label_map"),
+            output_uri=annotations(split),
+            num_classes="{{ params.num_classes }}",
+            split=split,
+        )
+        for split in ("train", "validation")
+    ]
+    layout >> remaps
+    return Tail(
+        after=remaps,
+        train_channels={
+            "train": dataset_file("train"),
+            "validation": dataset_file("validation"),
+            "train_annotation": annotations("train"),
+            "validation_annotation": annotations("validation"),
+        },
+        train_hyperparameters={"num_training_samples": xcom("layout", "train")},
+        evaluation_channels={
+            "validation": dataset_file_unless_eval_uri("validation"),
+            "validation_annotation": run_file_unless("eval_uri", "data/validation_annotation"),
+        },
+        data_uris=[f"{RUN}/data/layout.json"],
+        profile_uris=[xcom(f"remap_{split}", "profile") for split in ("train", "validation")],
+        transform_data="{{ params.transform_uri or (" + DATASET + " ~ '/validation') }}",
+    )
+
+
+semantic_segmentation = pipeline(
     dag_id="semantic_segmentation",
     spec=SPEC,
     description="Semantic segmentation: layout check -> label map -> train -> evaluate -> masks",
@@ -114,45 +157,5 @@ with pipeline(
             "is counted from the data."
         ),
     },
-) as semantic_segmentation:
-    layout = SegmentationLayoutOperator(
-        task_id="layout",
-        dataset_uri="{{ params.dataset_uri }}",
-        label_map_uri="{{ params.label_map_uri or '' }}",
-        field_titles={
-            "dataset_uri": "[Dataset] dataset_uri",
-            "label_map_uri": "[Label map] label_map_uri",
-        },
-        output_uri=f"{RUN}/data",
-    )
-    remaps = [
-        LabelMapRemapOperator(
-            task_id=f"remap_{split}",
-            annotations_uri=dataset_file(f"{split}_annotation"),
-            label_map_uri=xcom("layout", f"{split}_label_map"),
-            output_uri=annotations(split),
-            num_classes="{{ params.num_classes }}",
-            split=split,
-        )
-        for split in ("train", "validation")
-    ]
-    layout >> remaps
-    semantic_segmentation.tail(
-        after=remaps,
-        tail=Tail(
-            train_channels={
-                "train": dataset_file("train"),
-                "validation": dataset_file("validation"),
-                "train_annotation": annotations("train"),
-                "validation_annotation": annotations("validation"),
-            },
-            train_hyperparameters={"num_training_samples": xcom("layout", "train")},
-            evaluation_channels={
-                "validation": dataset_file_unless_eval_uri("validation"),
-                "validation_annotation": run_file_unless("eval_uri", "data/validation_annotation"),
-            },
-            data_uris=[f"{RUN}/data/layout.json"],
-            profile_uris=[xcom(f"remap_{split}", "profile") for split in ("train", "validation")],
-            transform_data="{{ params.transform_uri or (" + DATASET + " ~ '/validation') }}",
-        ),
-    )
+    prepare=prepare,
+).dag

@@ -86,6 +86,8 @@ class ContainerStepOperator(RunStepOperator):
     :param instance_count: machines that train together; other steps run on one (templated).
     :param input_mode: `File` (channels copied to the ml-root first) or `Pipe` (the training
         channels the algorithm can stream are read where they lie); training only (templated).
+    :param checkpoint_uri: where the step's checkpoints are kept between jobs, so that a later
+        one resumes (a continued tuning trial); empty: in the step only (templated).
     :param deferrable: run pods deferred (runner=kubernetes).
     """
 
@@ -99,6 +101,7 @@ class ContainerStepOperator(RunStepOperator):
         "gpus",
         "instance_count",
         "input_mode",
+        "checkpoint_uri",
     )
 
     def __init__(
@@ -115,6 +118,7 @@ class ContainerStepOperator(RunStepOperator):
         gpus: int | str = 1,
         instance_count: int | str = 1,
         input_mode: str = FILE,
+        checkpoint_uri: str = "",
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -128,7 +132,7 @@ class ContainerStepOperator(RunStepOperator):
         self.extra_hyperparameters = extra_hyperparameters or {}
         self.runner, self.image, self.gpus = runner, image, gpus
         self.instance_count = instance_count
-        self.input_mode = input_mode
+        self.input_mode, self.checkpoint_uri = input_mode, checkpoint_uri
         self.deferrable = deferrable
 
     def build(self, context: Any) -> BaseOperator:
@@ -148,6 +152,7 @@ class ContainerStepOperator(RunStepOperator):
             output_uri=self._output,
             hyperparameters={k: str(v) for k, v in values.items() if v not in (None, "")},
             input_data_config=self._input_data_config(channels),
+            checkpoint_uri=str(self.checkpoint_uri or "").strip(),
         )
         work = Path(setting_text("VISION_PIPELINES_WORK_DIR") or PROJECT_ROOT / "data" / "work")
         key = run_key(context.get("logical_date"), context["run_id"])

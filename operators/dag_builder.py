@@ -1,14 +1,14 @@
 """The DAG builder: a pipeline's DAG with the shared Params and the standard tail (data_quality
 -> train -> evaluate -> gate -> promote -> deploy, and after promote split_transform ->
-batch_transform (one mapped step per shard) -> join_predictions), and its rollback DAG
-(rollback -> deploy). A DAG file says only its data preparation, its own Params and the
-channels it hands the tail.
+batch_transform (one mapped step per shard) -> join_predictions), its rollback DAG
+(rollback -> deploy) and its tuning DAG (the same data preparation and tail, with rounds of
+trials of the train step in place of train). A DAG file says only its data preparation (a
+function the builder calls once per DAG), its own Params and the channels it hands the tail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from airflow.sdk import DAG, Asset, Param
 from operators.lifecycle import DeployOperator, RollbackOperator
 from operators.paths import data_root
 from operators.pipeline import (
+    INPUT_MODE,
     RUN,
     START_DATE,
     champion_template,
@@ -35,18 +36,30 @@ from operators.pipeline import (
 )
 from operators.quality import DataQualityOperator
 from operators.transform_shards import JoinTransformOperator, SplitTransformOperator
+from operators.tuning import TUNING, TuningResultOperator, TuningRoundOperator, tuning_params
 from tasks.algorithms import AlgorithmSpec
-from tasks.contract import DEPLOY_FOLDER, MODEL_ARCHIVE, QUALITY_FOLDER, STEP_FOLDERS, Step
+from tasks.contract import (
+    DEPLOY_FOLDER,
+    MODEL_ARCHIVE,
+    QUALITY_FOLDER,
+    STEP_FOLDERS,
+    TUNING_FOLDER,
+    Step,
+)
 from tasks.transform_shards import MAX_SHARDS
+from tasks.tuning.study import MAX_ROUNDS
 
-MODEL = f"{RUN}/{STEP_FOLDERS[Step.TRAIN]}/{MODEL_ARCHIVE}"
-"""The run's trained model."""
+TRAIN_FOLDER = STEP_FOLDERS[Step.TRAIN]
+MODEL = f"{RUN}/{TRAIN_FOLDER}/{MODEL_ARCHIVE}"
+"""The run's trained model (a tuning run's best trial's)."""
 
 
 @dataclass(frozen=True)
 class Tail:
     """What a pipeline's data preparation hands the standard tail (templated URIs)."""
 
+    after: Sequence[Any]
+    """The data preparation's last tasks: the tail starts after them."""
     train_channels: Mapping[str, str]
     """Training's channels; `model` defaults to the form's `initial_model_uri`."""
     evaluation_channels: Mapping[str, str]
@@ -64,8 +77,9 @@ class Tail:
 
 
 TRAINING, GATE, TRANSFORM = "Training", "Champion gate", "Batch transform"
-"""The trigger form's sections after its first (the data and where runs write) and before
-Machines; every field but a pipeline's own data fields is in one."""
+"""The trigger form's sections after its first (the data and where runs write) and Tuning (the
+tuning DAG's), and before Machines; every field but a pipeline's own data fields is in one."""
+RANKS = {None: 0, TUNING: 1, TRAINING: 2, GATE: 3, TRANSFORM: 4}
 
 
 def form_sections(spec: AlgorithmSpec, form: Sequence[str], models_uri: str) -> dict[str, str]:
@@ -130,42 +144,108 @@ class Pipeline:
     """A pipeline DAG being defined: its spec, form hyperparameters and assets."""
 
     dag: DAG
+    name: str
+    """The pipeline's id (its training DAG's): it names the champion, the suite, the assets."""
     spec: AlgorithmSpec
     form: Sequence[str]
     model_asset: Asset
     dataset_asset: Asset
 
-    def tail(self, *, after: Iterable[Any], tail: Tail) -> dict[str, Any]:
-        """train -> evaluate -> gate -> promote -> the sharded batch transform after the data prep
-        `after`; returns the tasks by id."""
-        spec = self.spec
+    def _train(self, tail: Tail) -> tuple[Any, Any]:
         train = container_step(
             task_id="train",
             step=Step.TRAIN,
-            spec=spec,
-            channels={"model": "{{ params.initial_model_uri or '' }}", **tail.train_channels},
-            output=STEP_FOLDERS[Step.TRAIN],
-            hyperparameters={
-                **tail.train_hyperparameters,
-                **form_hyperparameters(spec, self.form),
-            },
-            extra_hyperparameters="{{ (params.hyperparameters or {}) | tojson }}",
+            spec=self.spec,
+            channels=self._train_channels(tail),
+            output=TRAIN_FOLDER,
+            hyperparameters=self._train_hyperparameters(tail),
+            extra_hyperparameters=EXTRA_HYPERPARAMETERS,
         )
+        return train, train
+
+    def _train_channels(self, tail: Tail) -> dict[str, str]:
+        return {"model": "{{ params.initial_model_uri or '' }}", **tail.train_channels}
+
+    def _train_hyperparameters(self, tail: Tail) -> dict[str, str]:
+        return {**tail.train_hyperparameters, **form_hyperparameters(self.spec, self.form)}
+
+    def _tuning(self, tail: Tail) -> tuple[Any, Any]:
+        """Rounds of trials (round_<k> -> trials_<k>, the train step mapped over the round's
+        trials), then tuning_result; a round runs after the round before and its trials, failed
+        or not (all_done_min_one_success), and is skipped with every round after it once all
+        trials have run."""
+        folder = f"{RUN}/{TUNING_FOLDER}"
+        job = {
+            **{name: "{{ params." + name + " }}" for name in TUNING_FIELDS},
+            "search_space": "{{ params.search_space | tojson }}",
+            "epochs": form_hyperparameters(self.spec, ["epochs"])["epochs"],
+        }
+        step = {"algorithm": self.spec.id, "output_uri": folder, "job": job}
+        first = previous = None
+        rounds: list[Any] = []
+        for k in range(MAX_ROUNDS):
+            round_k = TuningRoundOperator(
+                task_id=f"round_{k}",
+                channels=self._train_channels(tail),
+                hyperparameters=self._train_hyperparameters(tail),
+                extra_hyperparameters=EXTRA_HYPERPARAMETERS,
+                warm_start_uri="{{ params.warm_start_uri or '' }}",
+                trigger_rule="all_done_min_one_success",
+                **step,
+            )
+            trials = mapped_container_step(
+                task_id=f"trials_{k}",
+                step=Step.TRAIN,
+                spec=self.spec,
+                arguments=round_k.output,
+                instance_count="{{ params.instance_count }}",
+                input_mode=INPUT_MODE,
+            )
+            if previous is not None:
+                previous >> round_k
+            round_k >> trials
+            first = first or round_k
+            previous = [round_k, trials]
+            rounds += previous
+        result = TuningResultOperator(
+            task_id="tuning_result",
+            train_uri=f"{RUN}/{TRAIN_FOLDER}",
+            # After every round and trial, skipped or failed; it fails when no trial finished.
+            trigger_rule="all_done",
+            **step,
+        )
+        rounds >> result
+        return first, result
+
+    def tail(self, tail: Tail, *, tuning: bool = False) -> dict[str, Any]:
+        """[data_quality ->] train (tuning: the rounds of trials and their result) -> evaluate
+        -> gate -> promote -> deploy and the sharded batch transform, after the data
+        preparation; returns the tasks by id."""
+        spec, pipeline = self.spec, self.name
+        first, trained = self._tuning(tail) if tuning else self._train(tail)
         evaluate = container_step(
             task_id="evaluate",
             step=Step.EVALUATE,
             spec=spec,
-            channels={"model": MODEL, **tail.evaluation_channels, "champion": champion_template()},
+            channels={
+                "model": MODEL,
+                **tail.evaluation_channels,
+                "champion": champion_template(pipeline),
+            },
             output=STEP_FOLDERS[Step.EVALUATE],
         )
         gate, promote = lifecycle_steps(
-            spec=spec, model=MODEL, data_uris=tail.data_uris, outlets=[self.model_asset]
+            spec=spec,
+            pipeline=pipeline,
+            model=MODEL,
+            data_uris=tail.data_uris,
+            outlets=[self.model_asset],
         )
         # Batch transform in shards: listed and split once, one mapped step per shard, joined.
         split = SplitTransformOperator(
             task_id="split_transform",
             data_uri=tail.transform_data,
-            model_uri=transform_model(f"{STEP_FOLDERS[Step.TRAIN]}/{MODEL_ARCHIVE}"),
+            model_uri=transform_model(pipeline, f"{TRAIN_FOLDER}/{MODEL_ARCHIVE}"),
             output_uri=f"{RUN}/{STEP_FOLDERS[Step.TRANSFORM]}",
             shards="{{ params.transform_shards }}",
             trigger_rule="none_failed",  # also when promote was skipped (the champion stayed)
@@ -182,31 +262,42 @@ class Pipeline:
             task_id="deploy",
             algorithm=spec.id,
             models_uri="{{ params.models_uri }}",
-            pipeline="{{ dag.dag_id }}",
+            pipeline=pipeline,
             runner="{{ params.runner }}",
             output_uri=f"{RUN}/{DEPLOY_FOLDER}",
         )
-        tasks = [train, evaluate, gate, promote, deploy, split, batch_transform, joined]
-        first = train
+        tasks = [trained, evaluate, gate, promote, deploy, split, batch_transform, joined]
         if tail.profile_uris:  # a new pipeline's data preparation may write no profile yet
-            first = DataQualityOperator(
+            quality = DataQualityOperator(
                 task_id="data_quality",
                 profile_uris=list(tail.profile_uris),
                 models_uri="{{ params.models_uri }}",
-                pipeline="{{ dag.dag_id }}",
+                pipeline=pipeline,
                 output_uri=f"{RUN}/{QUALITY_FOLDER}",
             )
-            first >> train
-            tasks.insert(0, first)
-        list(after) >> first
-        train >> evaluate >> gate >> promote >> [deploy, split]
+            quality >> first
+            tasks.insert(0, quality)
+            first = quality
+        list(tail.after) >> first
+        trained >> evaluate >> gate >> promote >> [deploy, split]
         batch_transform >> joined
         return {t.task_id: t for t in tasks}
 
 
+EXTRA_HYPERPARAMETERS = "{{ (params.hyperparameters or {}) | tojson }}"
+TUNING_FIELDS = (
+    "objective",
+    "strategy",
+    "max_trials",
+    "max_parallel_trials",
+    "early_stopping",
+    "tuning_seed",
+)
+
+
 def rollback_dag(pipeline: Pipeline, models_uri: str) -> DAG:
     """`<dag_id>_rollback`: the champion pointer back to an earlier champion, then served."""
-    dag_id = pipeline.dag.dag_id
+    dag_id = pipeline.name
     with DAG(
         dag_id=f"{dag_id}_rollback",
         description=f"Make an earlier champion of {dag_id} the champion again",
@@ -248,7 +339,6 @@ def rollback_dag(pipeline: Pipeline, models_uri: str) -> DAG:
     return dag
 
 
-@contextmanager
 def pipeline(
     *,
     dag_id: str,
@@ -256,34 +346,45 @@ def pipeline(
     description: str,
     doc_md: str | None,
     params: Mapping[str, Param],
+    prepare: Callable[[], Tail],
     form: Sequence[str] = (),
     tags: Iterable[str] = (),
-) -> Iterator[Pipeline]:
-    """The pipeline DAG `dag_id` as the DAG context. Its form: the first of its own `params`
-    (the dataset), the output location, its other own params, then the shared ones and the
-    `form` hyperparameters in the sections Training, Champion gate, Batch transform and Machines
-    (a key of `params` replaces a shared one in place). Its rollback DAG is defined beside it."""
+) -> Pipeline:
+    """The pipeline DAG `dag_id`: `prepare()`'s data preparation, then the standard tail. Its
+    form: the first of its own `params` (the dataset), the output location, its other own
+    params, then the shared ones and the `form` hyperparameters in the sections Training,
+    Champion gate, Batch transform and Machines (a key of `params` replaces a shared one in
+    place). Its rollback DAG and its tuning DAG (`<dag_id>_tuning`: `prepare()` again, the
+    section Tuning, rounds of trials in place of train) are defined beside it."""
     models_uri = f"file://{data_root()}/models"
-    shared = shared_params(spec, dag_id, form, models_uri)
-    own = [k for k in params if k not in shared]
-    # The dataset (the first of its own), where runs write, its other own fields, the rest.
-    order = [*own[:1], "output_uri", *own[1:], *(k for k in shared if k != "output_uri")]
-    sections = form_sections(spec, form, models_uri)
-    ranks = {None: 0, TRAINING: 1, GATE: 2, TRANSFORM: 3}
-    order.sort(key=lambda k: ranks[sections.get(k)])  # each section's fields together
-    merged = {k: params.get(k, shared.get(k)) for k in order}
     model_asset = Asset(name=f"{dag_id}_model")
     dataset_asset = Asset(name=f"{dag_id}_dataset")
-    with pipeline_dag(
-        dag_id=dag_id,
-        spec=spec,
-        dataset=dataset_asset,
-        description=description,
-        doc_md=doc_md,
-        params=merged,
-        tags=tags,
-        sections=sections,
-    ) as dag:
-        built = Pipeline(dag, spec, tuple(form), model_asset, dataset_asset)
-        yield built
+
+    def define(name: str, extra: Mapping[str, Param], about: str) -> DAG:
+        shared = {**shared_params(spec, name, form, models_uri), **extra}
+        own = [k for k in params if k not in shared]
+        # The dataset (the first of its own), where runs write, its other own fields, the rest.
+        order = [*own[:1], "output_uri", *own[1:], *(k for k in shared if k != "output_uri")]
+        sections = {**form_sections(spec, form, models_uri), **dict.fromkeys(extra, TUNING)}
+        order.sort(key=lambda k: RANKS[sections.get(k)])  # each section's fields together
+        return pipeline_dag(
+            dag_id=name,
+            spec=spec,
+            dataset=dataset_asset if name == dag_id else None,
+            description=about,
+            doc_md=doc_md,
+            params={k: params.get(k, shared.get(k)) for k in order},
+            tags=tags,
+            sections=sections,
+        )
+
+    with define(dag_id, {}, description) as dag:
+        built = Pipeline(dag, dag_id, spec, tuple(form), model_asset, dataset_asset)
+        built.tail(prepare())
     rollback_dag(built, models_uri)
+    tuning_about = f"Tuning of {dag_id}: trials of its train step, the best one through its tail"
+    with define(f"{dag_id}_tuning", tuning_params(spec), tuning_about) as tuning:
+        Pipeline(tuning, dag_id, spec, tuple(form), model_asset, dataset_asset).tail(
+            prepare(), tuning=True
+        )
+    return built

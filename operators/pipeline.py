@@ -32,10 +32,17 @@ from tasks.streaming import FILE, INPUT_MODES, PIPE
 RUN_EXPRESSION = "run_uri(params.output_uri, dag_run.logical_date, run_id)"
 RUN = "{{ " + RUN_EXPRESSION + " }}"
 """Everything a run writes lives under this prefix (operators.paths.run_uri)."""
-CHAMPION = "champion_model(params.models_uri, dag.dag_id)"
-"""Template expression: the pipeline's champion model URI, "" before the first promotion."""
+
+
+def champion_expression(pipeline: str) -> str:
+    """Template expression: `pipeline`'s champion model URI, "" before the first promotion."""
+    return f"champion_model(params.models_uri, {pipeline!r})"
+
+
 GPUS = "{{ 1 if params.gpu_count is none else params.gpu_count }}"
 """Template: the form's [GPUs] (optional; empty: 1)."""
+INPUT_MODE = f"{{{{ params.input_mode | default('{FILE}') }}}}"
+"""Template: the form's [Input mode] (File where the pipeline has none)."""
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -279,7 +286,7 @@ def container_step(
         image="{{ params.trainer_image }}",
         gpus=GPUS,
         instance_count="{{ params.instance_count }}",
-        input_mode=f"{{{{ params.input_mode | default('{FILE}') }}}}",
+        input_mode=INPUT_MODE,
         **kwargs,
     )
 
@@ -369,16 +376,21 @@ def lifecycle_params(spec: AlgorithmSpec, models_uri: str) -> dict[str, Param]:
 
 
 def lifecycle_steps(
-    *, spec: AlgorithmSpec, model: str, data_uris: Iterable[str], outlets: Iterable[Any]
+    *,
+    spec: AlgorithmSpec,
+    pipeline: str,
+    model: str,
+    data_uris: Iterable[str],
+    outlets: Iterable[Any],
 ) -> tuple[GateOperator, PromoteOperator]:
     """gate (writes `<run>/gate/gate.json`) and promote (skipped when the gate keeps the
-    champion; emits the model asset with the champion's URI when it promotes)."""
+    champion of `pipeline`; emits the model asset with the champion's URI when it promotes)."""
     gate = GateOperator(
         task_id="gate",
         algorithm=spec.id,
         evaluation_uri=f"{RUN}/{STEP_FOLDERS[Step.EVALUATE]}",
         models_uri="{{ params.models_uri }}",
-        pipeline="{{ dag.dag_id }}",
+        pipeline=pipeline,
         output_uri=f"{RUN}/{GATE_FOLDER}",
         min_improvement="{{ params.min_improvement }}",
         max_class_drop="{{ params.max_class_drop }}",
@@ -391,7 +403,7 @@ def lifecycle_steps(
         gate_uri=f"{RUN}/{GATE_FOLDER}",
         model_uri=model,
         models_uri="{{ params.models_uri }}",
-        pipeline="{{ dag.dag_id }}",
+        pipeline=pipeline,
         data_uris=list(data_uris),
         profile_uri=f"{RUN}/{QUALITY_FOLDER}/{PROFILE}",
         outlets=list(outlets),
@@ -402,9 +414,9 @@ def lifecycle_steps(
     return gate, promote
 
 
-def champion_template() -> str:
-    """Template: the pipeline's champion model URI ("" before the first promotion)."""
-    return "{{ " + CHAMPION + " }}"
+def champion_template(pipeline: str) -> str:
+    """Template: `pipeline`'s champion model URI ("" before the first promotion)."""
+    return "{{ " + champion_expression(pipeline) + " }}"
 
 
 def run_file_unless(param: str, path: str) -> str:
@@ -417,7 +429,9 @@ def or_run_file(expression: str, path: str) -> str:
     return f"{{{{ ({expression}) or ({RUN_EXPRESSION} ~ '/{path}') }}}}"
 
 
-def transform_model(model_path: str) -> str:
-    """Template: the model batch transform uses, by the form's `transform_model` choice: the
-    champion, or the run's own `<run prefix>/<model_path>` (also before any promotion)."""
-    return or_run_file(f"params.transform_model == 'champion' and {CHAMPION}", model_path)
+def transform_model(pipeline: str, model_path: str) -> str:
+    """Template: the model batch transform uses, by the form's `transform_model` choice:
+    `pipeline`'s champion, or the run's own `<run prefix>/<model_path>` (also before any
+    promotion)."""
+    champion = champion_expression(pipeline)
+    return or_run_file(f"params.transform_model == 'champion' and {champion}", model_path)

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from operators.form_schema import INPUT_KEY, LAYOUT_KEY, Field, field_refusal, label
 from operators.runners import machines_refusal
 from operators.storage import storage_path
+from operators.tuning import TUNING_KEY, tuning_refusal
 from tasks.data.layouts import layout_refusal
 from tasks.errors import InputError
 from tasks.uris import check_uri
@@ -45,6 +46,11 @@ def conf_refusal(fields: Mapping[str, Field], conf: Mapping[str, Any]) -> str | 
     for name, field in fields.items():
         if INPUT_KEY in field.schema and (refusal := input_refusal(name, field)):
             return refusal
+    for field in fields.values():
+        if TUNING_KEY in field.schema:  # a tuning DAG: its job against the algorithm's table
+            values = {name: f.value for name, f in fields.items()}
+            if refusal := tuning_refusal(values, field.schema):
+                return refusal
     if "runner" not in fields or "instance_count" not in fields:
         return None
     try:

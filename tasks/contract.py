@@ -59,6 +59,10 @@ QUALITY = "quality.json"
 """The data-quality step's summary (tasks/quality/validate.py), under <run>/quality/."""
 GATE = "gate.json"
 """The gate's verdict, under <run>/gate/."""
+TUNING_FOLDER = "tuning"
+"""A tuning run's study, trials and tuning.json (tasks/tuning/rounds.py), under <run>/tuning/."""
+TUNING_RESULT = "tuning.json"
+"""A tuning run's trials and its best trial, under <run>/tuning/."""
 MANIFEST_VALIDATION = "manifest_validation.json"
 """Manifest validation's result (GE's vocabulary), beside the lists it checked."""
 
@@ -80,6 +84,16 @@ class MLRoot:
     @property
     def input_data_config_path(self) -> Path:
         return self.config_dir / "inputdataconfig.json"
+
+    @property
+    def checkpoint_config_path(self) -> Path:
+        """Written when the job's checkpoints are kept in storage (`--checkpoint-uri`): as the
+        managed service's CheckpointConfig, the checkpoints then outlive the job."""
+        return self.config_dir / "checkpointconfig.json"
+
+    @property
+    def checkpoints_kept(self) -> bool:
+        return self.checkpoint_config_path.exists()
 
     def channel(self, name: str) -> Path:
         return self.root / "input" / "data" / name

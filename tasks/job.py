@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import fsspec
+
 from tasks.algorithms import ALGORITHMS, get_algorithm
 from tasks.atomic import atomic_write_text
 from tasks.contract import (
@@ -93,15 +95,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON object: channel -> {ContentType, ...}",
     )
     parser.add_argument("--output-uri", required=True, help="where model/ and output/ go")
+    parser.add_argument(
+        "--checkpoint-uri",
+        default="",
+        help="where checkpoints/ is kept (the managed service's CheckpointConfig): copied in "
+        "before the step, the backup kept at its end and copied back, so a later job resumes",
+    )
     return parser
 
 
-def _check_start(channels: dict[str, str], output_uri: str) -> None:
+def _check_start(channels: dict[str, str], output_uri: str, checkpoint_uri: str) -> None:
     """What a step needs before it starts: URIs the deployment allows, its signing key."""
     for name, uri in channels.items():
         check_uri(uri, f"channel {name!r}")
     check_uri(output_uri, "--output-uri")
+    if checkpoint_uri:
+        check_uri(checkpoint_uri, "--checkpoint-uri")
     require_deployment_key()
+
+
+def restore_checkpoints(ml: MLRoot, checkpoint_uri: str) -> None:
+    """checkpoints/ as the last job that kept them left it (empty the first time), and the
+    checkpoint config that tells training to keep its backup."""
+    clear(ml.checkpoints_dir)
+    ml.checkpoints_dir.mkdir(parents=True)
+    fs, path = fsspec.core.url_to_fs(checkpoint_uri)
+    if fs.isdir(path):  # a copy, never a link: training writes into it
+        fs.get(path.rstrip("/") + "/", str(ml.checkpoints_dir), recursive=True)
+    config = {"Uri": checkpoint_uri, "LocalPath": str(ml.checkpoints_dir)}
+    atomic_write_text(ml.checkpoint_config_path, json.dumps(config, indent=2) + "\n")
 
 
 class StepTerminated(Exception):
@@ -119,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     channels = dict(args.channel)
     # Before anything is read or written (no failure file either): the Airflow side's checks.
-    refused = run_job(lambda: _check_start(channels, args.output_uri), None)
+    refused = run_job(lambda: _check_start(channels, args.output_uri, args.checkpoint_uri), None)
     if refused:
         return refused
     ml = MLRoot(args.ml_root)
@@ -132,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         spec.check_channels(args.step, channels, complete=False)
         spec.check_input_modes(args.step, args.input_data_config)
         prepare(ml, channels, args.hyperparameters, args.input_data_config)
+        if args.checkpoint_uri:
+            restore_checkpoints(ml, args.checkpoint_uri)
         spec.check_channels(args.step, channels)  # what staging did not already refuse
 
     if not workers.result.is_chief:
@@ -149,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     remove_prefix(output_uri)
 
     code = execute(args.step, args.algorithm, ml, workers.result, stage)
+    if args.checkpoint_uri and ml.checkpoints_kept:  # kept whether the step succeeded or not
+        upload_folder(ml.checkpoints_dir, args.checkpoint_uri)
     uploaded = upload_folder(ml.model_dir, output_uri) + upload_folder(
         ml.output_dir, output_uri, last=SUMMARY
     )

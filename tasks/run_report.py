@@ -26,6 +26,8 @@ from tasks.contract import (
     QUALITY_FOLDER,
     STEP_FOLDERS,
     SUMMARY,
+    TUNING_FOLDER,
+    TUNING_RESULT,
     Step,
 )
 from tasks.errors import InputError
@@ -68,6 +70,8 @@ class RunSummary:
     """The first PREDICTIONS_SHOWN lines of batch transform's predictions."""
     predictions_file: str | None = None
     """Batch transform's predictions file, relative to the runs root (None: not written)."""
+    tuning: dict | None = None
+    """tuning/tuning.json of a tuning run: its trials and the best one."""
 
     @property
     def dag_id(self) -> str | None:
@@ -121,8 +125,14 @@ PICTURE_TITLES = {
     "champion_evaluation_confusion_matrix": "The champion's confusion matrix",
     "champion_evaluation_overlays": "The champion's predicted masks",
     "champion_vs_challenger": "Champion and challenger, per class",
+    "objective": "The objective of every trial",
 }
-STEP_WORDS = {"train": "training", "evaluate": "evaluation", "quality": "data quality"}
+STEP_WORDS = {
+    "train": "training",
+    "evaluate": "evaluation",
+    "quality": "data quality",
+    "tuning": "tuning",
+}
 
 
 def _head(path: UPath, count: int) -> list[dict]:
@@ -196,6 +206,7 @@ def _summary(root: UPath, folder: UPath) -> RunSummary:
         quality=_json(folder / QUALITY_FOLDER / QUALITY),
         predictions=_head(predictions, PREDICTIONS_SHOWN),
         predictions_file=_relative(predictions, root) if predictions.exists() else None,
+        tuning=_json(folder / TUNING_FOLDER / TUNING_RESULT),
     )
 
 
@@ -490,6 +501,8 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
             if isinstance(values, dict)
         }
         parts.append("<h2>Per class (evaluation)</h2>" + _table(rows, "per-class"))
+    if run.tuning:
+        parts.append(_render_tuning(run.tuning))
     if run.quality:
         parts.append(_render_quality(run))
     if run.gate:
@@ -502,6 +515,40 @@ def render_run(run: RunSummary, *, state: str | None = None, airflow_url: str | 
         for p in run.pictures
     ]
     return _page(f"{run.pipeline} / {run.run}", "".join(parts))
+
+
+def _render_tuning(tuning: Mapping) -> str:
+    """The trials (hyperparameters, objective, epochs, stopped early, time) and the best
+    trial's hyperparameters as the training form's Other hyperparameters take them."""
+    objective = tuning.get("objective") or {}
+    rows = [
+        (
+            t.get("number"),
+            ", ".join(f"{k}={v}" for k, v in sorted((t.get("hyperparameters") or {}).items())),
+            "" if t.get("objective") is None else f"{_number(t['objective']):.4f}",
+            t.get("epochs"),
+            "yes" if t.get("stopped_early") else "no",
+            t.get("state"),
+            f"{_number(t.get('seconds')):.1f}",
+        )
+        for t in tuning.get("trials") or []
+        if isinstance(t, dict)
+    ]
+    header = ["trial", "hyperparameters", str(objective.get("name", "objective")), "epochs"]
+    table = _grid("trials", [*header, "stopped early", "state", "seconds"], rows)
+    best = tuning.get("best")
+    if not isinstance(best, dict):
+        return "<h2>Tuning</h2><p>No trial finished.</p>" + table
+    block = json.dumps(tuning.get("best_hyperparameters") or {}, indent=2)
+    return (
+        f"<h2>Tuning</h2><p class='tuning-best'>{len(rows)} trials ({tuning.get('strategy')}, "
+        f"early stopping {tuning.get('early_stopping')}); the best: trial {best.get('number')}"
+        f", {html.escape(str(objective.get('name')))} {_number(best.get('objective')):.4f}."
+        "</p>"
+        + table
+        + "<p>The best trial's hyperparameters, for the training form's Other hyperparameters:"
+        f"</p><pre class='best-hyperparameters'>{html.escape(block)}</pre>"
+    )
 
 
 def _render_predictions(run: RunSummary) -> str:

@@ -36,6 +36,8 @@ class ContainerStep:
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     input_data_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Channel -> settings (inputdataconfig.json): `TrainingInputMode` Pipe streams it."""
+    checkpoint_uri: str = ""
+    """Where the step's checkpoints are kept between jobs ("": in the step only)."""
 
     def arguments(self, ml_root: str) -> list[str]:
         """Arguments of `python -m tasks.job`."""
@@ -47,6 +49,8 @@ class ContainerStep:
         if self.input_data_config:
             config = {k: dict(v) for k, v in self.input_data_config.items()}
             args += ["--input-data-config", json.dumps(config, sort_keys=True)]
+        if self.checkpoint_uri:
+            args += ["--checkpoint-uri", self.checkpoint_uri]
         return [*args, "--output-uri", self.output_uri]
 
 

@@ -28,9 +28,12 @@ log = logging.getLogger("vision_pipelines")
 class Checkpoints:
     """The checkpoints folder of one ml-root."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, keep: bool = False):
         self.folder = folder
         self.history_path = folder / HISTORY
+        # Kept when training ends where the checkpoints go to storage: a later job (a
+        # continued tuning trial) resumes from them.
+        self.keep = keep
 
     def resume_point(self, architecture: Mapping[str, Any]) -> int:
         """The epoch a previous, interrupted attempt of the same network reached (0 when
@@ -72,6 +75,7 @@ class Checkpoints:
             keras_module.callbacks.BackupAndRestore(
                 str(self.folder / BACKUP),
                 save_freq=every_epochs * batches_per_epoch if every_epochs > 1 else "epoch",
+                delete_checkpoint=not self.keep,
             ),
         ]
 

@@ -123,7 +123,7 @@ def fit(ml: MLRoot, plan: TrainingPlan) -> Trained:
             jit_compile=has_gpu(),
         )
     batches_per_epoch = steps_per_epoch(plan.train_samples, plan.batch_size)
-    checkpoints = Checkpoints(ml.checkpoints_dir)
+    checkpoints = Checkpoints(ml.checkpoints_dir, keep=ml.checkpoints_kept)
     part = workers.part(plan.train_samples)
     fitting = prepare(
         strategy,

@@ -28,6 +28,8 @@ REDUCTION_FACTOR = 3
 """Hyperband's η: each rung keeps about a third of the trials and gives them three times the
 epochs (Li et al.; Optuna's and the managed service's default)."""
 _EPOCHS, _DONE = "epochs", "epochs_done"
+MAX_ROUNDS = 24
+"""Rounds of trials a tuning run has (the tuning DAG's tasks, made when it is parsed)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class TuningJob:
             raise InputError(f"strategy {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
         if self.early_stopping not in EARLY_STOPPING:
             raise InputError(f"early_stopping {self.early_stopping!r}; allowed: off, auto")
+        if self.max_trials < 1:
+            raise InputError(f"max_trials {self.max_trials}: a tuning job runs at least 1 trial")
         if not 1 <= self.max_parallel_trials <= self.max_trials:
             raise InputError(
                 f"max_parallel_trials {self.max_parallel_trials}: allowed: 1 to max_trials "
@@ -78,6 +82,20 @@ class TuningJob:
                     "values only (give its values, or choose random or bayesian)"
                 )
 
+        if self.rounds > MAX_ROUNDS:
+            raise InputError(
+                f"max_trials {self.max_trials}: {self.max_parallel_trials} at a time and "
+                f"{len(self.rungs)} rung(s) each need up to {self.rounds} rounds of trials, a "
+                f"tuning run has {MAX_ROUNDS}: raise max_parallel_trials or lower max_trials"
+            )
+
+    @property
+    def rounds(self) -> int:
+        """At most this many rounds run: every round but the last few is full (a round hands
+        out continued trials first, then new ones), and the last trials' rungs follow."""
+        units = self.max_trials * len(self.rungs)
+        return math.ceil(units / self.max_parallel_trials) + len(self.rungs) - 1
+
     @property
     def rungs(self) -> list[int]:
         """The epochs after which the pruner decides (the last: the whole budget)."""
@@ -92,13 +110,17 @@ class TuningJob:
 
 @dataclass(frozen=True)
 class Unit:
-    """Train trial `number` with `hyperparameters` until `epochs` (resuming from its checkpoint
-    when `resume`, i.e. it has trained before)."""
+    """Train trial `number` with `hyperparameters` from epoch `done` (0: from scratch, else from
+    the model it trained so far) until epoch `epochs`."""
 
     number: int
     hyperparameters: dict[str, str]
     epochs: int
-    resume: bool = False
+    done: int = 0
+
+    @property
+    def resume(self) -> bool:
+        return self.done > 0
 
 
 @dataclass
@@ -122,21 +144,25 @@ class Study:
             storage=storage,
             load_if_exists=True,
             direction="maximize" if self.job.objective.maximize else "minimize",
-            sampler=self._sampler(),
             pruner=self._pruner(),
         )
+        self._study.sampler = self._sampler()
 
     def _sampler(self) -> Any:
+        """The strategy's sampler. Each round is another task's process: a sampler seeded
+        alike in each would draw the same trials again, so the seed moves on by the trials
+        proposed so far (a rerun of the same round still draws the same)."""
         from optuna import samplers
 
         job = self.job
+        seed = None if job.seed is None else job.seed + len(self._study.get_trials(deepcopy=False))
         if job.strategy == "random":
-            return samplers.RandomSampler(seed=job.seed)
+            return samplers.RandomSampler(seed=seed)
         if job.strategy == "grid":
             grid = {r.name: list(r.values) for r in job.space.values()}
             return samplers.GridSampler(grid, seed=job.seed)
         # The first round is random (nothing to model yet), then TPE proposes.
-        return samplers.TPESampler(seed=job.seed, n_startup_trials=job.max_parallel_trials)
+        return samplers.TPESampler(seed=seed, n_startup_trials=job.max_parallel_trials)
 
     def _pruner(self) -> Any:
         from optuna import pruners
@@ -170,14 +196,13 @@ class Study:
 
     def _unit(self, trial: Any) -> Unit:
         params = {name: self.job.space[name].text(value) for name, value in trial.params.items()}
-        done = trial.user_attrs.get(_DONE, 0)
-        return Unit(trial.number, params, trial.user_attrs[_EPOCHS], resume=done > 0)
+        return Unit(trial.number, params, trial.user_attrs[_EPOCHS], trial.user_attrs.get(_DONE, 0))
 
     def next_round(self) -> list[Unit]:
         """What to train now: units handed out before and not reported yet (their task was
         killed) and trials kept for their next rung first, then new trials, at most
         max_parallel_trials, and max_trials trials in all."""
-        units = [self._unit(t) for t in self._running()][: self.job.max_parallel_trials]
+        units = self.handed_out()[: self.job.max_parallel_trials]
         started = self._started()
         while len(units) < self.job.max_parallel_trials and started < self.job.max_trials:
             if self.job.strategy == "grid" and self._grid_exhausted():
@@ -202,6 +227,15 @@ class Study:
 
     def _frozen(self, number: int) -> Any:
         return self._study.get_trials(deepcopy=False)[number]
+
+    def reported(self, number: int) -> list[float]:
+        """The objective after each epoch trial `number` has reported so far."""
+        values = self._frozen(number).intermediate_values
+        return [values[epoch] for epoch in sorted(values)]
+
+    def handed_out(self) -> list[Unit]:
+        """Units handed out and not reported yet (a round in flight, or one whose task died)."""
+        return [self._unit(t) for t in self._running()]
 
     def report(self, number: int, values: Sequence[float]) -> str:
         """A unit's result, the objective after each epoch so far (1, 2, ...): the trial is

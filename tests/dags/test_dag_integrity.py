@@ -450,11 +450,13 @@ def test_the_pipelines_mark_the_data_they_read_with_the_reading_steps_words(dagb
         for dag_id, dag in dagbag.dags.items()
         if not dag_id.endswith("_rollback")
     }
-    assert inputs == {
+    reads = {
         "image_classification": ["dataset_uri"],
         "image_classification_tf": ["dataset_uri", "pretrained_model_uri", "validation_uri"],
         "semantic_segmentation": ["dataset_uri", "label_map_uri"],
     }
+    # A tuning DAG reads what its pipeline reads.
+    assert inputs == reads | {f"{dag_id}_tuning": names for dag_id, names in reads.items()}
     schema = dagbag.dags["image_classification"].params.get_param("dataset_uri").schema
     read = LstGenerationOperator.inputs["images_uri"]
     assert (schema["x-input"], schema["x-input-layout"]) == (read.may_hold, read.layout)
@@ -469,3 +471,35 @@ def test_the_trigger_forms_fields_come_in_sections(dagbag):
         order = [s for i, s in enumerate(sections) if i == 0 or s != sections[i - 1]]
         assert order == [None, "Training", "Champion gate", "Batch transform", "Machines"], dag_id
         assert sections[0] is None and params.get_param("epochs").schema["section"] == "Training"
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_each_pipeline_has_a_tuning_dag_with_its_data_preparation_and_tail(dagbag, pipeline):
+    """Issue 41: `<dag_id>_tuning` runs the pipeline's data preparation and data quality once,
+    rounds of trials of its train step in place of train, then the same tail, for the same
+    champion."""
+    from tasks.tuning.study import MAX_ROUNDS
+
+    training, tuning = dagbag.dags[pipeline], dagbag.dags[f"{pipeline}_tuning"]
+    edges = {t.task_id: sorted(t.downstream_task_ids) for t in tuning.tasks}
+    for task in training.tasks:
+        if task.task_id != "train":
+            expected = ["round_0"] if task.task_id == "data_quality" else task.downstream_task_ids
+            assert edges[task.task_id] == sorted(expected), task.task_id
+    for k in range(MAX_ROUNDS):
+        following = [f"round_{k + 1}"] if k + 1 < MAX_ROUNDS else []
+        assert edges[f"round_{k}"] == sorted([f"trials_{k}", "tuning_result", *following])
+        assert edges[f"trials_{k}"] == sorted(["tuning_result", *following])
+        assert tuning.get_task(f"trials_{k}").partial_kwargs["step"] == "train"
+    assert edges["tuning_result"] == ["evaluate"]
+    assert tuning.get_task("round_1").trigger_rule == "all_done_min_one_success"
+    assert tuning.get_task("tuning_result").trigger_rule == "all_done"
+    for task_id in ("data_quality", "gate", "promote", "deploy"):
+        assert tuning.get_task(task_id).pipeline == pipeline, task_id
+    assert f"'{pipeline}'" in tuning.get_task("evaluate").channels["champion"]
+    params = tuning.params
+    sections = [params.get_param(k).schema.get("section") for k in params]
+    order = [s for i, s in enumerate(sections) if i == 0 or s != sections[i - 1]]
+    assert order == [None, "Tuning", "Training", "Champion gate", "Batch transform", "Machines"]
+    algorithm = tuning.get_task("round_0").algorithm
+    assert params["search_space"] == get_algorithm(algorithm).tuning_ranges

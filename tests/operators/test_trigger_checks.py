@@ -303,3 +303,60 @@ def test_data_of_the_steps_layout_passes(tmp_path):
         uri = f"file://{tmp_path}/{target}"
         schema = {**DATASET, "x-input-layout": layout}
         assert conf_refusal({"d": Field(uri, schema)}, {"d": uri}) is None, (layout, target)
+
+
+def tuning_fields(conf: dict) -> dict[str, Field]:
+    """The tuning DAG's fields of image classification (its own Params) with `conf` set."""
+    from operators.tuning import tuning_params
+    from tasks.algorithms import get_algorithm
+
+    params = tuning_params(get_algorithm("image-classification"))
+    values = {name: p.value for name, p in params.items()} | {"epochs": 3} | conf
+    return {
+        k: Field(v, dict(params[k].schema) if k in params else {}, None) for k, v in values.items()
+    }
+
+
+LR = {"type": "continuous", "min": 1e-4, "max": 0.1, "scale": "log"}
+
+
+@pytest.mark.parametrize(
+    ("conf", "words"),
+    [
+        (
+            {"search_space": {"learning_rate": {**LR, "max": 2.0}}},
+            "search space 'learning_rate': max 2.0 is outside",
+        ),
+        ({"search_space": {"learning_rate": {**LR, "min": 0.5}}}, "min 0.5 is above max 0.1"),
+        (
+            {"search_space": {"learnin_rate": LR}},
+            "search space 'learnin_rate': image-classification has no such",
+        ),
+        (
+            {
+                "search_space": {
+                    "momentum": {"type": "continuous", "min": 0, "max": 0.9, "scale": "log"}
+                }
+            },
+            "a log scale needs min > 0",
+        ),
+        (
+            {"objective": "validation:mIoU"},
+            "[Objective metric] objective got 'validation:mIoU'; allowed: one of "
+            "validation:accuracy",
+        ),
+        (
+            {"max_trials": 2, "max_parallel_trials": 3},
+            "max_parallel_trials 3: allowed: 1 to max_trials (2)",
+        ),
+        ({"max_trials": 100, "max_parallel_trials": 1}, "max_trials 100: 1 at a time"),
+    ],
+)
+def test_a_bad_tuning_job_is_refused_before_a_run_with_the_field_named(conf, words):
+    sentence = conf_refusal(tuning_fields(conf), conf)
+    assert sentence is not None and words in sentence, sentence
+    assert "\n" not in sentence
+
+
+def test_the_default_tuning_job_may_run():
+    assert conf_refusal(tuning_fields({}), {}) is None

@@ -212,3 +212,45 @@ def test_sigterm_stops_the_step_as_a_recorded_failure(tmp_path):
         signal.signal(signal.SIGTERM, previous)
     assert outcome.code == 1
     assert "stopped by SIGTERM" in (tmp_path / "failure").read_text()
+
+
+def test_a_job_with_a_checkpoint_uri_keeps_its_checkpoints_and_a_later_job_resumes(
+    tmp_path, make_ml_root, tiny
+):
+    """The managed service's CheckpointConfig: checkpoints/ copied to the checkpoint URI at the
+    end (the backup kept), copied in by the next job, which trains only the epochs left (how a
+    continued tuning trial goes on), each in an ml-root of its own."""
+    images = make_shapes_dataset(tmp_path / "images", per_class=6, size=16)
+    source = make_ml_root(tmp_path / "prepared", images, tiny)
+    checkpoints = tmp_path / "trial" / "checkpoints"
+
+    def train(epochs: int, folder: str) -> dict:
+        hyperparameters = {
+            **json.loads(source.hyperparameters_path.read_text()),
+            "epochs": str(epochs),
+        }
+        args = [
+            "train",
+            "--ml-root",
+            str(tmp_path / folder),
+            "--output-uri",
+            f"file://{tmp_path}/{folder}-out",
+        ]
+        args += [
+            "--hyperparameters",
+            json.dumps(hyperparameters),
+            "--checkpoint-uri",
+            f"file://{checkpoints}",
+        ]
+        for name in ("train", "validation"):
+            args += ["--channel", f"{name}=file://{source.channel(name)}"]
+        assert main(args) == 0
+        return json.loads((tmp_path / f"{folder}-out" / "metrics.json").read_text())
+
+    first = train(1, "first")
+    assert first["resumed_after_epoch"] == 0 and len(first["epochs"]) == 1
+    assert (checkpoints / "backup").is_dir() and (checkpoints / "history.csv").is_file()
+    later = train(3, "later")
+    assert later["resumed_after_epoch"] == 1
+    assert [e["epoch"] for e in later["epochs"]] == [1, 2, 3]
+    assert later["epochs"][0] == first["epochs"][0]  # the first epoch is not trained again

@@ -264,7 +264,7 @@ def _fit_and_save(
         metrics=_metrics(hp.num_classes or 0),
     )
     steps = steps_per_epoch(len(data.train.images), hp.batch_size)
-    checkpoints = Checkpoints(ml.checkpoints_dir)
+    checkpoints = Checkpoints(ml.checkpoints_dir, keep=ml.checkpoints_kept)
     fitting = prepare(
         strategy,
         workers,

@@ -13,14 +13,9 @@ from operators.data_prep import ClassFolderDatasetOperator
 from operators.pipeline import RUN, or_run_file, xcom
 from tasks.algorithms import get_algorithm
 
-with pipeline(
-    dag_id="tiny_classifier",
-    spec=get_algorithm("tiny-classifier"),
-    description="A tiny classifier: class folders -> train -> evaluate -> transform",
-    doc_md=__doc__,
-    form=("epochs", "learning_rate"),
-    params={"dataset_uri": Param(type="string", minLength=1, title="Dataset")},
-) as tiny_classifier:
+
+def prepare() -> Tail:
+    """dataset (in the training DAG and in its tuning DAG)."""
     dataset = ClassFolderDatasetOperator(
         task_id="dataset",
         dataset_uri="{{ params.dataset_uri }}",
@@ -28,15 +23,24 @@ with pipeline(
         validation_split_ratio="0.25",
         output_uri=f"{RUN}/data",
     )
-    tiny_classifier.tail(
+    return Tail(
         after=[dataset],
-        tail=Tail(
-            train_channels={
-                "training": xcom("dataset", "training_uri"),
-                "validation": xcom("dataset", "validation_uri"),
-            },
-            train_hyperparameters={"num_classes": xcom("dataset", "num_classes")},
-            evaluation_channels={"validation": or_run_file("params.eval_uri", "data/validation")},
-            data_uris=[f"{RUN}/data/class_folders.json"],
-        ),
+        train_channels={
+            "training": xcom("dataset", "training_uri"),
+            "validation": xcom("dataset", "validation_uri"),
+        },
+        train_hyperparameters={"num_classes": xcom("dataset", "num_classes")},
+        evaluation_channels={"validation": or_run_file("params.eval_uri", "data/validation")},
+        data_uris=[f"{RUN}/data/class_folders.json"],
     )
+
+
+tiny_classifier = pipeline(
+    dag_id="tiny_classifier",
+    spec=get_algorithm("tiny-classifier"),
+    description="A tiny classifier: class folders -> train -> evaluate -> transform",
+    doc_md=__doc__,
+    form=("epochs", "learning_rate"),
+    params={"dataset_uri": Param(type="string", minLength=1, title="Dataset")},
+    prepare=prepare,
+).dag
