@@ -24,7 +24,7 @@ export CONTAINERS_CONF := $(CURDIR)/docker/podman/containers.conf
 IMAGE_BASE ?= auto
 
 .PHONY: setup demo ui test test-interop browser lint format lock clean test-airflow-side test-trainer-side bench bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	bench-transform-shards bench-pipe bench-serve bench-quality images pin-images engine
+	bench-transform-shards bench-pipe bench-serve bench-quality bench-tuning images pin-images engine
 
 setup: $(VENV)/.installed $(TRAINER_VENV)/.installed $(GE_VENV)/.installed
 
@@ -225,5 +225,8 @@ bench-transfer: setup
 bench-segmentation: setup $(MXNET_VENV)/.installed
 	$(VENV)/bin/python scripts/bench_segmentation.py
 
+bench-tuning: setup
+	$(VENV)/bin/python scripts/bench_tuning.py
+
 bench: bench-data bench-train bench-manifest bench-transfer bench-segmentation bench-scaling \
-	bench-transform-shards bench-pipe bench-serve bench-quality
+	bench-transform-shards bench-pipe bench-serve bench-quality bench-tuning

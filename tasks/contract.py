@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from tasks.atomic import atomic_write_text
-from tasks.errors import InputError
+from tasks.errors import InputError, StepTerminated
 
 DEFAULT_ML_ROOT = "/opt/ml"
 EXIT_OK, EXIT_INTERNAL_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_TERMINATED = 143
+"""128 + SIGTERM, as a shell reports a process SIGTERM ended."""
 
 # What the steps write (under model/ and output/, uploaded side by side to the output URI).
 MODEL_ARCHIVE = "model.tar.gz"
@@ -195,13 +197,17 @@ class Outcome:
 
 
 def attempt(job: Callable[[], Any], failure_path: Path | None) -> Outcome:
-    """Run `job`; bad input is exit 2 and anything else exit 1, with the reason on file."""
+    """Run `job`; bad input is exit 2, a stop from outside 143 and anything else exit 1, with
+    the reason on file."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         result = job()
     except InputError as e:
         message = str(e)
         code = EXIT_BAD_INPUT
+    except StepTerminated as e:
+        message = str(e)
+        code = EXIT_TERMINATED
     except Exception as e:  # noqa: BLE001 - the contract reports every failure in output/failure
         message = f"internal error: {type(e).__name__}: {e}"
         code = EXIT_INTERNAL_ERROR
@@ -265,7 +271,8 @@ def step_summary(
 ) -> dict:
     """How a step ended (exit code, failure class, reason) and its primary metric: what
     `summary.json` holds, for the operator and the reports (no parsing of messages)."""
-    failure = {EXIT_OK: None, EXIT_BAD_INPUT: "bad_input"}.get(outcome.code, "internal")
+    classes = {EXIT_OK: None, EXIT_BAD_INPUT: "bad_input", EXIT_TERMINATED: "terminated"}
+    failure = classes.get(outcome.code, "internal")
     return {
         "step": str(step),
         "algorithm": algorithm,

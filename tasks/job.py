@@ -29,6 +29,7 @@ from tasks.contract import (
     run_job,
     unwritable,
 )
+from tasks.errors import StepTerminated
 from tasks.signing import require_deployment_key
 from tasks.staging import check_exists, clear, remove_prefix, stage_in, upload_folder
 from tasks.steps import execute
@@ -124,10 +125,6 @@ def restore_checkpoints(ml: MLRoot, checkpoint_uri: str) -> None:
         fs.get(path.rstrip("/") + "/", str(ml.checkpoints_dir), recursive=True)
     config = {"Uri": checkpoint_uri, "LocalPath": str(ml.checkpoints_dir)}
     atomic_write_text(ml.checkpoint_config_path, json.dumps(config, indent=2) + "\n")
-
-
-class StepTerminated(Exception):
-    """The step was asked to stop (SIGTERM): a pod deleted or evicted, a task killed."""
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:

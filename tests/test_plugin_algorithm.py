@@ -71,7 +71,7 @@ def test_a_fourth_algorithm_runs_end_to_end_from_its_own_package(airflow_env, tm
     assert f"accuracy {summary['value']:.4f}" in page.stdout
 
 
-def test_its_rollback_dag_comes_from_the_builder(airflow_env):
+def test_its_rollback_and_tuning_dags_come_from_the_builder(airflow_env):
     code = (
         "import json, os; from airflow.dag_processing.dagbag import DagBag; "
         "bag = DagBag(os.environ['AIRFLOW__CORE__DAGS_FOLDER']); "
@@ -82,4 +82,7 @@ def test_its_rollback_dag_comes_from_the_builder(airflow_env):
     )
     assert listed.returncode == 0, listed.stderr[-2000:]
     found = json.loads(listed.stdout.splitlines()[-1])
-    assert found == {"ids": ["tiny_classifier", "tiny_classifier_rollback"], "errors": {}}
+    assert found == {
+        "ids": ["tiny_classifier", "tiny_classifier_rollback", "tiny_classifier_tuning"],
+        "errors": {},
+    }

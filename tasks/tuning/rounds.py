@@ -77,17 +77,20 @@ def start(study: Study, warm_start_uri: str | None) -> int:
 
 def report_round(study: Study, tuning_uri: str) -> list[str]:
     """Report every unit handed out that has finished (its summary.json): its objective per
-    epoch, or its failure; a unit with no summary (its task never ran to the end) stays handed
-    out and runs again. One line per unit, for the task log."""
+    epoch, or its failure (the trial ends); a unit with no summary, or one stopped from outside
+    (its task killed), stays handed out and runs again. One line per unit, for the task log."""
     lines = []
     for unit in study.handed_out():
         uri = unit_uri(tuning_uri, unit.number, unit.epochs)
         summary = _read_json(f"{uri}/{SUMMARY}")
         if summary is None:
             continue
+        if summary.get("failure") == "terminated":  # stopped from outside: it runs again
+            lines.append(f"trial {unit.number}: stopped before its end; it runs again")
+            continue
         if summary.get("exit_code") != 0:
             study.fail(unit.number)
-            lines.append(f"trial {unit.number}: failed ({summary.get('failure', 'see its log')})")
+            lines.append(f"trial {unit.number}: failed ({summary.get('reason', 'see its log')})")
             continue
         metrics = _read_json(f"{uri}/{METRICS}") or {}
         # Every epoch since the trial began: the history is kept with its checkpoints.

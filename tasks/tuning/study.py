@@ -297,13 +297,15 @@ class Study:
                     else (t.intermediate_values.get(epochs) if epochs else None),
                     "epochs": epochs,
                     "stopped_early": t.state.name == "PRUNED",
+                    "warm_start": "warm_start" in t.user_attrs,
                 }
             )
         return rows
 
     def best(self) -> dict[str, Any] | None:
-        """The best finished trial's row, None before one finished."""
-        complete = [r for r in self.trials() if r["state"] == "complete"]
+        """The best trial this run finished (a warm start's trials inform the search; their
+        models are the earlier run's), None before one finished."""
+        complete = [r for r in self.trials() if r["state"] == "complete" and not r["warm_start"]]
         if not complete:
             return None
         sign = 1 if self.job.objective.maximize else -1

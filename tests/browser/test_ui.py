@@ -76,6 +76,8 @@ def _open_trigger_form(browser, airflow, dag_id=DAG):
 
 
 SECTIONS = ("Training", "Champion gate", "Batch transform", "Machines")
+TUNING = "Tuning"
+"""The tuning DAGs' section, before Training."""
 
 
 def _field(browser, name: str):
@@ -89,7 +91,8 @@ def _field(browser, name: str):
             None,
         )
 
-    for section in [None, *SECTIONS]:
+    present = {b.text.strip() for b in _section_buttons(browser)}
+    for section in [None, *(s for s in (TUNING, *SECTIONS) if s in present)]:
         if section is not None:
             _open_section(browser, section)
         if found := shown():
@@ -486,6 +489,75 @@ def test_a_missing_dataset_is_refused_in_the_dialog(user, airflow, shots):
         "of class folders"
     ), message.text
     assert _run_ids(airflow) == before
+
+
+def _type_json(browser, name: str, text: str) -> None:
+    """Replace what the form's JSON field `name` (an object Param: a code editor) holds with
+    `text`, as a paste does."""
+    By = _by()
+    _field(browser, name)  # its section opened
+    editor = _wait(
+        browser,
+        lambda d: next(
+            (
+                e
+                for e in d.find_elements(By.CSS_SELECTOR, f"#element_{name} [contenteditable]")
+                if e.is_displayed()
+            ),
+            None,
+        ),
+    )
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", editor)
+    editor.click()
+    browser.execute_script(
+        "arguments[0].focus(); document.execCommand('selectAll');"
+        "document.execCommand('insertText', false, arguments[1]);",
+        editor,
+        text,
+    )
+    held = "".join(editor.text.split())
+    assert held == "".join(text.split()), f"the {name} field holds {editor.text!r}"
+
+
+LOG_RATE = {"type": "continuous", "min": 1e-4, "max": 0.1, "scale": "log"}
+
+
+@pytest.mark.parametrize(
+    "space, words",
+    [
+        (
+            {"learning_rate": {**LOG_RATE, "max": 2.0}},
+            "search space 'learning_rate': max 2.0 is outside the hyperparameter's allowed",
+        ),
+        (
+            {"learning_rate": {**LOG_RATE, "min": 0.5}},
+            "search space 'learning_rate': min 0.5 is above max 0.1",
+        ),
+        (
+            {"learnin_rate": LOG_RATE},
+            "search space 'learnin_rate': image-classification has no such hyperparameter",
+        ),
+        (
+            {"momentum": {**LOG_RATE, "min": 0, "max": 0.9}},
+            "search space 'momentum': a log scale needs min > 0",
+        ),
+    ],
+)
+def test_a_bad_search_space_is_refused_in_the_tuning_dialog(user, airflow, shots, space, words):
+    """Issue 41: the tuning form's search space, checked against the algorithm's table in the
+    dialog (one sentence naming the field); no run is made. The objective offers only the
+    metrics the algorithm reports."""
+    browser, dag_id = user, "image_classification_tuning"
+    trigger = _open_trigger_form(browser, airflow, dag_id)
+    assert "validation:accuracy (maximize)" in _report_text(browser)
+    _type_json(browser, "search_space", json.dumps(space))
+    trigger.click()
+    message = _refusal_in_dialog(browser, words)
+    browser.execute_script("arguments[0].scrollIntoView()", message)
+    slug = "-".join(words.split("'")[1:3]).replace(" ", "")[:30]
+    browser.save_screenshot(str(shots / f"8-search-space-{slug}.png"))
+    assert "\n" not in message.text
+    assert _runs(airflow, dag_id) == []
 
 
 def test_transfer_learning_from_its_form_defaults_to_the_report(user, airflow, shots):

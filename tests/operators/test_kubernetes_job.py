@@ -3,6 +3,7 @@ and a headless Service, valid Kubernetes objects; their clean-up; the refusal el
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import kubernetes_validate
@@ -18,6 +19,8 @@ from operators.runners.kubernetes import KubernetesRunner
 from tasks.algorithms import TRAINER
 from tasks.errors import InputError
 from tasks.training.cluster import HEARTBEAT_TIMEOUT_ENV, from_indexed_job, heartbeat_timeout_s
+from tasks.tuning.rounds import round_arguments
+from tasks.tuning.study import Unit
 from tests.operators.test_container import STEP
 
 
@@ -136,22 +139,8 @@ def test_only_training_runs_on_several_machines():
     assert type(op.build({**CONTEXT, "logical_date": None})).__name__ == "KubernetesPodOperator"
 
 
-def test_the_pipeline_with_two_machines_on_kubernetes_renders_the_job_and_service():
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.dags.test_dag_integrity import ROOT
-
-    dag = DagBag(dag_folder=str(ROOT / "dags" / "image_classification.py")).dags[
-        "image_classification"
-    ]
-    task = dag.get_task("train")
-    params = {
-        **{k: dag.params[k] for k in dag.params},
-        "output_uri": "s3://b/out",
-        "dataset_uri": "s3://b/data",
-        "runner": "kubernetes",
-        "instance_count": 2,
-    }
+def rendered(task, dag, params: dict) -> dict:
+    """Render `task`'s templated fields as a run of `dag` with `params` would; the context."""
     env = dag.get_template_env()
     context = {**CONTEXT, "params": params, "dag": dag, "logical_date": None}
     context["dag_run"] = SimpleNamespace(logical_date=None)
@@ -165,12 +154,77 @@ def test_the_pipeline_with_two_machines_on_kubernetes_renders_the_job_and_servic
                 field,
                 {k: env.from_string(str(v)).render(**context) for k, v in value.items()},
             )
+    return context
+
+
+def image_classification_dags() -> dict:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_dag_integrity import ROOT
+
+    return DagBag(dag_folder=str(ROOT / "dags" / "image_classification.py")).dags
+
+
+def cluster_params(dag, **overrides) -> dict:
+    return {
+        **{k: dag.params[k] for k in dag.params},
+        "output_uri": "s3://b/out",
+        "dataset_uri": "s3://b/data",
+        "runner": "kubernetes",
+        **overrides,
+    }
+
+
+def test_the_pipeline_with_two_machines_on_kubernetes_renders_the_job_and_service():
+    dag = image_classification_dags()["image_classification"]
+    task = dag.get_task("train")
+    params = cluster_params(dag, instance_count=2)
+    context = rendered(task, dag, params)
     op = task.build(context)
     assert isinstance(op, WorkersJobOperator)
     op.__dict__["hook"] = SimpleNamespace(is_in_cluster=False)
     job = valid(op.build_job_request_obj(context))
     assert job["spec"]["parallelism"] == 2
     assert valid(op.service(context))["spec"]["clusterIP"] == "None"
+
+
+@pytest.mark.parametrize("machines", [1, 2])
+def test_tuning_trials_render_as_pods_and_as_indexed_jobs(machines):
+    """Issue 41: a trial of the tuning DAG is the train step on the run's runner: a pod, or an
+    Indexed Job with instance_count 2, resuming from the trial's checkpoints in storage."""
+    dag = image_classification_dags()["image_classification_tuning"]
+    unit = Unit(3, {"learning_rate": "0.01", "optimizer": "adam"}, epochs=3, done=1)
+    [arguments] = round_arguments(
+        [unit],
+        "s3://b/out/run=1/tuning",
+        channels={"train": "s3://b/out/run=1/recordio/train"},
+        hyperparameters={"num_classes": "4", "epochs": "9", "learning_rate": "0.1"},
+    )
+    task = dag.get_task("trials_0").unmap(arguments)
+    context = rendered(task, dag, cluster_params(dag, instance_count=machines))
+    op = task.build(context)
+    if machines == 1:
+        pod = valid(op.build_pod_request_obj(dry_run=True))
+        args = pod["spec"]["containers"][0]["args"]
+    else:
+        assert isinstance(op, WorkersJobOperator)
+        op.__dict__["hook"] = SimpleNamespace(is_in_cluster=False)
+        job = valid(op.build_job_request_obj(context))
+        assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["parallelism"] == 2
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    def value(flag: str) -> str:
+        return args[args.index(flag) + 1]
+
+    assert value("--checkpoint-uri") == "s3://b/out/run=1/tuning/trials/003/checkpoints"
+    assert value("--output-uri") == "s3://b/out/run=1/tuning/trials/003/epochs-3"
+    assert json.loads(value("--hyperparameters")) == {
+        "num_classes": "4",
+        "epochs": "3",
+        "learning_rate": "0.01",
+        "optimizer": "adam",
+    }
+    assert value("--channel") == "train=s3://b/out/run=1/recordio/train"
 
 
 def test_the_workers_heartbeat_timeout_is_the_deployments_checked_before_any_pod(monkeypatch):

@@ -196,11 +196,12 @@ def test_the_step_refuses_uris_the_deployment_does_not_allow(tmp_path, monkeypat
 
 def test_sigterm_stops_the_step_as_a_recorded_failure(tmp_path):
     """Audit: as PID 1 in a pod the step ignored SIGTERM and was killed after the grace
-    period; now SIGTERM ends it through the contract (failure on file, exit 1, retried)."""
+    period; now SIGTERM ends it through the contract (failure on file, exit 143 as a shell
+    reports SIGTERM, class "terminated": retried, and a tuning trial runs again)."""
     import os
     import signal
 
-    from tasks.contract import attempt
+    from tasks.contract import attempt, step_summary
     from tasks.job import _stop_on_sigterm
 
     previous = signal.getsignal(signal.SIGTERM)
@@ -210,8 +211,10 @@ def test_sigterm_stops_the_step_as_a_recorded_failure(tmp_path):
         outcome = attempt(lambda: os.kill(os.getpid(), signal.SIGTERM), tmp_path / "failure")
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert outcome.code == 1
+    assert outcome.code == 143
     assert "stopped by SIGTERM" in (tmp_path / "failure").read_text()
+    summary = step_summary(step="train", algorithm=None, outcome=outcome)
+    assert summary["failure"] == "terminated" and summary["status"] == "failed"
 
 
 def test_a_job_with_a_checkpoint_uri_keeps_its_checkpoints_and_a_later_job_resumes(
