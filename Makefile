@@ -114,7 +114,8 @@ format: $(VENV)/.installed
 # process, TensorFlow's graph building) and some wait (heartbeats, the browser, containers).
 # Files are handed out in the order listed, the slowest first, so that no long file starts
 # last; the slowest tests are listed after each session: where the suite's time goes.
-AIRFLOW_SLOW := tests/browser/test_ui.py tests/test_end_to_end_gate.py tests/test_end_to_end.py \
+AIRFLOW_SLOW := tests/browser/test_ui.py tests/test_end_to_end_tuning.py \
+	tests/test_end_to_end_gate.py tests/test_end_to_end.py \
 	tests/test_end_to_end_segmentation.py tests/test_end_to_end_quality.py \
 	tests/containers/test_trainer_image.py tests/test_end_to_end_shards.py \
 	tests/test_end_to_end_tf.py tests/test_plugin_algorithm.py tests/containers/test_workers.py \
