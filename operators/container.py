@@ -63,6 +63,17 @@ def container_task(
     return chosen.build(request)
 
 
+def step_hyperparameters(extra: Mapping[str, Any] | str, own: Mapping[str, Any]) -> dict[str, str]:
+    """A step's hyperparameters as strings: the form's other hyperparameters (a JSON object),
+    then the pipeline's and the form's own, which win; empty ones are left out (the trainer's
+    defaults apply)."""
+    if isinstance(extra, str):
+        extra = json.loads(extra) if extra.strip() else {}
+    if not isinstance(extra, Mapping):
+        raise refuse(f"hyperparameters must be a JSON object, got {extra!r}")
+    return {k: str(v) for k, v in {**extra, **own}.items() if v not in (None, "")}
+
+
 class ContainerStepOperator(RunStepOperator):
     """A container step whose runner, image and GPU count are chosen per run (DAG Params).
 
@@ -137,12 +148,6 @@ class ContainerStepOperator(RunStepOperator):
 
     def build(self, context: Any) -> BaseOperator:
         """The operator that runs this step, for the rendered runner."""
-        extra = self.extra_hyperparameters
-        if isinstance(extra, str):
-            extra = json.loads(extra) if extra.strip() else {}
-        if not isinstance(extra, Mapping):
-            raise refuse(f"hyperparameters must be a JSON object, got {extra!r}")
-        values = {**extra, **self.hyperparameters}
         # A channel whose URI renders empty is not used in this run (e.g. no initial model).
         channels = {k: str(v) for k, v in self.channels.items() if str(v).strip()}
         step = ContainerStep(
@@ -150,7 +155,7 @@ class ContainerStepOperator(RunStepOperator):
             algorithm=self.algorithm,
             channels=channels,
             output_uri=self._output,
-            hyperparameters={k: str(v) for k, v in values.items() if v not in (None, "")},
+            hyperparameters=step_hyperparameters(self.extra_hyperparameters, self.hyperparameters),
             input_data_config=self._input_data_config(channels),
             checkpoint_uri=str(self.checkpoint_uri or "").strip(),
         )

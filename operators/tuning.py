@@ -12,6 +12,7 @@ from typing import Any
 from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowSkipException
 
+from operators.container import step_hyperparameters
 from operators.run_record import RunStepOperator, pipeline_step
 from tasks.algorithms import AlgorithmSpec, get_algorithm
 from tasks.errors import InputError
@@ -154,7 +155,9 @@ class _TuningStep(RunStepOperator):
     uri_fields = ("output_uri",)
     template_fields: Sequence[str] = ("output_uri", "job")
 
-    def __init__(self, *, algorithm: str, output_uri: str, job: Mapping[str, Any], **kwargs):
+    def __init__(
+        self, *, algorithm: str, output_uri: str, job: Mapping[str, Any], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.algorithm, self.output_uri, self.job = get_algorithm(algorithm).id, output_uri, job
 
@@ -174,7 +177,8 @@ class TuningRoundOperator(_TuningStep):
     :param channels: the train step's channels (templated).
     :param hyperparameters: the train step's fixed hyperparameters (templated).
     :param extra_hyperparameters: the form's other hyperparameters, a JSON object (templated).
-    :param warm_start_uri: an earlier tuning folder; only the first round reads it (templated).
+    :param warm_start_uri: an earlier tuning folder, read while the study has no trial yet
+        (templated).
     """
 
     template_fields: Sequence[str] = (
@@ -198,17 +202,6 @@ class TuningRoundOperator(_TuningStep):
         self.channels, self.hyperparameters = channels, hyperparameters
         self.extra_hyperparameters, self.warm_start_uri = extra_hyperparameters, warm_start_uri
 
-    def _fixed(self) -> dict[str, str]:
-        """The hyperparameters every trial shares: the form's others, then the form's and the
-        data's (empty ones left out, as the train step does)."""
-        extra = self.extra_hyperparameters
-        if isinstance(extra, str):
-            extra = json.loads(extra) if extra.strip() else {}
-        if not isinstance(extra, Mapping):
-            raise InputError(f"[Other hyperparameters] hyperparameters: not an object: {extra!r}")
-        values = {**extra, **self.hyperparameters}
-        return {k: str(v) for k, v in values.items() if v not in (None, "", "None")}
-
     @pipeline_step
     def execute(self, context: Any) -> list[dict[str, Any]]:
         job = self._job()
@@ -231,9 +224,9 @@ class TuningRoundOperator(_TuningStep):
                 json.dumps(unit.hyperparameters),
             )
         channels = {k: str(v) for k, v in self.channels.items() if str(v).strip()}
-        return round_arguments(
-            units, self.output_uri, channels=channels, hyperparameters=self._fixed()
-        )
+        # What every trial shares, as the train step takes it; each trial's own win.
+        fixed = step_hyperparameters(self.extra_hyperparameters, self.hyperparameters)
+        return round_arguments(units, self.output_uri, channels=channels, hyperparameters=fixed)
 
 
 class TuningResultOperator(_TuningStep):

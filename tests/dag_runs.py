@@ -81,6 +81,40 @@ def image_classification_conf(dataset, output, **overrides) -> dict:
     }
 
 
+ONE_ROUND_OF_THREE = {
+    "search_space": {
+        "learning_rate": {"type": "continuous", "min": 1e-4, "max": 0.1, "scale": "log"}
+    },
+    "strategy": "random",
+    "max_trials": 3,
+    "max_parallel_trials": 3,
+    "tuning_seed": 5,
+}
+"""A tuning run's form values: one round of 3 random trials of the learning rate."""
+
+
+def tune_one_round(
+    env: dict, dag_id: str, logical_date: str, conf: dict, metric: str, epochs: int
+) -> tuple[Path, dict]:
+    """Run the tuning DAG `dag_id` with `conf` and ONE_ROUND_OF_THREE: every trial completes
+    with its own learning rate, its objective is its training's last epoch's `metric`, the best
+    one is the best of them and is promoted; (the run's folder, its tuning.json)."""
+    result = dags_test(env, dag_id, logical_date, {**conf, **ONE_ROUND_OF_THREE})
+    assert result.returncode == 0, result.stdout[-4000:]
+    run = next(Path(conf["output_uri"].removeprefix("file://")).glob("run=*"))
+    tuning = json.loads((run / "tuning" / "tuning.json").read_text())
+    trials = tuning["trials"]
+    assert [t["state"] for t in trials] == ["complete"] * 3
+    assert len({t["hyperparameters"]["learning_rate"] for t in trials}) == 3
+    for t in trials:
+        unit = run / "tuning" / "trials" / f"{t['number']:03d}" / f"epochs-{epochs}"
+        metrics = json.loads((unit / "metrics.json").read_text())
+        assert t["objective"] == metrics["epochs"][-1][f"validation_{metric}"]
+    assert tuning["best"]["objective"] == max(t["objective"] for t in trials)
+    assert json.loads((run / "gate" / "gate.json").read_text())["promote"] is True
+    return run, tuning
+
+
 def last_model_event(env: dict) -> dict:
     """The extra of the newest image_classification_model asset event."""
     out = subprocess.run(

@@ -12,7 +12,7 @@ import pytest
 
 from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
 from tasks.data.synthetic import make_shapes_dataset
-from tests.dag_runs import ROOT, airflow_home, assert_refused_alone
+from tests.dag_runs import ROOT, airflow_home, assert_refused_alone, tune_one_round
 from tests.dag_runs import dags_test as run_dag
 
 pytestmark = pytest.mark.integration
@@ -104,26 +104,11 @@ def test_tuning_trains_three_trials_and_promotes_the_best(airflow_env, tmp_path)
     """Issue 41: image_classification_tf_tuning, one round of 3 random trials of the learning
     rate on the offline mirror's module; the best trial's model is gated and promoted."""
     dataset = make_shapes_dataset(tmp_path / "shapes", per_class=8, size=32)
-    out = tmp_path / "out"
-    space = {"learning_rate": {"type": "continuous", "min": 1e-4, "max": 0.1, "scale": "log"}}
-    tuning_conf = conf(
-        dataset,
-        out,
-        search_space=space,
-        strategy="random",
-        max_trials=3,
-        max_parallel_trials=3,
-        tuning_seed=5,
+    tune_one_round(
+        airflow_env,
+        "image_classification_tf_tuning",
+        LOGICAL_DATE,
+        conf(dataset, tmp_path / "out"),
+        "accuracy",
+        2,
     )
-    result = run_dag(airflow_env, "image_classification_tf_tuning", LOGICAL_DATE, tuning_conf)
-    assert result.returncode == 0, result.stdout[-4000:]
-    run = next(out.glob("run=*"))
-    tuning = json.loads((run / "tuning" / "tuning.json").read_text())
-    trials = tuning["trials"]
-    assert [t["state"] for t in trials] == ["complete"] * 3 and tuning["best"] is not None
-    for t in trials:
-        unit = run / "tuning" / "trials" / f"{t['number']:03d}" / "epochs-2"
-        metrics = json.loads((unit / "metrics.json").read_text())
-        assert t["objective"] == metrics["epochs"][-1]["validation_accuracy"]
-    assert tuning["best"]["objective"] == max(t["objective"] for t in trials)
-    assert json.loads((run / "gate" / "gate.json").read_text())["promote"] is True
