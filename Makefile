@@ -93,8 +93,13 @@ demo: setup $(AIRFLOW_HOME)/airflow.db $(HUB)/registry.json
 
 # The Airflow UI and scheduler on this machine (http://localhost:8080, on localhost only; the
 # generated admin password is printed and kept in .airflow/simple_auth_manager_passwords.json.generated).
+# SQLite waits for its lock (operators/embedded_database.py): a backfill from the dialog while
+# the scheduler writes.
+EMBEDDED_DATABASE := AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=operators.embedded_database.CONNECT_ARGS \
+	AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC=operators.embedded_database.CONNECT_ARGS
 ui: setup $(AIRFLOW_HOME)/airflow.db data/datasets/shapes $(HUB)/registry.json
-	$(LOCAL_HUB) AIRFLOW__API__HOST=127.0.0.1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
+	$(LOCAL_HUB) $(EMBEDDED_DATABASE) AIRFLOW__API__HOST=127.0.0.1 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+		$(VENV)/bin/airflow standalone
 
 # The form's default dataset: the demo's generated shapes.
 data/datasets/shapes: | $(VENV)/.installed

@@ -17,6 +17,7 @@ from airflow.sdk import DAG, Asset, Param
 from operators.lifecycle import DeployOperator, RollbackOperator
 from operators.paths import data_root
 from operators.pipeline import (
+    DEFAULT_SCHEDULE,
     INPUT_MODE,
     RUN,
     START_DATE,
@@ -360,7 +361,7 @@ def pipeline(
     model_asset = Asset(name=f"{dag_id}_model")
     dataset_asset = Asset(name=f"{dag_id}_dataset")
 
-    def define(name: str, extra: Mapping[str, Param], about: str) -> DAG:
+    def define(name: str, extra: Mapping[str, Param], about: str, schedule: str | None) -> DAG:
         shared = {**shared_params(spec, name, form, models_uri), **extra}
         own = [k for k in params if k not in shared]
         # The dataset (the first of its own), where runs write, its other own fields, the rest.
@@ -376,14 +377,15 @@ def pipeline(
             params={k: params.get(k, shared.get(k)) for k in order},
             tags=tags,
             sections=sections,
+            schedule=schedule,
         )
 
-    with define(dag_id, {}, description) as dag:
+    with define(dag_id, {}, description, DEFAULT_SCHEDULE) as dag:
         built = Pipeline(dag, dag_id, spec, tuple(form), model_asset, dataset_asset)
         built.tail(prepare())
     rollback_dag(built, models_uri)
     tuning_about = f"Tuning of {dag_id}: trials of its train step, the best one through its tail"
-    with define(f"{dag_id}_tuning", tuning_params(spec), tuning_about) as tuning:
+    with define(f"{dag_id}_tuning", tuning_params(spec), tuning_about, None) as tuning:
         Pipeline(tuning, dag_id, spec, tuple(form), model_asset, dataset_asset).tail(
             prepare(), tuning=True
         )

@@ -201,13 +201,20 @@ def task_defaults() -> dict[str, Any]:
     }
 
 
-def schedule_of(dag_id: str, dataset: Asset | None = None) -> Any:
-    """`VISION_PIPELINES_<DAG_ID>_SCHEDULE` (cron or preset), and with
-    `VISION_PIPELINES_<DAG_ID>_ON_DATASET_CHANGE=true` also (or only) every update of the
-    pipeline's dataset asset; none by default. A cron schedule has data intervals (Airflow 2's
+DEFAULT_SCHEDULE = "@daily"
+"""A pipeline's retraining schedule unless configured (its DAG paused until someone unpauses
+it, as Airflow creates every DAG: `[core] dags_are_paused_at_creation`)."""
+
+
+def schedule_of(dag_id: str, dataset: Asset | None = None, default: str | None = None) -> Any:
+    """`VISION_PIPELINES_<DAG_ID>_SCHEDULE` (cron or preset; `none`: manual runs only), else
+    `default`, and with `VISION_PIPELINES_<DAG_ID>_ON_DATASET_CHANGE=true` also (or only) every
+    update of the pipeline's dataset asset. A cron schedule has data intervals (Airflow 2's
     cron semantics, whatever `create_cron_data_intervals` says): a manual run's is the last
     complete one, as a scheduled run's, so the gate's backfill rule sees both on the same clock."""
-    expression = setting_text(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE")
+    expression = setting_text(f"VISION_PIPELINES_{dag_id.upper()}_SCHEDULE") or default
+    if expression is not None and expression.lower() == "none":
+        expression = None
     cron = None
     if expression is not None:
         is_cron = not expression.startswith("@") or expression in cron_presets
@@ -230,16 +237,17 @@ def pipeline_dag(
     tags: Iterable[str] = (),
     dataset: Asset | None = None,
     sections: Mapping[str, str] | None = None,
+    schedule: str | None = None,
 ) -> DAG:
     """The DAG of one pipeline: its Params plus the runner's (those in the form's section
     Machines, the others in their `sections`), the run-prefix macro, the schedule from
-    configuration, one active run at a time."""
+    configuration (else `schedule`), one active run at a time."""
     sections = {**(sections or {}), **dict.fromkeys(runner_params(spec), MACHINES)}
     return DAG(
         dag_id=dag_id,
         description=description,
         doc_md=doc_md,
-        schedule=schedule_of(dag_id, dataset),
+        schedule=schedule_of(dag_id, dataset, schedule),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,

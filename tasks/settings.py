@@ -84,8 +84,9 @@ SETTINGS: tuple[Setting, ...] = (
     # Scheduling and retries
     _s(
         "<DAG_ID>_SCHEDULE",
-        "none",
-        "a pipeline's retraining schedule (cron or preset, with data intervals)",
+        "@daily",
+        "a pipeline's retraining schedule (cron or preset, with data intervals; `none`: manual "
+        "runs only); its DAG starts paused. A tuning DAG has none unless set",
     ),
     _s(
         "<DAG_ID>_ON_DATASET_CHANGE",

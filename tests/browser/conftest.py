@@ -124,6 +124,14 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # Unpaused at creation, the pipelines' daily schedule would start a run of yesterday in
+        # each at once, beside the runs the tests trigger; triggers and backfills still run.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        # As `make ui` runs it (Makefile EMBEDDED_DATABASE).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "operators.embedded_database.CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": (
+            "operators.embedded_database.CONNECT_ARGS"
+        ),
         # The DAG files do not change during the test: parsed once, not every 30 s (each parse
         # is a process that imports the operators; 5% of the suite's CPU while this test ran).
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",

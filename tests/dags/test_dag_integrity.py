@@ -183,8 +183,27 @@ def test_outputs_are_run_scoped(dagbag):
         )
 
 
-def test_schedule_comes_from_configuration(dagbag):
-    assert dagbag.dags["image_classification"].schedule is None
+def test_pipelines_retrain_daily_unless_configured_and_tuning_and_rollback_run_on_demand(
+    dagbag, monkeypatch
+):
+    """Issue 43: a documented default schedule (so the dialog offers Backfill), `none` for
+    manual runs only; the DAGs start paused by Airflow's own rule, not ours."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from operators.pipeline import DEFAULT_SCHEDULE, schedule_of
+
+    for pipeline in PIPELINES:
+        timetable = dagbag.dags[pipeline].timetable
+        assert isinstance(timetable, CronDataIntervalTimetable), pipeline
+        assert timetable == CronDataIntervalTimetable(DEFAULT_SCHEDULE, timezone="UTC")
+        assert dagbag.dags[pipeline].is_paused_upon_creation is None  # [core]'s rule
+        for other in (f"{pipeline}_tuning", f"{pipeline}_rollback"):
+            assert dagbag.dags[other].schedule is None, other
+    monkeypatch.setenv("VISION_PIPELINES_IMAGE_CLASSIFICATION_SCHEDULE", "none")
+    assert schedule_of("image_classification", None, DEFAULT_SCHEDULE) is None
+    monkeypatch.setenv("VISION_PIPELINES_IMAGE_CLASSIFICATION_SCHEDULE", "0 3 * * 1")
+    weekly = schedule_of("image_classification", None, DEFAULT_SCHEDULE)
+    assert weekly.summary == "0 3 * * 1"
 
 
 def test_airflow_layer_never_imports_tensorflow():
