@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Asset, Param, ParamsDict
+from airflow.sdk.exceptions import ParamValidationError
 
 from operators.lifecycle import DeployOperator, RollbackOperator
 from operators.paths import data_root
@@ -340,6 +341,17 @@ def rollback_dag(pipeline: Pipeline, models_uri: str) -> DAG:
     return dag
 
 
+def _runs_from_defaults(params: Mapping[str, Param]) -> bool:
+    """Whether a run with the form's defaults is valid: a scheduled run has nothing else (a
+    pipeline with a required field and no default, say its dataset, runs on demand unless a
+    schedule is configured; Airflow refuses a schedule for it)."""
+    try:
+        ParamsDict(dict(params)).validate()
+    except ParamValidationError:
+        return False
+    return True
+
+
 def pipeline(
     *,
     dag_id: str,
@@ -368,16 +380,17 @@ def pipeline(
         order = [*own[:1], "output_uri", *own[1:], *(k for k in shared if k != "output_uri")]
         sections = {**form_sections(spec, form, models_uri), **dict.fromkeys(extra, TUNING)}
         order.sort(key=lambda k: RANKS[sections.get(k)])  # each section's fields together
+        merged = {k: params.get(k, shared.get(k)) for k in order}
         return pipeline_dag(
             dag_id=name,
             spec=spec,
             dataset=dataset_asset if name == dag_id else None,
             description=about,
             doc_md=doc_md,
-            params={k: params.get(k, shared.get(k)) for k in order},
+            params=merged,
             tags=tags,
             sections=sections,
-            schedule=schedule,
+            schedule=schedule if _runs_from_defaults(merged) else None,
         )
 
     with define(dag_id, {}, description, DEFAULT_SCHEDULE) as dag:
