@@ -148,7 +148,10 @@ def test_a_killed_tuning_run_resumes_without_training_a_finished_trial_again(
     finished = {
         p: p.stat().st_mtime_ns for p in units if json.loads(p.read_text())["exit_code"] == 0
     }
-    assert [p.parts[-3] for p in finished] == ["000", "001"]
+    numbers = [int(p.parts[-3]) for p in finished]
+    # Round 1 had ended; round 2 was killed with a trial unfinished (`airflow dags test` runs a
+    # round's mapped tasks one after another, in either order).
+    assert {0, 1} <= set(numbers) and len(numbers) < 4, numbers
 
     conf = tuning_conf(dataset, tmp_path, **overrides)
     again = dags_test(env, "image_classification_tuning", LOGICAL_DATE, conf)
@@ -156,4 +159,7 @@ def test_a_killed_tuning_run_resumes_without_training_a_finished_trial_again(
     tuning = json.loads((tmp_path / RUN / "tuning" / "tuning.json").read_text())
     assert [t["state"] for t in tuning["trials"]] == ["complete"] * 4
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not trained again
-    assert "trial 0 starts" not in again.stdout and "trial 1 starts" not in again.stdout
+    for number in numbers:
+        assert f"trial {number} starts" not in again.stdout
+    unfinished = set(range(4)) - set(numbers)
+    assert all(f"trial {n} starts" in again.stdout for n in unfinished), unfinished
