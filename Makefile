@@ -129,7 +129,8 @@ AIRFLOW_TESTS := $(AIRFLOW_SLOW) tests/dags tests/operators tests/plugins tests/
 	tests/tasks/test_recordio_cli.py tests/tasks/test_im2rec.py tests/tasks/test_atomic.py \
 	tests/tasks/test_artifact.py tests/tasks/test_hyperparameter_schemas.py \
 	tests/tasks/test_algorithm_packages.py tests/tasks/test_uris.py tests/tasks/test_progress.py \
-	tests/tasks/test_limits.py tests/tasks/test_tuning.py tests/tasks/test_suite_rules.py tests/tasks/test_lifecycle.py tests/tasks/test_hub.py \
+	tests/tasks/test_limits.py tests/tasks/test_tuning.py tests/tasks/test_suite_rules.py tests/tasks/test_data_docs.py \
+	tests/tasks/test_lifecycle.py tests/tasks/test_hub.py \
 	tests/tasks/test_transform_shards.py tests/test_lint_scope.py tests/test_module_layout.py tests/test_locks.py \
 	tests/test_base_images.py tests/test_deploy.py
 ALGORITHM_TESTS := tests/tasks/algorithms

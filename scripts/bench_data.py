@@ -12,14 +12,26 @@ from __future__ import annotations
 
 import io
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from benchmark_report import ENV, ROOT, benchmark_parser, run_rate, timed, write_section
+from benchmark_report import (
+    ENV,
+    PINNED,
+    ROOT,
+    alternating,
+    benchmark_parser,
+    ratio_text,
+    ratios,
+    run_rate,
+    spread,
+    timed,
+    warm_page_cache,
+    write_section,
+)
 from PIL import Image
 
 PY_OURS = ROOT / ".venv" / "bin" / "python"
@@ -53,12 +65,17 @@ def make_images(folder: Path, count: int, size: tuple[int, int], seed: int) -> N
         img.save(folder / f"{i:05d}.jpg", quality=90)
 
 
+TOOLS = {
+    "MXNet im2rec": [PY_MXNET, IM2REC_MX],
+    "ours (tasks.im2rec)": [PY_OURS, "-m", "tasks.im2rec"],
+}
+
+
 def pack_both(work: Path, images: Path, flags: list[str], runs: int) -> dict[str, tuple]:
-    results = {}
-    for name, tool in (
-        ("MXNet im2rec", [PY_MXNET, IM2REC_MX]),
-        ("ours (tasks.im2rec)", [PY_OURS, "-m", "tasks.im2rec"]),
-    ):
+    """Each tool's (seconds per run, peak MiB, .rec) packing `images`, the tools alternating."""
+    memory: dict[str, int] = {}
+    measures = []
+    for name, tool in TOOLS.items():
         folder = work / name.split()[0]
         folder.mkdir(parents=True, exist_ok=True)
         subprocess.run(
@@ -68,13 +85,19 @@ def pack_both(work: Path, images: Path, flags: list[str], runs: int) -> dict[str
             stdout=subprocess.DEVNULL,
             cwd=ROOT,
         )
-        times = [timed([*tool, *flags, folder / "set", images]) for _ in range(runs)]
-        results[name] = (
-            statistics.median(t for t, _ in times),
-            max(m for _, m in times),
-            folder / "set.rec",
-        )
-    return results
+
+        def once(name: str = name, command: tuple = (*tool, *flags, folder / "set", images)):
+            seconds, mib = timed(list(command))
+            memory[name] = max(memory.get(name, 0), mib)
+            return seconds
+
+        measures.append(once)
+    warm_page_cache(images)
+    times = alternating(measures, runs)
+    return {
+        name: (seconds, memory[name], work / name.split()[0] / "set.rec")
+        for name, seconds in zip(TOOLS, times, strict=True)
+    }
 
 
 READ_OURS = """
@@ -167,9 +190,16 @@ def main() -> int:
         )
 
         mx_rec = photos["MXNet im2rec"][2]
+        rates = alternating(
+            [
+                lambda: run_rate(PY_MXNET, READ_MXNET, mx_rec, 2000),
+                lambda: run_rate(PY_TRAINER, READ_OURS, mx_rec, 2000),
+            ],
+            args.runs,
+        )
         reads = {
-            "mx.io.ImageRecordIter": (run_rate(PY_MXNET, READ_MXNET, mx_rec, 2000), 0, None),
-            "ours (RecordIO tf.data)": (run_rate(PY_TRAINER, READ_OURS, mx_rec, 2000), 0, None),
+            "mx.io.ImageRecordIter": (rates[0], 0, None),
+            "ours (RecordIO tf.data)": (rates[1], 0, None),
         }
         rows.append(
             _pair(
@@ -185,7 +215,8 @@ def main() -> int:
         "Data preparation (`make bench-data`)",
         "Command: `make bench-data` (`.venv/bin/python scripts/bench_data.py`), on the build "
         f"machine ({os.cpu_count()} cores, no GPU). MXNet 1.9.1 / OpenCV 4.11 vs ours (Pillow), "
-        f"same inputs, same run; times are medians of {args.runs} runs.",
+        f"same inputs, same run, the two tools alternating; median (range) of {args.runs} runs, "
+        "the speed-up's range from each run's pair. " + PINNED,
         "| benchmark | MXNet | ours | speed-up | peak memory (MXNet / ours) | notes |",
         rows,
     )
@@ -200,11 +231,11 @@ def _same(results: dict[str, tuple]) -> bool:
 def _pair(
     what: str, results: dict[str, tuple], unit: str, *, lower_is_better: bool, note: str = ""
 ) -> str:
-    (ref_name, ref), (our_name, ours) = results.items()
-    speedup = ref[0] / ours[0] if lower_is_better else ours[0] / ref[0]
+    (_, ref), (_, ours) = results.items()
+    speedup = ratio_text(ratios(ref[0], ours[0], lower_is_better=lower_is_better))
     memory = f"{ref[1]} / {ours[1]} MiB" if ref[1] else "-"
     row = (
-        f"| {what} | {ref[0]:.2f} {unit} | {ours[0]:.2f} {unit} | **{speedup:.2f}x** | "
+        f"| {what} | {spread(ref[0], unit=unit)} | {spread(ours[0], unit=unit)} | {speedup} | "
         f"{memory} | {note} |"
     )
     print(row, flush=True)

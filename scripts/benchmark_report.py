@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,55 @@ def run_rate(python: Path | str, code: str, *args: object) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"benchmark snippet failed:\n{done.stderr[-3000:]}")
     return float(done.stdout.strip().splitlines()[-1])
+
+
+RUNS = 3
+"""Runs per measurement: every row quotes their median and range."""
+PINNED = (
+    "Pinned the same for both sides: the same thread counts (the flags named), all of the "
+    "machine's cores (no affinity set for either), the inputs read once before the first run "
+    "(a warm page cache for both), and the two alternating run by run."
+)
+
+
+def warm_page_cache(folder: Path) -> None:
+    """Read every file under `folder` once, so that no side pays for the first cold read."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
+def alternating(measures: Sequence[Callable[[], float]], runs: int = RUNS) -> list[list[float]]:
+    """Each measure's values over `runs` rounds; every round runs them all in the same order,
+    so that both sides of a ratio see the same warm-up, page cache and machine state."""
+    values: list[list[float]] = [[] for _ in measures]
+    for _ in range(runs):
+        for measure, seen in zip(measures, values, strict=True):
+            seen.append(measure())
+    return values
+
+
+def spread(values: Sequence[float], digits: int = 2, unit: str = "") -> str:
+    """ "median (min-max) unit" of one side's values."""
+    low, mid, high = min(values), statistics.median(values), max(values)
+    suffix = f" {unit}" if unit else ""
+    return f"{mid:.{digits}f} ({low:.{digits}f}-{high:.{digits}f}){suffix}"
+
+
+def ratios(
+    reference: Sequence[float], ours: Sequence[float], *, lower_is_better: bool
+) -> list[float]:
+    """Our speed-up over the reference in each round (times: reference/ours; rates: ours/ref)."""
+    pairs = zip(reference, ours, strict=True)
+    return [r / o if lower_is_better else o / r for r, o in pairs]
+
+
+def ratio_text(values: Sequence[float]) -> str:
+    """ "**median x** (min-max)" of a ratio's per-round values."""
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"**{mid:.2f}x** ({low:.2f}-{high:.2f})"
 
 
 def timed(command: list, cwd: Path = ROOT) -> tuple[float, int]:

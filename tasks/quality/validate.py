@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.contract import QUALITY
+from tasks.quality.data_docs import render_page
 from tasks.quality.suite_rules import RuleError, check_suite
 
 VALIDATION = "validation.json"
@@ -148,8 +149,6 @@ def validate(
     """Run the suite on the profile; write VALIDATION, DATA_DOCS and SUMMARY under `output`
     and return the summary. `run_name` (the Airflow run) names the validation in Data Docs."""
     import great_expectations as gx
-    from great_expectations.render.renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
 
     expectations, skipped = [], []
     for expectation in suite["expectations"]:
@@ -184,9 +183,8 @@ def validate(
     output.mkdir(parents=True, exist_ok=True)
     profile.to_csv(output / PROFILE, index=False)
     (output / VALIDATION).write_text(json.dumps(_plain(result.to_json_dict()), indent=2) + "\n")
-    page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
     (output / DATA_DOCS).parent.mkdir(parents=True, exist_ok=True)
-    (output / DATA_DOCS).write_text(page, encoding="utf-8")
+    (output / DATA_DOCS).write_text(render_page(result), encoding="utf-8")
 
     outcomes = []
     for item in result.results:

@@ -144,7 +144,12 @@ def _runs(airflow, dag_id=DAG) -> list[dict]:
     return airflow.api(f"/api/v2/dags/{dag_id}/dagRuns", token=airflow.token())["dag_runs"]
 
 
-def _finished_run(browser, airflow, dag_id=DAG, *, before=(), state="success") -> dict:
+def _manual_runs(airflow, dag_id=DAG) -> list[dict]:
+    """The runs people triggered (image_classification also has the scheduler's daily run)."""
+    return [r for r in _runs(airflow, dag_id) if r["run_type"] == "manual"]
+
+
+def _finished_run(browser, airflow, dag_id=DAG, *, before: set, state="success") -> dict:
     """The run the form's Trigger button started (none of the run ids `before`), once it ended
     in `state`."""
 
@@ -291,7 +296,7 @@ def test_a_value_below_its_minimum_is_refused_not_changed(
     assert message.text.startswith(f"[{title}] {name} got {typed}; allowed: {allowed}"), (
         message.text
     )
-    assert _runs(airflow) == []
+    assert _manual_runs(airflow) == []
 
 
 def test_letters_in_a_number_field_are_refused_not_run(user, airflow, shots):
@@ -319,7 +324,7 @@ def test_letters_in_a_number_field_are_refused_not_run(user, airflow, shots):
     assert len(said) == 1
     assert field.get_attribute("value") == ""
     assert not trigger.is_enabled()
-    assert _runs(airflow) == []
+    assert _manual_runs(airflow) == []
 
 
 def test_several_machines_with_the_local_runner_are_refused_in_the_form(user, airflow, shots):
@@ -333,7 +338,7 @@ def test_several_machines_with_the_local_runner_are_refused_in_the_form(user, ai
     )
     assert "[Machines] instance_count 2 needs a runner that trains on several" in message.text
     assert "[Runner] local trains on one" in message.text
-    assert _runs(airflow) == []
+    assert _manual_runs(airflow) == []
 
 
 def _report_text(browser) -> str:
@@ -346,12 +351,13 @@ def _run_form_defaults(browser, airflow, shots, dag_id, shot_names, link_shot=No
     (the form, the report)."""
     form_shot, report_shot = shot_names
     folders = set((airflow.data_root / "runs" / dag_id).glob("run=*"))
+    before = _run_ids(airflow, dag_id)
     trigger = _open_trigger_form(browser, airflow, dag_id)
     browser.save_screenshot(str(shots / form_shot))
     form = _form_text(browser)
     assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
     trigger.click()
-    run = _finished_run(browser, airflow, dag_id)
+    run = _finished_run(browser, airflow, dag_id, before=before)
     _open_report(browser, airflow, run["dag_run_id"], dag_id, shot=link_shot)
     browser.save_screenshot(str(shots / report_shot))
     return form, run, _run_folder(airflow, dag_id, folders)
@@ -434,6 +440,14 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     browser.get(data_docs)
     _wait(browser, lambda d: "Overview" in d.find_element(By.TAG_NAME, "body").text)
     browser.save_screenshot(str(shots / "6b-data-docs.png"))
+    # Read offline (no CDN here): status icons drawn, the run named, no "None" divergence.
+    icon = browser.find_element(By.CSS_SELECTOR, ".fa-check-circle")
+    drawn = browser.execute_script(
+        "return getComputedStyle(arguments[0], '::before').content", icon
+    )
+    assert drawn == '"\u2714"', drawn
+    docs = _report_text(browser)
+    assert run_id in docs and "__none__" not in docs and "None (-infinity" not in docs
 
 
 def _runs_page_row(browser, airflow, run_id):
@@ -463,6 +477,82 @@ def test_a_run_that_keeps_the_champion_reads_as_a_decision(user, airflow, shots)
         assert failure_words not in page
     row = _runs_page_row(browser, airflow, run["dag_run_id"]).text
     assert "champion kept" in row and "fail" not in row
+    # ... and the promote step's log in Airflow says why (it is skipped, not failed).
+    log = _task_log(browser, airflow, run["dag_run_id"], "promote", "the champion stays")
+    browser.save_screenshot(str(shots / "5d-promote-log-champion-kept.png"))
+    for reason in gate["reasons"]:
+        assert f"the champion stays: {reason}" in log
+
+
+def _task_log(browser, airflow, run_id: str, task: str, words: str, dag_id=DAG) -> str:
+    """The text of a task's log as its page in Airflow shows it, once `words` are in it."""
+    By = _by()
+    browser.get(f"{airflow.url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task}")
+    _wait(browser, lambda d: words in d.find_element(By.TAG_NAME, "body").text, 60)
+    return _report_text(browser)
+
+
+def test_a_scheduled_run_after_a_manual_promotion_is_gated_on_its_score(user, airflow, shots):
+    """Issue 43: the daily run of image_classification (made by the scheduler as the tests
+    began) runs again after a manual run was promoted: its data are as current as the manual
+    run's, so the gate compares scores and never calls it a backfill."""
+    By, browser = _by(), user
+    (scheduled,) = [r for r in _runs(airflow) if r["run_type"] == "scheduled"]
+    before = _run_ids(airflow)
+    # The manual run is promoted whatever its accuracy (any loss tolerated).
+    trigger = _open_trigger_form(browser, airflow)
+    _type_into(browser, "min_improvement", "-1")
+    _type_into(browser, "max_class_drop", "1")
+    _type_into(browser, "epochs", "2")
+    trigger.click()
+    manual = _finished_run(browser, airflow, before=before)
+    pointer = json.loads((airflow.data_root / "models" / DAG / "champion.json").read_text())
+    assert pointer["champion"]["run_id"] == manual["dag_run_id"]
+    # The scheduled run's page: Clear Dag Run, Confirm; it runs again, now after the promotion.
+    run_id = scheduled["dag_run_id"]
+    browser.get(f"{airflow.url}/dags/{DAG}/runs/{quote(run_id, safe='')}")
+    # The run's own Clear button (an icon; its label is its keyboard shortcut's tooltip).
+    clear = _wait(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Press shift+c to clear']"),
+        60,
+    )
+    clear.click()
+    confirm = _wait(
+        browser,
+        lambda d: next(
+            (
+                b
+                for b in d.find_elements(By.CSS_SELECTOR, "[role=dialog] button")
+                if b.text.strip() == "Confirm" and b.is_enabled()
+            ),
+            None,
+        ),
+        60,
+    )
+    browser.save_screenshot(str(shots / "10a-clear-scheduled-run.png"))
+    confirm.click()
+    browser.get("about:blank")
+
+    def rerun() -> dict | None:
+        run = next(r for r in _runs(airflow) if r["dag_run_id"] == run_id)
+        ended = run["state"] in ("success", "failed") and run["end_date"] != scheduled["end_date"]
+        return run if ended else None
+
+    run = _wait(browser, lambda d: rerun(), RUN_SECONDS)
+    assert run["state"] == "success", f"the scheduled run ended {run['state']}; see {airflow.log}"
+    key = scheduled["logical_date"][:19].replace("-", "").replace(":", "")
+    folder = airflow.data_root / "runs" / DAG / f"run={key}"
+    gate = json.loads((folder / "gate" / "gate.json").read_text())
+    assert gate["champion_run_id"] == manual["dag_run_id"]
+    assert not any("backfill" in reason for reason in gate["reasons"]), gate["reasons"]
+    assert any("vs the champion's" in reason for reason in gate["reasons"]), gate["reasons"]
+    if gate["challenger"] < gate["champion"]:  # the default minimum improvement: not worse
+        assert gate["promote"] is False
+    words = "champion of image_classification is now" if gate["promote"] else "the champion stays"
+    log = _task_log(browser, airflow, run_id, "promote", words)
+    browser.save_screenshot(str(shots / "10b-scheduled-run-promote-log.png"))
+    assert "backfill" not in log
 
 
 def test_a_missing_dataset_is_refused_in_the_dialog(user, airflow, shots):
