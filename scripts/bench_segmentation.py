@@ -11,7 +11,18 @@ from __future__ import annotations
 import os
 import sys
 
-from benchmark_report import ROOT, benchmark_parser, run_rate, write_section
+from benchmark_report import (
+    PINNED,
+    ROOT,
+    RUNS,
+    benchmark_parser,
+    pair_row,
+    snippet_rates,
+    write_section,
+)
+
+MXNET_PYTHON = ROOT / ".venv-mxnet/bin/python"
+TRAINER_PYTHON = ROOT / ".venv-trainer/bin/python"
 
 OURS = """
 import sys, time
@@ -68,19 +79,24 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--sizes", default="64:8,480:2", help="crop:batch pairs")
     parser.add_argument("--heads", default="fcn,psp,deeplab")
+    parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
     rows = []
     for pair in args.sizes.split(","):
         size, batch = (int(v) for v in pair.split(":"))
         for head in args.heads.split(","):
-            gluon = run_rate(ROOT / ".venv-mxnet/bin/python", GLUON, head, batch, size, args.steps)
-            ours = run_rate(ROOT / ".venv-trainer/bin/python", OURS, head, batch, size, args.steps)
-            row = (
-                f"| {head.upper() if head != 'deeplab' else 'DeepLabV3'} ResNet-50, crop {size}, "
-                f"batch {batch} | {gluon:.2f} img/s | {ours:.2f} img/s | **{ours / gluon:.2f}x** |"
+            gluon, ours = snippet_rates(
+                [(MXNET_PYTHON, GLUON), (TRAINER_PYTHON, OURS)],
+                head,
+                batch,
+                size,
+                args.steps,
+                runs=args.runs,
             )
-            print(row, flush=True)
-            rows.append(row)
+            name = head.upper() if head != "deeplab" else "DeepLabV3"
+            rows.append(
+                pair_row(f"{name} ResNet-50, crop {size}, batch {batch}", gluon, ours, "img/s")
+            )
     write_section(
         args.output,
         "Segmentation training throughput on CPU (`make bench-segmentation`)",
@@ -89,7 +105,9 @@ def main() -> int:
         f"warm-up steps, {args.steps} timed, on the build machine ({os.cpu_count()} cores, no "
         "GPU), 21 classes, auxiliary head on. GluonCV 0.10.5 "
         "`get_fcn|get_psp|get_deeplab(backbone='resnet50')` (MXNet 1.9.1, hybridized) "
-        "vs our Keras 3 networks on TensorFlow 2.21.",
+        "vs our Keras 3 networks on TensorFlow 2.21. Median (range) of "
+        f"{args.runs} runs, the two alternating; the speed-up's range from each run's pair. "
+        + PINNED,
         "| model | GluonCV (MXNet) | ours (Keras 3, TensorFlow) | speed-up |",
         rows,
     )

@@ -11,7 +11,18 @@ from __future__ import annotations
 import os
 import sys
 
-from benchmark_report import ROOT, benchmark_parser, run_rate, write_section
+from benchmark_report import (
+    PINNED,
+    ROOT,
+    RUNS,
+    benchmark_parser,
+    pair_row,
+    snippet_rates,
+    write_section,
+)
+
+MXNET_PYTHON = ROOT / ".venv-mxnet/bin/python"
+TRAINER_PYTHON = ROOT / ".venv-trainer/bin/python"
 
 OURS = """
 import sys, time
@@ -62,24 +73,28 @@ print(batch * steps / (time.perf_counter() - start))
 def main() -> int:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
     rows = []
     for depth, batch, size in ((18, 8, 224), (50, 8, 224)):
-        gluon = run_rate(ROOT / ".venv-mxnet/bin/python", GLUON, depth, batch, size, args.steps)
-        ours = run_rate(ROOT / ".venv-trainer/bin/python", OURS, depth, batch, size, args.steps)
-        row = (
-            f"| ResNet-{depth} v1, batch {batch}, {size}x{size}, SGD momentum | "
-            f"{gluon:.2f} img/s | {ours:.2f} img/s | **{ours / gluon:.2f}x** |"
+        gluon, ours = snippet_rates(
+            [(MXNET_PYTHON, GLUON), (TRAINER_PYTHON, OURS)],
+            depth,
+            batch,
+            size,
+            args.steps,
+            runs=args.runs,
         )
-        print(row, flush=True)
-        rows.append(row)
+        what = f"ResNet-{depth} v1, batch {batch}, {size}x{size}, SGD momentum"
+        rows.append(pair_row(what, gluon, ours, "img/s"))
     write_section(
         args.output,
         "Training throughput on CPU (`make bench-train`)",
         "Command: `make bench-train` (`.venv/bin/python scripts/bench_train.py`): training steps "
         f"on random data after 2 warm-up steps, {args.steps} timed steps, on the build machine "
         f"({os.cpu_count()} cores, no GPU). MXNet 1.9.1 Gluon model zoo `get_resnet(1, depth)` vs "
-        "our Keras 3 ResNet v1 on TensorFlow 2.21.",
+        f"our Keras 3 ResNet v1 on TensorFlow 2.21. Median (range) of {args.runs} runs, the two "
+        "alternating; the speed-up's range from each run's pair. " + PINNED,
         "| model | MXNet Gluon | ours (Keras 3, TensorFlow) | speed-up |",
         rows,
     )

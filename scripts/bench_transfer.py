@@ -9,6 +9,7 @@ same computation as the hub model, nothing downloaded). Both sides are timed as 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -16,7 +17,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmark_report import ENV, ROOT, benchmark_parser, timed, write_section
+from benchmark_report import (
+    ENV,
+    PINNED,
+    ROOT,
+    RUNS,
+    alternating,
+    benchmark_parser,
+    pair_row,
+    timed,
+    write_section,
+)
 
 TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 MODEL_ID = "tensorflow-ic-imagenet-mobilenet-v2-100-224-classification-4"
@@ -55,6 +66,11 @@ model.fit(train, validation_data=val, epochs=epochs, verbose=0)
 """
 
 
+def wall_seconds(command: list) -> float:
+    """The whole process' wall time."""
+    return timed(command)[0]
+
+
 def ml_root(root: Path, data: Path, module: Path, hp: dict) -> Path:
     (root / "input" / "data").mkdir(parents=True)
     (root / "input" / "data" / "training").symlink_to(data, target_is_directory=True)
@@ -70,6 +86,7 @@ def main() -> int:
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from tasks.data.synthetic import make_shapes_dataset
@@ -87,18 +104,8 @@ def main() -> int:
         images = 4 * args.per_class
         trained = (images - round(images * 0.2)) * args.epochs
         for top_only in ("True", "False"):
-            reference = timed(
-                [
-                    TRAINER_PYTHON,
-                    "-c",
-                    REFERENCE,
-                    data,
-                    module,
-                    args.batch_size,
-                    args.epochs,
-                    top_only,
-                ]
-            )
+            reference = [TRAINER_PYTHON, "-c", REFERENCE, data, module, args.batch_size]
+            reference += [args.epochs, top_only]
             hp = {
                 "model_id": MODEL_ID,
                 "epochs": str(args.epochs),
@@ -106,26 +113,18 @@ def main() -> int:
                 "train_only_top_layer": top_only,
             }
             root = ml_root(tmp / f"ml-{top_only}", data, module, hp)
-            ours = timed(
-                [
-                    TRAINER_PYTHON,
-                    "-m",
-                    "tasks.train",
-                    "--algorithm",
-                    "image-classification-tf",
-                    "--ml-root",
-                    root,
-                ]
+            ours = [TRAINER_PYTHON, "-m", "tasks.train", "--algorithm", "image-classification-tf"]
+            ours += ["--ml-root", root]
+            seconds = alternating(
+                [functools.partial(wall_seconds, reference), functools.partial(wall_seconds, ours)],
+                args.runs,
             )
-            row = (
-                f"| MobileNet V2 224, train_only_top_layer={top_only}, {images} images, "
-                f"batch {args.batch_size}, {args.epochs} epochs "
-                f"| {trained / reference[0]:.1f} img/s ({reference[0]:.0f} s) "
-                f"| {trained / ours[0]:.1f} img/s ({ours[0]:.0f} s) "
-                f"| **{reference[0] / ours[0]:.2f}x** |"
+            rates = [[trained / t for t in side] for side in seconds]
+            what = (
+                f"MobileNet V2 224, train_only_top_layer={top_only}, {images} images, "
+                f"batch {args.batch_size}, {args.epochs} epochs"
             )
-            print(row, flush=True)
-            rows.append(row)
+            rows.append(pair_row(what, *rates, "img/s", digits=1))
     write_section(
         args.output,
         "Transfer learning (`make bench-transfer`)",
@@ -136,7 +135,9 @@ def main() -> int:
         "`fit` with validation); ours: `python -m tasks.train --algorithm "
         "image-classification-tf` (parallel decode, cache, prefetch; a frozen backbone runs "
         "once per image). Same module (MobileNet V2's architecture), data, batch, epochs; "
-        "images/s = training images x epochs / whole-process wall time.",
+        "images/s = training images x epochs / whole-process wall time. Median (range) of "
+        f"{args.runs} runs, the two alternating; the speed-up's range from each run's pair. "
+        + PINNED,
         "| benchmark | reference script | ours | speed-up |",
         rows,
     )

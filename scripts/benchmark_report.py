@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -17,18 +18,21 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 def run_rate(python: Path | str, code: str, *args: object) -> float:
     """Run `code` with `python` (argv = args); its last stdout line is the measured rate."""
+    # A side that hangs fails the benchmark instead of holding it (a tf.data read hung once).
     done = subprocess.run(
         [str(python), "-c", code, *map(str, args)],
         env=ENV,
         capture_output=True,
         text=True,
         cwd=ROOT,
+        timeout=SNIPPET_SECONDS,
     )
     if done.returncode != 0:
         raise RuntimeError(f"benchmark snippet failed:\n{done.stderr[-3000:]}")
     return float(done.stdout.strip().splitlines()[-1])
 
 
+SNIPPET_SECONDS = 1200
 RUNS = 3
 """Runs per measurement: every row quotes their median and range."""
 PINNED = (
@@ -57,6 +61,13 @@ def alternating(measures: Sequence[Callable[[], float]], runs: int = RUNS) -> li
     return values
 
 
+def snippet_rates(
+    sides: Sequence[tuple[Path | str, str]], *args: object, runs: int = RUNS
+) -> list[list[float]]:
+    """run_rate of each (python, code) side with the same arguments, alternating."""
+    return alternating([functools.partial(run_rate, *side, *args) for side in sides], runs)
+
+
 def spread(values: Sequence[float], digits: int = 2, unit: str = "") -> str:
     """ "median (min-max) unit" of one side's values."""
     low, mid, high = min(values), statistics.median(values), max(values)
@@ -76,6 +87,24 @@ def ratio_text(values: Sequence[float]) -> str:
     """ "**median x** (min-max)" of a ratio's per-round values."""
     low, mid, high = min(values), statistics.median(values), max(values)
     return f"**{mid:.2f}x** ({low:.2f}-{high:.2f})"
+
+
+def pair_row(
+    what: str,
+    reference: Sequence[float],
+    ours: Sequence[float],
+    unit: str,
+    *,
+    lower_is_better: bool = False,
+    digits: int = 2,
+) -> str:
+    """A table row: what, the reference's and our median (range), the speed-up's."""
+    speedup = ratio_text(ratios(reference, ours, lower_is_better=lower_is_better))
+    row = (
+        f"| {what} | {spread(reference, digits, unit)} | {spread(ours, digits, unit)} | {speedup} |"
+    )
+    print(row, flush=True)
+    return row
 
 
 def timed(command: list, cwd: Path = ROOT) -> tuple[float, int]:

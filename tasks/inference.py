@@ -71,11 +71,16 @@ def find_images(root: Path) -> list[Path]:
 
 
 def predict_images(
-    model: LoadedModel, images: Iterable[tuple[str, bytes]], total: int | None = None
+    model: LoadedModel,
+    images: Iterable[tuple[str, bytes]],
+    total: int | None = None,
+    *,
+    progress: bool = True,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(name, prediction) per image, in input order; an undecodable image, or one over the
-    caps of tasks.limits, is named."""
-    progress = Progress(total, desc="predicting", unit="images")
+    caps of tasks.limits, is named. `progress`: a progress line in the log (not for the
+    endpoint's requests: a line each would be the server's whole log)."""
+    shown = Progress(total, desc="predicting", unit="images") if progress else None
     names: list[str] = []
     blobs: list[bytes] = []
 
@@ -92,7 +97,8 @@ def predict_images(
                     ) from e
             raise
         yield from zip(names, predictions, strict=True)
-        progress.update(len(blobs))
+        if shown:
+            shown.update(len(blobs))
         names.clear()
         blobs.clear()
 
@@ -104,4 +110,5 @@ def predict_images(
             yield from flush()
     if blobs:
         yield from flush()
-    progress.close()
+    if shown:
+        shown.close()

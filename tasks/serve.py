@@ -5,9 +5,10 @@ endpoint with the managed inference container's contract.
 (`Content-Type` image/jpeg, image/png or application/x-image) and answers in the type `Accept`
 asks for, among those the model's algorithm offers (tasks/serving/responses.py): 415 or 406
 with a sentence for other types, 400 with a sentence for an image that is corrupt or over the
-caps of tasks.limits, and the server keeps serving. Requests that arrive together are predicted
-in one batch (up to --max-batch, waiting at most --batch-wait-ms for company), through the
-same code as batch transform.
+caps of tasks.limits, and the server keeps serving. A request that finds the model idle is
+predicted at once; those that arrive while it predicts form the next batch (up to --max-batch,
+waiting at most --batch-wait-ms for more company, 0 by default), through the same code as
+batch transform.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-batch", type=int, default=32, help="requests predicted together")
     parser.add_argument(
-        "--batch-wait-ms", type=float, default=5.0, help="how long a request waits for company"
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a batch waits for more requests (those that came while the model was "
+        "busy join it anyway)",
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     return parser

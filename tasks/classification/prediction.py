@@ -15,14 +15,15 @@ def predict(
     total: int,
     output: Path,
     verbose: bool = False,
+    progress: bool = True,
 ) -> Iterator[dict]:
     """{"source-ref": name, "prediction": [p0, p1, ...]} per image, in input order (softmax;
     per-class sigmoid for a multi-label model). `verbose` adds the reference's verbose response:
     "probabilities" (the same list), "labels" (class names by index) and "predicted_label" (the
     most probable class; a multi-label model: every class at 0.5 or above). Writes no files of
-    its own beside `output`."""
+    its own beside `output`. `progress`: a progress line in the log."""
     labels = model.class_names
-    for name, probabilities in predict_images(model, images, total=total):
+    for name, probabilities in predict_images(model, images, total=total, progress=progress):
         row: dict = {"source-ref": name, "prediction": [float(p) for p in probabilities]}
         if verbose:
             predicted = (

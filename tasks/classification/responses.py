@@ -19,7 +19,9 @@ def respond(model, images: list[bytes], accept: str) -> list[Body]:
     {"prediction": [...]}; `;verbose`: also "labels" and "predicted_label" (an object)."""
     verbose = accept.endswith(VERBOSE)
     named = ((REQUEST, image) for image in images)
-    rows = predict(model, named, total=len(images), output=Path(os.devnull), verbose=verbose)
+    rows = predict(
+        model, named, total=len(images), output=Path(os.devnull), verbose=verbose, progress=False
+    )
     bodies = []
     for row in rows:
         del row["source-ref"]

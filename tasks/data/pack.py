@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
 import sys
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -77,23 +78,26 @@ def encode_image(path: Path, options: PackOptions) -> bytes:
     if options.pass_through:
         return path.read_bytes()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                # Sizes as displayed: EXIF-rotated photos are turned upright, as OpenCV does.
-                orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
-                turned = orientation in (5, 6, 7, 8)
-                size = img.size[::-1] if turned else img.size
-                if options.center_crop:
-                    size = (min(size), min(size))
-                target = _target_size(*size, options.resize) if options.resize else None
-                if target and options.color != -1 and img.format == "JPEG":
-                    # DCT-scaled decoding: far faster when the target is much smaller.
-                    img.draft("RGB" if options.color else "L", target[::-1] if turned else target)
-                img.load()
-                if orientation != 1:
-                    img = ImageOps.exif_transpose(img)
-                img = _convert(img, options.color)
+        with Image.open(path) as img:
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns up to 2x
+                raise Image.DecompressionBombError(
+                    f"{img.width}x{img.height} pixels exceeds the limit of "
+                    f"{Image.MAX_IMAGE_PIXELS} (Image.MAX_IMAGE_PIXELS)"
+                )
+            # Sizes as displayed: EXIF-rotated photos are turned upright, as OpenCV does.
+            orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+            turned = orientation in (5, 6, 7, 8)
+            size = img.size[::-1] if turned else img.size
+            if options.center_crop:
+                size = (min(size), min(size))
+            target = _target_size(*size, options.resize) if options.resize else None
+            if target and options.color != -1 and img.format == "JPEG":
+                # DCT-scaled decoding: far faster when the target is much smaller.
+                img.draft("RGB" if options.color else "L", target[::-1] if turned else target)
+            img.load()
+            if orientation != 1:
+                img = ImageOps.exif_transpose(img)
+            img = _convert(img, options.color)
     except FileNotFoundError:
         raise
     except DECODE_ERRORS as e:
@@ -168,10 +172,13 @@ def pack_lst(
     progress = Progress(len(jobs), desc=f"packing {rec_path.name}", unit="images")
     skipped: list[str] = []
     with (
+        # encode_image refuses what is over Pillow's cap itself; its warning would say it twice.
+        warnings.catch_warnings(),
         atomic_path(rec_path) as tmp_rec,
         atomic_path(idx_path) as tmp_idx,
         RecordIOWriter(tmp_rec, tmp_idx) as writer,
     ):
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         for (entry, _, _), payload in zip(jobs, _payloads(jobs, num_workers), strict=True):
             progress.update()
             if isinstance(payload, bytes):
@@ -189,9 +196,18 @@ def pack_lst(
 def _payloads(
     jobs: list[tuple[LstEntry, Path, PackOptions]], num_workers: int
 ) -> Iterator[bytes | str]:
+    """Each job's payload in list order. Threads, not processes: Pillow decodes, resizes and
+    encodes without the GIL, so threads scale as processes do, without a process start per
+    worker or a copy of every payload between processes (the profile in docs/benchmarks.md);
+    at most a few images per thread are held ahead of the writer, so memory stays flat."""
     if num_workers <= 1:
         yield from map(_encode_entry, jobs)
         return
-    # imap keeps list order; a bounded chunksize keeps memory flat.
-    with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
-        yield from pool.imap(_encode_entry, jobs, chunksize=16)
+    ahead: deque[Future] = deque()
+    with ThreadPoolExecutor(num_workers, thread_name_prefix="pack") as pool:
+        for job in jobs:
+            ahead.append(pool.submit(_encode_entry, job))
+            if len(ahead) >= 4 * num_workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()

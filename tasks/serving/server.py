@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ IDLE_SECONDS = setting("VISION_PIPELINES_SERVE_IDLE_SECONDS")
 """How long a connection may stay open without a request (before the first one, too)."""
 HEADER_BYTES = 8190
 """The longest request line and header field (aiohttp's own default, named here)."""
+SUMMARY_SECONDS = 60.0
+"""How often the log says what was served (a line a request would be the whole log)."""
 TRIM_PIXELS = 4_000_000
 """After a batch with more decoded pixels, freed memory goes back to the system."""
 
@@ -84,6 +87,30 @@ class Batcher:
         self.max_batch, self.wait = max_batch, wait
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="predict")
+        self._requests = self._batches = self._largest = 0
+        self._since = time.monotonic()
+
+    def _served(self, size: int) -> None:
+        """Count a batch; a line in the log at most every SUMMARY_SECONDS, not one a request."""
+        self._requests, self._batches = self._requests + size, self._batches + 1
+        self._largest = max(self._largest, size)
+        if time.monotonic() - self._since >= SUMMARY_SECONDS:
+            self.summary()
+
+    def summary(self) -> None:
+        """The requests served since the last summary, in how many batches."""
+        seconds = time.monotonic() - self._since
+        if self._batches:
+            log.info(
+                "served %d requests in %d batches (largest %d) in %.1f s, %.1f requests/s",
+                self._requests,
+                self._batches,
+                self._largest,
+                seconds,
+                self._requests / seconds if seconds > 0 else 0.0,
+            )
+        self._requests = self._batches = self._largest = 0
+        self._since = time.monotonic()
 
     async def answer(self, image: bytes, accept: str, pixels: int = 0) -> Body:
         request = _Request(image, accept, pixels)
@@ -91,11 +118,24 @@ class Batcher:
         return await request.answer
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:  # stopped with the server: what it served since the last line
+            self.summary()
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             deadline = loop.time() + self.wait
             while len(batch) < self.max_batch:
+                # What arrived while the last batch was predicted joins at once; then the batch
+                # waits for company at most until its deadline (none with a wait of 0).
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
+                if deadline <= loop.time():
+                    break
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), deadline - loop.time()))
                 except TimeoutError:
@@ -117,6 +157,7 @@ class Batcher:
                 for request, answer in zip(same, answers, strict=True):
                     if not request.answer.done():
                         request.answer.set_result(answer)
+            self._served(len(batch))
             if sum(r.pixels for r in batch) > TRIM_PIXELS:
                 await loop.run_in_executor(self._pool, _trim_memory)
 

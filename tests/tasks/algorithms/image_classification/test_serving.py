@@ -106,10 +106,12 @@ def test_concurrent_clients_get_what_batch_transform_predicts(model, shapes, tmp
         assert status == 200
         name = path.relative_to(shapes).as_posix()
         assert np.allclose(json.loads(body), rows[name], atol=1e-5), name
-    batches = [
-        int(line.split("predicting: ")[1].split("/")[0]) for line in log if "predicting: " in line
-    ]
-    assert sum(batches) == len(answers) and max(batches) > 1  # requests shared batches
+    # The server's summary lines (no line a request): all were served, some in shared batches.
+    summaries = [line.split("served ")[1] for line in log if "served " in line]
+    served_count = sum(int(s.split(" requests")[0]) for s in summaries)
+    largest = max(int(s.split("(largest ")[1].split(")")[0]) for s in summaries)
+    assert served_count == len(answers) and largest > 1, summaries
+    assert not any("predicting" in line for line in log)
 
 
 def test_the_saved_model_answers_a_tf_serving_request(model, shapes, tmp_path):
