@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 from benchmark_report import (
+    AIRFLOW_PYTHON,
     ENV,
+    MXNET_PYTHON,
     PINNED,
     ROOT,
+    TRAINER_PYTHON,
     alternating,
     benchmark_parser,
     ratio_text,
@@ -35,9 +38,6 @@ from benchmark_report import (
 )
 from PIL import Image
 
-PY_OURS = ROOT / ".venv" / "bin" / "python"
-PY_TRAINER = ROOT / ".venv-trainer" / "bin" / "python"
-PY_MXNET = ROOT / ".venv-mxnet" / "bin" / "python"
 IM2REC_MX = ROOT / ".venv-mxnet/lib/python3.11/site-packages/mxnet/tools/im2rec.py"
 
 
@@ -67,8 +67,8 @@ def make_images(folder: Path, count: int, size: tuple[int, int], seed: int) -> N
 
 
 TOOLS = {
-    "MXNet im2rec": [PY_MXNET, IM2REC_MX],
-    "ours (tasks.im2rec)": [PY_OURS, "-m", "tasks.im2rec"],
+    "MXNet im2rec": [MXNET_PYTHON, IM2REC_MX],
+    "ours (tasks.im2rec)": [AIRFLOW_PYTHON, "-m", "tasks.im2rec"],
 }
 
 
@@ -178,12 +178,16 @@ print(json.dumps({k: 1000 * v / len(paths) for k, v in stages.items()}))
 def pack_profile(photos: Path) -> list[str]:
     """Where one image's time goes in our packer (ms, one core), and the process' own start."""
     done = subprocess.run(
-        [PY_OURS, "-c", PROFILE_PACK, photos], env=ENV, cwd=ROOT, capture_output=True, text=True
+        [AIRFLOW_PYTHON, "-c", PROFILE_PACK, photos],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     stages = json.loads(done.stdout.splitlines()[-1])
-    start, _ = timed([PY_OURS, "-c", "import tasks.im2rec, tasks.data.pack"])
+    start, _ = timed([AIRFLOW_PYTHON, "-c", "import tasks.im2rec, tasks.data.pack"])
     rows = [f"| {name} | {ms:.2f} ms |" for name, ms in stages.items()]
     return [*rows, f"| start the process, import the packer (once) | {1000 * start:.0f} ms |"]
 
@@ -237,8 +241,8 @@ def main() -> int:
         mx_rec = photos["MXNet im2rec"][2]
         rates = alternating(
             [
-                lambda: run_rate(PY_MXNET, READ_MXNET, mx_rec, 2000),
-                lambda: run_rate(PY_TRAINER, READ_OURS, mx_rec, 2000),
+                lambda: run_rate(MXNET_PYTHON, READ_MXNET, mx_rec, 2000),
+                lambda: run_rate(TRAINER_PYTHON, READ_OURS, mx_rec, 2000),
             ],
             args.runs,
         )

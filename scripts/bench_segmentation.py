@@ -12,19 +12,20 @@ import os
 import sys
 
 from benchmark_report import (
+    GLUON_TIMED,
+    KERAS_TIMED,
+    MXNET_PYTHON,
     PINNED,
-    ROOT,
     RUNS,
+    TRAINER_PYTHON,
     benchmark_parser,
     pair_row,
     snippet_rates,
     write_section,
 )
 
-MXNET_PYTHON = ROOT / ".venv-mxnet/bin/python"
-TRAINER_PYTHON = ROOT / ".venv-trainer/bin/python"
-
-OURS = """
+OURS = (
+    """
 import sys, time
 import numpy as np, keras
 from tasks.algorithms.semantic_segmentation.network import SegmentationLoss, build_network
@@ -34,15 +35,12 @@ model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9, weight_decay=1
               loss=SegmentationLoss(21))
 x = np.random.rand(batch, size, size, 3).astype("float32") * 255
 y = np.random.randint(0, 21, size=(batch, size, size))
-for _ in range(2):
-    model.train_on_batch(x, y)
-start = time.perf_counter()
-for _ in range(steps):
-    model.train_on_batch(x, y)
-print(batch * steps / (time.perf_counter() - start))
 """
+    + KERAS_TIMED
+)
 
-GLUON = """
+GLUON = (
+    """
 import sys, time
 import mxnet as mx
 from mxnet import autograd, gluon
@@ -65,13 +63,9 @@ def step():
     loss.backward()
     trainer.step(batch)
     mx.nd.waitall()
-for _ in range(2):
-    step()
-start = time.perf_counter()
-for _ in range(steps):
-    step()
-print(batch * steps / (time.perf_counter() - start))
 """
+    + GLUON_TIMED
+)
 
 
 def main() -> int:

@@ -70,6 +70,18 @@ print(batch * steps / (time.perf_counter() - start))
 
 COUNT = "import jax; print(len(jax.devices()))"
 
+TORCH_TIMED = """
+for _ in range(5):
+    step()
+torch.cuda.synchronize()
+start = time.perf_counter()
+for _ in range(steps):
+    step()
+torch.cuda.synchronize()
+print(batch * steps / (time.perf_counter() - start))
+"""
+"""Warm-up, then `steps` of the snippet's `step()` timed on the device: images/s."""
+
 SEGMENTATION_OURS = """
 import os, sys, time
 os.environ["KERAS_BACKEND"] = "jax"
@@ -91,7 +103,8 @@ float(np.asarray(loss).ravel()[0])  # wait for the device
 print(batch * steps / (time.perf_counter() - start))
 """
 
-SEGMENTATION_TORCH = """
+SEGMENTATION_TORCH = (
+    """
 import sys, time, torch, torchvision
 batch, size, steps = map(int, sys.argv[1:4])
 model = torchvision.models.segmentation.fcn_resnet50(num_classes=21, aux_loss=True,
@@ -108,17 +121,12 @@ def step():
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-for _ in range(3):
-    step()
-torch.cuda.synchronize()
-start = time.perf_counter()
-for _ in range(steps):
-    step()
-torch.cuda.synchronize()
-print(batch * steps / (time.perf_counter() - start))
 """
+    + TORCH_TIMED
+)
 
-TORCH = """
+TORCH = (
+    """
 import sys, time, torch, torchvision
 batch, steps = int(sys.argv[1]), int(sys.argv[2])
 model = torchvision.models.resnet50().cuda().to(memory_format=torch.channels_last)
@@ -132,15 +140,9 @@ def step():
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-for _ in range(5):
-    step()
-torch.cuda.synchronize()
-start = time.perf_counter()
-for _ in range(steps):
-    step()
-torch.cuda.synchronize()
-print(batch * steps / (time.perf_counter() - start))
 """
+    + TORCH_TIMED
+)
 
 
 def endpoint_rows(model: Path, runs: int) -> list[str]:

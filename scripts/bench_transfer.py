@@ -22,6 +22,7 @@ from benchmark_report import (
     PINNED,
     ROOT,
     RUNS,
+    TRAINER_PYTHON,
     alternating,
     benchmark_parser,
     pair_row,
@@ -29,7 +30,6 @@ from benchmark_report import (
     write_section,
 )
 
-TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 MODEL_ID = "tensorflow-ic-imagenet-mobilenet-v2-100-224-classification-4"
 
 MAKE_MODULE = """

@@ -13,6 +13,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+AIRFLOW_PYTHON = ROOT / ".venv" / "bin" / "python"
+TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
+MXNET_PYTHON = ROOT / ".venv-mxnet" / "bin" / "python"
+"""The environments a benchmark runs its sides in (the Makefile makes them)."""
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -33,6 +37,24 @@ def run_rate(python: Path | str, code: str, *args: object) -> float:
 
 
 SNIPPET_SECONDS = 1200
+KERAS_TIMED = """
+for _ in range(2):
+    model.train_on_batch(x, y)
+start = time.perf_counter()
+for _ in range(steps):
+    model.train_on_batch(x, y)
+print(batch * steps / (time.perf_counter() - start))
+"""
+"""The end of a Keras training snippet: 2 warm-up steps, then `steps` timed; images/s."""
+GLUON_TIMED = """
+for _ in range(2):
+    step()
+start = time.perf_counter()
+for _ in range(steps):
+    step()
+print(batch * steps / (time.perf_counter() - start))
+"""
+"""The same for a Gluon snippet's `step()`."""
 RUNS = 3
 """Runs per measurement: every row quotes their median and range."""
 PINNED = (

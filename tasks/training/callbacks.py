@@ -14,7 +14,10 @@ from tasks.progress import Progress
 
 
 class ThroughputLog:
-    """Prints progress (batches/s, ETA) during each epoch; adds `images_per_second` to logs."""
+    """Prints progress (batches/s, ETA) during each epoch; adds `images_per_second` to logs:
+    the training steps' own rate, from the first step's start to the last step's end, as the
+    reference's speedometer measures it (the epoch's validation and checkpoints are not
+    training images)."""
 
     def __init__(
         self, *, steps_per_epoch: int, batch_size: int, epochs: int, interval: float = 10.0
@@ -38,15 +41,21 @@ class ThroughputLog:
             unit="batches",
             interval=self.interval,
         )
-        self._start = time.monotonic()
+        self._start = self._end = None
         self._seen = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self._start is None:
+            self._start = time.monotonic()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._progress.update()
         self._seen += self.batch_size
+        self._end = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        elapsed = time.monotonic() - self._start
+        stepped = self._start is not None and self._end is not None
+        elapsed = self._end - self._start if stepped else 0.0
         images_per_second = self._seen / elapsed if elapsed > 0 else 0.0
         if logs is not None:
             logs["images_per_second"] = images_per_second
