@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import os
 import statistics
@@ -155,13 +156,15 @@ def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def write_section(path: Path, title: str, intro: str, header: str, rows: list[str]) -> None:
-    """Replace (or add) the `## title` section of a Markdown file with a table."""
+    """Replace (or add) the `## title` section of a Markdown file with a table, dated today."""
     columns = len(header.strip().strip("|").split("|"))
     section = "\n".join(
         [
             f"## {title}",
             "",
             intro,
+            "",
+            f"Measured {datetime.date.today().isoformat()}.",
             "",
             header,
             "| " + " | ".join("---" for _ in range(columns)) + " |",
