@@ -30,7 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from scripts.benchmark_report import benchmark_parser, write_section  # noqa: E402
+from scripts.benchmark_report import (  # noqa: E402
+    RUNS,
+    alternating,
+    benchmark_parser,
+    ratio_text,
+    ratios,
+    spread,
+    write_section,
+)
 from tasks.contract import MLRoot  # noqa: E402
 from tasks.data.recordio_format import ImageHeader, RecordIOReader, RecordIOWriter, pack  # noqa: E402
 
@@ -110,6 +118,7 @@ def disk_bytes(folder: Path) -> int:
 def main() -> int:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--images", type=int, default=1500)
+    parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -125,7 +134,6 @@ def main() -> int:
     from tasks.job import prepare
 
     server = moto(port)
-    results: dict[str, dict[str, float]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -137,40 +145,53 @@ def main() -> int:
             fs.put_file(str(rec), f"{BUCKET}/train/train.rec")
             fs.put_file(str(rec.with_suffix(".idx")), f"{BUCKET}/train/train.idx")
             uri = f"s3://{BUCKET}/train"
-            for mode, config in (("File", {}), ("Pipe", {"train": {"TrainingInputMode": "Pipe"}})):
-                ml = MLRoot(work / f"ml-{mode}")
+            runs = iter(range(2 * args.runs))
+
+            def measure(mode: str, config: dict) -> dict[str, float]:
+                ml = MLRoot(work / f"ml-{mode}-{next(runs)}")
                 started = time.perf_counter()
                 prepare(ml, {"train": uri}, {}, config)
                 staging = time.perf_counter() - started
                 streamed = json.loads(ml.input_data_config_path.read_text())["train"].get("Uri")
                 local = ml.channel("train") / "train.rec"
-                location = f"{streamed}/train.rec" if streamed else local
-                seconds = min(read_all(location) for _ in range(3))
+                seconds = read_all(f"{streamed}/train.rec" if streamed else local)
                 # The second epoch's rate: the first one also warms TensorFlow up.
                 (first, _), (_, rate) = (input_pipeline(ml, args.images) for _ in range(2))
-                results[mode] = {
+                result = {
                     "mb_s": size / seconds / 2**20,
                     "pass_mb_s": size / (staging + seconds) / 2**20,
                     "first": staging + first,
                     "images_s": rate,
                     "disk": disk_bytes(ml.root / "input" / "data"),
                 }
-                print(mode, {k: round(v, 1) for k, v in results[mode].items()}, flush=True)
+                print(mode, {k: round(v, 1) for k, v in result.items()}, flush=True)
+                return result
+
+            file, pipe = alternating(
+                [
+                    lambda: measure("File", {}),
+                    lambda: measure("Pipe", {"train": {"TrainingInputMode": "Pipe"}}),
+                ],
+                args.runs,
+            )
     finally:
         server.terminate()
         server.wait(timeout=10)
-    file, pipe = results["File"], results["Pipe"]
+
+    def row(what: str, key: str, unit: str, digits: int, scale: float = 1.0) -> str:
+        sides = [[run[key] / scale for run in side] for side in (file, pipe)]
+        ratio = ratio_text(ratios(*sides, lower_is_better=False)) if key != "disk" else ""
+        return (
+            f"| {what} | {spread(sides[0], digits, unit)} | {spread(sides[1], digits, unit)} "
+            f"| {ratio} |"
+        )
+
     rows = [
-        f"| record reads, in order (File: of the staged copy) | {file['mb_s']:.0f} MB/s | "
-        f"{pipe['mb_s']:.0f} MB/s | **{pipe['mb_s'] / file['mb_s']:.2f}x** |",
-        f"| first pass over the records, staging included | {file['pass_mb_s']:.0f} MB/s | "
-        f"{pipe['pass_mb_s']:.0f} MB/s | **{pipe['pass_mb_s'] / file['pass_mb_s']:.2f}x** |",
-        f"| training input (decode, crop, batches of 32) | {file['images_s']:.0f} img/s | "
-        f"{pipe['images_s']:.0f} img/s | **{pipe['images_s'] / file['images_s']:.2f}x** |",
-        f"| first batch after the step starts (staging included) | {file['first']:.2f} s | "
-        f"{pipe['first']:.2f} s | {pipe['first'] / file['first']:.2f}x |",
-        f"| dataset bytes on the ml-root | {file['disk'] / 2**20:.1f} MiB | "
-        f"{pipe['disk'] / 2**20:.1f} MiB | |",
+        row("record reads, in order (File: of the staged copy)", "mb_s", "MB/s", 0),
+        row("first pass over the records, staging included", "pass_mb_s", "MB/s", 0),
+        row("training input (decode, crop, batches of 32)", "images_s", "img/s", 0),
+        row("first batch after the step starts (staging included)", "first", "s", 2),
+        row("dataset bytes on the ml-root", "disk", "MiB", 1, scale=2**20),
     ]
     write_section(
         args.output,
@@ -180,14 +201,16 @@ def main() -> int:
         "in moto's S3 server on localhost. File mode copies the channel to the ml-root "
         "(`tasks.job.prepare`) and reads the copy over an mmap; Pipe mode reads the object "
         "through the same record reader in ranged reads of 32 MiB, the next one fetched in the "
-        "background. Record reads: best of 3. Training input: the trainer's "
+        "background. Training input: the trainer's "
         "`training_dataset`, the second of two "
         f"epochs. On the build machine ({os.cpu_count()} cores, no GPU). Goals: Pipe >= 0.8x "
         "File, no dataset bytes on the ml-root. Reads of the staged copy come from the page "
         "cache, so the read-only row compares the network with memory; the first pass is what "
         "a File-mode step does before its first epoch ends (copy, then read), and the training "
         "input (decoding bound) is what an epoch costs. Pipe's first batch comes later: its "
-        "labels are checked in one streamed pass first, and the shuffle buffer fills.",
+        "labels are checked in one streamed pass first, and the shuffle buffer fills. Median "
+        f"(range) of {args.runs} runs, File and Pipe alternating, each in a fresh ml-root; the "
+        "ratios' ranges from each run's pair.",
         "| measure | File | Pipe | Pipe / File |",
         rows,
     )

@@ -22,7 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_scaling import ml_root  # noqa: E402
-from scripts.benchmark_report import ENV, benchmark_parser, write_section  # noqa: E402
+from scripts.benchmark_report import (  # noqa: E402
+    ENV,
+    RUNS,
+    alternating,
+    benchmark_parser,
+    pair_row,
+    write_section,
+)
 from tasks.data.synthetic import TEN_CLASSES, make_shapes_dataset  # noqa: E402
 from tasks.transform_shards import join, shard_uri, split  # noqa: E402
 
@@ -48,7 +55,8 @@ def transform(model: Path, data_uri: str, output_uri: str, ml: Path) -> subproce
 
 
 def sharded(model: Path, images: Path, work: Path, shards: int) -> float:
-    """Seconds for a transform of `images` in `shards` concurrent processes."""
+    """Seconds for a transform of `images` in `shards` concurrent processes, into a fresh
+    `work` folder."""
     out = f"file://{work}/out-{shards}"
     started = time.perf_counter()
     listings = split(f"file://{images}", out, shards)
@@ -68,6 +76,7 @@ def sharded(model: Path, images: Path, work: Path, shards: int) -> float:
 def main() -> int:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--per-class", type=int, default=150)
+    parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,14 +105,17 @@ def main() -> int:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        model = ml.model_archive
-        rates = {n: count / sharded(model, images, work, n) for n in (1, 2)}
-        for n, rate in rates.items():
-            print(f"{n} shard(s): {rate:.1f} images/s", flush=True)
-    row = (
-        f"| ResNet-18, 64x64, {count} images | {rates[1]:.1f} img/s | {rates[2]:.1f} img/s | "
-        f"**{rates[2] / rates[1]:.2f}x** |"
-    )
+        runs = iter(range(2 * args.runs))
+
+        def rate(shards: int) -> float:
+            folder = work / f"run-{next(runs)}"
+            folder.mkdir()
+            seconds = sharded(ml.model_archive, images, folder, shards)
+            print(f"{shards} shard(s): {count / seconds:.1f} images/s", flush=True)
+            return count / seconds
+
+        one, two = alternating([lambda: rate(1), lambda: rate(2)], args.runs)
+    row = pair_row(f"ResNet-18, 64x64, {count} images", one, two, "img/s", digits=1)
     write_section(
         args.output,
         "Batch transform in shards (`make bench-transform-shards`)",
@@ -113,7 +125,8 @@ def main() -> int:
         f"build machine ({os.cpu_count()} cores, no GPU). Here both shards share {os.cpu_count()} "
         "cores that one TensorFlow process already keeps busy, so the ratio is the cost of "
         "splitting (the listing, a second process start, the join); on a cluster each shard is a "
-        "pod of its own and the shards add their machines.",
+        "pod of its own and the shards add their machines. Median (range) of "
+        f"{args.runs} runs, 1 and 2 shards alternating; the ratio's range from each run's pair.",
         "| model and input | 1 shard | 2 shards | ratio |",
         [row],
     )

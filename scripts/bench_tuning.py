@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.benchmark_report import benchmark_parser, write_section  # noqa: E402
+from scripts.benchmark_report import RUNS, benchmark_parser, spread, write_section  # noqa: E402
 from tasks.data.synthetic import make_shapes_dataset  # noqa: E402
 
 AIRFLOW = ROOT / ".venv" / "bin" / "airflow"
@@ -80,16 +79,9 @@ def tune(env: dict, dataset: Path, output: Path, seed: int, options: dict) -> tu
     return seconds, json.loads(tuning.read_text())
 
 
-def spread(values: list[float], digits: int) -> str:
-    return (
-        f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-"
-        f"{max(values):.{digits}f})"
-    )
-
-
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--runs", type=int, default=3, help="tuning seeds per strategy")
+    parser.add_argument("--runs", type=int, default=RUNS, help="tuning seeds per strategy")
     args = parser.parse_args()
     results: dict[str, list[tuple[float, dict]]] = {name: [] for name in STRATEGIES}
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +108,7 @@ def main() -> int:
         stopped = [float(sum(r["stopped_early"] for r in t["trials"])) for _, t in runs]
         rows.append(
             f"| {name} | {spread(best, 3)} | {spread(epochs, 0)} | {spread(stopped, 0)} | "
-            f"{spread(walls[name], 0)} s |"
+            f"{spread(walls[name], 0, 's')} |"
         )
     bayesian, random = (walls[name] for name in STRATEGIES)
     ratios = [r / b for r, b in zip(random, bayesian, strict=True)]
@@ -125,7 +117,7 @@ def main() -> int:
         args.output,
         "Tuning (`make bench-tuning`)",
         "Command: `make bench-tuning` (`.venv/bin/python scripts/bench_tuning.py`), "
-        f"{time.strftime('%Y-%m-%d')}: `{DAG}` with `airflow dags test` (local runner) on "
+        f"`{DAG}` with `airflow dags test` (local runner) on "
         "generated shapes (ResNet-20, 16x16, 72 training and 24 validation images, 6 epochs, "
         "6 trials, 2 per round, learning rate 1e-4..0.3 log and optimizer sgd/adam: the "
         "recommended ranges' two most telling), the two strategies alternating, "

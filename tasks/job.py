@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from tasks.contract import (
     MLRoot,
     Step,
     attempt,
+    exit_process,
     run_job,
     unwritable,
 )
@@ -180,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from tasks.algorithms import ALGORITHMS
-from tasks.contract import DEFAULT_ML_ROOT, MLRoot, Step, attempt, run_job, unwritable
+from tasks.contract import (
+    DEFAULT_ML_ROOT,
+    MLRoot,
+    Step,
+    attempt,
+    exit_process,
+    run_job,
+    unwritable,
+)
 from tasks.signing import require_deployment_key
 from tasks.steps import execute
 from tasks.training import cluster
@@ -51,4 +58,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

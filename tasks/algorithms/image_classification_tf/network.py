@@ -4,6 +4,7 @@ backbone can be run once per image and the head trained on the features."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ class Network:
     module: Any
     """The loaded SavedModel whose variables the backbone trains (saved again for reuse)."""
     input_size: tuple[int, int]
+    folder: Path
+    """The checked private copy `module` was loaded from."""
 
 
 def load_module(trusted: TrustedModule) -> Any:
@@ -105,7 +108,7 @@ def build_network(
     )
     inputs = tf_keras.Input((*size, 3), name="images")
     model = tf_keras.Model(inputs, head(backbone(inputs)), name=hp.model_id)
-    return Network(model, backbone, head, module, size)
+    return Network(model, backbone, head, module, size, trusted.folder)
 
 
 def build_model(hp: TransferHyperparameters) -> Any:
@@ -114,9 +117,14 @@ def build_model(hp: TransferHyperparameters) -> Any:
         return build_network(hp, fetch_module(hp.model_id, "feature_vector", Path(tmp))).model
 
 
-def save_parts(network: Network, backbone_dir: Path, head_path: Path) -> None:
-    """The fine-tuned module (a hub module again) and the top layer's weights."""
-    tf.saved_model.save(network.module, str(backbone_dir))
+def save_parts(network: Network, backbone_dir: Path, head_path: Path, *, tuned: bool) -> None:
+    """The module (a hub module again: saved anew when fine-tuned, else the very files it was
+    loaded from, which is several times faster than serializing it again) and the top layer's
+    weights."""
+    if tuned:
+        tf.saved_model.save(network.module, str(backbone_dir))
+    else:
+        shutil.copytree(network.folder, backbone_dir)
     with open(head_path, "wb") as f:
         np.savez(f, *network.head.get_weights())
 

@@ -16,20 +16,26 @@ ACTIVATIONS = {"softmax": tf.nn.softmax, "sigmoid": tf.nn.sigmoid, "none": tf.id
 
 
 class _Serving(tf.Module):
+    """The serving function and the weights it reads, nothing else: with the Keras model itself
+    tracked, saving would also trace and write every layer's own functions (3x the time)."""
+
     def __init__(self, model: Any, size: tuple[int, int], method: str, activation: str):
         super().__init__()
-        self.model, self.size, self.method = model, size, method
-        self.squash = ACTIVATIONS[activation]
+        self.model_weights = list(model.weights)
+        squash = ACTIVATIONS[activation]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        batch = tf.map_fn(
-            lambda blob: pixels(blob, self.size, self.method),
-            images,
-            fn_output_signature=tf.TensorSpec([*self.size, 3], tf.float32),
+        def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            batch = tf.map_fn(
+                lambda blob: pixels(blob, size, method),
+                images,
+                fn_output_signature=tf.TensorSpec([*size, 3], tf.float32),
+            )
+            outputs = tf.cast(model(batch, training=False), tf.float32)
+            return {OUTPUT_KEY: squash(outputs)}
+
+        self.serve = tf.function(
+            serve, input_signature=[tf.TensorSpec([None], tf.string, name="images")]
         )
-        outputs = tf.cast(self.model(batch, training=False), tf.float32)
-        return {OUTPUT_KEY: self.squash(outputs)}
 
 
 def export_saved_model(

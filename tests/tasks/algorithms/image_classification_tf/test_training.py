@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from tasks import transform as transform_cli
+from tasks.algorithms.image_classification_tf.hub.trust import module_digest
 from tasks.algorithms.image_classification_tf.hyperparameters import DEFAULT_MODEL_ID
+from tasks.algorithms.image_classification_tf.training import BACKBONE
+from tasks.artifact import extract_artifact
 from tasks.contract import EXIT_BAD_INPUT
 from tasks.data.synthetic import make_shapes_dataset
 from tasks.train import main as train_main
@@ -131,6 +134,12 @@ def test_a_hub_folder_in_the_model_channel_and_frozen_features(feature_vector, s
     assert train(ml) == 0
     metrics = json.loads(ml.metrics_path.read_text())
     assert metrics["frozen_features"] is True and metrics["validation_samples"] == 12
+    # The unchanged backbone is the module's own files, and trains on as one.
+    model = extract_artifact(ml.model_archive, tmp_path / "model")
+    assert module_digest(model.root / BACKBONE) == module_digest(feature_vector)
+    again = make_ml_root(tmp_path / "again", shapes32, hp, model=ml.model_archive)
+    assert train(again) == 0
+    assert json.loads(again.metrics_path.read_text())["frozen_features"] is True
 
 
 def test_the_model_id_resolves_from_the_hub_cache(hub_cache, shapes32, tmp_path):
