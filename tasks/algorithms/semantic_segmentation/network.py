@@ -45,7 +45,9 @@ class ResizeLike(layers.Layer):
 @keras.saving.register_keras_serializable("vision_pipelines")
 class AdaptiveAveragePooling2D(layers.Layer):
     """Average pooling to a `bins` x `bins` grid for any input size (bins overlap where the
-    size does not divide, as in PyTorch's and MXNet's adaptive pooling)."""
+    size does not divide, as in PyTorch's and MXNet's adaptive pooling), as two averaging
+    matrices applied to the rows and the columns: a matmul each way, where slicing every
+    cell cost a full-size gradient per cell."""
 
     def __init__(self, bins: int, **kwargs):
         super().__init__(**kwargs)
@@ -54,22 +56,23 @@ class AdaptiveAveragePooling2D(layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "bins": self.bins}
 
+    def _averaging(self, size, dtype):
+        """[bins, size]: row i averages the cells of bin i along an axis of `size`."""
+        n = self.bins
+        i = ops.arange(n)
+        start, end = (i * size) // n, ((i + 1) * size + n - 1) // n
+        at = ops.arange(size)[None, :]
+        inside = ops.logical_and(at >= start[:, None], at < end[:, None])
+        return ops.cast(inside, dtype) / ops.cast(end - start, dtype)[:, None]
+
     def call(self, x):
         shape = ops.shape(x)
-        height, width, n = shape[1], shape[2], self.bins
-
-        def edges(size, i):
-            return (i * size) // n, ((i + 1) * size + n - 1) // n
-
-        rows = []
-        for i in range(n):
-            top, bottom = edges(height, i)
-            cells = []
-            for j in range(n):
-                left, right = edges(width, j)
-                cells.append(ops.mean(x[:, top:bottom, left:right, :], axis=(1, 2)))
-            rows.append(ops.stack(cells, axis=1))
-        return ops.stack(rows, axis=1)
+        rows = self._averaging(shape[1], x.dtype)
+        columns = self._averaging(shape[2], x.dtype)
+        # [bins, h] @ [batch, h, w * c], then [bins, w] @ [batch, bins, w, c]: no transposes.
+        x = ops.matmul(rows, ops.reshape(x, (shape[0], shape[1], -1)))
+        x = ops.reshape(x, (shape[0], self.bins, shape[2], shape[3]))
+        return ops.matmul(columns, x)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.bins, self.bins, input_shape[3])
