@@ -112,7 +112,7 @@ def _open_section(browser, section: str) -> None:
     [trigger] = [b for b in _section_buttons(browser) if b.text.strip() == section]
     if trigger.get_attribute("aria-expanded") == "false":
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", trigger)
-        _wait(browser, lambda d: _clicked(trigger))
+        _wait(browser, lambda d: _done(trigger.click))
         _wait(browser, lambda d: trigger.get_attribute("aria-expanded") == "true")
 
 
@@ -125,13 +125,17 @@ def _form_text(browser) -> str:
     return "\n".join(texts)
 
 
-def _clicked(element) -> bool:
-    """Clicked; False while another element covers it (a section opening slides the others)."""
-    from selenium.common.exceptions import ElementClickInterceptedException
+def _done(action) -> bool:
+    """`action` (a click, keys) went through; False while another element covers its element
+    or it cannot take input yet (a section opening slides the others and grows into place)."""
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        ElementNotInteractableException,
+    )
 
     try:
-        element.click()
-    except ElementClickInterceptedException:
+        action()
+    except (ElementClickInterceptedException, ElementNotInteractableException):
         return False
     return True
 
@@ -254,7 +258,7 @@ def _type_into_input(browser, field, text: str, name: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
     browser.execute_script("arguments[0].scrollIntoView()", field)
-    field.send_keys(Keys.CONTROL, "a")
+    _wait(browser, lambda d: _done(lambda: field.send_keys(Keys.CONTROL, "a")))
     field.send_keys(text)
     if field.get_attribute("value") != text:
         # Airflow's form re-renders a text field while keys arrive at machine speed and loses
@@ -601,7 +605,7 @@ def _type_json(browser, name: str, text: str) -> None:
     field = _field(browser, name)  # its section opened
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
     editor = field.find_element(By.CSS_SELECTOR, "[role=textbox]")
-    field.click()
+    _wait(browser, lambda d: _done(field.click))
     editor.send_keys(Keys.CONTROL, "a")
     browser.execute_script(
         "const data = new DataTransfer(); data.setData('text/plain', arguments[1]);"
