@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 
 from benchmark_report import (
+    AIRFLOW_PYTHON,
+    GE_PYTHON,
     PINNED,
-    ROOT,
     RUNS,
     alternating,
     benchmark_parser,
@@ -31,8 +32,6 @@ from benchmark_report import (
 from tasks.data.manifest_validation import REF_PATTERN
 from tasks.data.synthetic import write_reference_manifest
 
-PYTHON = ROOT / ".venv" / "bin" / "python"
-GE_PYTHON = ROOT / ".venv-ge" / "bin" / "python"
 GE_IMPORT = "import great_expectations, pandas"
 OURS = """
 import sys
@@ -83,11 +82,11 @@ def main() -> int:
         reference, ours = alternating(
             [
                 lambda: timed([GE_PYTHON, "-c", ONE_DATAFRAME, big, REF_PATTERN]),
-                lambda: timed([PYTHON, "-c", OURS, big]),
+                lambda: timed([AIRFLOW_PYTHON, "-c", OURS, big]),
             ],
             args.runs,
         )
-        _, ours_small = timed([PYTHON, "-c", OURS, small])
+        _, ours_small = timed([AIRFLOW_PYTHON, "-c", OURS, small])
     seconds = [[s for s, _ in side] for side in (reference, ours)]
     memory = [[m for _, m in side] for side in (reference, ours)]
     row = (

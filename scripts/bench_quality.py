@@ -13,11 +13,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmark_report import ROOT, RUNS, alternating, benchmark_parser, spread, timed, write_section
+from benchmark_report import (
+    GE_PYTHON,
+    ROOT,
+    RUNS,
+    alternating,
+    benchmark_parser,
+    spread,
+    timed,
+    write_section,
+)
 
 from tasks.data.profile import ImageFacts, ProfileRow, write_profile
 
-GE_PYTHON = ROOT / ".venv-ge" / "bin" / "python"
 SUITE = ROOT / "expectations" / "image_classification.json"
 
 

@@ -145,12 +145,10 @@ def main() -> int:
         "(`image_dataset_from_directory`, `Rescaling`, `hub.KerasLayer` -> Dropout -> Dense, "
         "`fit` with validation, `tf.saved_model.save` of the model); ours: `python -m "
         "tasks.train --algorithm image-classification-tf` (parallel decode, cache, prefetch; a "
-        "frozen backbone runs "
-        "once per image). Same module (MobileNet V2's architecture), data, batch, epochs; "
-        "images/s = training images x epochs / whole-process wall time, the model saved "
-        "included. Median (range) of "
-        f"{args.runs} runs, the two alternating; the speed-up's range from each run's pair. "
-        + PINNED,
+        "frozen backbone runs once per image). Same module (MobileNet V2's architecture), data, "
+        "batch, epochs; images/s = training images x epochs / whole-process wall time, the "
+        f"model saved included. Median (range) of {args.runs} runs, the two alternating; the "
+        "speed-up's range from each run's pair. " + PINNED,
         "| benchmark | reference script | ours | speed-up |",
         rows,
     )

@@ -25,6 +25,7 @@ from scripts.bench_scaling import ml_root  # noqa: E402
 from scripts.benchmark_report import (  # noqa: E402
     ENV,
     RUNS,
+    TRAINER_PYTHON,
     alternating,
     benchmark_parser,
     pair_row,
@@ -32,8 +33,6 @@ from scripts.benchmark_report import (  # noqa: E402
 )
 from tasks.data.synthetic import TEN_CLASSES, make_shapes_dataset  # noqa: E402
 from tasks.transform_shards import join, shard_uri, split  # noqa: E402
-
-TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 
 
 def transform(model: Path, data_uri: str, output_uri: str, ml: Path) -> subprocess.Popen:

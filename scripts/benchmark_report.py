@@ -17,6 +17,7 @@ BENCHMARKS = ROOT / "docs" / "benchmarks.md"
 AIRFLOW_PYTHON = ROOT / ".venv" / "bin" / "python"
 TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 MXNET_PYTHON = ROOT / ".venv-mxnet" / "bin" / "python"
+GE_PYTHON = ROOT / ".venv-ge" / "bin" / "python"
 """The environments a benchmark runs its sides in (the Makefile makes them)."""
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 

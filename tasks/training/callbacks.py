@@ -54,8 +54,7 @@ class ThroughputLog:
         self._end = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        stepped = self._start is not None and self._end is not None
-        elapsed = self._end - self._start if stepped else 0.0
+        elapsed = self._end - self._start if self._end is not None else 0.0
         images_per_second = self._seen / elapsed if elapsed > 0 else 0.0
         if logs is not None:
             logs["images_per_second"] = images_per_second

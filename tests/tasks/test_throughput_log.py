@@ -19,7 +19,7 @@ def test_images_per_second_counts_training_steps_only(monkeypatch) -> None:
     monkeypatch.setattr(callbacks.time, "monotonic", clock)
     log = ThroughputLog(steps_per_epoch=4, batch_size=8, epochs=1, interval=3600)
     log.on_epoch_begin(0)
-    clock.now += 5.0  # the input pipeline's first fill, before the first step
+    clock.now += 5.0  # the epoch's setup (its data iterator made), before the first step
     for _ in range(4):
         log.on_train_batch_begin(0)
         clock.now += 0.5

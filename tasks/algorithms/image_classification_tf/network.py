@@ -117,11 +117,11 @@ def build_model(hp: TransferHyperparameters) -> Any:
         return build_network(hp, fetch_module(hp.model_id, "feature_vector", Path(tmp))).model
 
 
-def save_parts(network: Network, backbone_dir: Path, head_path: Path, *, tuned: bool) -> None:
-    """The module (a hub module again: saved anew when fine-tuned, else the very files it was
+def save_parts(network: Network, backbone_dir: Path, head_path: Path) -> None:
+    """The module (a hub module again: saved anew when it trained, else the very files it was
     loaded from, which is several times faster than serializing it again) and the top layer's
     weights."""
-    if tuned:
+    if network.backbone.trainable:
         tf.saved_model.save(network.module, str(backbone_dir))
     else:
         shutil.copytree(network.folder, backbone_dir)

@@ -388,7 +388,7 @@ def _save(
 
     def save(work: Path) -> dict[str, Path]:
         export_saved_model(network.model, work / SAVED_MODEL, size=size, method=method)
-        save_parts(network, work / BACKBONE, work / HEAD_WEIGHTS, tuned=not hp.train_only_top_layer)
+        save_parts(network, work / BACKBONE, work / HEAD_WEIGHTS)
         index = work / CLASS_INDEX
         index.write_text(json.dumps({name: i for i, name in enumerate(classes)}, indent=2))
         return {
