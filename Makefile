@@ -143,7 +143,8 @@ TRAINER_SLOW := $(addprefix $(ALGORITHM_TESTS)/,semantic_segmentation/test_learn
 	image_classification/test_training.py)
 TRAINER_TESTS := $(TRAINER_SLOW) $(filter-out $(TRAINER_SLOW),$(wildcard $(ALGORITHM_TESTS)/*/test_*.py)) \
 	tests/tasks/test_job.py tests/tasks/test_algorithms.py tests/tasks/test_serving_limits.py \
-	tests/tasks/test_best_weights.py tests/tasks/test_throughput_log.py
+	tests/tasks/test_best_weights.py tests/tasks/test_throughput_log.py \
+	tests/tasks/test_serving_batches.py
 PYTEST := pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The trainer session writes to its log while the other prints here; its log follows. The

@@ -151,7 +151,7 @@ CLIENTS = (1, 8, 32)
 
 def main() -> int:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--requests", type=int, default=160, help="per run at 8 and 32 clients")
+    parser.add_argument("--requests", type=int, default=400, help="per run at 8 and 32 clients")
     parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
     rows = []
@@ -175,7 +175,9 @@ def main() -> int:
         "Command: `make bench-serve` (`.venv-trainer/bin/python scripts/bench_serve.py`): "
         "`python -m tasks.serve` on loopback with its defaults (batches of up to 32; a request "
         "that finds the model idle is predicted at once, those arriving meanwhile form the "
-        f"next batch), one JPEG per request, {args.requests // 2} requests from 1 client, "
+        "next batch; TensorFlow's threads: 1 between ops, one a core inside each; the "
+        "exported graph has its batch normalizations folded into the convolutions), one JPEG "
+        f"per request, {args.requests // 2} requests from 1 client, "
         f"{args.requests} from 8 and from 32 concurrent clients. The floor is the model's own "
         "time for one image in-process: a plain Keras loop on the same weights and images "
         "(decode, resize, `model.predict_on_batch` of one image), its p50 and images/s. "

@@ -6,9 +6,12 @@ endpoint with the managed inference container's contract.
 asks for, among those the model's algorithm offers (tasks/serving/responses.py): 415 or 406
 with a sentence for other types, 400 with a sentence for an image that is corrupt or over the
 caps of tasks.limits, and the server keeps serving. A request that finds the model idle is
-predicted at once; those that arrive while it predicts form the next batch (up to --max-batch,
-waiting at most --batch-wait-ms for more company, 0 by default), through the same code as
-batch transform.
+predicted at once; those that arrive while it predicts form the next batch (up to --max-batch),
+which also waits for the clients the last batch answered, if their connections are still open,
+at most a quarter of that batch's predict time (a lone client never waits), and for any other
+company at most --batch-wait-ms (0 by default); through the same code as batch transform.
+TensorFlow runs one op at a time (--inter-op-threads 1: a served graph is a chain of ops, and
+more threads spin on the cores the server needs), each op on every core (--intra-op-threads).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from tasks.serving.server import Batcher, log, make_app, run_endpoint
 
 def serve(args: argparse.Namespace) -> None:
     """Load the model, then answer requests until stopped."""
+    import tensorflow as tf
+
     from tasks.inference import LoadedModel
+
+    # Before TensorFlow starts its thread pools: a served graph is a chain of ops, so threads
+    # between ops mostly spin, on the cores the event loop needs.
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
 
     with (
         tempfile.TemporaryDirectory(prefix="serve-") as tmp,
@@ -39,12 +49,14 @@ def serve(args: argparse.Namespace) -> None:
         responses: Responses = model.spec.entry_point("responses")
         batcher = Batcher(model, responses, args.max_batch, args.batch_wait_ms / 1000)
         log.info(
-            "serving %s model %s on %s:%d (%s)",
+            "serving %s model %s on %s:%d (%s; TensorFlow threads: %d inter-op, %d intra-op)",
             model.spec.id,
             args.model,
             args.host,
             args.port,
             ", ".join(responses.accept),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+            tf.config.threading.get_intra_op_parallelism_threads(),
         )
         run_endpoint(make_app(batcher), args.host, args.port, reuse_port=args.reuse_port)
 
@@ -70,7 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="how long a batch waits for more requests (those that came while the model was "
-        "busy join it anyway)",
+        "busy join it anyway, and the clients the last batch answered are waited for a share "
+        "of its time)",
+    )
+    parser.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=1,
+        help="TensorFlow's threads running independent ops at once (TF Serving's "
+        "--tensorflow_inter_op_parallelism; 0: one a core)",
+    )
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="TensorFlow's threads inside one op (TF Serving's "
+        "--tensorflow_intra_op_parallelism; 0: one a core)",
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -81,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers < 1 or args.max_batch < 1:
         print("--workers and --max-batch must be at least 1", file=sys.stderr)
+        return 2
+    if args.inter_op_threads < 0 or args.intra_op_threads < 0:
+        print("--inter-op-threads and --intra-op-threads must be 0 or more", file=sys.stderr)
         return 2
     if args.workers > 1:
         # One process per worker, each binding the same port (SO_REUSEPORT): the kernel spreads

@@ -38,6 +38,10 @@ SUMMARY_SECONDS = 60.0
 """How often the log says what was served (a line a request would be the whole log)."""
 TRIM_PIXELS = 4_000_000
 """After a batch with more decoded pixels, freed memory goes back to the system."""
+RETURN_SHARE = 0.25
+"""How long a batch waits for the clients the last batch answered, as a share of that batch's
+predict time: kept-alive clients send again within a round trip, and one batch of all of them
+costs less than two halves (ResNet-20 on 32x32: 8 images 4.9 ms, 4 images 4.0 ms)."""
 
 
 class Budget:
@@ -73,6 +77,7 @@ class _Request:
     image: bytes
     accept: str
     pixels: int = 0
+    client: asyncio.BaseTransport | None = None
     answer: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -87,6 +92,8 @@ class Batcher:
         self.max_batch, self.wait = max_batch, wait
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="predict")
+        self._answered: list[asyncio.BaseTransport] = []
+        self._return_seconds = 0.0
         self._requests = self._batches = self._largest = 0
         self._since = time.monotonic()
 
@@ -112,8 +119,16 @@ class Batcher:
         self._requests = self._batches = self._largest = 0
         self._since = time.monotonic()
 
-    async def answer(self, image: bytes, accept: str, pixels: int = 0) -> Body:
-        request = _Request(image, accept, pixels)
+    async def answer(
+        self,
+        image: bytes,
+        accept: str,
+        pixels: int = 0,
+        client: asyncio.BaseTransport | None = None,
+    ) -> Body:
+        """The response to one image; `client`, the connection it came on, lets a batch wait
+        for the clients the last one answered."""
+        request = _Request(image, accept, pixels, client)
         await self._queue.put(request)
         return await request.answer
 
@@ -123,23 +138,32 @@ class Batcher:
         finally:  # stopped with the server: what it served since the last line
             self.summary()
 
+    def _returning(self, batch: list[_Request]) -> bool:
+        """Whether a client the last batch answered, still connected, has not sent again."""
+        present = {r.client for r in batch}
+        return any(c not in present and not c.is_closing() for c in self._answered)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            deadline = loop.time() + self.wait
+            started = loop.time()
+            deadline, returns_by = started + self.wait, started + self._return_seconds
             while len(batch) < self.max_batch:
                 # What arrived while the last batch was predicted joins at once; then the batch
-                # waits for company at most until its deadline (none with a wait of 0).
+                # waits for company until its deadline (none with a wait of 0), and for the
+                # clients the last batch answered a share of its time (a lone client: none).
                 if not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                     continue
-                if deadline <= loop.time():
+                until = max(deadline, returns_by) if self._returning(batch) else deadline
+                if until <= loop.time():
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), deadline - loop.time()))
+                    batch.append(await asyncio.wait_for(self._queue.get(), until - loop.time()))
                 except TimeoutError:
                     break
+            predicting = loop.time()
             for accept in dict.fromkeys(r.accept for r in batch):
                 same = [r for r in batch if r.accept == accept]
                 try:
@@ -157,6 +181,8 @@ class Batcher:
                 for request, answer in zip(same, answers, strict=True):
                     if not request.answer.done():
                         request.answer.set_result(answer)
+            self._answered = [r.client for r in batch if r.client is not None]
+            self._return_seconds = RETURN_SHARE * (loop.time() - predicting)
             self._served(len(batch))
             if sum(r.pixels for r in batch) > TRIM_PIXELS:
                 await loop.run_in_executor(self._pool, _trim_memory)
@@ -227,7 +253,7 @@ def make_app(batcher: Batcher) -> web.Application:
         finally:
             body_budget.give(taken[0])
         try:
-            answer = await batcher.answer(image, accept, pixels)
+            answer = await batcher.answer(image, accept, pixels, request.transport)
         finally:
             pixel_budget.give(pixels)
         if isinstance(answer, InputError):

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tasks.algorithms.image_classification.data import preprocess
+from tasks.backbones.folding import fold_batch_norms
 from tasks.classification.serving import OUTPUT_KEY
 
 
@@ -22,6 +23,7 @@ def export_saved_model(
     """`serving_default(images: string[batch])` -> {"probabilities": float32[batch, classes]},
     softmax for single-label models, per-class sigmoid for multi-label ones."""
     squash = tf.nn.sigmoid if activation == "sigmoid" else tf.nn.softmax
+    network = fold_batch_norms(model)
 
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(
@@ -29,7 +31,7 @@ def export_saved_model(
             images,
             fn_output_signature=tf.TensorSpec([image_shape[1], image_shape[2], image_shape[0]]),
         )
-        logits = tf.cast(model(pixels, training=False), tf.float32)
+        logits = tf.cast(network(pixels, training=False), tf.float32)
         return {OUTPUT_KEY: squash(logits)}
 
     # The endpoint tracks the variables it uses; track() would store each of them twice.

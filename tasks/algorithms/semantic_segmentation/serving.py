@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tasks.algorithms.semantic_segmentation.network import inference_network
 from tasks.algorithms.semantic_segmentation.pipeline import working_size
+from tasks.backbones.folding import fold_batch_norms
 from tasks.saved_model_ops import load_saved_model
 
 LOGITS_KEY, SIZE_KEY = "logits", "size"
@@ -20,7 +21,7 @@ LOGITS_KEY, SIZE_KEY = "logits", "size"
 def export_saved_model(model: keras.Model, path: Path, *, base_size: int) -> None:
     """`serving_default(image: string)` -> {"logits": float32[h, w, classes] at the working
     size, "size": int32[2], the input's height and width}."""
-    network = inference_network(model)
+    network = fold_batch_norms(inference_network(model))
 
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.io.decode_image(image, channels=3, expand_animations=False)

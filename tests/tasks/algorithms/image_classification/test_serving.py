@@ -32,6 +32,14 @@ def model(tmp_path_factory, shapes):
     return ml.model_dir / "model.tar.gz"
 
 
+@pytest.mark.parametrize("flag", ["--inter-op-threads", "--intra-op-threads", "--max-batch"])
+def test_a_count_out_of_range_is_refused_before_the_model_loads(flag, capsys):
+    from tasks.serve import main as serve_main
+
+    assert serve_main(["--model", "/nonexistent/model.tar.gz", flag, "-1"]) == 2
+    assert flag in capsys.readouterr().err
+
+
 def _png(jpeg: bytes) -> bytes:
     out = io.BytesIO()
     Image.open(io.BytesIO(jpeg)).save(out, "PNG")
@@ -98,7 +106,7 @@ def test_concurrent_clients_get_what_batch_transform_predicts(model, shapes, tmp
     }
     log: list[str] = []
     with (
-        served(model, "--batch-wait-ms", "20", log=log) as url,
+        served(model, "--batch-wait-ms", "20", "--intra-op-threads", "2", log=log) as url,
         ThreadPoolExecutor(8) as clients,
     ):
         answers = list(clients.map(lambda p: post(url, p.read_bytes(), "image/jpeg"), images * 2))
@@ -112,6 +120,8 @@ def test_concurrent_clients_get_what_batch_transform_predicts(model, shapes, tmp
     largest = max(int(s.split("(largest ")[1].split(")")[0]) for s in summaries)
     assert served_count == len(answers) and largest > 1, summaries
     assert not any("predicting" in line for line in log)
+    # TensorFlow's threads as asked: one between ops by default, two inside each as given.
+    assert any("TensorFlow threads: 1 inter-op, 2 intra-op" in line for line in log), log[:3]
 
 
 def test_the_saved_model_answers_a_tf_serving_request(model, shapes, tmp_path):
