@@ -271,7 +271,8 @@ def main() -> int:
         "2 threads 1.86 s for the 600 images, the same CPU time. Tried on 2026-12-07: OpenCV's "
         "SIMD resize in place of Pillow's (0.21 ms against 0.87 ms an image) took the pack from "
         "1.85 s to 1.72 s (2.78x im2rec), short of 3.0x for a new dependency; the DCT-scaled "
-        "decode alone is 1.07 s of the two cores' time, with resize, encode and the process start about 1.5 s is this design's floor.",
+        "decode alone is 1.07 s of the two cores' time, with resize, encode and the process "
+        "start about 1.5 s is this design's floor.",
         "| stage | time per image |",
         profile,
     )
