@@ -49,6 +49,23 @@ def test_resize_sets_the_shorter_side(tmp_path, images, workers):
     assert sizes == [(32, 24), (24, 72), (24, 24)]
 
 
+def test_freed_image_memory_is_kept_while_packing_and_the_setting_restored(
+    tmp_path, images, monkeypatch
+):
+    import tasks.data.pack as pack
+
+    root, entries = images
+    seen = []
+    encode = pack.encode_image
+    monkeypatch.setattr(
+        pack, "encode_image", lambda *a: seen.append(Image.core.get_blocks_max()) or encode(*a)
+    )
+    before = Image.core.get_blocks_max()
+    pack_lst(entries, root, tmp_path / "o.rec", tmp_path / "o.idx", options=PackOptions(resize=24))
+    assert seen and min(seen) >= 2 and min(seen) > before
+    assert Image.core.get_blocks_max() == before
+
+
 def test_pack_label_writes_all_labels(tmp_path, images):
     root, _ = images
     entries = [LstEntry(0, (1.0, 0.0, 1.0), "0.jpg")]
