@@ -140,6 +140,18 @@ def _done(action) -> bool:
     return True
 
 
+def _keys(browser, field, *strokes: tuple[str, ...]) -> None:
+    """Send each of `strokes` to `field` as one attempt, retried until the field takes them all:
+    a field that took the first can still refuse the next while its section grows into place,
+    and a retry starts again from the first (a select-all)."""
+
+    def send() -> None:
+        for keys in strokes:
+            field.send_keys(*keys)
+
+    _wait(browser, lambda d: _done(send))
+
+
 def _section_buttons(browser) -> list:
     return browser.find_elements(_by().CSS_SELECTOR, "[role=dialog] button[aria-expanded]")
 
@@ -258,8 +270,7 @@ def _type_into_input(browser, field, text: str, name: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
     browser.execute_script("arguments[0].scrollIntoView()", field)
-    _wait(browser, lambda d: _done(lambda: field.send_keys(Keys.CONTROL, "a")))
-    field.send_keys(text)
+    _keys(browser, field, (Keys.CONTROL, "a"), (text,))
     if field.get_attribute("value") != text:
         # Airflow's form re-renders a text field while keys arrive at machine speed and loses
         # one now and then: the value goes in as a paste does, in one input event.
@@ -313,8 +324,7 @@ def test_letters_in_a_number_field_are_refused_not_run(user, airflow, shots):
     trigger = _open_trigger_form(browser, airflow)
     field = _field(browser, "image_height")
     browser.execute_script("arguments[0].scrollIntoView()", field)
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(Keys.BACKSPACE, "x")
+    _keys(browser, field, (Keys.CONTROL, "a"), (Keys.BACKSPACE, "x"))
     required = "//*[normalize-space(text())='This field is required']"
     said = _wait(
         browser, lambda d: [e for e in d.find_elements(By.XPATH, required) if e.is_displayed()]
@@ -606,7 +616,7 @@ def _type_json(browser, name: str, text: str) -> None:
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
     editor = field.find_element(By.CSS_SELECTOR, "[role=textbox]")
     _wait(browser, lambda d: _done(field.click))
-    editor.send_keys(Keys.CONTROL, "a")
+    _keys(browser, editor, (Keys.CONTROL, "a"))
     browser.execute_script(
         "const data = new DataTransfer(); data.setData('text/plain', arguments[1]);"
         "arguments[0].dispatchEvent(new ClipboardEvent('paste', "
