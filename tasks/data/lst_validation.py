@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,7 +88,24 @@ def _parse_line(raw: bytes, line_no: int, problems: list[Problem]) -> LstEntry |
     except ValueError:
         problems.append(Problem(line_no, f"labels must be numbers, got {fields[1:-1]!r}"))
         return None
+    if not all(_is_float32(label) for label in labels):
+        problems.append(
+            Problem(
+                line_no,
+                f"labels must be finite numbers that a 32-bit float holds (RecordIO stores them "
+                f"so: at most 3.4e38 either way), got {fields[1:-1]!r}",
+            )
+        )
+        return None
     return LstEntry(index, labels, fields[-1], line_no)
+
+
+def _is_float32(value: float) -> bool:
+    try:
+        struct.pack("<f", value)
+    except OverflowError:
+        return False
+    return math.isfinite(value)
 
 
 def validate_lst(

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
 from tasks.errors import InputError
 from tasks.settings import setting
 from tasks.streaming import local_path, open_input
@@ -58,8 +56,9 @@ def pack(header: ImageHeader, image: bytes) -> bytes:
     """Payload for one image record, as `mx.recordio.pack` makes it."""
     if len(header.label) == 1:
         return IMAGE_HEADER.pack(0, header.label[0], header.id, header.id2) + image
-    labels = np.asarray(header.label, dtype="<f4")
-    return IMAGE_HEADER.pack(labels.size, 0.0, header.id, header.id2) + labels.tobytes() + image
+    count = len(header.label)
+    labels = struct.pack(f"<{count}f", *header.label)
+    return IMAGE_HEADER.pack(count, 0.0, header.id, header.id2) + labels + image
 
 
 def unpack(payload: bytes, *, where: str = "record") -> tuple[ImageHeader, bytes]:
@@ -79,8 +78,8 @@ def unpack(payload: bytes, *, where: str = "record") -> tuple[ImageHeader, bytes
             f"{where}: image header announces {flag} labels ({4 * flag} bytes) but only "
             f"{len(payload) - start} bytes follow the header"
         )
-    labels = np.frombuffer(payload, dtype="<f4", count=flag, offset=start)
-    return ImageHeader(tuple(float(v) for v in labels), rec_id, id2), payload[end:]
+    labels = struct.unpack_from(f"<{flag}f", payload, start)
+    return ImageHeader(labels, rec_id, id2), payload[end:]
 
 
 def _padding(length: int) -> int:

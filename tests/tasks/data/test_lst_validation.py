@@ -95,3 +95,19 @@ def test_a_split_may_lack_classes_when_their_number_is_known(tmp_path):
 def test_empty_list(tmp_path):
     with pytest.raises(LstValidationError, match="the list is empty"):
         validate_lst(write(tmp_path, "\n"))
+
+
+@pytest.mark.parametrize("label", ["inf", "-inf", "nan", "1e39", "3.40283e38"])
+def test_a_label_no_32_bit_float_holds_is_refused_with_its_line(tmp_path, label):
+    # RecordIO stores labels as 32-bit floats: these once left the packer with a traceback.
+    lst = write(tmp_path, f"0\t0\ta/0.jpg\n1\t{label}\t2\ta/1.jpg\n")
+    with pytest.raises(LstValidationError) as info:
+        validate_lst(lst)
+    assert "line 2: labels must be finite numbers that a 32-bit float holds" in str(info.value)
+    assert repr(label) in str(info.value)
+
+
+def test_the_largest_32_bit_float_is_a_label_a_list_may_carry(tmp_path):
+    lst = write(tmp_path, "0\t3.4028234e38\t1\ta/0.jpg\n")
+    (entry,) = validate_lst(lst)
+    assert entry.labels == (3.4028234e38, 1.0)
