@@ -206,19 +206,37 @@ def attempt(job: Callable[[], Any], failure_path: Path | None) -> Outcome:
     except InputError as e:
         message = str(e)
         code = EXIT_BAD_INPUT
-    except StepTerminated as e:
-        message = str(e)
-        code = EXIT_TERMINATED
     except Exception as e:  # noqa: BLE001 - the contract reports every failure in output/failure
-        message = f"internal error: {type(e).__name__}: {e}"
-        code = EXIT_INTERNAL_ERROR
-        traceback.print_exc(file=sys.stderr)
+        if (stop := _stop_behind(e)) is not None:
+            message = str(stop)
+            code = EXIT_TERMINATED
+        else:
+            message = f"internal error: {type(e).__name__}: {e}"
+            code = EXIT_INTERNAL_ERROR
+            traceback.print_exc(file=sys.stderr)
     else:
         return Outcome(EXIT_OK, result)
     if failure_path is not None:
         atomic_write_text(failure_path, message + "\n")
     print(f"{FAILED_PREFIX}{message}", file=sys.stderr, flush=True)
     return Outcome(code, reason=message)
+
+
+def _stop_behind(error: BaseException) -> StepTerminated | None:
+    """The stop (SIGTERM) that `error` was raised while handling, if any: a library may turn the
+    stop into an error of its own (a C extension's module init reports any exception as
+    "ImportError: initialization failed", and Keras then says a dependency is missing), and the
+    step was still stopped from outside, not failed (a tuning trial so stopped runs again)."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if isinstance(current, StepTerminated):
+            return current
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return None
 
 
 def unwritable(ml: MLRoot) -> int:

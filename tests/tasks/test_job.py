@@ -217,6 +217,40 @@ def test_sigterm_stops_the_step_as_a_recorded_failure(tmp_path):
     assert summary["failure"] == "terminated" and summary["status"] == "failed"
 
 
+def test_a_stop_that_a_library_turned_into_its_own_error_is_still_a_stop(tmp_path):
+    """Seen in a killed tuning run: SIGTERM landed while Keras imported optree, whose module
+    init (pybind11) reports any exception as "ImportError: initialization failed", and Keras
+    then said optree was missing: the trial was filed as an internal failure and never ran
+    again. An error raised while handling the stop is the stop."""
+    import os
+    import signal
+
+    from tasks.contract import attempt, step_summary
+    from tasks.job import _stop_on_sigterm
+
+    def importing() -> None:
+        try:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler raises inside the import
+            except Exception as e:
+                raise ImportError("initialization failed") from e
+        except ImportError:
+            raise ImportError("To use Keras, you need to have `optree` installed.") from None
+
+    def plain_import_error() -> None:
+        raise ImportError("To use Keras, you need to have `optree` installed.")
+
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        stopped = attempt(importing, tmp_path / "stopped")
+        failed = attempt(plain_import_error, tmp_path / "failed")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.code == 143 and "stopped by SIGTERM" in (tmp_path / "stopped").read_text()
+    assert step_summary(step="train", algorithm=None, outcome=stopped)["failure"] == "terminated"
+    assert failed.code == 1 and "internal error: ImportError" in failed.reason
+
+
 def test_a_job_with_a_checkpoint_uri_keeps_its_checkpoints_and_a_later_job_resumes(
     tmp_path, make_ml_root, tiny
 ):
