@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from tasks.serving import server
 from tasks.serving.responses import Responses
 
-PREDICT = 0.4
+PREDICT = 0.6
 """The stand-in model's time for a batch."""
 
 
