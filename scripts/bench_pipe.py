@@ -178,9 +178,11 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=10)
 
-    def row(what: str, key: str, unit: str, digits: int, *, scale: float = 1.0, ratio=True) -> str:
+    def row(
+        what: str, key: str, unit: str, digits: int, *, scale: float = 1.0, compared: bool = True
+    ) -> str:
         sides = [[run[key] / scale for run in side] for side in (file, pipe)]
-        ratio = ratio_text(ratios(*sides, lower_is_better=False)) if ratio else ""
+        ratio = ratio_text(ratios(*sides, lower_is_better=False)) if compared else ""
         return (
             f"| {what} | {spread(sides[0], digits, unit)} | {spread(sides[1], digits, unit)} "
             f"| {ratio} |"
@@ -191,7 +193,7 @@ def main() -> int:
         row("first pass over the records, staging included", "pass_mb_s", "MB/s", 0),
         row("training input (decode, crop, batches of 32)", "images_s", "img/s", 0),
         row("first batch after the step starts (staging included)", "first", "s", 2),
-        row("dataset bytes on the ml-root", "disk", "MiB", 1, scale=2**20, ratio=False),
+        row("dataset bytes on the ml-root", "disk", "MiB", 1, scale=2**20, compared=False),
     ]
     write_section(
         args.output,

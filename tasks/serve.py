@@ -49,16 +49,21 @@ def serve(args: argparse.Namespace) -> None:
         responses: Responses = model.spec.entry_point("responses")
         batcher = Batcher(model, responses, args.max_batch, args.batch_wait_ms / 1000)
         log.info(
-            "serving %s model %s on %s:%d (%s; TensorFlow threads: %d inter-op, %d intra-op)",
+            "serving %s model %s on %s:%d (%s; TensorFlow threads: %s inter-op, %s intra-op)",
             model.spec.id,
             args.model,
             args.host,
             args.port,
             ", ".join(responses.accept),
-            tf.config.threading.get_inter_op_parallelism_threads(),
-            tf.config.threading.get_intra_op_parallelism_threads(),
+            _threads(tf.config.threading.get_inter_op_parallelism_threads()),
+            _threads(tf.config.threading.get_intra_op_parallelism_threads()),
         )
         run_endpoint(make_app(batcher), args.host, args.port, reuse_port=args.reuse_port)
+
+
+def _threads(count: int) -> str:
+    """A TensorFlow thread setting as the log says it (0 is TensorFlow's own choice)."""
+    return str(count) if count else "one a core"
 
 
 def build_parser() -> argparse.ArgumentParser:

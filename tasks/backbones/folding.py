@@ -8,7 +8,7 @@ on this machine's CPU. Training keeps the unfolded network: this is for export o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -28,47 +28,41 @@ def _history(value: Any) -> bool:
     )
 
 
-def _read_layers(value: Any) -> Iterator[str]:
-    """The names of the layers whose outputs a serialized node argument or output reads."""
+def _map_layers(value: Any, rename: Callable[[str], str]) -> Any:
+    """A serialized node argument or output with each layer name it reads passed through
+    `rename`."""
     if _history(value):
-        yield value[0]
-    elif isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            yield value["config"]["keras_history"][0]
-        else:
-            for item in value.values():
-                yield from _read_layers(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _read_layers(item)
-
-
-def _renamed(value: Any, names: dict[str, str]) -> Any:
-    """A serialized node argument or output reading `names`' values where it read their keys."""
-    if _history(value):
-        return [names.get(value[0], value[0]), *value[1:]]
+        return [rename(value[0]), *value[1:]]
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
-            history = value["config"]["keras_history"]
-            config = {**value["config"], "keras_history": [names.get(history[0], history[0])]}
-            config["keras_history"] += history[1:]
+            layer, *indices = value["config"]["keras_history"]
+            config = {**value["config"], "keras_history": [rename(layer), *indices]}
             return {**value, "config": config}
-        return {key: _renamed(item, names) for key, item in value.items()}
+        return {key: _map_layers(item, rename) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_renamed(item, names) for item in value]
+        return [_map_layers(item, rename) for item in value]
     return value
+
+
+def _read_layers(value: Any) -> list[str]:
+    """The names of the layers whose outputs a serialized node argument or output reads."""
+    names: list[str] = []
+    _map_layers(value, lambda name: names.append(name) or name)
+    return names
 
 
 def _foldable(model: keras.Model, config: dict) -> dict[str, str]:
     """{normalization: convolution} for each BatchNormalization whose only input is a
     channels-last convolution without activation that nothing else reads, each called once."""
-    readers = Counter(name for layer in config["layers"] for name in _read_layers(layer))
+    readers = Counter(
+        name for layer in config["layers"] for name in _read_layers(layer["inbound_nodes"])
+    )
     readers.update(_read_layers(config["output_layers"]))
     by_name = {layer["name"]: layer for layer in config["layers"]}
     pairs = {}
     for entry in config["layers"]:
         norm = model.get_layer(entry["name"])
-        sources = list(_read_layers(entry["inbound_nodes"]))
+        sources = _read_layers(entry["inbound_nodes"])
         if not isinstance(norm, layers.BatchNormalization) or len(sources) != 1:
             continue
         conv = model.get_layer(sources[0])
@@ -102,17 +96,23 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
     pairs = _foldable(model, config) if "output_layers" in config else {}  # Sequential: as is
     if not pairs:
         return model
+
+    norms = {conv: norm for norm, conv in pairs.items()}
+
+    def rename(name: str) -> str:
+        return pairs.get(name, name)
+
     kept = []
     for entry in config["layers"]:
         if entry["name"] in pairs:
             continue
-        entry = {**entry, "inbound_nodes": _renamed(entry["inbound_nodes"], pairs)}
-        if entry["name"] in pairs.values():
+        entry = {**entry, "inbound_nodes": _map_layers(entry["inbound_nodes"], rename)}
+        if entry["name"] in norms:
             entry["config"] = {**entry["config"], "use_bias": True}
         kept.append(entry)
-    config = {**config, "layers": kept, "output_layers": _renamed(config["output_layers"], pairs)}
+    outputs = _map_layers(config["output_layers"], rename)
+    config = {**config, "layers": kept, "output_layers": outputs}
     folded = model.__class__.from_config(config)
-    norms = {conv: norm for norm, conv in pairs.items()}
     for layer in folded.layers:
         source = model.get_layer(layer.name)
         if layer.name in norms:
