@@ -140,16 +140,23 @@ def _done(action) -> bool:
     return True
 
 
-def _keys(browser, field, *strokes: tuple[str, ...]) -> None:
-    """Send each of `strokes` to `field` as one attempt, retried until the field takes them all:
-    a field that took the first can still refuse the next while its section grows into place,
-    and a retry starts again from the first (a select-all)."""
+def _keys(browser, find, *strokes: tuple[str, ...]):
+    """Send each of `strokes` to the field `find()` returns, as one attempt, retried until the
+    field takes them all; returns the field. A field can refuse keys while its section grows
+    into place, or stay refusing when the form re-renders its sections after it was found: each
+    attempt finds the field again (its section opened again) and starts from the first stroke
+    (a select-all)."""
+    sent = []
 
     def send() -> None:
+        field = find()
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
         for keys in strokes:
             field.send_keys(*keys)
+        sent.append(field)
 
     _wait(browser, lambda d: _done(send))
+    return sent[-1]
 
 
 def _section_buttons(browser) -> list:
@@ -263,14 +270,14 @@ def _refusal_in_dialog(browser, text: str):
 
 
 def _type_into(browser, name: str, text: str) -> None:
-    _type_into_input(browser, _field(browser, name), text, name)
+    _type_into_input(browser, lambda: _field(browser, name), text, name)
 
 
-def _type_into_input(browser, field, text: str, name: str) -> None:
+def _type_into_input(browser, find, text: str, name: str) -> None:
+    """Replace what the field `find()` returns holds with `text`, as a person types it."""
     from selenium.webdriver.common.keys import Keys
 
-    browser.execute_script("arguments[0].scrollIntoView()", field)
-    _keys(browser, field, (Keys.CONTROL, "a"), (text,))
+    field = _keys(browser, find, (Keys.CONTROL, "a"), (text,))
     if field.get_attribute("value") != text:
         # Airflow's form re-renders a text field while keys arrive at machine speed and loses
         # one now and then: the value goes in as a paste does, in one input event.
@@ -322,9 +329,9 @@ def test_letters_in_a_number_field_are_refused_not_run(user, airflow, shots):
 
     By, browser = _by(), user
     trigger = _open_trigger_form(browser, airflow)
-    field = _field(browser, "image_height")
-    browser.execute_script("arguments[0].scrollIntoView()", field)
-    _keys(browser, field, (Keys.CONTROL, "a"), (Keys.BACKSPACE, "x"))
+    field = _keys(
+        browser, lambda: _field(browser, "image_height"), (Keys.CONTROL, "a"), (Keys.BACKSPACE, "x")
+    )
     required = "//*[normalize-space(text())='This field is required']"
     said = _wait(
         browser, lambda d: [e for e in d.find_elements(By.XPATH, required) if e.is_displayed()]
@@ -616,7 +623,7 @@ def _type_json(browser, name: str, text: str) -> None:
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
     editor = field.find_element(By.CSS_SELECTOR, "[role=textbox]")
     _wait(browser, lambda d: _done(field.click))
-    _keys(browser, editor, (Keys.CONTROL, "a"))
+    _keys(browser, lambda: editor, (Keys.CONTROL, "a"))
     browser.execute_script(
         "const data = new DataTransfer(); data.setData('text/plain', arguments[1]);"
         "arguments[0].dispatchEvent(new ClipboardEvent('paste', "
@@ -687,8 +694,8 @@ def _pick_date(browser, which: int, date: str) -> None:
         ),
     )
     day, time_of_day = popover.find_elements(By.CSS_SELECTOR, "input")
-    _type_into_input(browser, day, date, "date")
-    _type_into_input(browser, time_of_day, "00:00", "time")
+    _type_into_input(browser, lambda: day, date, "date")
+    _type_into_input(browser, lambda: time_of_day, "00:00", "time")
     # A click outside closes the picker (Escape would close the whole dialog).
     browser.find_element(
         By.XPATH, "//*[@role='dialog']//*[normalize-space(text())='Date Range']"
