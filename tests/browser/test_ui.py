@@ -24,11 +24,13 @@ def _by():
 
 
 def _wait(driver, condition, seconds: float = 30):
-    """Poll `condition` until it holds; an element React replaced meanwhile is looked up again."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    """Poll `condition` until it holds; an element not there yet, or one React replaced
+    meanwhile, is looked up again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    wait = WebDriverWait(driver, seconds, ignored_exceptions=ignored)
     return wait.until(condition)
 
 
@@ -619,11 +621,17 @@ def _type_json(browser, name: str, text: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
     By = _by()
-    field = _field(browser, name)  # its section opened
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
-    editor = field.find_element(By.CSS_SELECTOR, "[role=textbox]")
-    _wait(browser, lambda d: _done(field.click))
-    _keys(browser, lambda: editor, (Keys.CONTROL, "a"))
+
+    def focused_editor():
+        field = _field(browser, name)  # its section opened
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
+        # Monaco mounts its editor a moment after the field shows: until then there is no
+        # textbox, and the wait looks again.
+        editor = field.find_element(By.CSS_SELECTOR, "[role=textbox]")
+        field.click()
+        return editor
+
+    editor = _keys(browser, focused_editor, (Keys.CONTROL, "a"))
     browser.execute_script(
         "const data = new DataTransfer(); data.setData('text/plain', arguments[1]);"
         "arguments[0].dispatchEvent(new ClipboardEvent('paste', "
