@@ -3,6 +3,7 @@ localhost with a fresh SQLite home, and headless Debian chromium driven by selen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -197,11 +198,19 @@ def airflow(tmp_path_factory) -> Iterator[Airflow]:
         )
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        _stop(process)
+
+
+def _stop(standalone: subprocess.Popen) -> None:
+    """Stop `airflow standalone` as Ctrl-C does (it stops each component, which stops its own
+    workers), then end whatever is left of its process group. A SIGTERM to the whole group
+    reached the scheduler's LocalExecutor workers as well, and the scheduler then waited on
+    them for good, left running after the tests."""
+    standalone.send_signal(signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        standalone.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(standalone.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
