@@ -60,7 +60,7 @@ def _open_trigger_form(browser, airflow, dag_id=DAG):
     opener = _wait(
         browser, lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")
     )
-    opener.click()
+    _click(browser, opener)
     trigger = _wait(
         browser,
         lambda d: next(
@@ -114,7 +114,7 @@ def _open_section(browser, section: str) -> None:
     [trigger] = [b for b in _section_buttons(browser) if b.text.strip() == section]
     if trigger.get_attribute("aria-expanded") == "false":
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", trigger)
-        _wait(browser, lambda d: _done(trigger.click))
+        _click(browser, trigger)
         _wait(browser, lambda d: trigger.get_attribute("aria-expanded") == "true")
 
 
@@ -140,6 +140,11 @@ def _done(action) -> bool:
     except (ElementClickInterceptedException, ElementNotInteractableException):
         return False
     return True
+
+
+def _click(browser, element) -> None:
+    """Click `element` once it takes the click (for a moment another element can cover it)."""
+    _wait(browser, lambda d: _done(element.click))
 
 
 def _keys(browser, find, *strokes: tuple[str, ...]):
@@ -219,7 +224,7 @@ def _open_report(browser, airflow, run_id, dag_id=DAG, shot=None, task="evaluate
     )
     if shot:
         browser.save_screenshot(str(shot))
-    link.click()
+    _click(browser, link)
     _wait(browser, lambda d: "/vision-pipelines/" in d.current_url)
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "p.headline"))
 
@@ -246,7 +251,7 @@ def _refused(browser, airflow, typed: dict[str, str], found: str, shot: Path):
     trigger = _open_trigger_form(browser, airflow)
     for name, text in typed.items():
         _type_into(browser, name, text)
-    trigger.click()
+    _click(browser, trigger)
     message = _refusal_in_dialog(browser, found)
     browser.execute_script("arguments[0].scrollIntoView()", message)
     browser.save_screenshot(str(shot))
@@ -379,7 +384,7 @@ def _run_form_defaults(browser, airflow, shots, dag_id, shot_names, link_shot=No
     browser.save_screenshot(str(shots / form_shot))
     form = _form_text(browser)
     assert trigger.is_enabled(), "the Trigger button is disabled with the form's defaults"
-    trigger.click()
+    _click(browser, trigger)
     run = _finished_run(browser, airflow, dag_id, before=before)
     _open_report(browser, airflow, run["dag_run_id"], dag_id, shot=link_shot)
     browser.save_screenshot(str(shots / report_shot))
@@ -432,7 +437,7 @@ def test_trigger_with_defaults_then_open_the_report(user, airflow, shots):
     # ... and links back to the run in Airflow.
     report_url = browser.current_url
     back = browser.find_element(By.CSS_SELECTOR, "a.airflow-run")
-    back.click()
+    _click(browser, back)
     _wait(browser, lambda d: f"/dags/{DAG}/runs/" in d.current_url)
 
     # The pipeline page lists the run, its gate verdict, and whether it is the champion.
@@ -488,7 +493,7 @@ def test_a_run_that_keeps_the_champion_reads_as_a_decision(user, airflow, shots)
     trigger = _open_trigger_form(browser, airflow)
     _type_into(browser, "min_primary_metric", "1")
     _type_into(browser, "epochs", "1")
-    trigger.click()
+    _click(browser, trigger)
     run = _finished_run(browser, airflow, before=before)
     gate = json.loads((_run_folder(airflow, DAG, folders) / "gate" / "gate.json").read_text())
     assert gate["promote"] is False
@@ -527,7 +532,7 @@ def test_a_scheduled_run_after_a_manual_promotion_is_gated_on_its_score(user, ai
     _type_into(browser, "min_improvement", "-1")
     _type_into(browser, "max_class_drop", "1")
     _type_into(browser, "epochs", "2")
-    trigger.click()
+    _click(browser, trigger)
     manual = _finished_run(browser, airflow, before=before)
     pointer = json.loads((airflow.data_root / "models" / DAG / "champion.json").read_text())
     assert pointer["champion"]["run_id"] == manual["dag_run_id"]
@@ -540,7 +545,7 @@ def test_a_scheduled_run_after_a_manual_promotion_is_gated_on_its_score(user, ai
         lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Press shift+c to clear']"),
         60,
     )
-    clear.click()
+    _click(browser, clear)
     confirm = _wait(
         browser,
         lambda d: next(
@@ -554,7 +559,7 @@ def test_a_scheduled_run_after_a_manual_promotion_is_gated_on_its_score(user, ai
         60,
     )
     browser.save_screenshot(str(shots / "10a-clear-scheduled-run.png"))
-    confirm.click()
+    _click(browser, confirm)
     browser.get("about:blank")
 
     def rerun() -> dict | None:
@@ -673,7 +678,7 @@ def test_a_bad_search_space_is_refused_in_the_tuning_dialog(user, airflow, shots
     trigger = _open_trigger_form(browser, airflow, dag_id)
     _type_json(browser, "search_space", json.dumps(space))
     assert "validation:accuracy (maximize)" in _report_text(browser)  # the Tuning section
-    trigger.click()
+    _click(browser, trigger)
     message = _refusal_in_dialog(browser, words)
     browser.execute_script("arguments[0].scrollIntoView()", message)
     slug = "-".join(words.split("'")[1:3]).replace(" ", "")[:30]
@@ -687,7 +692,7 @@ def _pick_date(browser, which: int, date: str) -> None:
     through its picker, as a person types it."""
     By = _by()
     picker = browser.find_elements(By.CSS_SELECTOR, "[role=dialog] [data-testid=datetime-input]")
-    picker[which].click()
+    _click(browser, picker[which])
     popover = _wait(
         browser,
         lambda d: next(
@@ -705,9 +710,12 @@ def _pick_date(browser, which: int, date: str) -> None:
     _type_into_input(browser, lambda: day, date, "date")
     _type_into_input(browser, lambda: time_of_day, "00:00", "time")
     # A click outside closes the picker (Escape would close the whole dialog).
-    browser.find_element(
-        By.XPATH, "//*[@role='dialog']//*[normalize-space(text())='Date Range']"
-    ).click()
+    _click(
+        browser,
+        browser.find_element(
+            By.XPATH, "//*[@role='dialog']//*[normalize-space(text())='Date Range']"
+        ),
+    )
     _wait(browser, lambda d: "Select date" not in picker[which].text)
 
 
@@ -721,9 +729,12 @@ def test_a_backfill_of_two_dates_runs_from_the_dialog_and_keeps_its_own_outputs(
     browser = user
     trigger = _open_trigger_form(browser, airflow)
     By = _by()
-    browser.find_element(
-        By.XPATH, "//*[@role='dialog']//*[normalize-space(text())='Backfill']"
-    ).click()
+    _click(
+        browser,
+        browser.find_element(
+            By.XPATH, "//*[@role='dialog']//*[normalize-space(text())='Backfill']"
+        ),
+    )
     _pick_date(browser, 0, "2026/12/01")
     _pick_date(browser, 1, "2026/12/02")
     _wait(browser, lambda d: "2 runs will be triggered" in _report_text(d))
@@ -734,7 +745,7 @@ def test_a_backfill_of_two_dates_runs_from_the_dialog_and_keeps_its_own_outputs(
         if b.text.strip() == "Run Backfill"
     )
     assert trigger is not None and run.is_enabled()
-    run.click()
+    _click(browser, run)
 
     def backfilled() -> list[dict]:
         runs = [r for r in _runs(airflow) if r["run_type"] == "backfill"]
