@@ -24,13 +24,12 @@ def _by():
 
 
 def _wait(driver, condition, seconds: float = 30):
-    """Poll `condition` until it holds; an element not there yet, or one React replaced
-    meanwhile, is looked up again."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    """Poll `condition` until it holds; an element not there yet (selenium's default), or one
+    React replaced meanwhile, is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    ignored = (NoSuchElementException, StaleElementReferenceException)
-    wait = WebDriverWait(driver, seconds, ignored_exceptions=ignored)
+    wait = WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
     return wait.until(condition)
 
 
