@@ -109,12 +109,15 @@ def _field(browser, name: str):
 
 
 def _open_section(browser, section: str) -> None:
-    """Open the form's section `section` (the one open before closes)."""
+    """Open the form's section `section` (the one open before closes), and wait until its
+    fields show: the section is marked expanded before it has grown into place."""
     [trigger] = [b for b in _section_buttons(browser) if b.text.strip() == section]
     if trigger.get_attribute("aria-expanded") == "false":
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", trigger)
         _click(browser, trigger)
         _wait(browser, lambda d: trigger.get_attribute("aria-expanded") == "true")
+    content = trigger.get_attribute("aria-controls")
+    _wait(browser, lambda d: d.find_element(_by().ID, content).text.strip())
 
 
 def _form_text(browser) -> str:
